@@ -1,0 +1,147 @@
+//! Settings shared by every Hookline binary.
+//!
+//! Each struct is a clap `Args` group with `global = true` flags, so a flag is accepted before or
+//! after a subcommand, and every flag can also come from the environment.
+
+use std::time::Duration;
+
+use clap::Args;
+
+/// How to reach Kafka.
+#[derive(Debug, Clone, Args)]
+pub struct KafkaArgs {
+    /// Kafka bootstrap servers, comma-separated.
+    #[arg(long, env = "KAFKA_BROKERS", default_value = "127.0.0.1:9092", global = true)]
+    pub brokers: String,
+
+    /// Extra librdkafka property KEY=VALUE, passed through unchanged (SASL, SSL, timeouts...).
+    /// Repeatable; in the environment, separate several with `;`.
+    #[arg(
+        long = "kafka-property",
+        env = "KAFKA_PROPERTIES",
+        value_name = "KEY=VALUE",
+        value_parser = parse_key_value,
+        value_delimiter = ';',
+        global = true
+    )]
+    pub kafka_properties: Vec<(String, String)>,
+}
+
+impl KafkaArgs {
+    /// Settings for a given bootstrap address and no extra properties (tests, the demo).
+    pub fn new(brokers: impl Into<String>) -> Self {
+        Self { brokers: brokers.into(), kafka_properties: Vec::new() }
+    }
+
+    /// Adds a librdkafka property (builder style, for tests and the demo).
+    pub fn with_property(mut self, key: &str, value: &str) -> Self {
+        self.kafka_properties.push((key.to_owned(), value.to_owned()));
+        self
+    }
+}
+
+/// Names of the three topics Hookline uses.
+#[derive(Debug, Clone, Args)]
+pub struct TopicArgs {
+    /// Delivery topic: one record per (event, customer), keyed by customer id.
+    #[arg(long = "topic", env = "HOOKLINE_TOPIC", default_value = "webhooks", global = true)]
+    pub deliveries: String,
+
+    /// Dead-letter topic: records whose delivery was given up, with the reason in headers.
+    #[arg(long = "dlq-topic", env = "HOOKLINE_DLQ_TOPIC", default_value = "webhooks.dlq", global = true)]
+    pub dlq: String,
+
+    /// Compacted topic holding the customer directory (key = customer id).
+    #[arg(
+        long = "customers-topic",
+        env = "HOOKLINE_CUSTOMERS_TOPIC",
+        default_value = "webhooks.customers",
+        global = true
+    )]
+    pub customers: String,
+}
+
+impl Default for TopicArgs {
+    fn default() -> Self {
+        Self {
+            deliveries: "webhooks".into(),
+            dlq: "webhooks.dlq".into(),
+            customers: "webhooks.customers".into(),
+        }
+    }
+}
+
+impl TopicArgs {
+    /// All three names derived from one prefix: `P`, `P.dlq`, `P.customers` (tests use a unique
+    /// prefix per test).
+    pub fn with_prefix(prefix: &str) -> Self {
+        Self {
+            deliveries: prefix.to_owned(),
+            dlq: format!("{prefix}.dlq"),
+            customers: format!("{prefix}.customers"),
+        }
+    }
+}
+
+/// Parses `KEY=VALUE` (the value may itself contain `=`).
+pub fn parse_key_value(raw: &str) -> Result<(String, String), String> {
+    match raw.split_once('=') {
+        Some((key, value)) if !key.trim().is_empty() => Ok((key.trim().to_owned(), value.to_owned())),
+        _ => Err(format!("expected KEY=VALUE, got `{raw}`")),
+    }
+}
+
+/// Parses a human duration such as `250ms`, `30s`, `5m` or `1h 30m`.
+pub fn parse_duration(raw: &str) -> Result<Duration, String> {
+    humantime::parse_duration(raw).map_err(|e| format!("`{raw}` is not a duration like 250ms, 30s or 5m ({e})"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_value_keeps_equals_in_value() {
+        assert_eq!(
+            parse_key_value("sasl.jaas.config=a=b").unwrap(),
+            ("sasl.jaas.config".to_owned(), "a=b".to_owned())
+        );
+        assert!(parse_key_value("novalue").is_err());
+        assert!(parse_key_value("=x").is_err());
+    }
+
+    #[test]
+    fn durations_accept_units() {
+        assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
+        assert_eq!(parse_duration("30s").unwrap(), Duration::from_secs(30));
+        assert_eq!(parse_duration("5m").unwrap(), Duration::from_secs(300));
+        assert!(parse_duration("5").unwrap_err().contains("not a duration"));
+    }
+
+    #[test]
+    fn common_flags_work_before_and_after_a_subcommand() {
+        use clap::{Parser, Subcommand};
+        #[derive(Parser)]
+        struct Cli {
+            #[command(flatten)]
+            kafka: KafkaArgs,
+            #[command(flatten)]
+            topics: TopicArgs,
+            #[command(subcommand)]
+            command: Cmd,
+        }
+        #[derive(Subcommand)]
+        enum Cmd {
+            Go,
+        }
+        let before = Cli::try_parse_from(["x", "--brokers", "b:1", "--topic", "t", "go"]).unwrap();
+        let after = Cli::try_parse_from(["x", "go", "--brokers", "b:1", "--topic", "t"]).unwrap();
+        for cli in [before, after] {
+            assert_eq!(cli.kafka.brokers, "b:1");
+            assert_eq!(cli.topics.deliveries, "t");
+            assert_eq!(cli.topics.dlq, "webhooks.dlq");
+        }
+        let props = Cli::try_parse_from(["x", "go", "--kafka-property", "a=1", "--kafka-property", "b=2"]).unwrap();
+        assert_eq!(props.kafka.kafka_properties, vec![("a".into(), "1".into()), ("b".into(), "2".into())]);
+    }
+}

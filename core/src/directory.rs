@@ -1,0 +1,234 @@
+//! The customer directory: an in-memory view of the compacted customers topic.
+//!
+//! A dedicated thread reads every partition of the topic from the beginning, then keeps following
+//! it, so the only infrastructure Hookline needs is Kafka. [`Directory::start`] returns once the
+//! view has caught up with what the topic held at start-up. [`Directory::sync`] waits until the
+//! view has caught up with what the topic holds *now*: the consumer calls it before declaring a
+//! customer unknown, so a customer added a moment before its first event is not dead-lettered by
+//! a lagging view.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::time::Duration;
+
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Message;
+use rdkafka::{Offset, TopicPartitionList};
+use tokio::sync::oneshot;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::KafkaArgs;
+use crate::customer::Customer;
+use crate::{Error, Result, kafka};
+
+const METADATA_TIMEOUT: Duration = Duration::from_secs(10);
+const POLL_INTERVAL: Duration = Duration::from_millis(100);
+
+/// Shared, cheaply cloneable handle on the directory.
+#[derive(Debug, Clone)]
+pub struct Directory {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    topic: String,
+    partitions: Vec<i32>,
+    reader: BaseConsumer,
+    customers: RwLock<HashMap<String, Arc<Customer>>>,
+    progress: Mutex<Progress>,
+    stop: CancellationToken,
+}
+
+impl std::fmt::Debug for Inner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Inner").field("topic", &self.topic).field("partitions", &self.partitions).finish_non_exhaustive()
+    }
+}
+
+/// How far the reader got, and who waits for it to get further.
+#[derive(Debug, Default)]
+struct Progress {
+    /// Next offset to read, per partition.
+    next_offset: HashMap<i32, i64>,
+    waiters: Vec<Waiter>,
+    stopped: bool,
+}
+
+#[derive(Debug)]
+struct Waiter {
+    targets: HashMap<i32, i64>,
+    done: oneshot::Sender<()>,
+}
+
+impl Progress {
+    fn reached(&self, targets: &HashMap<i32, i64>) -> bool {
+        targets.iter().all(|(p, target)| self.next_offset.get(p).copied().unwrap_or(0) >= *target)
+    }
+
+    fn wake_reached(&mut self) {
+        let waiters = std::mem::take(&mut self.waiters);
+        for waiter in waiters {
+            if self.reached(&waiter.targets) {
+                let _ = waiter.done.send(());
+            } else {
+                self.waiters.push(waiter);
+            }
+        }
+    }
+}
+
+impl Directory {
+    /// Starts following `topic` and returns once the view holds everything the topic held at
+    /// start-up (or `load_timeout` passed). The follower stops when `stop` is cancelled.
+    pub async fn start(kafka: &KafkaArgs, topic: &str, load_timeout: Duration, stop: CancellationToken) -> Result<Self> {
+        let kafka = kafka.clone();
+        let topic_owned = topic.to_owned();
+        let inner = tokio::task::spawn_blocking(move || Inner::open(&kafka, topic_owned, stop))
+            .await
+            .map_err(|_| Error::DirectoryStopped)??;
+        let inner = Arc::new(inner);
+        let follower = Arc::clone(&inner);
+        std::thread::Builder::new()
+            .name("hookline-directory".into())
+            .spawn(move || follower.follow())
+            .map_err(|_| Error::DirectoryStopped)?;
+        let directory = Self { inner };
+        tokio::time::timeout(load_timeout, directory.sync())
+            .await
+            .map_err(|_| Error::Timeout(load_timeout, "the customer directory to load"))??;
+        tracing::info!(topic, customers = directory.len(), "customer directory loaded");
+        Ok(directory)
+    }
+
+    /// The customer with this id, as last read.
+    pub fn get(&self, id: &str) -> Option<Arc<Customer>> {
+        self.read().get(id).cloned()
+    }
+
+    /// The customer with this id, after catching up with the topic if it is not known yet.
+    pub async fn get_fresh(&self, id: &str, timeout: Duration) -> Result<Option<Arc<Customer>>> {
+        if let Some(customer) = self.get(id) {
+            return Ok(Some(customer));
+        }
+        tokio::time::timeout(timeout, self.sync())
+            .await
+            .map_err(|_| Error::Timeout(timeout, "the customer directory to catch up"))??;
+        Ok(self.get(id))
+    }
+
+    /// Customers subscribed to `event_type`, ordered by id.
+    pub fn subscribers(&self, event_type: &str) -> Vec<Arc<Customer>> {
+        let mut found: Vec<_> = self.read().values().filter(|c| c.subscribes_to(event_type)).cloned().collect();
+        found.sort_by(|a, b| a.id.cmp(&b.id));
+        found
+    }
+
+    /// Every customer, ordered by id.
+    pub fn all(&self) -> Vec<Arc<Customer>> {
+        let mut found: Vec<_> = self.read().values().cloned().collect();
+        found.sort_by(|a, b| a.id.cmp(&b.id));
+        found
+    }
+
+    /// Number of customers known.
+    pub fn len(&self) -> usize {
+        self.read().len()
+    }
+
+    /// Whether no customer is known.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Waits until the view holds every record the topic holds now.
+    pub async fn sync(&self) -> Result<()> {
+        let inner = Arc::clone(&self.inner);
+        let targets = tokio::task::spawn_blocking(move || inner.high_watermarks())
+            .await
+            .map_err(|_| Error::DirectoryStopped)??;
+        let (done, reached) = oneshot::channel();
+        {
+            let mut progress = self.inner.progress.lock().unwrap_or_else(PoisonError::into_inner);
+            if progress.stopped {
+                return Err(Error::DirectoryStopped);
+            }
+            progress.waiters.push(Waiter { targets, done });
+            progress.wake_reached();
+        }
+        reached.await.map_err(|_| Error::DirectoryStopped)
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<String, Arc<Customer>>> {
+        self.inner.customers.read().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl Inner {
+    fn open(kafka: &KafkaArgs, topic: String, stop: CancellationToken) -> Result<Self> {
+        let reader = kafka::reader(kafka, "hookline-directory")?;
+        let partitions = kafka::topic_partitions(&reader, &topic, METADATA_TIMEOUT)?;
+        let mut assignment = TopicPartitionList::new();
+        let mut next_offset = HashMap::new();
+        for &partition in &partitions {
+            let (low, _high) = reader.fetch_watermarks(&topic, partition, METADATA_TIMEOUT)?;
+            next_offset.insert(partition, low);
+            assignment.add_partition_offset(&topic, partition, Offset::Beginning)?;
+        }
+        reader.assign(&assignment)?;
+        Ok(Self {
+            topic,
+            partitions,
+            reader,
+            customers: RwLock::default(),
+            progress: Mutex::new(Progress { next_offset, ..Progress::default() }),
+            stop,
+        })
+    }
+
+    fn high_watermarks(&self) -> Result<HashMap<i32, i64>> {
+        let mut targets = HashMap::new();
+        for &partition in &self.partitions {
+            let (_low, high) = self.reader.fetch_watermarks(&self.topic, partition, METADATA_TIMEOUT)?;
+            targets.insert(partition, high);
+        }
+        Ok(targets)
+    }
+
+    /// The follower thread: applies records until `stop` fires.
+    fn follow(&self) {
+        while !self.stop.is_cancelled() {
+            match self.reader.poll(POLL_INTERVAL) {
+                Some(Ok(message)) => {
+                    self.apply(message.key(), message.payload());
+                    let mut progress = self.progress.lock().unwrap_or_else(PoisonError::into_inner);
+                    progress.next_offset.insert(message.partition(), message.offset() + 1);
+                    progress.wake_reached();
+                }
+                Some(Err(error)) => tracing::warn!(topic = %self.topic, %error, "customer directory read failed"),
+                None => {}
+            }
+        }
+        let mut progress = self.progress.lock().unwrap_or_else(PoisonError::into_inner);
+        progress.stopped = true;
+        progress.waiters.clear();
+    }
+
+    fn apply(&self, key: Option<&[u8]>, value: Option<&[u8]>) {
+        let Some(key) = key.and_then(|k| std::str::from_utf8(k).ok()) else {
+            tracing::warn!(topic = %self.topic, "ignoring customer record without a UTF-8 key");
+            return;
+        };
+        let mut customers = self.customers.write().unwrap_or_else(PoisonError::into_inner);
+        match value {
+            None => {
+                customers.remove(key);
+            }
+            Some(value) => match Customer::from_record(key, value) {
+                Ok(customer) => {
+                    customers.insert(key.to_owned(), Arc::new(customer));
+                }
+                Err(error) => tracing::warn!(topic = %self.topic, %error, "ignoring invalid customer record"),
+            },
+        }
+    }
+}

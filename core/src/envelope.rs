@@ -1,0 +1,124 @@
+//! What travels on the delivery topic, and the webhook body built from it.
+//!
+//! One published event becomes one [`EventRecord`] per receiving customer, keyed by customer id
+//! so that one customer's events share a partition and keep their order. All copies of an event
+//! share its [`EventRecord::event_id`], which is sent as `webhook-id` on every attempt so that
+//! receivers can de-duplicate.
+
+use std::time::SystemTime;
+
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+
+/// Record headers Hookline writes. Values are UTF-8.
+pub mod headers {
+    /// Event id, duplicated from the value so tools can read it without decoding.
+    pub const EVENT_ID: &str = "hookline-event-id";
+    /// Event type, duplicated from the value for the same reason.
+    pub const EVENT_TYPE: &str = "hookline-event-type";
+    /// Why a record was dead-lettered (see `DlqReason` in the consumer).
+    pub const DLQ_REASON: &str = "hookline-dlq-reason";
+    /// Human-readable detail of the last failure.
+    pub const DLQ_ERROR: &str = "hookline-dlq-error";
+    /// Delivery attempts made before giving up.
+    pub const DLQ_ATTEMPTS: &str = "hookline-dlq-attempts";
+    /// HTTP status of the last attempt, when there was a response.
+    pub const DLQ_LAST_STATUS: &str = "hookline-dlq-last-status";
+    /// When the record was dead-lettered (RFC 3339).
+    pub const DLQ_AT: &str = "hookline-dlq-at";
+    /// Where the record came from.
+    pub const ORIGINAL_TOPIC: &str = "hookline-original-topic";
+    pub const ORIGINAL_PARTITION: &str = "hookline-original-partition";
+    pub const ORIGINAL_OFFSET: &str = "hookline-original-offset";
+}
+
+/// The value of a record on the delivery topic (JSON).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct EventRecord {
+    /// Unique, stable id of the published event (`evt_…`), the same for every customer's copy.
+    pub event_id: String,
+    /// Event type, e.g. `order.created`.
+    #[serde(rename = "type")]
+    pub event_type: String,
+    /// When the event was accepted, RFC 3339 with milliseconds.
+    pub timestamp: String,
+    /// The event's payload, kept as the exact JSON text the producer sent.
+    pub payload: Box<RawValue>,
+}
+
+impl EventRecord {
+    /// A new event with a fresh time-ordered id.
+    pub fn new(event_type: impl Into<String>, payload: Box<RawValue>) -> Self {
+        Self {
+            event_id: new_event_id(),
+            event_type: event_type.into(),
+            timestamp: humantime::format_rfc3339_millis(SystemTime::now()).to_string(),
+            payload,
+        }
+    }
+
+    /// Encodes the record value.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        // Serializing owned strings and a RawValue cannot fail.
+        serde_json::to_vec(self).unwrap_or_default()
+    }
+
+    /// Decodes a record value.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, serde_json::Error> {
+        serde_json::from_slice(bytes)
+    }
+
+    /// The body POSTed to the customer, in the Standard Webhooks shape `{type, timestamp, data}`.
+    pub fn webhook_body(&self) -> Vec<u8> {
+        #[derive(Serialize)]
+        struct Body<'a> {
+            #[serde(rename = "type")]
+            event_type: &'a str,
+            timestamp: &'a str,
+            data: &'a RawValue,
+        }
+        serde_json::to_vec(&Body { event_type: &self.event_type, timestamp: &self.timestamp, data: &self.payload })
+            .unwrap_or_default()
+    }
+}
+
+/// A new event id: `evt_` and a UUIDv7, so ids sort by creation time.
+pub fn new_event_id() -> String {
+    format!("evt_{}", uuid::Uuid::now_v7().simple())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_and_keeps_payload_bytes() {
+        let payload = RawValue::from_string(r#"{"b":1,  "a":[2,3]}"#.to_owned()).unwrap();
+        let record = EventRecord::new("order.created", payload);
+        let decoded = EventRecord::from_bytes(&record.to_bytes()).unwrap();
+        assert_eq!(decoded.event_id, record.event_id);
+        assert_eq!(decoded.event_type, record.event_type);
+        assert_eq!(decoded.timestamp, record.timestamp);
+        assert_eq!(decoded.payload.get(), record.payload.get());
+        assert!(decoded.event_id.starts_with("evt_"));
+
+        let body: serde_json::Value = serde_json::from_slice(&record.webhook_body()).unwrap();
+        assert_eq!(body["type"], "order.created");
+        assert_eq!(body["timestamp"], record.timestamp.as_str());
+        assert_eq!(body["data"]["a"][1], 3);
+        // The payload text is forwarded as sent, not re-serialized.
+        assert!(String::from_utf8(record.webhook_body()).unwrap().contains(r#"{"b":1,  "a":[2,3]}"#));
+    }
+
+    #[test]
+    fn event_ids_are_unique() {
+        let ids: std::collections::HashSet<_> = (0..1000).map(|_| new_event_id()).collect();
+        assert_eq!(ids.len(), 1000);
+    }
+
+    #[test]
+    fn garbage_is_an_error_not_a_panic() {
+        assert!(EventRecord::from_bytes(b"not json").is_err());
+        assert!(EventRecord::from_bytes(br#"{"event_id":"x"}"#).is_err());
+    }
+}
