@@ -232,3 +232,26 @@ impl Inner {
         }
     }
 }
+
+/// Writes (upserts) a customer to the customers topic and waits for the broker's acknowledgement.
+pub async fn put_customer(kafka: &KafkaArgs, topic: &str, customer: &Customer) -> Result<()> {
+    write_customer_record(kafka, topic, &customer.id, Some(customer.to_bytes())).await
+}
+
+/// Removes a customer: writes a tombstone, which compaction turns into the key's removal.
+pub async fn remove_customer(kafka: &KafkaArgs, topic: &str, id: &str) -> Result<()> {
+    write_customer_record(kafka, topic, id, None).await
+}
+
+async fn write_customer_record(kafka: &KafkaArgs, topic: &str, id: &str, value: Option<Vec<u8>>) -> Result<()> {
+    use rdkafka::producer::{FutureProducer, FutureRecord};
+    let producer: FutureProducer = kafka::producer_config(kafka, "hookline-setup").create()?;
+    let mut record: FutureRecord<'_, str, Vec<u8>> = FutureRecord::to(topic).key(id);
+    if let Some(value) = value.as_ref() {
+        record = record.payload(value);
+    }
+    let sent = producer.send(record, Duration::from_secs(30)).await;
+    // Dropping a producer flushes and may block; keep that off the async runtime.
+    tokio::task::spawn_blocking(move || drop(producer)).await.ok();
+    sent.map(|_| ()).map_err(|(error, _)| Error::Kafka(error))
+}

@@ -10,6 +10,7 @@
 //! - [`directory`]: the in-memory view of the customers topic (read from the start, then followed).
 //! - [`shutdown`]: one cancellation token fired by SIGINT/SIGTERM.
 //! - [`telemetry`]: logging set-up.
+//! - [`topics`]: creating and checking the three topics.
 //! - [`error`]: this crate's error type.
 
 pub mod config;
@@ -20,5 +21,6 @@ pub mod error;
 pub mod kafka;
 pub mod shutdown;
 pub mod telemetry;
+pub mod topics;
 
 pub use error::{Error, Result};
