@@ -1,1 +1,202 @@
+//! Hookline's delivery worker.
+//!
+//! A member of a Kafka consumer group on the delivery topic. Each assigned partition gets its own
+//! worker that handles records one at a time, in offset order: POST to the customer's webhook,
+//! retry with exponential backoff on failure (blocking that partition only), dead-letter after
+//! the last attempt. A record's offset is stored for commit only after the endpoint's ACK or the
+//! DLQ's acknowledgement, so a crash at any point means redelivery, never loss.
+//!
+//! The main task keeps polling the consumer while workers wait on slow endpoints, so long retries
+//! never exceed `max.poll.interval.ms`, and rebalance callbacks run promptly: a revoked
+//! partition's worker is cancelled without storing the record it was retrying.
+//!
+//! # Layout
+//! - [`config`]: flags and environment variables.
+//! - [`context`]: rebalance and commit callbacks; splits each assigned partition's queue.
+//! - [`dispatcher`]: the per-partition worker and its commit rule.
+//! - [`offsets`]: the commit watermark of a partition.
+//! - [`pipeline`]: what happens to one record (look-up, attempts, retries, DLQ).
+//! - [`webhook`]: one HTTP attempt.
+//! - [`retry`]: the backoff schedule and `Retry-After`.
+//! - [`dlq`]: writing dead letters.
+//! - [`metrics`]: Prometheus metrics and `/metrics`.
+//! - [`error`]: this crate's error type.
 
+pub mod config;
+pub mod context;
+pub mod dispatcher;
+pub mod dlq;
+pub mod error;
+pub mod metrics;
+pub mod offsets;
+pub mod pipeline;
+pub mod retry;
+pub mod webhook;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hookline_core::directory::Directory;
+use hookline_core::kafka;
+use rdkafka::consumer::{CommitMode, Consumer};
+use rdkafka::message::Message;
+use rdkafka::producer::{FutureProducer, Producer};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+pub use config::Config;
+pub use error::{Error, Result};
+pub use metrics::Metrics;
+
+use context::{HooklineConsumer, HooklineContext};
+use dispatcher::Stops;
+use pipeline::Pipeline;
+
+/// How often the main task polls the consumer even when nothing arrives on its queue: each poll
+/// tells librdkafka the application is alive (`max.poll.interval.ms`) and serves callbacks.
+const KEEPALIVE_POLL: Duration = Duration::from_millis(500);
+const FLUSH_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Runs the consumer until `shutdown` is cancelled, then drains and commits.
+pub async fn run(config: Config, shutdown: CancellationToken) -> Result<()> {
+    let metrics = Metrics::new()?;
+    if let Some(address) = config.metrics_listen.0 {
+        metrics::serve(address, metrics.clone(), shutdown.clone()).await?;
+    }
+    run_with_metrics(config, shutdown, metrics).await
+}
+
+/// [`run`] with metrics the caller holds (tests, the in-process demo).
+pub async fn run_with_metrics(config: Config, shutdown: CancellationToken, metrics: Metrics) -> Result<()> {
+    let directory_stop = CancellationToken::new();
+    let _stop_directory = directory_stop.clone().drop_guard();
+    let directory =
+        Directory::start(&config.kafka, &config.topics.customers, config.directory_load_timeout, directory_stop)
+            .await?;
+
+    let client_id = format!("hookline-consumer-{}", std::process::id());
+    let producer: FutureProducer = kafka::producer_config(&config.kafka, &client_id).create()?;
+    let pipeline = Arc::new(Pipeline {
+        directory,
+        client: webhook::WebhookClient::new(config.delivery.request_timeout)?,
+        dlq: dlq::DlqWriter::new(producer, config.topics.dlq.clone(), metrics.clone()),
+        policy: retry::RetryPolicy::from(&config.delivery),
+        metrics: metrics.clone(),
+    });
+
+    let (assignments_tx, mut assignments) = mpsc::unbounded_channel();
+    let context = HooklineContext::new(assignments_tx, metrics.clone());
+    let consumer: Arc<HooklineConsumer> = Arc::new(
+        kafka::group_consumer_config(&config.kafka, &client_id, &config.group).create_with_context(context)?,
+    );
+    consumer.context().attach(&consumer);
+    consumer.subscribe(&[&config.topics.deliveries])?;
+    tracing::info!(group = %config.group, topic = %config.topics.deliveries, "consumer started");
+
+    let stops = Stops { stopping: shutdown.clone(), hard_stop: CancellationToken::new() };
+    let mut workers: HashMap<i32, JoinHandle<()>> = HashMap::new();
+    let mut failure = None;
+
+    while !shutdown.is_cancelled() {
+        tokio::select! {
+            () = shutdown.cancelled() => {}
+            Some(assignment) = assignments.recv() => {
+                let partition = assignment.partition;
+                let previous = workers.remove(&partition);
+                let worker = dispatcher::run_partition(assignment, Arc::clone(&consumer), Arc::clone(&pipeline), stops.clone());
+                let partition_handle = tokio::spawn(async move {
+                    // A partition revoked and assigned again quickly must not be worked on twice at
+                    // once: the new worker starts when the cancelled one has let go.
+                    if let Some(previous) = previous {
+                        let _ = previous.await;
+                    }
+                    worker.await;
+                });
+                workers.retain(|_, handle| !handle.is_finished());
+                workers.insert(partition, partition_handle);
+            }
+            polled = tokio::time::timeout(KEEPALIVE_POLL, consumer.recv()) => match polled {
+                Err(_elapsed) => {}
+                Ok(Ok(message)) => {
+                    failure = Some(Error::UnsplitPartition { topic: message.topic().to_owned(), partition: message.partition() });
+                    break;
+                }
+                Ok(Err(error)) => tracing::warn!(%error, "consumer error"),
+            },
+        }
+    }
+
+    drain(&consumer, workers, stops, config.shutdown_grace).await;
+    drop(assignments);
+    let result = close(consumer, pipeline).await;
+    match failure {
+        Some(error) => Err(error),
+        None => result,
+    }
+}
+
+/// Lets workers finish what is in flight within `grace`, while still polling the consumer so
+/// callbacks (commits, rebalances) are served.
+async fn drain(consumer: &Arc<HooklineConsumer>, workers: HashMap<i32, JoinHandle<()>>, stops: Stops, grace: Duration) {
+    stops.stopping.cancel();
+    let in_flight = workers.len();
+    tracing::info!(partitions = in_flight, ?grace, "stopping: finishing deliveries in flight");
+    let hard_stop = stops.hard_stop.clone();
+    let timer = tokio::spawn(async move {
+        tokio::time::sleep(grace).await;
+        tracing::warn!("shutdown grace period over; abandoning deliveries in flight");
+        hard_stop.cancel();
+    });
+    let mut all = std::pin::pin!(join_all(workers.into_values().collect()));
+    loop {
+        tokio::select! {
+            () = &mut all => break,
+            _ = tokio::time::timeout(KEEPALIVE_POLL, consumer.recv()) => {}
+        }
+    }
+    timer.abort();
+}
+
+async fn join_all(handles: Vec<JoinHandle<()>>) {
+    for handle in handles {
+        if let Err(error) = handle.await
+            && error.is_panic()
+        {
+            tracing::error!(%error, "a partition worker panicked");
+        }
+    }
+}
+
+/// Commits what was stored, leaves the group and flushes the DLQ producer. librdkafka's close
+/// and flush block, so they run off the async runtime.
+async fn close(consumer: Arc<HooklineConsumer>, pipeline: Arc<Pipeline>) -> Result<()> {
+    consumer.context().revoke_all();
+    let closed = tokio::task::spawn_blocking(move || {
+        let committed = match consumer.commit_consumer_state(CommitMode::Sync) {
+            Ok(()) | Err(rdkafka::error::KafkaError::ConsumerCommit(rdkafka::types::RDKafkaErrorCode::NoOffset)) => {
+                Ok(())
+            }
+            Err(error) => Err(error),
+        };
+        // Dropping the last handle closes the consumer: it leaves the group at once instead of
+        // making the others wait for the session timeout.
+        drop(consumer);
+        let _ = pipeline.dlq.producer().flush(FLUSH_TIMEOUT);
+        drop(pipeline);
+        committed
+    })
+    .await;
+    match closed {
+        Ok(Ok(())) => {
+            tracing::info!("offsets committed; consumer closed");
+            Ok(())
+        }
+        Ok(Err(error)) => {
+            tracing::warn!(%error, "final commit failed; uncommitted records will be redelivered");
+            Err(error.into())
+        }
+        Err(_) => Ok(()),
+    }
+}

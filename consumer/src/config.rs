@@ -1,0 +1,138 @@
+//! Command-line and environment settings of `hookline-consumer`.
+
+use std::net::SocketAddr;
+use std::str::FromStr;
+use std::time::Duration;
+
+use clap::{Args, Parser};
+use hookline_core::config::{KafkaArgs, TopicArgs, parse_duration};
+
+/// Delivers webhooks from the delivery topic as a member of a Kafka consumer group.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "hookline-consumer", version, about)]
+pub struct Config {
+    #[command(flatten)]
+    pub kafka: KafkaArgs,
+
+    #[command(flatten)]
+    pub topics: TopicArgs,
+
+    /// Consumer group id; run several consumers with the same group to share the partitions.
+    #[arg(long, env = "HOOKLINE_GROUP", default_value = "hookline")]
+    pub group: String,
+
+    #[command(flatten)]
+    pub delivery: DeliveryArgs,
+
+    /// Address for `GET /metrics` (Prometheus), or `off`.
+    #[arg(long, env = "HOOKLINE_METRICS_LISTEN", default_value = "0.0.0.0:9464")]
+    pub metrics_listen: ListenAddr,
+
+    /// On shutdown, how long an HTTP attempt or DLQ write already in flight may take to finish
+    /// before it is abandoned (its record is then redelivered by the next owner).
+    #[arg(long, env = "HOOKLINE_SHUTDOWN_GRACE", default_value = "10s", value_parser = parse_duration)]
+    pub shutdown_grace: Duration,
+
+    /// How long to wait for the customer directory to load at start-up.
+    #[arg(long, env = "HOOKLINE_DIRECTORY_LOAD_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    pub directory_load_timeout: Duration,
+}
+
+/// How each record is delivered and retried.
+#[derive(Debug, Clone, Args)]
+pub struct DeliveryArgs {
+    /// Attempts per record (the first try included) before it goes to the DLQ.
+    #[arg(long, env = "HOOKLINE_MAX_ATTEMPTS", default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub max_attempts: u32,
+
+    /// Delay before the first retry; doubles (with jitter) on each further retry.
+    #[arg(long, env = "HOOKLINE_INITIAL_BACKOFF", default_value = "1s", value_parser = parse_duration)]
+    pub initial_backoff: Duration,
+
+    /// Longest delay between two attempts, also the cap applied to `Retry-After`.
+    #[arg(long, env = "HOOKLINE_MAX_BACKOFF", default_value = "5m", value_parser = parse_duration)]
+    pub max_backoff: Duration,
+
+    /// Timeout of one HTTP attempt (connect, send, response headers).
+    #[arg(long, env = "HOOKLINE_REQUEST_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub request_timeout: Duration,
+}
+
+impl Default for DeliveryArgs {
+    fn default() -> Self {
+        Self {
+            max_attempts: 8,
+            initial_backoff: Duration::from_secs(1),
+            max_backoff: Duration::from_secs(300),
+            request_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+impl Config {
+    /// Settings for `brokers` with every other value at its default (tests, the demo).
+    pub fn new(kafka: KafkaArgs, topics: TopicArgs, group: &str) -> Self {
+        Self {
+            kafka,
+            topics,
+            group: group.to_owned(),
+            delivery: DeliveryArgs::default(),
+            metrics_listen: ListenAddr(None),
+            shutdown_grace: Duration::from_secs(10),
+            directory_load_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// A listen address, or `off`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ListenAddr(pub Option<SocketAddr>);
+
+impl FromStr for ListenAddr {
+    type Err = String;
+
+    fn from_str(raw: &str) -> Result<Self, Self::Err> {
+        if raw.eq_ignore_ascii_case("off") {
+            return Ok(Self(None));
+        }
+        raw.parse().map(|a| Self(Some(a))).map_err(|_| format!("`{raw}` is not an address like 0.0.0.0:9464 or `off`"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_work_on_loopback_and_flags_parse() {
+        let config = Config::try_parse_from(["hookline-consumer"]).unwrap();
+        assert_eq!(config.group, "hookline");
+        assert_eq!(config.kafka.brokers, "127.0.0.1:9092");
+        assert_eq!(config.delivery.max_attempts, 8);
+        assert_eq!(config.metrics_listen, ListenAddr(Some("0.0.0.0:9464".parse().unwrap())));
+
+        let config = Config::try_parse_from([
+            "hookline-consumer",
+            "--max-attempts",
+            "3",
+            "--initial-backoff",
+            "250ms",
+            "--max-backoff",
+            "30s",
+            "--metrics-listen",
+            "off",
+        ])
+        .unwrap();
+        assert_eq!(config.delivery.max_attempts, 3);
+        assert_eq!(config.delivery.initial_backoff, Duration::from_millis(250));
+        assert_eq!(config.delivery.max_backoff, Duration::from_secs(30));
+        assert_eq!(config.metrics_listen, ListenAddr(None));
+    }
+
+    #[test]
+    fn bad_values_are_rejected() {
+        assert!(Config::try_parse_from(["c", "--max-attempts", "0"]).is_err());
+        assert!(Config::try_parse_from(["c", "--initial-backoff", "soon"]).is_err());
+        assert!(Config::try_parse_from(["c", "--metrics-listen", "nowhere"]).is_err());
+    }
+}

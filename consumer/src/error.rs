@@ -1,0 +1,32 @@
+//! Errors of the delivery worker.
+
+use rdkafka::error::KafkaError;
+
+/// Result alias used across `hookline-consumer`.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// What can stop the consumer. Per-message failures are not errors: they become retries or
+/// dead letters (see [`crate::pipeline`]).
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Core(#[from] hookline_core::Error),
+
+    #[error("kafka: {0}")]
+    Kafka(#[from] KafkaError),
+
+    #[error("http client: {0}")]
+    Http(#[from] reqwest::Error),
+
+    #[error("cannot serve metrics on {address}: {source}")]
+    MetricsListen { address: std::net::SocketAddr, source: std::io::Error },
+
+    #[error("metrics: {0}")]
+    Metrics(#[from] prometheus::Error),
+
+    #[error(
+        "a record of {topic}/{partition} arrived on the consumer's main queue; its partition queue was not split \
+         (this is a bug). Stopping without committing it."
+    )]
+    UnsplitPartition { topic: String, partition: i32 },
+}

@@ -1,0 +1,174 @@
+//! What happens to one record: decode, look up the customer, attempt delivery with blocking
+//! retries, dead-letter when it cannot be delivered.
+//!
+//! The customer is looked up before every attempt, so an updated webhook URL takes effect on the
+//! next retry of a record already in flight.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use hookline_core::directory::Directory;
+use hookline_core::envelope::EventRecord;
+use rdkafka::message::{Message, OwnedMessage};
+use tokio_util::sync::CancellationToken;
+
+use crate::dlq::{DeadLetter, DlqReason, DlqWriter};
+use crate::metrics::Metrics;
+use crate::retry::RetryPolicy;
+use crate::webhook::{Attempt, WebhookClient};
+
+/// How long a look-up of an unknown customer may wait for the directory to catch up.
+const LOOKUP_TIMEOUT: Duration = Duration::from_secs(10);
+/// Pause before looking up again when the directory itself is unavailable.
+const DIRECTORY_RETRY: Duration = Duration::from_secs(1);
+
+/// How a record ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// The endpoint ACKed: the offset may be committed.
+    Delivered { attempts: u32 },
+    /// The DLQ acknowledged the record: the offset may be committed.
+    DeadLettered(DlqReason),
+    /// Left unfinished because the consumer is stopping: the offset must not be committed.
+    Abandoned,
+}
+
+/// Everything needed to process records; shared by every partition worker.
+#[derive(Debug)]
+pub struct Pipeline {
+    pub directory: Directory,
+    pub client: WebhookClient,
+    pub dlq: DlqWriter,
+    pub policy: RetryPolicy,
+    pub metrics: Metrics,
+}
+
+impl Pipeline {
+    /// Processes one record to its end. `stopping` makes it give up at the next wait rather than
+    /// sleep through a backoff; an attempt or DLQ write already running is left to finish (the
+    /// caller bounds that).
+    pub async fn process(self: &Arc<Self>, record: &OwnedMessage, stopping: &CancellationToken) -> Outcome {
+        let Some(customer_id) = record.key().and_then(|k| std::str::from_utf8(k).ok()) else {
+            return self.dead_letter(record, DlqReason::Undecodable, "record key is not a UTF-8 customer id", 0, None).await;
+        };
+        let event = match record.payload().map(EventRecord::from_bytes) {
+            Some(Ok(event)) => event,
+            Some(Err(error)) => {
+                let error = format!("record value is not a Hookline event: {error}");
+                return self.dead_letter(record, DlqReason::Undecodable, &error, 0, None).await;
+            }
+            None => return self.dead_letter(record, DlqReason::Undecodable, "record has no value", 0, None).await,
+        };
+        let body = Bytes::from(event.webhook_body());
+        let mut schedule = self.policy.schedule();
+        let mut attempts = 0_u32;
+        let mut last_status = None;
+        let span = tracing::info_span!(
+            "deliver",
+            topic = record.topic(),
+            partition = record.partition(),
+            offset = record.offset(),
+            event_id = %event.event_id,
+            customer = customer_id,
+        );
+
+        loop {
+            let customer = match self.directory.get_fresh(customer_id, LOOKUP_TIMEOUT).await {
+                Ok(Some(customer)) => customer,
+                Ok(None) => {
+                    let error = format!("customer `{customer_id}` does not exist");
+                    return self.dead_letter(record, DlqReason::UnknownCustomer, &error, attempts, last_status).await;
+                }
+                Err(error) => {
+                    tracing::warn!(parent: &span, %error, "customer directory unavailable; waiting");
+                    if wait(DIRECTORY_RETRY, stopping).await.is_err() {
+                        return self.abandon("shutdown");
+                    }
+                    continue;
+                }
+            };
+            let Some(url) = customer.webhook_url.as_deref() else {
+                let error = format!("customer `{customer_id}` has no webhook URL");
+                return self.dead_letter(record, DlqReason::NoWebhookUrl, &error, attempts, last_status).await;
+            };
+
+            attempts += 1;
+            let failure = match self.client.attempt(url, &event.event_id, body.clone()).await {
+                Attempt::Acked { status, took } => {
+                    self.metrics.attempts.with_label_values(&["ack", "2xx"]).inc();
+                    self.metrics.attempt_duration.observe(took.as_secs_f64());
+                    self.metrics.deliveries.with_label_values(&["delivered"]).inc();
+                    tracing::debug!(parent: &span, status, attempts, "delivered (ACK)");
+                    return Outcome::Delivered { attempts };
+                }
+                Attempt::Failed(failure) => failure,
+            };
+            self.metrics.attempts.with_label_values(&["failed", failure.class]).inc();
+            self.metrics.attempt_duration.observe(failure.took.as_secs_f64());
+            last_status = failure.status;
+
+            let Some(delay) = schedule.next_delay(failure.retry_after) else {
+                let error = format!("{} after {attempts} attempts", failure.error);
+                return self.dead_letter(record, DlqReason::MaxAttempts, &error, attempts, last_status).await;
+            };
+            self.metrics.retries.inc();
+            tracing::info!(parent: &span, attempt = attempts, error = %failure.error, retry_in = ?delay, "delivery failed; will retry");
+            self.metrics.partitions_in_backoff.inc();
+            let waited = wait(delay, stopping).await;
+            self.metrics.partitions_in_backoff.dec();
+            if waited.is_err() {
+                return self.abandon("shutdown");
+            }
+        }
+    }
+
+    async fn dead_letter(
+        &self,
+        record: &OwnedMessage,
+        reason: DlqReason,
+        error: &str,
+        attempts: u32,
+        last_status: Option<u16>,
+    ) -> Outcome {
+        let letter = DeadLetter { reason, error: error.to_owned(), attempts, last_status };
+        self.dlq.write(record, &letter).await;
+        self.metrics.deliveries.with_label_values(&["dead_lettered"]).inc();
+        Outcome::DeadLettered(reason)
+    }
+
+    fn abandon(&self, cause: &str) -> Outcome {
+        self.metrics.abandoned.with_label_values(&[cause]).inc();
+        Outcome::Abandoned
+    }
+}
+
+/// Sleeps for `delay` unless `stopping` fires first (then `Err`).
+async fn wait(delay: Duration, stopping: &CancellationToken) -> Result<(), ()> {
+    tokio::select! {
+        () = stopping.cancelled() => Err(()),
+        () = tokio::time::sleep(delay) => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_backoff_wait_ends_at_its_delay_or_at_shutdown() {
+        let stopping = CancellationToken::new();
+        let started = tokio::time::Instant::now();
+        assert_eq!(wait(Duration::from_secs(300), &stopping).await, Ok(()));
+        assert_eq!(started.elapsed(), Duration::from_secs(300));
+
+        let cancel = stopping.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            cancel.cancel();
+        });
+        let started = tokio::time::Instant::now();
+        assert_eq!(wait(Duration::from_secs(300), &stopping).await, Err(()));
+        assert_eq!(started.elapsed(), Duration::from_secs(5));
+    }
+}
