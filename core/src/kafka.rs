@@ -58,15 +58,23 @@ pub fn group_consumer_config(kafka: &KafkaArgs, client_id: &str, group_id: &str)
     config
 }
 
-/// Configuration for a group-less reader that assigns partitions itself and never commits
-/// (the customer directory, DLQ inspection).
+/// Configuration for a reader that assigns partitions itself and never commits (the customer
+/// directory, DLQ inspection). librdkafka only allows `assign()` on a consumer with a `group.id`;
+/// this one never joins its group (no `subscribe`) nor commits to it.
 pub fn reader_config(kafka: &KafkaArgs, client_id: &str) -> ClientConfig {
-    base(
+    let mut config = base(
         kafka,
         client_id,
         &[("enable.auto.commit", "false"), ("enable.auto.offset.store", "false"), ("enable.partition.eof", "false")],
-    )
+    );
+    if !kafka.kafka_properties.iter().any(|(k, _)| k == "group.id") {
+        config.set("group.id", READER_GROUP);
+    }
+    config
 }
+
+/// Group id of readers; nothing is ever committed under it.
+pub const READER_GROUP: &str = "hookline-reader";
 
 /// Configuration for admin clients and metadata look-ups.
 pub fn admin_config(kafka: &KafkaArgs, client_id: &str) -> ClientConfig {

@@ -1,1 +1,144 @@
+//! Hookline's publisher: an HTTP front door that turns one published event into one delivery
+//! record per receiving customer on the delivery topic.
+//!
+//! `POST /publish` takes `{"type": "...", "payload": <any JSON>, "target": "customer-id"?}`.
+//! Without `target` the event is fanned out to every customer in the directory subscribed to
+//! `type`; with it, to that customer only. Every copy carries the same event id, is keyed by the
+//! customer id (so one customer's events stay ordered on one partition) and is produced by one
+//! shared idempotent, `acks=all` producer. The request is answered `202` only once the broker has
+//! acknowledged every copy, so an accepted event is durable; a `503` means the caller must retry
+//! (at-least-once: some copies may already have been written).
+//!
+//! # Layout
+//! - [`config`]: the command line / environment ([`Config`]).
+//! - [`http`]: the axum router, the publish handler, request parsing and validation, and how
+//!   each [`Error`] becomes a JSON error response.
+//! - [`metrics`]: Prometheus counters and histogram served on `GET /metrics`.
+//! - [`error`]: this crate's error type.
+//! - [`run`] / [`serve`]: start-up and graceful shutdown (here).
 
+pub mod config;
+pub mod error;
+pub mod http;
+pub mod metrics;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use hookline_core::directory::Directory;
+use rdkafka::ClientConfig;
+use rdkafka::producer::{FutureProducer, Producer};
+use rdkafka::util::Timeout;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+pub use config::Config;
+pub use error::{Error, Result};
+
+use crate::http::AppState;
+use crate::metrics::Metrics;
+
+/// Binds `config.listen` and serves until `shutdown` is cancelled (see [`serve`]).
+pub async fn run(config: Config, shutdown: CancellationToken) -> Result<()> {
+    let address = config.listen;
+    let listener = TcpListener::bind(address).await.map_err(|source| Error::Bind { address, source })?;
+    serve(config, listener, shutdown).await
+}
+
+/// Loads the customer directory, then serves the API on `listener` until `shutdown` is
+/// cancelled: stops accepting, lets in-flight requests finish, flushes the producer and returns.
+///
+/// Connections made while the directory loads wait in the listen backlog and are answered once
+/// it has loaded. Returns `Ok(())` at once if `shutdown` fires during the load.
+pub async fn serve(config: Config, listener: TcpListener, shutdown: CancellationToken) -> Result<()> {
+    let address = listener.local_addr().map_err(Error::Serve)?;
+    // Not a child of `shutdown`: in-flight requests may still need to catch the directory up
+    // while the server drains, so it stops only when this function returns (drop guard).
+    let directory_stop = CancellationToken::new();
+    let _stop_directory = directory_stop.clone().drop_guard();
+    let directory = tokio::select! {
+        () = shutdown.cancelled() => return Ok(()),
+        loaded = Directory::start(
+            &config.kafka,
+            &config.topics.customers,
+            config.directory_load_timeout,
+            directory_stop,
+        ) => loaded.map_err(|source| Error::DirectoryLoad { topic: config.topics.customers.clone(), source })?,
+    };
+
+    let producer: FutureProducer = producer_config(&config).create()?;
+    let state = Arc::new(AppState {
+        producer,
+        directory,
+        topic: config.topics.deliveries.clone(),
+        produce_timeout: config.produce_timeout,
+        max_body_size: config.max_body_size,
+        metrics: Metrics::new()?,
+    });
+    tracing::info!(%address, topic = %config.topics.deliveries, "publisher listening");
+
+    let served = axum::serve(listener, http::router(Arc::clone(&state)))
+        .with_graceful_shutdown(shutdown.cancelled_owned())
+        .await;
+
+    // Every answered request already waited for its copies; this catches records of requests
+    // whose client went away before the answer. librdkafka blocks, so keep it off the runtime,
+    // and drop the producer there too (its destructor may block as well).
+    let flush_timeout = config.produce_timeout;
+    let flushed = tokio::task::spawn_blocking(move || {
+        let result = state.producer.flush(Timeout::After(flush_timeout));
+        drop(state);
+        result
+    })
+    .await;
+    match flushed {
+        Ok(Ok(())) => {}
+        Ok(Err(error)) => tracing::warn!(%error, "producer flush failed; unacknowledged records may be lost"),
+        Err(error) => tracing::warn!(%error, "producer flush task failed"),
+    }
+    served.map_err(Error::Serve)?;
+    tracing::info!("publisher stopped");
+    Ok(())
+}
+
+/// The shared producer's settings: Hookline's producer defaults, with `message.timeout.ms`
+/// tied to `--produce-timeout` so that librdkafka gives up on a record when the request does,
+/// unless the operator set a delivery timeout explicitly.
+fn producer_config(config: &Config) -> ClientConfig {
+    let mut client = hookline_core::kafka::producer_config(&config.kafka, "hookline-publisher");
+    let explicit = config
+        .kafka
+        .kafka_properties
+        .iter()
+        .any(|(key, _)| key == "message.timeout.ms" || key == "delivery.timeout.ms");
+    if !explicit {
+        client.set("message.timeout.ms", message_timeout_ms(config.produce_timeout).to_string());
+    }
+    client
+}
+
+/// `timeout` in librdkafka's range for `message.timeout.ms`: 0 would mean "never", so at least 1.
+fn message_timeout_ms(timeout: Duration) -> u128 {
+    timeout.as_millis().clamp(1, i32::MAX as u128)
+}
+
+#[cfg(test)]
+mod tests {
+    use hookline_core::config::{KafkaArgs, TopicArgs};
+
+    use super::*;
+
+    #[test]
+    fn produce_timeout_drives_message_timeout_unless_set() {
+        let mut config = Config::new(KafkaArgs::new("b:9092"), TopicArgs::default());
+        config.produce_timeout = Duration::from_millis(2500);
+        assert_eq!(producer_config(&config).get("message.timeout.ms"), Some("2500"));
+        assert_eq!(producer_config(&config).get("enable.idempotence"), Some("true"));
+
+        config.kafka = KafkaArgs::new("b:9092").with_property("message.timeout.ms", "9000");
+        assert_eq!(producer_config(&config).get("message.timeout.ms"), Some("9000"));
+
+        assert_eq!(message_timeout_ms(Duration::ZERO), 1);
+        assert_eq!(message_timeout_ms(Duration::from_secs(u64::MAX)), i32::MAX as u128);
+    }
+}

@@ -1,0 +1,137 @@
+//! Shared set-up of the consumer's integration tests: a real tansu broker, unique topics per
+//! test, customers in the directory topic, and the consumer either in-process or as a real
+//! `hookline-consumer` process (for SIGKILL).
+
+#![allow(dead_code)]
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use hookline_consumer::{Config, Metrics};
+use hookline_core::config::{KafkaArgs, TopicArgs};
+use hookline_core::customer::Customer;
+use hookline_core::{directory, topics};
+use hookline_testkit::{Broker, init_test_logging, kafka, unique_name};
+use rdkafka::producer::FutureProducer;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+/// Group settings that make a killed member's partitions move within seconds.
+pub const GROUP_PROPERTIES: &[(&str, &str)] =
+    &[("session.timeout.ms", "6000"), ("heartbeat.interval.ms", "500"), ("topic.metadata.refresh.interval.ms", "1000")];
+
+pub struct Env {
+    pub broker: Broker,
+    pub kafka: KafkaArgs,
+    pub topics: TopicArgs,
+    pub group: String,
+    pub producer: FutureProducer,
+}
+
+impl Env {
+    pub async fn new(partitions: i32) -> Self {
+        init_test_logging();
+        let broker = Broker::start();
+        let kafka = broker.kafka_args();
+        let topics = TopicArgs::with_prefix(&unique_name("deliveries"));
+        topics::ensure_topics(&kafka, &topics::specs(&topics, partitions, 1)).await.expect("create topics");
+        let producer = kafka::producer(&kafka);
+        Self { broker, kafka, topics, group: unique_name("group"), producer }
+    }
+
+    /// Client settings for consumers of this environment.
+    pub fn consumer_kafka(&self) -> KafkaArgs {
+        GROUP_PROPERTIES.iter().fold(self.kafka.clone(), |args, (k, v)| args.with_property(k, v))
+    }
+
+    pub async fn customer(&self, id: &str, url: &str) {
+        let customer = Customer::new(id, url, vec!["*".into()]).expect("customer");
+        directory::put_customer(&self.kafka, &self.topics.customers, &customer).await.expect("put customer");
+    }
+
+    pub async fn publish(&self, customer: &str, payload: serde_json::Value) -> String {
+        kafka::produce_event(&self.producer, &self.topics.deliveries, customer, "test.event", payload).await
+    }
+
+    /// In-process consumer settings with fast retries.
+    pub fn config(&self) -> Config {
+        let mut config = Config::new(self.consumer_kafka(), self.topics.clone(), &self.group);
+        config.delivery.initial_backoff = Duration::from_millis(100);
+        config.delivery.max_backoff = Duration::from_millis(400);
+        config.delivery.max_attempts = 4;
+        config.delivery.request_timeout = Duration::from_secs(5);
+        config.shutdown_grace = Duration::from_secs(5);
+        config
+    }
+
+    /// Starts a consumer in this process.
+    pub fn start(&self, config: Config) -> Running {
+        let shutdown = CancellationToken::new();
+        let metrics = Metrics::new().expect("metrics");
+        let handle = tokio::spawn(hookline_consumer::run_with_metrics(config, shutdown.clone(), metrics.clone()));
+        Running { shutdown, handle, metrics }
+    }
+
+    /// Starts a real `hookline-consumer` process with fast retries plus `extra` arguments.
+    pub fn spawn_process(&self, extra: &[&str]) -> tokio::process::Child {
+        let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_hookline-consumer"));
+        command
+            .args(["--brokers", &self.kafka.brokers])
+            .args(["--topic", &self.topics.deliveries])
+            .args(["--dlq-topic", &self.topics.dlq])
+            .args(["--customers-topic", &self.topics.customers])
+            .args(["--group", &self.group])
+            .args(["--metrics-listen", "off"])
+            .args(["--initial-backoff", "100ms", "--max-backoff", "400ms", "--request-timeout", "5s"]);
+        for (key, value) in GROUP_PROPERTIES {
+            command.args(["--kafka-property", &format!("{key}={value}")]);
+        }
+        command
+            .args(extra)
+            .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()))
+            .stdin(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("spawn hookline-consumer")
+    }
+}
+
+/// A consumer running in this process.
+pub struct Running {
+    pub shutdown: CancellationToken,
+    pub handle: JoinHandle<hookline_consumer::Result<()>>,
+    pub metrics: Metrics,
+}
+
+impl Running {
+    /// Requests shutdown and waits for the consumer to drain, commit and leave.
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        tokio::time::timeout(Duration::from_secs(60), self.handle)
+            .await
+            .expect("consumer stops within 60s")
+            .expect("consumer task")
+            .expect("consumer result");
+    }
+
+    pub fn counter(&self, name: &str, labels: &[(&str, &str)]) -> u64 {
+        metric_value(&self.metrics, name, labels)
+    }
+}
+
+/// The value of a counter or gauge in `metrics` (summed over series matching `labels`).
+pub fn metric_value(metrics: &Metrics, name: &str, labels: &[(&str, &str)]) -> u64 {
+    let mut total = 0.0;
+    for family in metrics.registry.gather() {
+        if family.name() != name {
+            continue;
+        }
+        for metric in family.get_metric() {
+            let matches = labels.iter().all(|(k, v)| metric.get_label().iter().any(|l| l.name() == *k && l.value() == *v));
+            if matches {
+                total += metric.get_counter().get_value() + metric.get_gauge().get_value();
+            }
+        }
+    }
+    total as u64
+}

@@ -1,0 +1,109 @@
+//! Command-line and environment settings of `hookline-publisher`.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use clap::Parser;
+use hookline_core::config::{KafkaArgs, TopicArgs, parse_duration};
+
+/// Default `--listen` address.
+pub const DEFAULT_LISTEN: &str = "0.0.0.0:4242";
+/// Default `--max-body-size`: 1 MiB.
+pub const DEFAULT_MAX_BODY_SIZE: usize = 1_048_576;
+/// Default `--directory-load-timeout`.
+pub const DEFAULT_DIRECTORY_LOAD_TIMEOUT: Duration = Duration::from_secs(30);
+/// Default `--produce-timeout`.
+pub const DEFAULT_PRODUCE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Settings of the publisher.
+#[derive(Debug, Clone, Parser)]
+#[command(
+    name = "hookline-publisher",
+    version,
+    about = "Accepts events over HTTP and writes one delivery record per subscribed customer to Kafka."
+)]
+pub struct Config {
+    /// Address the HTTP server listens on.
+    #[arg(long, env = "HOOKLINE_LISTEN", default_value = DEFAULT_LISTEN)]
+    pub listen: SocketAddr,
+
+    #[command(flatten)]
+    pub kafka: KafkaArgs,
+
+    #[command(flatten)]
+    pub topics: TopicArgs,
+
+    /// Largest accepted request body, in bytes; larger requests get 413.
+    #[arg(long, env = "HOOKLINE_MAX_BODY_SIZE", default_value_t = DEFAULT_MAX_BODY_SIZE)]
+    pub max_body_size: usize,
+
+    /// How long to wait at start-up for the customer directory to load (e.g. `30s`).
+    #[arg(long, env = "HOOKLINE_DIRECTORY_LOAD_TIMEOUT", value_parser = parse_duration, default_value = "30s")]
+    pub directory_load_timeout: Duration,
+
+    /// How long a publish request waits for the broker to acknowledge every copy before answering
+    /// 503 (e.g. `10s`). Also used as librdkafka's `message.timeout.ms` unless that is set with
+    /// `--kafka-property`, so that a timed-out record is not silently written later.
+    #[arg(long, env = "HOOKLINE_PRODUCE_TIMEOUT", value_parser = parse_duration, default_value = "10s")]
+    pub produce_timeout: Duration,
+}
+
+impl Config {
+    /// Settings with every default but the Kafka connection and topic names (for tests and the
+    /// in-process demo, which pass their own listener to [`crate::serve`]).
+    pub fn new(kafka: KafkaArgs, topics: TopicArgs) -> Self {
+        Self {
+            listen: SocketAddr::from(([0, 0, 0, 0], 4242)),
+            kafka,
+            topics,
+            max_body_size: DEFAULT_MAX_BODY_SIZE,
+            directory_load_timeout: DEFAULT_DIRECTORY_LOAD_TIMEOUT,
+            produce_timeout: DEFAULT_PRODUCE_TIMEOUT,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_match_new() {
+        let parsed = Config::try_parse_from(["hookline-publisher"]).unwrap();
+        let built = Config::new(KafkaArgs::new("127.0.0.1:9092"), TopicArgs::default());
+        assert_eq!(parsed.listen, built.listen);
+        assert_eq!(parsed.listen.to_string(), DEFAULT_LISTEN);
+        assert_eq!(parsed.max_body_size, built.max_body_size);
+        assert_eq!(parsed.directory_load_timeout, built.directory_load_timeout);
+        assert_eq!(parsed.produce_timeout, built.produce_timeout);
+        assert_eq!(parsed.kafka.brokers, built.kafka.brokers);
+        assert_eq!(parsed.topics.deliveries, built.topics.deliveries);
+    }
+
+    #[test]
+    fn flags_parse() {
+        let parsed = Config::try_parse_from([
+            "hookline-publisher",
+            "--listen",
+            "127.0.0.1:8080",
+            "--max-body-size",
+            "64",
+            "--directory-load-timeout",
+            "5s",
+            "--produce-timeout",
+            "250ms",
+            "--brokers",
+            "k:9092",
+            "--topic",
+            "t",
+        ])
+        .unwrap();
+        assert_eq!(parsed.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(parsed.max_body_size, 64);
+        assert_eq!(parsed.directory_load_timeout, Duration::from_secs(5));
+        assert_eq!(parsed.produce_timeout, Duration::from_millis(250));
+        assert_eq!(parsed.kafka.brokers, "k:9092");
+        assert_eq!(parsed.topics.deliveries, "t");
+        assert!(Config::try_parse_from(["hookline-publisher", "--produce-timeout", "10"]).is_err());
+    }
+}

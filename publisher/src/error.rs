@@ -1,0 +1,85 @@
+//! Errors of the publisher: start-up failures and the reasons a publish request is refused.
+//!
+//! One enum for both, so that a handler can use `?` on anything; [`crate::http`] maps each
+//! variant to an HTTP status and a JSON body `{"error": "..."}`.
+
+use std::net::SocketAddr;
+
+/// Result alias used across `hookline-publisher`.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong in the publisher.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The request body is not JSON at all (400).
+    #[error("malformed JSON: {0}")]
+    MalformedJson(String),
+
+    /// The body is JSON but not a valid publish request: a missing, unknown or ill-typed field,
+    /// or a field value that fails validation (422). The message names the field.
+    #[error("{0}")]
+    InvalidRequest(String),
+
+    /// The request is not `application/json` (415).
+    #[error("expected a request with `Content-Type: application/json`")]
+    UnsupportedMediaType,
+
+    /// The body is larger than `--max-body-size` (413).
+    #[error("request body is larger than the limit of {limit} bytes")]
+    BodyTooLarge { limit: usize },
+
+    /// The body could not be read (400): the client went away or sent a broken body.
+    #[error("cannot read the request body: {0}")]
+    BodyUnreadable(String),
+
+    /// `target` names a customer the directory does not know (404).
+    #[error("unknown customer `{0}`")]
+    UnknownCustomer(String),
+
+    /// No route for this path (404).
+    #[error("no route for {0}")]
+    NoRoute(String),
+
+    /// The path exists but not with this method (405).
+    #[error("method {method} is not allowed on {path}")]
+    MethodNotAllowed { method: String, path: String },
+
+    /// Producing one or more copies of an event failed (503). This is a partial failure when
+    /// `produced > 0`: those copies are on the topic and will be delivered. The contract is
+    /// at-least-once: the caller retries the whole request, so those customers may receive the
+    /// event twice (under a new event id, since every request gets its own).
+    #[error(
+        "could not publish event {event_id}: {failed} of {total} deliveries failed ({reason}); \
+         {produced} were already written (and a failed one may have been), so a retry can deliver \
+         some copies twice"
+    )]
+    Produce { event_id: String, total: usize, failed: usize, produced: usize, reason: String },
+
+    /// The customer directory could not answer in time, or has stopped (503).
+    #[error("customer directory unavailable: {0}")]
+    Directory(#[source] hookline_core::Error),
+
+    /// The customer directory could not be loaded at start-up.
+    #[error("cannot load the customer directory from `{topic}`: {source}")]
+    DirectoryLoad { topic: String, source: hookline_core::Error },
+
+    /// A start-up failure of the shared core: topic missing, directory load, client creation.
+    #[error(transparent)]
+    Core(#[from] hookline_core::Error),
+
+    /// Creating the Kafka producer failed.
+    #[error("kafka: {0}")]
+    Kafka(#[from] rdkafka::error::KafkaError),
+
+    /// Registering the metrics failed.
+    #[error("metrics: {0}")]
+    Metrics(#[from] prometheus::Error),
+
+    /// Binding the listen address failed.
+    #[error("cannot listen on {address}: {source}")]
+    Bind { address: SocketAddr, source: std::io::Error },
+
+    /// The HTTP server stopped with an I/O error.
+    #[error("http server: {0}")]
+    Serve(#[source] std::io::Error),
+}

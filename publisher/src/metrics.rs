@@ -1,0 +1,112 @@
+//! Prometheus metrics of the publisher, served as text on `GET /metrics`.
+//!
+//! Each publisher owns its registry (not the process-global one) so that several publishers in
+//! one process (tests, the demo) do not mix their counts.
+
+use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, Opts, Registry, TextEncoder};
+
+/// How a publish request ended: the `outcome` label. A closed set, so the label stays bounded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Accepted,
+    /// Malformed JSON, wrong content type, unreadable body.
+    BadRequest,
+    /// Well-formed JSON that is not a valid request.
+    Invalid,
+    TooLarge,
+    UnknownTarget,
+    /// The broker (or the directory, which reads from it) did not answer in time.
+    BrokerError,
+}
+
+impl Outcome {
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Accepted => "accepted",
+            Self::BadRequest => "bad_request",
+            Self::Invalid => "invalid",
+            Self::TooLarge => "too_large",
+            Self::UnknownTarget => "unknown_target",
+            Self::BrokerError => "broker_error",
+        }
+    }
+
+    const ALL: [Self; 6] =
+        [Self::Accepted, Self::BadRequest, Self::Invalid, Self::TooLarge, Self::UnknownTarget, Self::BrokerError];
+}
+
+/// The publisher's metrics.
+#[derive(Debug, Clone)]
+pub struct Metrics {
+    registry: Registry,
+    requests: IntCounterVec,
+    records_produced: IntCounter,
+    produce_duration: Histogram,
+}
+
+impl Metrics {
+    /// A fresh registry with every metric registered.
+    pub fn new() -> prometheus::Result<Self> {
+        let registry = Registry::new();
+        let requests = IntCounterVec::new(
+            Opts::new("hookline_publish_requests_total", "Publish requests by outcome."),
+            &["outcome"],
+        )?;
+        let records_produced =
+            IntCounter::new("hookline_records_produced_total", "Delivery records acknowledged by the broker.")?;
+        let produce_duration = Histogram::with_opts(
+            HistogramOpts::new(
+                "hookline_produce_duration_seconds",
+                "Time from the first copy sent to the last acknowledged, per accepted or failed request.",
+            )
+            .buckets(vec![0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0]),
+        )?;
+        registry.register(Box::new(requests.clone()))?;
+        registry.register(Box::new(records_produced.clone()))?;
+        registry.register(Box::new(produce_duration.clone()))?;
+        // Exporting every outcome at zero lets rate() and alerts see a series before its first hit.
+        for outcome in Outcome::ALL {
+            requests.with_label_values(&[outcome.as_str()]);
+        }
+        Ok(Self { registry, requests, records_produced, produce_duration })
+    }
+
+    /// Counts one publish request.
+    pub fn request(&self, outcome: Outcome) {
+        self.requests.with_label_values(&[outcome.as_str()]).inc();
+    }
+
+    /// Counts acknowledged records.
+    pub fn produced(&self, records: usize) {
+        self.records_produced.inc_by(u64::try_from(records).unwrap_or(u64::MAX));
+    }
+
+    /// Records how long producing one request's copies took.
+    pub fn produce_took(&self, seconds: f64) {
+        self.produce_duration.observe(seconds);
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn render(&self) -> prometheus::Result<String> {
+        TextEncoder::new().encode_to_string(&self.registry.gather())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_every_metric() {
+        let metrics = Metrics::new().unwrap();
+        metrics.request(Outcome::Accepted);
+        metrics.produced(3);
+        metrics.produce_took(0.01);
+        let text = metrics.render().unwrap();
+        assert!(text.contains(r#"hookline_publish_requests_total{outcome="accepted"} 1"#), "{text}");
+        assert!(text.contains(r#"hookline_publish_requests_total{outcome="broker_error"} 0"#), "{text}");
+        assert!(text.contains("hookline_records_produced_total 3"), "{text}");
+        assert!(text.contains("hookline_produce_duration_seconds_count 1"), "{text}");
+    }
+}

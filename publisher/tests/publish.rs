@@ -1,0 +1,445 @@
+//! End-to-end tests of the publisher against a real tansu broker: HTTP in, records on the
+//! delivery topic read back with a plain Kafka reader.
+
+use std::collections::{BTreeSet, HashMap};
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use hookline_core::config::{KafkaArgs, TopicArgs};
+use hookline_core::customer::Customer;
+use hookline_core::directory::put_customer;
+use hookline_core::envelope::{EventRecord, headers};
+use hookline_core::topics::{ensure_topics, specs, watermarks};
+use hookline_publisher::Config;
+use hookline_testkit::{Broker, init_test_logging, unique_name};
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Headers, Message};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::{Offset, TopicPartitionList};
+use serde_json::{Value, json};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+const PARTITIONS: i32 = 3;
+/// Key of the test's end-of-partition markers (not a valid customer id, so never a delivery).
+const END_MARKER: &str = "end marker";
+
+/// A broker with Hookline's topics, some customers, and a publisher on `127.0.0.1:0`.
+struct Harness {
+    broker: Broker,
+    kafka: KafkaArgs,
+    topics: TopicArgs,
+    base: String,
+    client: reqwest::Client,
+    shutdown: CancellationToken,
+    server: JoinHandle<hookline_publisher::Result<()>>,
+}
+
+impl Harness {
+    /// `customers` are `(id, subscribed event types)`; `tweak` adjusts the publisher's config.
+    async fn start(customers: &[(&str, &[&str])], tweak: impl FnOnce(&mut Config)) -> Self {
+        init_test_logging();
+        let broker = Broker::start();
+        Self::start_on(broker, customers, tweak).await
+    }
+
+    async fn start_on(broker: Broker, customers: &[(&str, &[&str])], tweak: impl FnOnce(&mut Config)) -> Self {
+        let kafka = broker.kafka_args();
+        let topics = TopicArgs::with_prefix(&unique_name("publisher"));
+        ensure_topics(&kafka, &specs(&topics, PARTITIONS, 1)).await.expect("create topics");
+        for (id, events) in customers {
+            add_customer(&kafka, &topics, id, events).await;
+        }
+
+        let mut config = Config::new(kafka.clone(), topics.clone());
+        tweak(&mut config);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind publisher");
+        let base = format!("http://{}", listener.local_addr().expect("publisher address"));
+        let shutdown = CancellationToken::new();
+        let server = tokio::spawn(hookline_publisher::serve(config, listener, shutdown.clone()));
+        let client = reqwest::Client::builder().timeout(Duration::from_secs(60)).build().expect("http client");
+        let mut harness = Self { broker, kafka, topics, base, client, shutdown, server };
+        harness.wait_ready().await;
+        harness
+    }
+
+    /// Waits for `/healthz`, surfacing the publisher's start-up error if it stopped instead.
+    async fn wait_ready(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if self.server.is_finished() {
+                let outcome = (&mut self.server).await;
+                panic!("the publisher stopped during start-up: {outcome:?}");
+            }
+            if let Ok(response) = self.client.get(format!("{}/healthz", self.base)).send().await
+                && response.status().is_success()
+            {
+                return;
+            }
+            assert!(Instant::now() < deadline, "the publisher did not become ready within 60s");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// POSTs `body` as JSON to `/publish`; returns the status and the decoded JSON body.
+    async fn publish(&self, body: Value) -> (u16, Value) {
+        self.post_raw("application/json", body.to_string()).await
+    }
+
+    async fn post_raw(&self, content_type: &str, body: impl Into<reqwest::Body>) -> (u16, Value) {
+        let response = self
+            .client
+            .post(format!("{}/publish", self.base))
+            .header("content-type", content_type)
+            .body(body)
+            .send()
+            .await
+            .expect("publish request");
+        decode(response).await
+    }
+
+    async fn get(&self, path: &str) -> (u16, String) {
+        let response = self.client.get(format!("{}{path}", self.base)).send().await.expect("get request");
+        let status = response.status().as_u16();
+        (status, response.text().await.expect("response text"))
+    }
+
+    /// Cancels the shutdown token and checks that the publisher stops cleanly.
+    async fn stop(self) {
+        drop(self.client);
+        self.shutdown.cancel();
+        let result = tokio::time::timeout(Duration::from_secs(60), self.server)
+            .await
+            .expect("publisher stops after shutdown")
+            .expect("publisher task did not panic");
+        result.expect("publisher returns Ok");
+        drop(self.broker);
+    }
+}
+
+async fn add_customer(kafka: &KafkaArgs, topics: &TopicArgs, id: &str, events: &[&str]) {
+    let customer = Customer::new(id, "http://127.0.0.1:9/webhook", events.iter().map(|e| (*e).to_owned()).collect())
+        .expect("valid customer");
+    put_customer(kafka, &topics.customers, &customer).await.expect("put customer");
+}
+
+/// Status and JSON body; every answer of the publisher, errors included, must be JSON.
+async fn decode(response: reqwest::Response) -> (u16, Value) {
+    let status = response.status().as_u16();
+    let content_type =
+        response.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
+    let text = response.text().await.expect("response body");
+    let body: Value =
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("status {status}: body is not JSON ({e}): {text:?}"));
+    assert!(content_type.starts_with("application/json"), "status {status}: content-type {content_type:?}");
+    (status, body)
+}
+
+fn error_of(body: &Value) -> &str {
+    body["error"].as_str().unwrap_or_else(|| panic!("no string `error` in {body}"))
+}
+
+/// One record read back from the delivery topic.
+#[derive(Debug)]
+struct Delivered {
+    key: String,
+    value: EventRecord,
+    headers: HashMap<String, String>,
+}
+
+/// Every record on `topic`, read from the beginning of every partition.
+///
+/// How far to read is not taken from the high watermarks: tansu reports a partition's high
+/// watermark as one past the *first* offset of its last record batch, so batched records would be
+/// undercounted. Instead an end marker is written to every partition first (after every request
+/// whose records we want was acknowledged), and each partition is read up to its marker.
+async fn read_all(kafka: &KafkaArgs, topic: &str) -> Vec<Delivered> {
+    let partitions = hookline_core::topics::describe_partitions(kafka, topic).await.expect("partitions");
+    let producer: FutureProducer =
+        hookline_core::kafka::producer_config(kafka, "publisher-test").create().expect("producer");
+    for &partition in &partitions {
+        producer
+            .send(
+                FutureRecord::to(topic).partition(partition).key(END_MARKER).payload(END_MARKER),
+                Duration::from_secs(30),
+            )
+            .await
+            .map_err(|(error, _)| error)
+            .expect("write end marker");
+    }
+    tokio::task::spawn_blocking(move || drop(producer)).await.expect("drop producer");
+
+    let kafka = kafka.clone();
+    let topic = topic.to_owned();
+    tokio::task::spawn_blocking(move || {
+        // librdkafka refuses assign() without a group.id; the group is never joined.
+        let reader: BaseConsumer = hookline_core::kafka::reader_config(&kafka, "publisher-test")
+            .set("group.id", "publisher-test-reader")
+            .create()
+            .expect("reader");
+        let mut assignment = TopicPartitionList::new();
+        for &partition in &partitions {
+            assignment.add_partition_offset(&topic, partition, Offset::Beginning).expect("assignment");
+        }
+        reader.assign(&assignment).expect("assign");
+        let mut unfinished: BTreeSet<i32> = partitions.into_iter().collect();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let mut found = Vec::new();
+        while !unfinished.is_empty() {
+            assert!(Instant::now() < deadline, "partitions {unfinished:?} not read to their end marker");
+            let Some(message) = reader.poll(Duration::from_millis(200)) else { continue };
+            let message = message.expect("read record");
+            let key = String::from_utf8(message.key().expect("record key").to_vec()).expect("utf-8 key");
+            if key == END_MARKER {
+                unfinished.remove(&message.partition());
+                continue;
+            }
+            let value = EventRecord::from_bytes(message.payload().expect("record value")).expect("record value");
+            let mut headers = HashMap::new();
+            if let Some(list) = message.headers() {
+                for header in list.iter() {
+                    let value = header.value.map(|v| String::from_utf8_lossy(v).into_owned()).unwrap_or_default();
+                    headers.insert(header.key.to_owned(), value);
+                }
+            }
+            found.push(Delivered { key, value, headers });
+        }
+        found
+    })
+    .await
+    .expect("reader task")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fans_out_to_subscribed_customers() {
+    let harness =
+        Harness::start(&[("alice", &["order.created"]), ("bob", &["*"]), ("carol", &["invoice.paid"])], |_| {}).await;
+
+    let payload = r#"{"order_id":42,  "items":["a","b"]}"#;
+    let body = format!(r#"{{"type":"order.created","payload":{payload}}}"#);
+    let (status, answer) = harness.post_raw("application/json", body).await;
+    assert_eq!(status, 202, "{answer}");
+    assert_eq!(answer["deliveries"], 2, "{answer}");
+    let event_id = answer["event_id"].as_str().expect("event_id").to_owned();
+    assert!(event_id.starts_with("evt_"), "{event_id}");
+
+    let records = read_all(&harness.kafka, &harness.topics.deliveries).await;
+    assert_eq!(records.len(), 2, "{records:?}");
+    let keys: BTreeSet<&str> = records.iter().map(|r| r.key.as_str()).collect();
+    assert_eq!(keys, BTreeSet::from(["alice", "bob"]));
+    for record in &records {
+        assert_eq!(record.value.event_id, event_id);
+        assert_eq!(record.value.event_type, "order.created");
+        // The payload is forwarded byte for byte, not re-serialized.
+        assert_eq!(record.value.payload.get(), payload);
+        assert_eq!(record.headers.get(headers::EVENT_ID), Some(&event_id));
+        assert_eq!(record.headers.get(headers::EVENT_TYPE).map(String::as_str), Some("order.created"));
+    }
+
+    // `bob` subscribes to everything: he alone gets an event type nobody else wants.
+    let (status, answer) = harness.publish(json!({"type": "invoice.voided", "payload": null})).await;
+    assert_eq!(status, 202, "{answer}");
+    assert_eq!(answer["deliveries"], 1, "{answer}");
+    let event_id = answer["event_id"].as_str().expect("event_id");
+    let records = read_all(&harness.kafka, &harness.topics.deliveries).await;
+    assert_eq!(records.len(), 3, "{records:?}");
+    let copies: Vec<_> = records.iter().filter(|r| r.value.event_id == event_id).collect();
+    assert_eq!(copies.len(), 1, "{copies:?}");
+    assert_eq!((copies[0].key.as_str(), copies[0].value.payload.get()), ("bob", "null"));
+
+    let (status, metrics) = harness.get("/metrics").await;
+    assert_eq!(status, 200);
+    assert!(metrics.contains(r#"hookline_publish_requests_total{outcome="accepted"} 2"#), "{metrics}");
+    assert!(metrics.contains("hookline_records_produced_total 3"), "{metrics}");
+
+    harness.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn target_reaches_only_that_customer() {
+    let harness = Harness::start(&[("alice", &["order.created"]), ("bob", &["order.created"])], |_| {}).await;
+
+    let (status, answer) =
+        harness.publish(json!({"type": "order.created", "payload": {"n": 1}, "target": "bob"})).await;
+    assert_eq!(status, 202, "{answer}");
+    assert_eq!(answer["deliveries"], 1, "{answer}");
+    let records = read_all(&harness.kafka, &harness.topics.deliveries).await;
+    assert_eq!(records.len(), 1, "{records:?}");
+    assert_eq!(records[0].key, "bob");
+    assert_eq!(records[0].value.event_id, answer["event_id"].as_str().expect("event_id"));
+
+    let (status, answer) =
+        harness.publish(json!({"type": "order.created", "payload": {"n": 2}, "target": "mallory"})).await;
+    assert_eq!(status, 404, "{answer}");
+    assert!(error_of(&answer).contains("mallory"), "{answer}");
+
+    // No subscriber is not an error.
+    let (status, answer) = harness.publish(json!({"type": "nobody.cares", "payload": {"n": 3}})).await;
+    assert_eq!(status, 202, "{answer}");
+    assert_eq!(answer["deliveries"], 0, "{answer}");
+    assert_eq!(read_all(&harness.kafka, &harness.topics.deliveries).await.len(), 1);
+
+    // A customer added after start-up is found: the directory catches up before saying unknown.
+    add_customer(&harness.kafka, &harness.topics, "dave", &["order.created"]).await;
+    let (status, answer) =
+        harness.publish(json!({"type": "order.created", "payload": {"n": 4}, "target": "dave"})).await;
+    assert_eq!(status, 202, "{answer}");
+    assert_eq!(answer["deliveries"], 1, "{answer}");
+
+    // An explicit target is delivered to even if the customer does not subscribe to the type.
+    let (status, answer) =
+        harness.publish(json!({"type": "invoice.paid", "payload": {"n": 5}, "target": "alice"})).await;
+    assert_eq!(status, 202, "{answer}");
+    assert_eq!(answer["deliveries"], 1, "{answer}");
+
+    let records = read_all(&harness.kafka, &harness.topics.deliveries).await;
+    let mut keys: Vec<&str> = records.iter().map(|r| r.key.as_str()).collect();
+    keys.sort_unstable();
+    assert_eq!(keys, ["alice", "bob", "dave"]);
+
+    harness.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rejected_requests_produce_nothing() {
+    let harness = Harness::start(&[("alice", &["order.created", "*"])], |config| config.max_body_size = 256).await;
+
+    let cases: Vec<(&str, &str, String, u16, &str)> = vec![
+        ("malformed JSON", "application/json", r#"{"type": "order.created", "payload": "#.into(), 400, ""),
+        ("empty body", "application/json", String::new(), 400, ""),
+        ("missing type", "application/json", r#"{"payload": {}}"#.into(), 422, "type"),
+        ("missing payload", "application/json", r#"{"type": "order.created"}"#.into(), 422, "payload"),
+        (
+            "unknown field",
+            "application/json",
+            r#"{"type": "order.created", "payload": {}, "extra": 1}"#.into(),
+            422,
+            "extra",
+        ),
+        ("ill-typed type", "application/json", r#"{"type": 7, "payload": {}}"#.into(), 422, "type"),
+        ("invalid type", "application/json", r#"{"type": "order created", "payload": {}}"#.into(), 422, "type"),
+        ("wildcard type", "application/json", r#"{"type": "*", "payload": {}}"#.into(), 422, "type"),
+        (
+            "invalid target",
+            "application/json",
+            r#"{"type": "order.created", "payload": {}, "target": "no such id"}"#.into(),
+            422,
+            "target",
+        ),
+        ("array body", "application/json", r#"["order.created", {}]"#.into(), 422, ""),
+        ("wrong content type", "text/plain", r#"{"type": "order.created", "payload": {}}"#.into(), 415, ""),
+        (
+            "too large",
+            "application/json",
+            format!(r#"{{"type": "order.created", "payload": "{}"}}"#, "x".repeat(1000)),
+            413,
+            "",
+        ),
+    ];
+    for (name, content_type, body, status, mentions) in cases {
+        let (got, answer) = harness.post_raw(content_type, body).await;
+        assert_eq!(got, status, "{name}: {answer}");
+        let error = error_of(&answer);
+        assert!(!error.is_empty(), "{name}: empty error");
+        assert!(error.contains(mentions), "{name}: {error:?} should mention {mentions:?}");
+    }
+
+    // A request without any content type is refused the same way.
+    let response = harness
+        .client
+        .post(format!("{}/publish", harness.base))
+        .body(r#"{"type": "order.created", "payload": {}}"#)
+        .send()
+        .await
+        .expect("request");
+    let (status, answer) = decode(response).await;
+    assert_eq!(status, 415, "{answer}");
+
+    let marks = watermarks(&harness.kafka, &harness.topics.deliveries).await.expect("watermarks");
+    assert_eq!(marks.len(), usize::try_from(PARTITIONS).expect("partitions"));
+    assert!(marks.iter().all(|(_, _, high)| *high == 0), "records were produced: {marks:?}");
+
+    // Other routes: JSON everywhere.
+    let (status, body) = harness.get("/healthz").await;
+    assert_eq!(status, 200);
+    assert_eq!(serde_json::from_str::<Value>(&body).expect("json"), json!({"status": "ok"}));
+    let response = harness.client.get(format!("{}/nowhere", harness.base)).send().await.expect("request");
+    let (status, answer) = decode(response).await;
+    assert_eq!(status, 404);
+    assert!(error_of(&answer).contains("/nowhere"), "{answer}");
+    let response = harness.client.get(format!("{}/publish", harness.base)).send().await.expect("request");
+    let (status, answer) = decode(response).await;
+    assert_eq!(status, 405);
+    error_of(&answer);
+
+    let (_, metrics) = harness.get("/metrics").await;
+    assert!(metrics.contains(r#"hookline_publish_requests_total{outcome="bad_request"} 4"#), "{metrics}");
+    assert!(metrics.contains(r#"hookline_publish_requests_total{outcome="invalid"} 8"#), "{metrics}");
+    assert!(metrics.contains(r#"hookline_publish_requests_total{outcome="too_large"} 1"#), "{metrics}");
+    assert!(metrics.contains(r#"hookline_publish_requests_total{outcome="accepted"} 0"#), "{metrics}");
+
+    harness.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_concurrent_requests_are_all_published() {
+    const REQUESTS: usize = 200;
+    const CONCURRENCY: usize = 32;
+    let harness = Harness::start(&[("alice", &["order.created"]), ("bob", &["order.created"])], |_| {}).await;
+
+    let answers: Vec<(u16, Value)> = futures::stream::iter(0..REQUESTS)
+        .map(|n| harness.publish(json!({"type": "order.created", "payload": {"n": n}})))
+        .buffer_unordered(CONCURRENCY)
+        .collect()
+        .await;
+    let mut accepted_ids = BTreeSet::new();
+    for (status, answer) in &answers {
+        assert_eq!(*status, 202, "{answer}");
+        assert_eq!(answer["deliveries"], 2, "{answer}");
+        accepted_ids.insert(answer["event_id"].as_str().expect("event_id").to_owned());
+    }
+    assert_eq!(accepted_ids.len(), REQUESTS, "event ids must be distinct");
+
+    let records = read_all(&harness.kafka, &harness.topics.deliveries).await;
+    assert_eq!(records.len(), REQUESTS * 2);
+    let mut keys_by_event: HashMap<&str, BTreeSet<&str>> = HashMap::new();
+    for record in &records {
+        assert_eq!(record.headers.get(headers::EVENT_ID), Some(&record.value.event_id));
+        keys_by_event.entry(record.value.event_id.as_str()).or_default().insert(record.key.as_str());
+    }
+    let on_topic: BTreeSet<String> = keys_by_event.keys().map(|id| (*id).to_owned()).collect();
+    assert_eq!(on_topic, accepted_ids);
+    assert!(keys_by_event.values().all(|keys| *keys == BTreeSet::from(["alice", "bob"])));
+
+    harness.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn broker_down_answers_503() {
+    init_test_logging();
+    let broker = Broker::start();
+    let mut harness = Harness::start_on(broker, &[("alice", &["order.created"])], |config| {
+        config.produce_timeout = Duration::from_secs(2);
+        config.kafka = config.kafka.clone().with_property("message.timeout.ms", "2000");
+    })
+    .await;
+
+    // Works while the broker is up...
+    let (status, answer) = harness.publish(json!({"type": "order.created", "payload": {"n": 1}})).await;
+    assert_eq!(status, 202, "{answer}");
+
+    // ...and answers 503 with a JSON error, not a hang or a 202, once it is gone.
+    harness.broker.kill();
+    let (status, answer) = harness.publish(json!({"type": "order.created", "payload": {"n": 2}})).await;
+    assert_eq!(status, 503, "{answer}");
+    let error = error_of(&answer);
+    assert!(error.contains("could not publish event evt_"), "{error}");
+    assert!(error.contains("1 of 1 deliveries failed"), "{error}");
+
+    let (status, _) = harness.get("/healthz").await;
+    assert_eq!(status, 200);
+    let (_, metrics) = harness.get("/metrics").await;
+    assert!(metrics.contains(r#"hookline_publish_requests_total{outcome="broker_error"} 1"#), "{metrics}");
+
+    harness.stop().await;
+}

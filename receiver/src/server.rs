@@ -1,0 +1,256 @@
+//! The HTTP side: `POST /webhook`, `GET /stats`, and starting/stopping a receiver.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use rand::Rng;
+use serde_json::{Value, json};
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::ledger::{Decision, FailureKind, Ledger, Stats};
+use crate::verify::{AcceptUnverified, Verifier};
+use crate::{Error, ReceiverConfig, Result};
+
+/// State shared by every request of one receiver.
+#[derive(Debug)]
+struct Shared {
+    config: ReceiverConfig,
+    verifier: Arc<dyn Verifier>,
+    ledger: Mutex<Ledger>,
+}
+
+/// The event fields the receiver reads from a delivery body.
+#[derive(Debug)]
+struct Event {
+    event_type: String,
+    timestamp: String,
+}
+
+/// Starts receivers in the current Tokio runtime.
+#[derive(Debug)]
+pub struct Receiver;
+
+impl Receiver {
+    /// Serves on `listener` in a background task until the handle is shut down or dropped.
+    /// `config.listen` is ignored. Must be called inside a Tokio runtime.
+    pub fn start(config: ReceiverConfig, listener: TcpListener) -> Result<ReceiverHandle> {
+        Self::start_with_verifier(config, listener, Arc::new(AcceptUnverified))
+    }
+
+    /// Like [`Receiver::start`], authenticating every delivery with `verifier` first.
+    pub fn start_with_verifier(
+        config: ReceiverConfig,
+        listener: TcpListener,
+        verifier: Arc<dyn Verifier>,
+    ) -> Result<ReceiverHandle> {
+        let local_addr = listener.local_addr().map_err(Error::LocalAddress)?;
+        tracing::info!(receiver = %config.name, address = %local_addr, "receiver listening");
+        let shared = Arc::new(Shared { config, verifier, ledger: Mutex::default() });
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(run_server(Arc::clone(&shared), listener, shutdown.clone()));
+        Ok(ReceiverHandle { local_addr, shared, shutdown, task: Some(task) })
+    }
+
+    /// Binds `config.listen` (port 0 picks a free port) and starts serving on it.
+    pub async fn bind(config: ReceiverConfig) -> Result<ReceiverHandle> {
+        let listener =
+            TcpListener::bind(config.listen).await.map_err(|source| Error::Bind { address: config.listen, source })?;
+        Self::start(config, listener)
+    }
+}
+
+/// A running receiver; dropping it stops the server (without waiting for it).
+#[derive(Debug)]
+pub struct ReceiverHandle {
+    local_addr: SocketAddr,
+    shared: Arc<Shared>,
+    shutdown: CancellationToken,
+    task: Option<JoinHandle<Result<()>>>,
+}
+
+impl ReceiverHandle {
+    /// The address the receiver listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// The webhook URL to register for a customer: `http://ADDRESS/webhook`.
+    pub fn url(&self) -> String {
+        format!("http://{}/webhook", self.local_addr)
+    }
+
+    /// The counters so far (the same as `GET /stats`).
+    pub fn stats(&self) -> Stats {
+        self.shared.ledger().stats()
+    }
+
+    /// Stops accepting connections, lets in-flight requests finish, and waits for the server.
+    pub async fn shutdown(mut self) -> Result<()> {
+        self.shutdown.cancel();
+        match self.task.take() {
+            Some(task) => task.await.map_err(|_| Error::ServerTask)?,
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for ReceiverHandle {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+/// Serves on `listener` until `shutdown` is cancelled, then logs the final counters.
+/// `config.listen` is ignored.
+pub async fn serve(config: ReceiverConfig, listener: TcpListener, shutdown: CancellationToken) -> Result<()> {
+    let local_addr = listener.local_addr().map_err(Error::LocalAddress)?;
+    tracing::info!(receiver = %config.name, address = %local_addr, "receiver listening");
+    let shared = Arc::new(Shared { config, verifier: Arc::new(AcceptUnverified), ledger: Mutex::default() });
+    let result = run_server(Arc::clone(&shared), listener, shutdown).await;
+    let Stats { received, unique, duplicates, failed, rejected } = shared.ledger().stats();
+    tracing::info!(receiver = %shared.config.name, received, unique, duplicates, failed, rejected, "receiver stopped");
+    result
+}
+
+async fn run_server(shared: Arc<Shared>, listener: TcpListener, shutdown: CancellationToken) -> Result<()> {
+    let app = Router::new().route("/webhook", post(webhook)).route("/stats", get(stats)).with_state(shared);
+    axum::serve(listener, app).with_graceful_shutdown(shutdown.cancelled_owned()).await.map_err(Error::Serve)
+}
+
+async fn webhook(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -> Response {
+    let (status, answer) = shared.handle(&headers, body);
+    (status, Json(answer)).into_response()
+}
+
+async fn stats(State(shared): State<Arc<Shared>>) -> Json<Stats> {
+    Json(shared.ledger().stats())
+}
+
+impl Shared {
+    fn ledger(&self) -> MutexGuard<'_, Ledger> {
+        self.ledger.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Decides the answer to one delivery; synchronous, so the ledger lock is never held across
+    /// an await.
+    fn handle(&self, headers: &HeaderMap, body: Bytes) -> (StatusCode, Value) {
+        let id = match header(headers, "webhook-id") {
+            Ok(Some(id)) if !id.trim().is_empty() => id,
+            Ok(_) => return self.reject(StatusCode::BAD_REQUEST, None, "missing webhook-id header".into()),
+            Err(reason) => return self.reject(StatusCode::BAD_REQUEST, None, reason),
+        };
+        // Optional until deliveries are signed: the signature check will need it to refuse
+        // replayed deliveries, and will then make it mandatory.
+        let timestamp = match header(headers, "webhook-timestamp") {
+            Ok(None) => None,
+            Ok(Some(raw)) => match raw.trim().parse::<i64>() {
+                Ok(seconds) => Some(seconds),
+                Err(_) => {
+                    let reason = format!("webhook-timestamp header `{raw}` is not a Unix time in seconds");
+                    return self.reject(StatusCode::BAD_REQUEST, Some(id), reason);
+                }
+            },
+            Err(reason) => return self.reject(StatusCode::BAD_REQUEST, Some(id), reason),
+        };
+        let body = match self.verifier.verify(headers, body) {
+            Ok(body) => body,
+            Err(reason) => return self.reject(StatusCode::UNAUTHORIZED, Some(id), reason),
+        };
+        let event = match parse_body(&body) {
+            Ok(event) => event,
+            Err(reason) => return self.reject(StatusCode::BAD_REQUEST, Some(id), reason),
+        };
+
+        let roll: f64 = rand::rng().random();
+        let decision = self.ledger().decide(id, self.config.fail_first, self.config.fail_rate, roll);
+        let receiver = self.config.name.as_str();
+        let event_type = event.event_type.as_str();
+        match decision {
+            Decision::Accept { attempt } => {
+                tracing::info!(
+                    receiver, webhook_id = id, event_type, attempt, event_timestamp = event.timestamp, webhook_timestamp = ?timestamp,
+                    "webhook accepted"
+                );
+                (StatusCode::OK, json!({ "received": true }))
+            }
+            Decision::Duplicate { attempt } => {
+                tracing::info!(
+                    receiver,
+                    webhook_id = id,
+                    event_type,
+                    attempt,
+                    "duplicate webhook acknowledged, not processed again"
+                );
+                (StatusCode::OK, json!({ "received": true, "duplicate": true }))
+            }
+            Decision::Fail { attempt, why } => {
+                let reason = match why {
+                    FailureKind::FailFirst => {
+                        format!("simulated failure: attempt {attempt} of the first {} refused", self.config.fail_first)
+                    }
+                    FailureKind::FailRate => format!("simulated failure at rate {}", self.config.fail_rate),
+                };
+                tracing::info!(receiver, webhook_id = id, event_type, attempt, "webhook refused with 503 ({reason})");
+                (StatusCode::SERVICE_UNAVAILABLE, json!({ "error": reason }))
+            }
+        }
+    }
+
+    fn reject(&self, status: StatusCode, id: Option<&str>, reason: String) -> (StatusCode, Value) {
+        self.ledger().reject();
+        tracing::warn!(receiver = %self.config.name, webhook_id = id, status = status.as_u16(), %reason, "webhook rejected");
+        (status, json!({ "error": reason }))
+    }
+}
+
+/// A header as text: `Ok(None)` when absent, `Err` naming it when it is not visible ASCII.
+fn header<'a>(headers: &'a HeaderMap, name: &str) -> Result<Option<&'a str>, String> {
+    match headers.get(name) {
+        None => Ok(None),
+        Some(value) => value.to_str().map(Some).map_err(|_| format!("{name} header is not visible ASCII")),
+    }
+}
+
+/// Reads the Standard Webhooks body `{type, timestamp, data}`; an error names the bad field.
+fn parse_body(body: &[u8]) -> Result<Event, String> {
+    let value: Value = serde_json::from_slice(body).map_err(|e| format!("body is not JSON: {e}"))?;
+    let Some(object) = value.as_object() else {
+        return Err("body must be a JSON object with fields type, timestamp and data".into());
+    };
+    let text = |field: &str| match object.get(field) {
+        Some(Value::String(text)) if !text.is_empty() => Ok(text.clone()),
+        Some(_) => Err(format!("body field `{field}` must be a non-empty string")),
+        None => Err(format!("body field `{field}` is missing")),
+    };
+    let event_type = text("type")?;
+    let timestamp = text("timestamp")?;
+    if !object.contains_key("data") {
+        return Err("body field `data` is missing".into());
+    }
+    Ok(Event { event_type, timestamp })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn body_errors_name_the_field() {
+        assert!(parse_body(br#"{"type":"a.b","timestamp":"t","data":null}"#).is_ok());
+        let error = |body: &[u8]| parse_body(body).unwrap_err();
+        assert!(error(b"nope").contains("not JSON"));
+        assert!(error(b"[]").contains("JSON object"));
+        assert!(error(br#"{"timestamp":"t","data":{}}"#).contains("`type` is missing"));
+        assert!(error(br#"{"type":1,"timestamp":"t","data":{}}"#).contains("`type` must be"));
+        assert!(error(br#"{"type":"a","data":{}}"#).contains("`timestamp` is missing"));
+        assert!(error(br#"{"type":"a","timestamp":"t"}"#).contains("`data` is missing"));
+    }
+}

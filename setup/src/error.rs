@@ -1,0 +1,76 @@
+//! Errors of the setup CLI, and the exit code each one maps to.
+
+use std::time::Duration;
+
+use rdkafka::error::KafkaError;
+
+/// Result alias used across `hookline-setup`.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Exit code for an operational failure (broker unreachable, topic missing or different).
+pub const EXIT_FAILURE: u8 = 1;
+/// Exit code for bad input; the same code clap uses for a command line it cannot parse.
+pub const EXIT_USAGE: u8 = 2;
+
+/// Everything that can make a setup command fail.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Core(#[from] hookline_core::Error),
+
+    #[error(
+        "cannot reach Kafka at {brokers} within {timeout:?} ({source}); check that the broker is running \
+         and that --brokers / KAFKA_BROKERS points at it"
+    )]
+    Unreachable { brokers: String, timeout: Duration, source: KafkaError },
+
+    #[error("timed out after {0:?} waiting for {1}; is the broker overloaded? raise --timeout to wait longer")]
+    Timeout(Duration, &'static str),
+
+    #[error(
+        "topic(s) {} already exist with a different layout; Hookline never alters or deletes topics: either run again with \
+         flags matching the existing topics, or change/recreate the topics with your Kafka tooling \
+         (adding partitions re-maps customer ids to partitions, so drain the consumers first)",
+        .0.join(", ")
+    )]
+    TopicsDiffer(Vec<String>),
+
+    #[error("missing topic(s): {}; create them with `hookline-setup topics create`", .0.join(", "))]
+    MissingTopics(Vec<String>),
+
+    #[error("unknown customer `{0}`; `hookline-setup customers list` shows the known ones")]
+    UnknownCustomer(String),
+
+    #[error("cannot write the output: {0}")]
+    Output(#[from] std::io::Error),
+
+    #[error("json: {0}")]
+    Json(#[from] serde_json::Error),
+}
+
+impl Error {
+    /// The process exit code for this error: [`EXIT_USAGE`] for bad input, else [`EXIT_FAILURE`].
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            // `ensure_topics` reports a broker refusing a creation as `Invalid { field: "topic" }`;
+            // that is the broker's verdict, not the operator's typo.
+            Self::Core(hookline_core::Error::Invalid { field, .. }) if *field != "topic" => EXIT_USAGE,
+            _ => EXIT_FAILURE,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn validation_errors_are_usage_errors() {
+        let invalid = hookline_core::customer::validate_id("bad id").unwrap_err();
+        assert_eq!(Error::from(invalid).exit_code(), EXIT_USAGE);
+        let refused = hookline_core::Error::Invalid { field: "topic", reason: "cannot create".into() };
+        assert_eq!(Error::from(refused).exit_code(), EXIT_FAILURE);
+        assert_eq!(Error::MissingTopics(vec!["t".into()]).exit_code(), EXIT_FAILURE);
+        assert_eq!(Error::UnknownCustomer("c".into()).exit_code(), EXIT_FAILURE);
+    }
+}

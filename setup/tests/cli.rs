@@ -1,0 +1,63 @@
+//! Exit codes that need no broker: usage errors, and a broker that is not there.
+
+mod common;
+
+use std::net::TcpListener;
+
+use common::{args, assert_exit, binary, in_process, stderr};
+use hookline_setup::{EXIT_FAILURE, Error};
+
+/// A loopback address nothing listens on.
+fn dead_address() -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let address = listener.local_addr().expect("address");
+    drop(listener);
+    address.to_string()
+}
+
+fn with_short_timeout(mut args: Vec<String>) -> Vec<String> {
+    // clap refuses a flag given twice, so replace the `--timeout 10s` that `args` adds.
+    let at = args.iter().position(|a| a == "--timeout").expect("--timeout present");
+    args[at + 1] = "3s".into();
+    args
+}
+
+#[tokio::test]
+async fn unreachable_broker_fails_with_exit_1_and_says_so() {
+    let brokers = dead_address();
+    for command in [
+        vec!["topics", "create"],
+        vec!["topics", "describe"],
+        vec!["customers", "list"],
+        vec!["customers", "remove", "c1"],
+        vec!["customers", "add", "--id", "c1", "--webhook-url", "http://127.0.0.1:9000/webhook", "--events", "a"],
+    ] {
+        let output = binary(&with_short_timeout(args(&brokers, "unreachable", &command))).await;
+        assert_exit(&output, 1);
+        let err = stderr(&output);
+        assert!(err.contains(&format!("cannot reach Kafka at {brokers}")), "{command:?}: {err}");
+    }
+
+    let (result, _) = in_process(&with_short_timeout(args(&brokers, "unreachable", &["topics", "describe"]))).await;
+    match result {
+        Err(error @ Error::Unreachable { .. }) => assert_eq!(error.exit_code(), EXIT_FAILURE),
+        other => panic!("expected Unreachable, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn bad_command_lines_exit_2() {
+    for bad in [
+        vec!["topics", "create", "--partitions", "0"],
+        vec!["topics", "create", "--replication-factor", "x"],
+        vec!["topics", "explode"],
+        vec!["customers", "add", "--id", "c1"],
+        vec!["topics", "describe", "--timeout", "soon"],
+    ] {
+        let output = binary(&bad.iter().map(|a| (*a).to_owned()).collect::<Vec<_>>()).await;
+        assert_exit(&output, 2);
+        assert!(!stderr(&output).is_empty(), "{bad:?} explains itself");
+    }
+    assert_exit(&binary(&["--help".to_owned()]).await, 0);
+    assert_exit(&binary(&["topics".to_owned(), "create".to_owned(), "--help".to_owned()]).await, 0);
+}

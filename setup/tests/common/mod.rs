@@ -1,0 +1,85 @@
+//! Helpers shared by the setup integration tests: run a command in-process or as the real binary.
+
+#![allow(dead_code)] // Each test file uses a different subset.
+
+use std::process::Output;
+
+use clap::Parser;
+use hookline_setup::{Cli, Result, run};
+
+/// Environment variables the CLI reads; cleared for the binary so the developer's shell cannot
+/// change what a test runs.
+const CLI_ENV: &[&str] = &[
+    "KAFKA_BROKERS",
+    "KAFKA_PROPERTIES",
+    "HOOKLINE_TOPIC",
+    "HOOKLINE_DLQ_TOPIC",
+    "HOOKLINE_CUSTOMERS_TOPIC",
+    "HOOKLINE_TIMEOUT",
+    "HOOKLINE_PARTITIONS",
+    "HOOKLINE_REPLICATION_FACTOR",
+    "HOOKLINE_CUSTOMER_ID",
+    "HOOKLINE_CUSTOMER_WEBHOOK_URL",
+    "HOOKLINE_CUSTOMER_EVENTS",
+    "HOOKLINE_CUSTOMERS_JSON",
+];
+
+/// The shared flags pointing at `brokers` and the topics `prefix`, `prefix.dlq`,
+/// `prefix.customers`, followed by `args`.
+pub fn args(brokers: &str, prefix: &str, args: &[&str]) -> Vec<String> {
+    let mut all: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
+    all.extend(
+        [
+            "--brokers",
+            brokers,
+            "--topic",
+            prefix,
+            "--dlq-topic",
+            &format!("{prefix}.dlq"),
+            "--customers-topic",
+            &format!("{prefix}.customers"),
+            "--timeout",
+            "10s",
+        ]
+        .map(str::to_owned),
+    );
+    all
+}
+
+/// Runs a command through the library; returns its result and what it printed.
+pub async fn in_process(args: &[String]) -> (Result<()>, String) {
+    let cli = Cli::try_parse_from(std::iter::once("hookline-setup".to_owned()).chain(args.iter().cloned()))
+        .expect("test command line parses");
+    let mut out = Vec::new();
+    let result = run(cli, &mut out).await;
+    (result, String::from_utf8(out).expect("utf-8 output"))
+}
+
+/// Runs the real binary.
+pub async fn binary(args: &[String]) -> Output {
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_hookline-setup"));
+    command.args(args).env("RUST_LOG", "warn");
+    for name in CLI_ENV {
+        command.env_remove(name);
+    }
+    command.output().await.expect("run hookline-setup")
+}
+
+pub fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+pub fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// Panics with both streams unless the binary exited with `code`.
+pub fn assert_exit(output: &Output, code: i32) {
+    assert_eq!(
+        output.status.code(),
+        Some(code),
+        "expected exit {code}\n--- stdout\n{}\n--- stderr\n{}",
+        stdout(output),
+        stderr(output)
+    );
+}
