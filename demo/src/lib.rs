@@ -1,1 +1,352 @@
+//! `hookline-demo`: Hookline end to end in one process.
+//!
+//! By default everything runs in-process: a librdkafka mock cluster (three brokers), the real
+//! publisher on a loopback port, a consumer group of several real delivery workers and one demo
+//! receiver per customer. The demo publishes a sample workload over HTTP, shows progress once a
+//! second and ends with a per-customer summary once every delivery is accounted for, delivered
+//! or dead-lettered. One customer's endpoint refuses the first attempts of every event (its
+//! retries show in the summary) and one refuses everything (its deliveries end in the DLQ).
+//! With `--brokers` the same runs against a real Kafka, under unique topic names.
+//!
+//! The mock cluster does not implement `CreateTopics`, so on it the topics are created through
+//! the mock API (same names, partition counts; the customers topic is not compacted there).
+//!
+//! # Layout
+//! - [`args`]: flags and environment variables ([`Args`]).
+//! - [`cast`]: the customers, their subscriptions and their receivers' behaviour.
+//! - [`workload`]: the events published and what each customer should receive.
+//! - [`tally`]: counting deliveries and dead letters; the [`Summary`] and its table.
+//! - [`error`]: this crate's error type.
+//! - [`run`] / [`run_until`]: starting everything, waiting, shutting down (here).
 
+pub mod args;
+pub mod cast;
+pub mod error;
+pub mod tally;
+pub mod workload;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use hookline_consumer::Metrics;
+use hookline_core::config::{KafkaArgs, TopicArgs};
+use hookline_core::topics::{self, TopicOutcome};
+use rdkafka::mocking::MockCluster;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+pub use args::Args;
+pub use error::{Error, Result};
+pub use tally::{ConsumerSummary, CustomerSummary, Summary};
+
+use cast::Member;
+use tally::DlqFollower;
+
+/// Brokers in the mock cluster.
+const MOCK_BROKERS: i32 = 3;
+/// How long the consumer group may take to share out the partitions before publishing.
+const GROUP_READY_TIMEOUT: Duration = Duration::from_secs(60);
+const PROGRESS_INTERVAL: Duration = Duration::from_secs(1);
+/// Time left to background client threads to close before the mock cluster is destroyed.
+const CLIENTS_CLOSE_GRACE: Duration = Duration::from_millis(500);
+
+/// Runs the demo to its end (see the crate documentation).
+pub async fn run(args: Args) -> Result<Summary> {
+    run_until(args, CancellationToken::new()).await
+}
+
+/// [`run`], cut short (with an incomplete summary) when `interrupt` is cancelled.
+///
+/// The returned future is not `Send`: it owns the mock cluster, which must outlive every client
+/// and is shut down last. Run it with `block_on` (as `#[tokio::main]` and `#[tokio::test]` do).
+pub async fn run_until(args: Args, interrupt: CancellationToken) -> Result<Summary> {
+    let (mock, kafka, topics, group, location) = match &args.brokers {
+        None => {
+            let mock = MockCluster::new(MOCK_BROKERS).map_err(Error::MockCluster)?;
+            let bootstrap = mock.bootstrap_servers();
+            let location = format!("an in-process mock cluster ({MOCK_BROKERS} brokers) at {bootstrap}");
+            (Some(mock), args.kafka(&bootstrap), TopicArgs::default(), "hookline-demo".to_owned(), location)
+        }
+        Some(brokers) => {
+            let name = format!("hookline-demo-{}", unique_suffix());
+            (None, args.kafka(brokers), TopicArgs::with_prefix(&name), name, format!("Kafka at {brokers}"))
+        }
+    };
+
+    println!("Hookline demo on {location}");
+    let specs = topics::specs(&topics, args.partitions, 1);
+    match &mock {
+        Some(mock) => {
+            for spec in &specs {
+                mock.create_topic(&spec.name, spec.partitions, 1)
+                    .map_err(|source| Error::MockTopic { topic: spec.name.clone(), source })?;
+            }
+        }
+        None => {
+            for (spec, outcome) in topics::ensure_topics(&kafka, &specs).await? {
+                if let TopicOutcome::Differs(differences) = outcome {
+                    tracing::warn!(topic = %spec.name, ?differences, "topic exists but differs");
+                }
+            }
+        }
+    }
+    println!("  topics: {} ({} partitions), {}, {}", topics.deliveries, args.partitions, topics.dlq, topics.customers);
+
+    let mut stack = Stack::default();
+    let outcome = drive(&args, &kafka, &topics, &group, &location, &mut stack, &interrupt).await;
+    stack.shutdown().await;
+    if mock.is_some() {
+        // The customer directories' follower threads close their readers up to a poll interval
+        // after their owners returned; a reader still connected when the mock cluster goes away
+        // logs connection errors.
+        tokio::time::sleep(CLIENTS_CLOSE_GRACE).await;
+    }
+    // The mock cluster goes last.
+    drop(mock);
+    outcome
+}
+
+/// Everything started, so that it can be stopped whatever happened.
+#[derive(Debug, Default)]
+struct Stack {
+    members: Vec<Member>,
+    dlq: Option<DlqFollower>,
+    publisher: Option<(CancellationToken, JoinHandle<hookline_publisher::Result<()>>)>,
+    consumers_stop: CancellationToken,
+    consumers: Vec<Consumer>,
+}
+
+#[derive(Debug)]
+struct Consumer {
+    metrics: Metrics,
+    task: Option<JoinHandle<hookline_consumer::Result<()>>>,
+}
+
+impl Stack {
+    /// The first consumer that stopped on its own, as an error.
+    async fn failed_consumer(&mut self) -> Option<Error> {
+        for (n, consumer) in self.consumers.iter_mut().enumerate() {
+            if consumer.task.as_ref().is_some_and(JoinHandle::is_finished)
+                && let Some(task) = consumer.task.take()
+            {
+                let reason = match task.await {
+                    Ok(Ok(())) => "it returned early".to_owned(),
+                    Ok(Err(error)) => error.to_string(),
+                    Err(error) => error.to_string(),
+                };
+                return Some(Error::Component { component: format!("consumer {}", n + 1), reason });
+            }
+        }
+        None
+    }
+
+    fn assigned(&self) -> Vec<i64> {
+        self.consumers.iter().map(|c| c.metrics.assigned_partitions.get()).collect()
+    }
+
+    fn retries(&self) -> u64 {
+        self.consumers.iter().map(|c| c.metrics.retries.get()).sum()
+    }
+
+    fn in_backoff(&self) -> i64 {
+        self.consumers.iter().map(|c| c.metrics.partitions_in_backoff.get()).sum()
+    }
+
+    /// Stops the consumers (finishing deliveries in flight), the publisher, the receivers and the
+    /// DLQ reader, in that order.
+    async fn shutdown(self) {
+        self.consumers_stop.cancel();
+        for (n, consumer) in self.consumers.into_iter().enumerate() {
+            if let Some(task) = consumer.task {
+                match task.await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(error)) => tracing::warn!(consumer = n + 1, %error, "consumer stopped with an error"),
+                    Err(error) => tracing::warn!(consumer = n + 1, %error, "consumer task failed"),
+                }
+            }
+        }
+        if let Some((stop, task)) = self.publisher {
+            stop.cancel();
+            match task.await {
+                Ok(Ok(())) => {}
+                Ok(Err(error)) => tracing::warn!(%error, "publisher stopped with an error"),
+                Err(error) => tracing::warn!(%error, "publisher task failed"),
+            }
+        }
+        cast::stop_receivers(self.members).await;
+        if let Some(dlq) = self.dlq {
+            dlq.stop().await;
+        }
+    }
+}
+
+async fn drive(
+    args: &Args,
+    kafka: &KafkaArgs,
+    topics: &TopicArgs,
+    group: &str,
+    location: &str,
+    stack: &mut Stack,
+    interrupt: &CancellationToken,
+) -> Result<Summary> {
+    // Customers first: a delivery for a customer the consumer cannot find is dead-lettered.
+    stack.members = cast::start_receivers().await?;
+    cast::register(kafka, topics, &stack.members).await?;
+    println!("  customers (each with its own receiver):");
+    for member in &stack.members {
+        let profile = &member.profile;
+        let behaviour = profile.behaviour.to_string();
+        println!("    {:<9} {:<30} {behaviour:<29} {}", profile.id, profile.events.join(", "), member.url());
+    }
+    stack.dlq = Some(DlqFollower::start(kafka, &topics.dlq).await?);
+
+    let listener = TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0))).await.map_err(Error::PublisherListen)?;
+    let publisher_address = listener.local_addr().map_err(Error::PublisherListen)?;
+    let publisher_stop = CancellationToken::new();
+    let publisher_config = hookline_publisher::Config::new(kafka.clone(), topics.clone());
+    let publisher = tokio::spawn(hookline_publisher::serve(publisher_config, listener, publisher_stop.clone()));
+    stack.publisher = Some((publisher_stop, publisher));
+    println!("  publisher: http://{publisher_address}/publish");
+
+    let config = consumer_config(kafka, topics, group);
+    for _ in 0..args.consumers {
+        let metrics =
+            Metrics::new().map_err(|e| Error::Component { component: "metrics".into(), reason: e.to_string() })?;
+        let task = tokio::spawn(hookline_consumer::run_with_metrics(
+            config.clone(),
+            stack.consumers_stop.clone(),
+            metrics.clone(),
+        ));
+        stack.consumers.push(Consumer { metrics, task: Some(task) });
+    }
+    println!(
+        "  consumers: {} in group `{group}`, up to {} attempts per delivery, backoff {:?} doubling up to {:?}",
+        args.consumers, config.delivery.max_attempts, config.delivery.initial_backoff, config.delivery.max_backoff
+    );
+
+    wait_for_group(args, stack, interrupt).await?;
+
+    let expected = workload::expected(args.events, cast::CAST);
+    let total: u64 = expected.values().sum();
+    let started = Instant::now();
+    println!();
+    println!("Publishing {} events over HTTP...", args.events);
+    let deliveries = workload::publish(publisher_address, args.events, cast::CAST).await?;
+    println!(
+        "Published {} events in {:.1}s: {deliveries} deliveries for {} customers.",
+        args.events,
+        started.elapsed().as_secs_f64(),
+        expected.values().filter(|n| **n > 0).count()
+    );
+
+    let deadline = started + args.timeout;
+    let mut ticker = tokio::time::interval(PROGRESS_INTERVAL);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let customers = loop {
+        tokio::select! {
+            _ = ticker.tick() => {}
+            () = interrupt.cancelled() => {}
+        }
+        let Some(dlq) = stack.dlq.as_ref() else {
+            return Err(Error::Component { component: "the DLQ reader".into(), reason: "not started".into() });
+        };
+        let customers = tally::customers(&stack.members, &expected, dlq);
+        let delivered: u64 = customers.iter().map(|c| c.delivered).sum();
+        let dead_lettered: u64 = customers.iter().map(|c| c.dead_lettered).sum();
+        // The consumers' own count: the receivers' can only be split into retries and final
+        // failures once the DLQ write is seen.
+        let retries = stack.retries();
+        println!(
+            "[{:>5.1}s] accounted for {:>w$}/{total}  delivered {delivered:>w$}  dead-lettered {dead_lettered:>3}  \
+             retries {retries:>4}  partitions in backoff {}",
+            started.elapsed().as_secs_f64(),
+            delivered + dead_lettered,
+            stack.in_backoff(),
+            w = total.to_string().len(),
+        );
+        if customers.iter().all(|c| c.outstanding() == 0) {
+            break customers;
+        }
+        if interrupt.is_cancelled() {
+            println!("Interrupted.");
+            break customers;
+        }
+        if Instant::now() >= deadline {
+            println!("Timed out after {:?}.", args.timeout);
+            break customers;
+        }
+        if let Some(error) = stack.failed_consumer().await {
+            return Err(error);
+        }
+    };
+    let elapsed = started.elapsed();
+    let consumers = stack
+        .consumers
+        .iter()
+        .map(|c| ConsumerSummary {
+            partitions: c.metrics.assigned_partitions.get(),
+            delivered: c.metrics.deliveries.with_label_values(&["delivered"]).get(),
+            dead_lettered: c.metrics.deliveries.with_label_values(&["dead_lettered"]).get(),
+            rebalances: ["assign", "revoke"]
+                .iter()
+                .map(|kind| c.metrics.rebalances.with_label_values(&[kind]).get())
+                .sum(),
+        })
+        .collect();
+    Ok(Summary { kafka: location.to_owned(), events: args.events, customers, consumers, elapsed })
+}
+
+/// The delivery workers' settings: fast retries so that the demo's failures play out quickly.
+fn consumer_config(kafka: &KafkaArgs, topics: &TopicArgs, group: &str) -> hookline_consumer::Config {
+    let mut config = hookline_consumer::Config::new(kafka.clone(), topics.clone(), group);
+    config.delivery.max_attempts = 4;
+    config.delivery.initial_backoff = Duration::from_millis(200);
+    config.delivery.max_backoff = Duration::from_secs(1);
+    config.delivery.request_timeout = Duration::from_secs(5);
+    config.shutdown_grace = Duration::from_secs(5);
+    config
+}
+
+/// Waits until the consumer group has shared out every partition, so that the workload is not
+/// interrupted by members joining late.
+async fn wait_for_group(args: &Args, stack: &mut Stack, interrupt: &CancellationToken) -> Result<()> {
+    let started = Instant::now();
+    let partitions = i64::from(args.partitions);
+    let members = usize::try_from(args.consumers.min(args.partitions.unsigned_abs())).unwrap_or(usize::MAX);
+    println!("Waiting for the consumer group to share out {partitions} partitions...");
+    loop {
+        let assigned = stack.assigned();
+        if assigned.iter().sum::<i64>() == partitions && assigned.iter().filter(|n| **n > 0).count() == members {
+            let shares: Vec<String> = assigned.iter().map(i64::to_string).collect();
+            println!(
+                "Consumer group ready in {:.1}s (partitions per consumer: {}).",
+                started.elapsed().as_secs_f64(),
+                shares.join(" + ")
+            );
+            return Ok(());
+        }
+        if let Some(error) = stack.failed_consumer().await {
+            return Err(error);
+        }
+        if interrupt.is_cancelled() {
+            return Err(Error::Interrupted);
+        }
+        if started.elapsed() > GROUP_READY_TIMEOUT {
+            return Err(Error::GroupNotReady { partitions: args.partitions, waited: started.elapsed() });
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// A suffix that makes topic and group names unique per run on a shared cluster.
+fn unique_suffix() -> String {
+    let millis = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or_default();
+    format!("{millis:x}-{}", std::process::id())
+}
+
+/// Per-customer expected deliveries, for callers that want them before running.
+pub fn expected_deliveries(events: u32) -> BTreeMap<&'static str, u64> {
+    workload::expected(events, cast::CAST)
+}

@@ -21,7 +21,8 @@ pub const GROUP_PROPERTIES: &[(&str, &str)] =
     &[("session.timeout.ms", "6000"), ("heartbeat.interval.ms", "500"), ("topic.metadata.refresh.interval.ms", "1000")];
 
 pub struct Env {
-    pub broker: Broker,
+    /// The tansu broker, unless the test runs on another cluster (see [`Env::on`]).
+    pub broker: Option<Broker>,
     pub kafka: KafkaArgs,
     pub topics: TopicArgs,
     pub group: String,
@@ -30,11 +31,31 @@ pub struct Env {
 
 impl Env {
     pub async fn new(partitions: i32) -> Self {
-        init_test_logging();
         let broker = Broker::start();
-        let kafka = broker.kafka_args();
+        let mut env = Self::on(broker.kafka_args(), partitions).await;
+        env.broker = Some(broker);
+        env
+    }
+
+    /// An environment on an already running cluster reachable with `kafka`.
+    pub async fn on(kafka: KafkaArgs, partitions: i32) -> Self {
         let topics = TopicArgs::with_prefix(&unique_name("deliveries"));
         topics::ensure_topics(&kafka, &topics::specs(&topics, partitions, 1)).await.expect("create topics");
+        Self::with_topics(kafka, topics)
+    }
+
+    /// An environment on librdkafka's mock cluster (which does not serve CreateTopics).
+    pub fn on_mock(cluster: &rdkafka::mocking::MockCluster<'_, rdkafka::producer::DefaultProducerContext>, partitions: i32) -> Self {
+        let topics = TopicArgs::with_prefix(&unique_name("deliveries"));
+        for spec in topics::specs(&topics, partitions, 1) {
+            cluster.create_topic(&spec.name, spec.partitions, 1).expect("create mock topic");
+        }
+        Self::with_topics(KafkaArgs::new(cluster.bootstrap_servers()), topics)
+    }
+
+    fn with_topics(kafka: KafkaArgs, topics: TopicArgs) -> Self {
+        init_test_logging();
+        let broker = None;
         let producer = kafka::producer(&kafka);
         Self { broker, kafka, topics, group: unique_name("group"), producer }
     }
@@ -81,13 +102,14 @@ impl Env {
             .args(["--dlq-topic", &self.topics.dlq])
             .args(["--customers-topic", &self.topics.customers])
             .args(["--group", &self.group])
-            .args(["--metrics-listen", "off"])
             .args(["--initial-backoff", "100ms", "--max-backoff", "400ms", "--request-timeout", "5s"]);
         for (key, value) in GROUP_PROPERTIES {
             command.args(["--kafka-property", &format!("{key}={value}")]);
         }
         command
             .args(extra)
+            // An env default, so that a test can still pass `--metrics-listen`.
+            .env("HOOKLINE_METRICS_LISTEN", "off")
             .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()))
             .stdin(Stdio::null())
             .kill_on_drop(true)
