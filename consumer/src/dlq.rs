@@ -183,8 +183,12 @@ mod tests {
             42,
             Some(original_headers),
         );
-        let letter =
-            DeadLetter { reason: DlqReason::MaxAttempts, error: "HTTP 503".into(), attempts: 5, last_status: Some(503) };
+        let letter = DeadLetter {
+            reason: DlqReason::MaxAttempts,
+            error: "HTTP 503".into(),
+            attempts: 5,
+            last_status: Some(503),
+        };
         let found = header_map(&dlq_headers(&original, &letter));
         let get = |k: &str| found.iter().filter(|(key, _)| key == k).map(|(_, v)| v.as_str()).collect::<Vec<_>>();
         assert_eq!(get(headers::EVENT_ID), ["evt_1"]);
@@ -200,10 +204,8 @@ mod tests {
 
     #[test]
     fn no_status_header_without_a_response() {
-        let original =
-            OwnedMessage::new(None, None, "webhooks".into(), Timestamp::NotAvailable, 0, 0, None);
-        let letter =
-            DeadLetter { reason: DlqReason::Undecodable, error: "bad".into(), attempts: 0, last_status: None };
+        let original = OwnedMessage::new(None, None, "webhooks".into(), Timestamp::NotAvailable, 0, 0, None);
+        let letter = DeadLetter { reason: DlqReason::Undecodable, error: "bad".into(), attempts: 0, last_status: None };
         let found = header_map(&dlq_headers(&original, &letter));
         assert!(found.iter().all(|(k, _)| k != headers::DLQ_LAST_STATUS));
     }

@@ -88,9 +88,8 @@ pub async fn run_with_metrics(config: Config, shutdown: CancellationToken, metri
 
     let (assignments_tx, mut assignments) = mpsc::unbounded_channel();
     let context = HooklineContext::new(assignments_tx, metrics.clone());
-    let consumer: Arc<HooklineConsumer> = Arc::new(
-        kafka::group_consumer_config(&config.kafka, &client_id, &config.group).create_with_context(context)?,
-    );
+    let consumer: Arc<HooklineConsumer> =
+        Arc::new(kafka::group_consumer_config(&config.kafka, &client_id, &config.group).create_with_context(context)?);
     consumer.context().attach(&consumer);
     consumer.subscribe(&[&config.topics.deliveries])?;
     tracing::info!(group = %config.group, topic = %config.topics.deliveries, "consumer started");

@@ -106,7 +106,10 @@ impl Metrics {
                 "Rebalance events seen by this member, by kind (assign, revoke, error).",
                 &["kind"],
             )?,
-            assigned_partitions: gauge("hookline_assigned_partitions", "Partitions currently assigned to this member.")?,
+            assigned_partitions: gauge(
+                "hookline_assigned_partitions",
+                "Partitions currently assigned to this member.",
+            )?,
             registry,
         })
     }

@@ -50,7 +50,9 @@ impl Pipeline {
     /// caller bounds that).
     pub async fn process(self: &Arc<Self>, record: &OwnedMessage, stopping: &CancellationToken) -> Outcome {
         let Some(customer_id) = record.key().and_then(|k| std::str::from_utf8(k).ok()) else {
-            return self.dead_letter(record, DlqReason::Undecodable, "record key is not a UTF-8 customer id", 0, None).await;
+            return self
+                .dead_letter(record, DlqReason::Undecodable, "record key is not a UTF-8 customer id", 0, None)
+                .await;
         };
         let event = match record.payload().map(EventRecord::from_bytes) {
             Some(Ok(event)) => event,

@@ -76,11 +76,7 @@ mod tests {
     use super::*;
 
     fn policy(max_attempts: u32) -> RetryPolicy {
-        RetryPolicy {
-            max_attempts,
-            initial_backoff: Duration::from_millis(100),
-            max_backoff: Duration::from_secs(2),
-        }
+        RetryPolicy { max_attempts, initial_backoff: Duration::from_millis(100), max_backoff: Duration::from_secs(2) }
     }
 
     #[test]
@@ -89,7 +85,10 @@ mod tests {
             let mut schedule = policy(8).schedule();
             let delays: Vec<_> = std::iter::from_fn(|| schedule.next_delay(None)).collect();
             assert_eq!(delays.len(), 7);
-            assert!(delays.iter().all(|d| *d >= Duration::from_millis(100) && *d <= Duration::from_secs(2)), "{delays:?}");
+            assert!(
+                delays.iter().all(|d| *d >= Duration::from_millis(100) && *d <= Duration::from_secs(2)),
+                "{delays:?}"
+            );
             // Exponential: the later delays reach the cap's neighbourhood, the first does not.
             assert!(delays[0] < Duration::from_millis(200));
             assert!(delays[6] >= Duration::from_secs(1), "{delays:?}");

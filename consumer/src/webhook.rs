@@ -70,7 +70,9 @@ impl WebhookClient {
             .await;
         let took = started.elapsed();
         match sent {
-            Ok(response) if response.status().is_success() => Attempt::Acked { status: response.status().as_u16(), took },
+            Ok(response) if response.status().is_success() => {
+                Attempt::Acked { status: response.status().as_u16(), took }
+            }
             Ok(response) => {
                 let status = response.status();
                 let retry_after = response

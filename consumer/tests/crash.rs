@@ -113,7 +113,8 @@ async fn three_consumers_share_six_partitions_and_survive_a_sigkill() {
     }
     // The two survivors take the dead member's partitions over after session.timeout.ms and
     // redeliver what it had not committed.
-    wait_until(WAIT, "every event delivered despite the crash", || endpoint.distinct_ids().is_superset(&published)).await;
+    wait_until(WAIT, "every event delivered despite the crash", || endpoint.distinct_ids().is_superset(&published))
+        .await;
 
     for (index, consumer) in consumers.iter_mut().enumerate() {
         if index != 1 {
@@ -159,7 +160,10 @@ async fn long_backoffs_keep_the_member_in_its_group() {
     let consumer = env.start(config);
     wait_until(WAIT, "delivery after two long backoffs", || endpoint.count() >= 3).await;
     let received = endpoint.received();
-    assert!(received[2].at - received[0].at > Duration::from_millis(6500), "the retries outlasted max.poll.interval.ms");
+    assert!(
+        received[2].at - received[0].at > Duration::from_millis(6500),
+        "the retries outlasted max.poll.interval.ms"
+    );
     assert_eq!(received[2].webhook_id(), id);
     assert_eq!(consumer.counter("hookline_rebalances_total", &[("kind", "revoke")]), 0, "never left the group");
     assert_eq!(consumer.counter("hookline_rebalances_total", &[("kind", "assign")]), 1);

@@ -64,14 +64,20 @@ async fn retries_until_the_endpoint_accepts() {
     let id = env.publish("flaky", json!({"n": 1})).await;
     let consumer = env.start(env.config());
     wait_until(WAIT, "three attempts", || endpoint.count() >= 3).await;
-    wait_until(WAIT, "delivered metric", || consumer.counter("hookline_deliveries_total", &[("outcome", "delivered")]) == 1).await;
+    wait_until(WAIT, "delivered metric", || {
+        consumer.counter("hookline_deliveries_total", &[("outcome", "delivered")]) == 1
+    })
+    .await;
 
     let received = endpoint.received();
     assert_eq!(received.len(), 3);
     assert!(received.iter().all(|r| r.webhook_id() == id), "same webhook-id on every attempt");
     assert!(received.windows(2).all(|w| w[1].at > w[0].at + Duration::from_millis(50)), "backoff between attempts");
     assert_eq!(consumer.counter("hookline_retries_total", &[]), 2);
-    assert_eq!(consumer.counter("hookline_delivery_attempts_total", &[("outcome", "failed"), ("status_class", "5xx")]), 2);
+    assert_eq!(
+        consumer.counter("hookline_delivery_attempts_total", &[("outcome", "failed"), ("status_class", "5xx")]),
+        2
+    );
     assert_eq!(consumer.counter("hookline_delivery_attempts_total", &[("outcome", "ack")]), 1);
     consumer.stop().await;
     assert!(read_topic(&env.kafka, &env.topics.dlq).await.is_empty());
@@ -82,7 +88,10 @@ async fn retries_until_the_endpoint_accepts() {
 async fn honours_retry_after_within_the_maximum() {
     let env = Env::new(1).await;
     let endpoint =
-        Endpoint::start(|r| if r.earlier_attempts == 0 { Respond::status(429).retry_after("1") } else { Respond::ok() }).await;
+        Endpoint::start(
+            |r| if r.earlier_attempts == 0 { Respond::status(429).retry_after("1") } else { Respond::ok() },
+        )
+        .await;
     env.customer("limited", &endpoint.url()).await;
     env.publish("limited", json!({})).await;
     let mut config = env.config();

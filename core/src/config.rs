@@ -63,11 +63,7 @@ pub struct TopicArgs {
 
 impl Default for TopicArgs {
     fn default() -> Self {
-        Self {
-            deliveries: "webhooks".into(),
-            dlq: "webhooks.dlq".into(),
-            customers: "webhooks.customers".into(),
-        }
+        Self { deliveries: "webhooks".into(), dlq: "webhooks.dlq".into(), customers: "webhooks.customers".into() }
     }
 }
 
@@ -75,11 +71,7 @@ impl TopicArgs {
     /// All three names derived from one prefix: `P`, `P.dlq`, `P.customers` (tests use a unique
     /// prefix per test).
     pub fn with_prefix(prefix: &str) -> Self {
-        Self {
-            deliveries: prefix.to_owned(),
-            dlq: format!("{prefix}.dlq"),
-            customers: format!("{prefix}.customers"),
-        }
+        Self { deliveries: prefix.to_owned(), dlq: format!("{prefix}.dlq"), customers: format!("{prefix}.customers") }
     }
 }
 
@@ -102,10 +94,7 @@ mod tests {
 
     #[test]
     fn key_value_keeps_equals_in_value() {
-        assert_eq!(
-            parse_key_value("sasl.jaas.config=a=b").unwrap(),
-            ("sasl.jaas.config".to_owned(), "a=b".to_owned())
-        );
+        assert_eq!(parse_key_value("sasl.jaas.config=a=b").unwrap(), ("sasl.jaas.config".to_owned(), "a=b".to_owned()));
         assert!(parse_key_value("novalue").is_err());
         assert!(parse_key_value("=x").is_err());
     }

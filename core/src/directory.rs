@@ -41,7 +41,10 @@ struct Inner {
 
 impl std::fmt::Debug for Inner {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Inner").field("topic", &self.topic).field("partitions", &self.partitions).finish_non_exhaustive()
+        f.debug_struct("Inner")
+            .field("topic", &self.topic)
+            .field("partitions", &self.partitions)
+            .finish_non_exhaustive()
     }
 }
 
@@ -80,7 +83,12 @@ impl Progress {
 impl Directory {
     /// Starts following `topic` and returns once the view holds everything the topic held at
     /// start-up (or `load_timeout` passed). The follower stops when `stop` is cancelled.
-    pub async fn start(kafka: &KafkaArgs, topic: &str, load_timeout: Duration, stop: CancellationToken) -> Result<Self> {
+    pub async fn start(
+        kafka: &KafkaArgs,
+        topic: &str,
+        load_timeout: Duration,
+        stop: CancellationToken,
+    ) -> Result<Self> {
         let kafka = kafka.clone();
         let topic_owned = topic.to_owned();
         let inner = tokio::task::spawn_blocking(move || Inner::open(&kafka, topic_owned, stop))

@@ -106,7 +106,8 @@ mod tests {
 
     #[test]
     fn pass_through_properties_override_defaults() {
-        let args = KafkaArgs::new("b:9092").with_property("linger.ms", "50").with_property("security.protocol", "SASL_SSL");
+        let args =
+            KafkaArgs::new("b:9092").with_property("linger.ms", "50").with_property("security.protocol", "SASL_SSL");
         let config = producer_config(&args, "test");
         assert_eq!(config.get("bootstrap.servers"), Some("b:9092"));
         assert_eq!(config.get("linger.ms"), Some("50"));

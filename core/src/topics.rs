@@ -158,7 +158,10 @@ mod tests {
         assert_eq!(specs.len(), 3);
         assert_eq!((specs[0].name.as_str(), specs[0].partitions, specs[0].cleanup_policy), ("t", 6, "delete"));
         assert_eq!((specs[1].name.as_str(), specs[1].partitions), ("t.dlq", 6));
-        assert_eq!((specs[2].name.as_str(), specs[2].partitions, specs[2].cleanup_policy), ("t.customers", 1, "compact"));
+        assert_eq!(
+            (specs[2].name.as_str(), specs[2].partitions, specs[2].cleanup_policy),
+            ("t.customers", 1, "compact")
+        );
         assert!(specs.iter().all(|s| s.replication_factor == 3));
     }
 }

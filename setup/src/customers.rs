@@ -103,12 +103,8 @@ async fn load(kafka: &KafkaArgs, names: &TopicArgs, timeout: Duration) -> Result
     check_reachable(kafka, timeout).await?;
     let stop = CancellationToken::new();
     let _stop_follower = stop.clone().drop_guard();
-    bounded(
-        timeout + SLACK,
-        "the customer directory to load",
-        Directory::start(kafka, &names.customers, timeout, stop),
-    )
-    .await
+    bounded(timeout + SLACK, "the customer directory to load", Directory::start(kafka, &names.customers, timeout, stop))
+        .await
 }
 
 /// Trims each event type and drops repeats, keeping the operator's order.

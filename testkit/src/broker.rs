@@ -22,9 +22,9 @@ pub fn tansu_binary() -> PathBuf {
     if let Some(bin) = std::env::var_os("TANSU_BIN") {
         return PathBuf::from(bin);
     }
-    let tools = std::env::var_os("HOOKLINE_TOOLS_DIR").map(PathBuf::from).or_else(|| {
-        std::env::var_os("HOME").map(|home| Path::new(&home).join(".cache/hookline/tools"))
-    });
+    let tools = std::env::var_os("HOOKLINE_TOOLS_DIR")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|home| Path::new(&home).join(".cache/hookline/tools")));
     if let Some(candidate) = tools.map(|dir| dir.join("bin/tansu"))
         && candidate.is_file()
     {

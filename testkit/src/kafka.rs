@@ -109,9 +109,8 @@ pub async fn committed_offsets(kafka: &KafkaArgs, group: &str, topic: &str) -> H
     let group = group.to_owned();
     let topic = topic.to_owned();
     tokio::task::spawn_blocking(move || {
-        let consumer: BaseConsumer = kafka::group_consumer_config(&kafka, "hookline-test-offsets", &group)
-            .create()
-            .expect("consumer");
+        let consumer: BaseConsumer =
+            kafka::group_consumer_config(&kafka, "hookline-test-offsets", &group).create().expect("consumer");
         let partitions = kafka::topic_partitions(&consumer, &topic, TIMEOUT).expect("partitions");
         let mut list = TopicPartitionList::new();
         for partition in partitions {
@@ -135,9 +134,5 @@ pub async fn committed_offsets(kafka: &KafkaArgs, group: &str, topic: &str) -> H
 pub fn header(message: &OwnedMessage, name: &str) -> Option<String> {
     use rdkafka::message::Headers;
     let headers = message.headers()?;
-    headers
-        .iter()
-        .find(|h| h.key == name)
-        .and_then(|h| h.value)
-        .map(|v| String::from_utf8_lossy(v).into_owned())
+    headers.iter().find(|h| h.key == name).and_then(|h| h.value).map(|v| String::from_utf8_lossy(v).into_owned())
 }

@@ -45,7 +45,10 @@ impl Env {
     }
 
     /// An environment on librdkafka's mock cluster (which does not serve CreateTopics).
-    pub fn on_mock(cluster: &rdkafka::mocking::MockCluster<'_, rdkafka::producer::DefaultProducerContext>, partitions: i32) -> Self {
+    pub fn on_mock(
+        cluster: &rdkafka::mocking::MockCluster<'_, rdkafka::producer::DefaultProducerContext>,
+        partitions: i32,
+    ) -> Self {
         let topics = TopicArgs::with_prefix(&unique_name("deliveries"));
         for spec in topics::specs(&topics, partitions, 1) {
             cluster.create_topic(&spec.name, spec.partitions, 1).expect("create mock topic");
@@ -149,7 +152,8 @@ pub fn metric_value(metrics: &Metrics, name: &str, labels: &[(&str, &str)]) -> u
             continue;
         }
         for metric in family.get_metric() {
-            let matches = labels.iter().all(|(k, v)| metric.get_label().iter().any(|l| l.name() == *k && l.value() == *v));
+            let matches =
+                labels.iter().all(|(k, v)| metric.get_label().iter().any(|l| l.name() == *k && l.value() == *v));
             if matches {
                 total += metric.get_counter().get_value() + metric.get_gauge().get_value();
             }
