@@ -7,8 +7,8 @@ use clap::Args;
 /// How a receiver listens and how badly it behaves.
 #[derive(Debug, Clone, Args)]
 pub struct ReceiverConfig {
-    /// Address to listen on. Used by [`crate::Receiver::bind`] and the binary; the functions that
-    /// take an already bound listener ignore it.
+    /// Address to listen on.
+    // Used by `Receiver::bind` and the binary; the functions taking a bound listener ignore it.
     #[arg(long, env = "HOOKLINE_RECEIVER_LISTEN", default_value = "127.0.0.1:9000")]
     pub listen: SocketAddr,
 
