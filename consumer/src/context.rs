@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex, OnceLock, PoisonError, Weak};
 use rdkafka::consumer::stream_consumer::StreamPartitionQueue;
 use rdkafka::consumer::{BaseConsumer, ConsumerContext, Rebalance, StreamConsumer};
 use rdkafka::error::KafkaResult;
+use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{ClientContext, TopicPartitionList};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -148,7 +149,13 @@ impl ConsumerContext for HooklineContext {
                 tracing::debug!(offsets = ?committed, "offsets committed");
             }
             // Nothing was stored since the last commit: not a failure.
-            Err(rdkafka::error::KafkaError::ConsumerCommit(rdkafka::types::RDKafkaErrorCode::NoOffset)) => {}
+            Err(rdkafka::error::KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => {}
+            // Routine while members join or leave: the offsets stay stored and the commit made on
+            // revocation (or the next one) carries them.
+            Err(error @ rdkafka::error::KafkaError::ConsumerCommit(RDKafkaErrorCode::RebalanceInProgress)) => {
+                self.metrics.commits.with_label_values(&["error"]).inc();
+                tracing::info!(%error, "offset commit deferred by a rebalance");
+            }
             Err(error) => {
                 self.metrics.commits.with_label_values(&["error"]).inc();
                 tracing::warn!(%error, "offset commit failed; it is retried with the next commit");

@@ -76,7 +76,9 @@ pub async fn run_with_metrics(config: Config, shutdown: CancellationToken, metri
         Directory::start(&config.kafka, &config.topics.customers, config.directory_load_timeout, directory_stop)
             .await?;
 
-    let client_id = format!("hookline-consumer-{}", std::process::id());
+    static INSTANCE: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let instance = INSTANCE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let client_id = format!("hookline-consumer-{}-{instance}", std::process::id());
     let producer: FutureProducer = kafka::producer_config(&config.kafka, &client_id).create()?;
     let pipeline = Arc::new(Pipeline {
         directory,
@@ -129,7 +131,9 @@ pub async fn run_with_metrics(config: Config, shutdown: CancellationToken, metri
 
     drain(&consumer, workers, stops, config.shutdown_grace).await;
     drop(assignments);
+    let directory = pipeline.directory.clone();
     let result = close(consumer, pipeline).await;
+    directory.close().await;
     match failure {
         Some(error) => Err(error),
         None => result,

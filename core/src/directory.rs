@@ -33,10 +33,13 @@ pub struct Directory {
 struct Inner {
     topic: String,
     partitions: Vec<i32>,
-    reader: BaseConsumer,
+    /// `None` once the follower stopped: the client is closed by the follower thread itself, so
+    /// that [`Directory::close`] returns with no Kafka connection left open.
+    reader: RwLock<Option<BaseConsumer>>,
     customers: RwLock<HashMap<String, Arc<Customer>>>,
     progress: Mutex<Progress>,
     stop: CancellationToken,
+    follower: Mutex<Option<std::thread::JoinHandle<()>>>,
 }
 
 impl std::fmt::Debug for Inner {
@@ -96,10 +99,11 @@ impl Directory {
             .map_err(|_| Error::DirectoryStopped)??;
         let inner = Arc::new(inner);
         let follower = Arc::clone(&inner);
-        std::thread::Builder::new()
+        let handle = std::thread::Builder::new()
             .name("hookline-directory".into())
             .spawn(move || follower.follow())
             .map_err(|_| Error::DirectoryStopped)?;
+        *inner.follower.lock().unwrap_or_else(PoisonError::into_inner) = Some(handle);
         let directory = Self { inner };
         tokio::time::timeout(load_timeout, directory.sync())
             .await
@@ -166,6 +170,17 @@ impl Directory {
         reached.await.map_err(|_| Error::DirectoryStopped)
     }
 
+    /// Stops following the topic and waits for the reader thread to end, so that its Kafka
+    /// client is closed when this returns (the stop token given to [`Directory::start`] does the
+    /// same without waiting).
+    pub async fn close(&self) {
+        self.inner.stop.cancel();
+        let handle = self.inner.follower.lock().unwrap_or_else(PoisonError::into_inner).take();
+        if let Some(handle) = handle {
+            let _ = tokio::task::spawn_blocking(move || handle.join()).await;
+        }
+    }
+
     fn read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<String, Arc<Customer>>> {
         self.inner.customers.read().unwrap_or_else(PoisonError::into_inner)
     }
@@ -186,17 +201,20 @@ impl Inner {
         Ok(Self {
             topic,
             partitions,
-            reader,
+            reader: RwLock::new(Some(reader)),
             customers: RwLock::default(),
             progress: Mutex::new(Progress { next_offset, ..Progress::default() }),
             stop,
+            follower: Mutex::new(None),
         })
     }
 
     fn high_watermarks(&self) -> Result<HashMap<i32, i64>> {
+        let reader = self.reader.read().unwrap_or_else(PoisonError::into_inner);
+        let reader = reader.as_ref().ok_or(Error::DirectoryStopped)?;
         let mut targets = HashMap::new();
         for &partition in &self.partitions {
-            let (_low, high) = self.reader.fetch_watermarks(&self.topic, partition, METADATA_TIMEOUT)?;
+            let (_low, high) = reader.fetch_watermarks(&self.topic, partition, METADATA_TIMEOUT)?;
             targets.insert(partition, high);
         }
         Ok(targets)
@@ -205,7 +223,9 @@ impl Inner {
     /// The follower thread: applies records until `stop` fires.
     fn follow(&self) {
         while !self.stop.is_cancelled() {
-            match self.reader.poll(POLL_INTERVAL) {
+            let reader = self.reader.read().unwrap_or_else(PoisonError::into_inner);
+            let Some(reader) = reader.as_ref() else { break };
+            match reader.poll(POLL_INTERVAL) {
                 Some(Ok(message)) => {
                     self.apply(message.key(), message.payload());
                     let mut progress = self.progress.lock().unwrap_or_else(PoisonError::into_inner);
@@ -216,6 +236,7 @@ impl Inner {
                 None => {}
             }
         }
+        drop(self.reader.write().unwrap_or_else(PoisonError::into_inner).take());
         let mut progress = self.progress.lock().unwrap_or_else(PoisonError::into_inner);
         progress.stopped = true;
         progress.waiters.clear();

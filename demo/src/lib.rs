@@ -98,9 +98,8 @@ pub async fn run_until(args: Args, interrupt: CancellationToken) -> Result<Summa
     let outcome = drive(&args, &kafka, &topics, &group, &location, &mut stack, &interrupt).await;
     stack.shutdown().await;
     if mock.is_some() {
-        // The customer directories' follower threads close their readers up to a poll interval
-        // after their owners returned; a reader still connected when the mock cluster goes away
-        // logs connection errors.
+        // librdkafka clients finish closing on their own threads; one still connected when the
+        // mock cluster goes away logs connection errors.
         tokio::time::sleep(CLIENTS_CLOSE_GRACE).await;
     }
     // The mock cluster goes last.

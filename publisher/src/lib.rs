@@ -85,6 +85,7 @@ pub async fn serve(config: Config, listener: TcpListener, shutdown: Cancellation
     // whose client went away before the answer. librdkafka blocks, so keep it off the runtime,
     // and drop the producer there too (its destructor may block as well).
     let flush_timeout = config.produce_timeout;
+    let directory = state.directory.clone();
     let flushed = tokio::task::spawn_blocking(move || {
         let result = state.producer.flush(Timeout::After(flush_timeout));
         drop(state);
@@ -96,6 +97,7 @@ pub async fn serve(config: Config, listener: TcpListener, shutdown: Cancellation
         Ok(Err(error)) => tracing::warn!(%error, "producer flush failed; unacknowledged records may be lost"),
         Err(error) => tracing::warn!(%error, "producer flush task failed"),
     }
+    directory.close().await;
     served.map_err(Error::Serve)?;
     tracing::info!("publisher stopped");
     Ok(())
