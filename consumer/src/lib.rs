@@ -132,12 +132,9 @@ pub async fn run_with_metrics(config: Config, shutdown: CancellationToken, metri
     drain(&consumer, workers, stops, config.shutdown_grace).await;
     drop(assignments);
     let directory = pipeline.directory.clone();
-    let result = close(consumer, pipeline).await;
+    close(consumer, pipeline).await;
     directory.close().await;
-    match failure {
-        Some(error) => Err(error),
-        None => result,
-    }
+    failure.map_or(Ok(()), Err)
 }
 
 /// Lets workers finish what is in flight within `grace`, while still polling the consumer so
@@ -173,8 +170,10 @@ async fn join_all(handles: Vec<JoinHandle<()>>) {
 }
 
 /// Commits what was stored, leaves the group and flushes the DLQ producer. librdkafka's close
-/// and flush block, so they run off the async runtime.
-async fn close(consumer: Arc<HooklineConsumer>, pipeline: Arc<Pipeline>) -> Result<()> {
+/// and flush block, so they run off the async runtime. A failed final commit is not a failed
+/// shutdown (typically a rebalance in progress as other members stop too): the records past the
+/// last commit are redelivered to the next owner (at-least-once).
+async fn close(consumer: Arc<HooklineConsumer>, pipeline: Arc<Pipeline>) {
     consumer.context().revoke_all();
     let closed = tokio::task::spawn_blocking(move || {
         let committed = match consumer.commit_consumer_state(CommitMode::Sync) {
@@ -192,16 +191,10 @@ async fn close(consumer: Arc<HooklineConsumer>, pipeline: Arc<Pipeline>) -> Resu
     })
     .await;
     match closed {
-        Ok(Ok(())) => {
-            tracing::info!("offsets committed; consumer closed");
-            Ok(())
-        }
-        // Typically a rebalance in progress as other members stop too. Not a failed shutdown:
-        // the records past the last commit are redelivered to the next owner (at-least-once).
+        Ok(Ok(())) => tracing::info!("offsets committed; consumer closed"),
         Ok(Err(error)) => {
             tracing::warn!(%error, "final commit failed; records since the last commit will be redelivered");
-            Ok(())
         }
-        Err(_) => Ok(()),
+        Err(error) => tracing::warn!(%error, "consumer close task failed"),
     }
 }

@@ -12,17 +12,12 @@ use hookline_core::envelope::{EventRecord, headers};
 use hookline_core::topics::{ensure_topics, specs, watermarks};
 use hookline_publisher::Config;
 use hookline_testkit::{Broker, init_test_logging, unique_name};
-use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Headers, Message};
-use rdkafka::producer::{FutureProducer, FutureRecord};
-use rdkafka::{Offset, TopicPartitionList};
 use serde_json::{Value, json};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 const PARTITIONS: i32 = 3;
-/// Key of the test's end-of-partition markers (not a valid customer id, so never a delivery).
-const END_MARKER: &str = "end marker";
 
 /// A broker with Hookline's topics, some customers, and a publisher on `127.0.0.1:0`.
 struct Harness {
@@ -147,53 +142,13 @@ struct Delivered {
     headers: HashMap<String, String>,
 }
 
-/// Every record on `topic`, read from the beginning of every partition.
-///
-/// How far to read is not taken from the high watermarks: tansu reports a partition's high
-/// watermark as one past the *first* offset of its last record batch, so batched records would be
-/// undercounted. Instead an end marker is written to every partition first (after every request
-/// whose records we want was acknowledged), and each partition is read up to its marker.
+/// Every record on `topic` (see `hookline_testkit::kafka::read_topic`), decoded.
 async fn read_all(kafka: &KafkaArgs, topic: &str) -> Vec<Delivered> {
-    let partitions = hookline_core::topics::describe_partitions(kafka, topic).await.expect("partitions");
-    let producer: FutureProducer =
-        hookline_core::kafka::producer_config(kafka, "publisher-test").create().expect("producer");
-    for &partition in &partitions {
-        producer
-            .send(
-                FutureRecord::to(topic).partition(partition).key(END_MARKER).payload(END_MARKER),
-                Duration::from_secs(30),
-            )
-            .await
-            .map_err(|(error, _)| error)
-            .expect("write end marker");
-    }
-    tokio::task::spawn_blocking(move || drop(producer)).await.expect("drop producer");
-
-    let kafka = kafka.clone();
-    let topic = topic.to_owned();
-    tokio::task::spawn_blocking(move || {
-        // librdkafka refuses assign() without a group.id; the group is never joined.
-        let reader: BaseConsumer = hookline_core::kafka::reader_config(&kafka, "publisher-test")
-            .set("group.id", "publisher-test-reader")
-            .create()
-            .expect("reader");
-        let mut assignment = TopicPartitionList::new();
-        for &partition in &partitions {
-            assignment.add_partition_offset(&topic, partition, Offset::Beginning).expect("assignment");
-        }
-        reader.assign(&assignment).expect("assign");
-        let mut unfinished: BTreeSet<i32> = partitions.into_iter().collect();
-        let deadline = Instant::now() + Duration::from_secs(60);
-        let mut found = Vec::new();
-        while !unfinished.is_empty() {
-            assert!(Instant::now() < deadline, "partitions {unfinished:?} not read to their end marker");
-            let Some(message) = reader.poll(Duration::from_millis(200)) else { continue };
-            let message = message.expect("read record");
+    hookline_testkit::kafka::read_topic(kafka, topic)
+        .await
+        .iter()
+        .map(|message| {
             let key = String::from_utf8(message.key().expect("record key").to_vec()).expect("utf-8 key");
-            if key == END_MARKER {
-                unfinished.remove(&message.partition());
-                continue;
-            }
             let value = EventRecord::from_bytes(message.payload().expect("record value")).expect("record value");
             let mut headers = HashMap::new();
             if let Some(list) = message.headers() {
@@ -202,12 +157,9 @@ async fn read_all(kafka: &KafkaArgs, topic: &str) -> Vec<Delivered> {
                     headers.insert(header.key.to_owned(), value);
                 }
             }
-            found.push(Delivered { key, value, headers });
-        }
-        found
-    })
-    .await
-    .expect("reader task")
+            Delivered { key, value, headers }
+        })
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
