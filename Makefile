@@ -4,7 +4,7 @@
 CARGO ?= cargo
 export HOOKLINE_TOOLS_DIR ?= $(HOME)/.cache/hookline/tools
 
-.PHONY: all build test test-unit lint fmt demo tools clean-tools
+.PHONY: all build test test-unit lint fmt demo tools interop clean-tools
 
 all: build
 
@@ -15,9 +15,15 @@ build:
 tools:
 	@scripts/ensure-tansu.sh >/dev/null
 
-## Every test: unit tests, and integration tests against real tansu broker processes.
-test: tools
-	TANSU_BIN="$$(scripts/ensure-tansu.sh)" $(CARGO) test --workspace --all-targets
+## Installs the npm packages (standardwebhooks, jose) the wire-format interop tests run, if absent.
+interop:
+	@scripts/ensure-interop.sh >/dev/null
+
+## Every test: unit tests, integration tests against real tansu broker processes, and the
+## wire-format interop tests against off-the-shelf libraries.
+test: tools interop
+	TANSU_BIN="$$(scripts/ensure-tansu.sh)" HOOKLINE_INTEROP_DIR="$$(scripts/ensure-interop.sh)" \
+		$(CARGO) test --workspace --all-targets
 
 ## Unit tests only (no broker needed).
 test-unit:

@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use clap::{Args, Parser};
 use hookline_core::config::{KafkaArgs, TopicArgs, parse_duration};
+use hookline_core::netguard::NetworkArgs;
+use hookline_core::secrets::MasterKeyArgs;
 
 /// Delivers webhooks from the delivery topic as a member of a Kafka consumer group.
 #[derive(Debug, Clone, Parser)]
@@ -36,6 +38,14 @@ pub struct Config {
     /// How long to wait for the customer directory to load at start-up.
     #[arg(long, env = "HOOKLINE_DIRECTORY_LOAD_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
     pub directory_load_timeout: Duration,
+
+    /// Opens customers' signing secrets (required: every delivery is signed).
+    #[command(flatten)]
+    pub master_key: MasterKeyArgs,
+
+    /// The SSRF guard, applied to every attempt.
+    #[command(flatten)]
+    pub network: NetworkArgs,
 }
 
 /// How each record is delivered and retried.
@@ -80,6 +90,8 @@ impl Config {
             metrics_listen: ListenAddr(None),
             shutdown_grace: Duration::from_secs(10),
             directory_load_timeout: Duration::from_secs(30),
+            master_key: MasterKeyArgs::default(),
+            network: NetworkArgs::default(),
         }
     }
 }

@@ -29,6 +29,14 @@ pub enum DlqReason {
     UnknownCustomer,
     /// The customer has no webhook URL configured.
     NoWebhookUrl,
+    /// The webhook URL resolves to an address the SSRF guard forbids (checked at every attempt).
+    BlockedDestination,
+    /// The delivery cannot be signed: no active signing secret, or the master key does not open
+    /// it (an operator misconfiguration; replay once fixed). Nothing is ever sent unsigned.
+    SigningFailed,
+    /// The customer's stored public key cannot be used. Nothing is ever sent unencrypted to a
+    /// customer that asked for encryption.
+    EncryptionFailed,
 }
 
 impl DlqReason {
@@ -38,6 +46,9 @@ impl DlqReason {
             Self::Undecodable => "undecodable",
             Self::UnknownCustomer => "unknown_customer",
             Self::NoWebhookUrl => "no_webhook_url",
+            Self::BlockedDestination => "blocked_destination",
+            Self::SigningFailed => "signing_failed",
+            Self::EncryptionFailed => "encryption_failed",
         }
     }
 }

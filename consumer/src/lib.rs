@@ -16,7 +16,8 @@
 //! - [`dispatcher`]: the per-partition worker and its commit rule.
 //! - [`offsets`]: the commit watermark of a partition.
 //! - [`pipeline`]: what happens to one record (look-up, attempts, retries, DLQ).
-//! - [`webhook`]: one HTTP attempt.
+//! - [`seal`]: the bytes of one attempt: JWE-encrypted when the customer has a key, signed.
+//! - [`webhook`]: one HTTP attempt, behind the SSRF guard.
 //! - [`retry`]: the backoff schedule and `Retry-After`.
 //! - [`dlq`]: writing dead letters.
 //! - [`metrics`]: Prometheus metrics and `/metrics`.
@@ -31,6 +32,7 @@ pub mod metrics;
 pub mod offsets;
 pub mod pipeline;
 pub mod retry;
+pub mod seal;
 pub mod webhook;
 
 use std::collections::HashMap;
@@ -39,6 +41,7 @@ use std::time::Duration;
 
 use hookline_core::directory::Directory;
 use hookline_core::kafka;
+use hookline_wire::jwe::ContentKeyPolicy;
 use rdkafka::consumer::{CommitMode, Consumer};
 use rdkafka::message::Message;
 use rdkafka::producer::{FutureProducer, Producer};
@@ -70,6 +73,8 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<()> {
 
 /// [`run`] with metrics the caller holds (tests, the in-process demo).
 pub async fn run_with_metrics(config: Config, shutdown: CancellationToken, metrics: Metrics) -> Result<()> {
+    // Checked first: without it nothing can be signed, so there is no point joining the group.
+    let master_key = config.master_key.require()?;
     let directory_stop = CancellationToken::new();
     let _stop_directory = directory_stop.clone().drop_guard();
     let directory =
@@ -82,9 +87,10 @@ pub async fn run_with_metrics(config: Config, shutdown: CancellationToken, metri
     let producer: FutureProducer = kafka::producer_config(&config.kafka, &client_id).create()?;
     let pipeline = Arc::new(Pipeline {
         directory,
-        client: webhook::WebhookClient::new(config.delivery.request_timeout)?,
+        client: webhook::WebhookClient::new(config.delivery.request_timeout, config.network.policy())?,
         dlq: dlq::DlqWriter::new(producer, config.topics.dlq.clone(), metrics.clone()),
         policy: retry::RetryPolicy::from(&config.delivery),
+        sealer: seal::Sealer::new(master_key, ContentKeyPolicy::default()),
         metrics: metrics.clone(),
     });
 

@@ -1,13 +1,16 @@
 //! What happens to one record: decode, look up the customer, attempt delivery with blocking
 //! retries, dead-letter when it cannot be delivered.
 //!
-//! The customer is looked up before every attempt, so an updated webhook URL takes effect on the
-//! next retry of a record already in flight.
+//! The customer is looked up before every attempt, so an updated webhook URL, public key or
+//! signing secret takes effect on the next retry of a record already in flight. Every attempt is
+//! signed, and encrypted when the customer uploaded a key ([`crate::seal`]); a record that cannot
+//! be signed or encrypted, or whose URL the SSRF guard blocks, is dead-lettered, never sent.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use hookline_core::customer::unix_now;
 use hookline_core::directory::Directory;
 use hookline_core::envelope::EventRecord;
 use rdkafka::message::{Message, OwnedMessage};
@@ -16,7 +19,8 @@ use tokio_util::sync::CancellationToken;
 use crate::dlq::{DeadLetter, DlqReason, DlqWriter};
 use crate::metrics::Metrics;
 use crate::retry::RetryPolicy;
-use crate::webhook::{Attempt, WebhookClient};
+use crate::seal::Sealer;
+use crate::webhook::{Attempt, WebhookClient, WebhookRequest};
 
 /// How long a look-up of an unknown customer may wait for the directory to catch up.
 const LOOKUP_TIMEOUT: Duration = Duration::from_secs(10);
@@ -41,6 +45,7 @@ pub struct Pipeline {
     pub client: WebhookClient,
     pub dlq: DlqWriter,
     pub policy: RetryPolicy,
+    pub sealer: Sealer,
     pub metrics: Metrics,
 }
 
@@ -62,7 +67,7 @@ impl Pipeline {
             }
             None => return self.dead_letter(record, DlqReason::Undecodable, "record has no value", 0, None).await,
         };
-        let body = Bytes::from(event.webhook_body());
+        let envelope = Bytes::from(event.webhook_body());
         let mut schedule = self.policy.schedule();
         let mut attempts = 0_u32;
         let mut last_status = None;
@@ -95,8 +100,23 @@ impl Pipeline {
                 return self.dead_letter(record, DlqReason::NoWebhookUrl, &error, attempts, last_status).await;
             };
 
+            let sealed = match self.sealer.seal(&customer, &event.event_id, &envelope, unix_now()) {
+                Ok(sealed) => sealed,
+                Err(refused) => {
+                    tracing::error!(parent: &span, reason = refused.reason.as_str(), error = %refused.error, "cannot prepare the delivery");
+                    return self.dead_letter(record, refused.reason, &refused.error, attempts, last_status).await;
+                }
+            };
+            let request = WebhookRequest {
+                url,
+                event_id: &event.event_id,
+                timestamp: sealed.timestamp,
+                content_type: sealed.content_type,
+                signature: Some(&sealed.signature),
+                body: sealed.body,
+            };
             attempts += 1;
-            let failure = match self.client.attempt(url, &event.event_id, body.clone()).await {
+            let failure = match self.client.attempt(&request).await {
                 Attempt::Acked { status, took } => {
                     self.metrics.attempts.with_label_values(&["ack", "2xx"]).inc();
                     self.metrics.attempt_duration.observe(took.as_secs_f64());
@@ -105,6 +125,14 @@ impl Pipeline {
                     return Outcome::Delivered { attempts };
                 }
                 Attempt::Failed(failure) => failure,
+                Attempt::Blocked { reason } => {
+                    self.metrics.attempts.with_label_values(&["blocked", "blocked"]).inc();
+                    tracing::warn!(parent: &span, %reason, "webhook destination blocked by the SSRF guard");
+                    let error = format!("destination blocked: {reason}");
+                    return self
+                        .dead_letter(record, DlqReason::BlockedDestination, &error, attempts, last_status)
+                        .await;
+                }
             };
             self.metrics.attempts.with_label_values(&["failed", failure.class]).inc();
             self.metrics.attempt_duration.observe(failure.took.as_secs_f64());

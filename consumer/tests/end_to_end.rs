@@ -7,11 +7,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use common::Env;
-use hookline_core::customer::Customer;
-use hookline_core::directory;
-use hookline_testkit::{Endpoint, wait_until};
-use serde_json::{Value, json};
-use tokio_util::sync::CancellationToken;
+use hookline_testkit::{Endpoint, tenants, wait_until};
+use hookline_wire::signing::SignatureVerifier;
+use serde_json::json;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn published_events_reach_every_subscribed_customer() {
@@ -25,41 +23,20 @@ async fn published_events_reach_every_subscribed_customer() {
     let mut endpoints = BTreeMap::new();
     for (id, events) in subscriptions {
         let endpoint = Endpoint::ok().await;
-        let customer = Customer::new(id, &endpoint.url(), events.iter().map(|e| (*e).to_owned()).collect()).unwrap();
-        directory::put_customer(&env.kafka, &env.topics.customers, &customer).await.unwrap();
-        endpoints.insert(id, endpoint);
+        let (customer, secret) = tenants::signed_customer(id, &endpoint.url(), events);
+        env.put(&customer).await;
+        endpoints.insert(id, (endpoint, SignatureVerifier::new(vec![secret])));
     }
 
-    let shutdown = CancellationToken::new();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let address = listener.local_addr().unwrap();
-    let publisher = tokio::spawn(hookline_publisher::serve(
-        hookline_publisher::Config::new(env.kafka.clone(), env.topics.clone()),
-        listener,
-        shutdown.clone(),
-    ));
+    let publisher = env.start_publisher().await;
     let consumer = env.start(env.config());
 
-    let http = reqwest::Client::new();
     let mut expected: BTreeMap<&str, BTreeSet<String>> = BTreeMap::new();
     let mut payloads = BTreeMap::new();
     for n in 0..30 {
         let event_type = ["order.created", "invoice.paid", "user.deleted"][n % 3];
         let payload = json!({"n": n, "nested": {"ok": true}});
-        let response = loop {
-            // The publisher answers once its directory is loaded.
-            match http
-                .post(format!("http://{address}/publish"))
-                .json(&json!({"type": event_type, "payload": payload}))
-                .send()
-                .await
-            {
-                Ok(response) => break response,
-                Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
-            }
-        };
-        assert_eq!(response.status(), 202);
-        let accepted: Value = response.json().await.unwrap();
+        let accepted = publisher.publish(json!({"type": event_type, "payload": payload})).await;
         let event_id = accepted["event_id"].as_str().unwrap().to_owned();
         let subscribers: Vec<&str> = subscriptions
             .iter()
@@ -73,17 +50,18 @@ async fn published_events_reach_every_subscribed_customer() {
         payloads.insert(event_id, payload);
     }
 
-    for (id, endpoint) in &endpoints {
+    for (id, (endpoint, verifier)) in &endpoints {
         let wanted = expected.get(id).cloned().unwrap_or_default();
         wait_until(Duration::from_secs(60), &format!("{id}'s deliveries"), || endpoint.distinct_ids() == wanted).await;
         for request in endpoint.received() {
             assert_eq!(request.json()["data"], payloads[request.webhook_id()], "payload forwarded unchanged");
+            assert_eq!(request.header("content-type"), Some("application/json"));
+            verifier.verify(&request.header_map(), &request.body).expect("signed with the customer's secret");
         }
     }
-    assert!(!expected.contains_key("dave") && endpoints["dave"].count() == 0);
+    assert!(!expected.contains_key("dave") && endpoints["dave"].0.count() == 0);
     assert_eq!(expected["carol"].len(), 30);
 
     consumer.stop().await;
-    shutdown.cancel();
-    publisher.await.unwrap().unwrap();
+    publisher.stop().await;
 }

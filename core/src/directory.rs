@@ -19,6 +19,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::KafkaArgs;
 use crate::customer::Customer;
+use crate::secrets::api_key_id;
 use crate::{Error, Result, kafka};
 
 const METADATA_TIMEOUT: Duration = Duration::from_secs(10);
@@ -36,7 +37,7 @@ struct Inner {
     /// `None` once the follower stopped: the client is closed by the follower thread itself, so
     /// that [`Directory::close`] returns with no Kafka connection left open.
     reader: RwLock<Option<BaseConsumer>>,
-    customers: RwLock<HashMap<String, Arc<Customer>>>,
+    customers: RwLock<Customers>,
     progress: Mutex<Progress>,
     stop: CancellationToken,
     follower: Mutex<Option<std::thread::JoinHandle<()>>>,
@@ -48,6 +49,39 @@ impl std::fmt::Debug for Inner {
             .field("topic", &self.topic)
             .field("partitions", &self.partitions)
             .finish_non_exhaustive()
+    }
+}
+
+/// The customers by id, and the API key index.
+#[derive(Debug, Default)]
+struct Customers {
+    by_id: HashMap<String, Arc<Customer>>,
+    /// API key id (the non-secret lookup handle inside a key) to customer id.
+    by_api_key_id: HashMap<String, String>,
+}
+
+impl Customers {
+    fn insert(&mut self, customer: Customer) {
+        self.remove(&customer.id);
+        if let Some(hash) = &customer.api_key {
+            self.by_api_key_id.insert(hash.key_id.clone(), customer.id.clone());
+        }
+        self.by_id.insert(customer.id.clone(), Arc::new(customer));
+    }
+
+    fn remove(&mut self, id: &str) {
+        if let Some(old) = self.by_id.remove(id)
+            && let Some(hash) = &old.api_key
+            && self.by_api_key_id.get(&hash.key_id).is_some_and(|owner| owner == id)
+        {
+            self.by_api_key_id.remove(&hash.key_id);
+        }
+    }
+
+    fn by_api_key(&self, presented: &str) -> Option<Arc<Customer>> {
+        let key_id = api_key_id(presented)?;
+        let customer = self.by_id.get(self.by_api_key_id.get(key_id)?)?;
+        customer.api_key.as_ref().is_some_and(|hash| hash.matches(presented)).then(|| Arc::clone(customer))
     }
 }
 
@@ -114,7 +148,28 @@ impl Directory {
 
     /// The customer with this id, as last read.
     pub fn get(&self, id: &str) -> Option<Arc<Customer>> {
-        self.read().get(id).cloned()
+        self.read().by_id.get(id).cloned()
+    }
+
+    /// The customer whose API key this is, as last read. The key is checked against the stored
+    /// hash in constant time; a malformed key costs no lookup.
+    pub fn by_api_key(&self, presented: &str) -> Option<Arc<Customer>> {
+        self.read().by_api_key(presented)
+    }
+
+    /// Like [`Directory::by_api_key`], after catching up with the topic if the key is not known
+    /// yet (a key issued a moment ago through another publisher replica).
+    pub async fn by_api_key_fresh(&self, presented: &str, timeout: Duration) -> Result<Option<Arc<Customer>>> {
+        if api_key_id(presented).is_none() {
+            return Ok(None);
+        }
+        if let Some(customer) = self.by_api_key(presented) {
+            return Ok(Some(customer));
+        }
+        tokio::time::timeout(timeout, self.sync())
+            .await
+            .map_err(|_| Error::Timeout(timeout, "the customer directory to catch up"))??;
+        Ok(self.by_api_key(presented))
     }
 
     /// The customer with this id, after catching up with the topic if it is not known yet.
@@ -130,21 +185,21 @@ impl Directory {
 
     /// Customers subscribed to `event_type`, ordered by id.
     pub fn subscribers(&self, event_type: &str) -> Vec<Arc<Customer>> {
-        let mut found: Vec<_> = self.read().values().filter(|c| c.subscribes_to(event_type)).cloned().collect();
+        let mut found: Vec<_> = self.read().by_id.values().filter(|c| c.subscribes_to(event_type)).cloned().collect();
         found.sort_by(|a, b| a.id.cmp(&b.id));
         found
     }
 
     /// Every customer, ordered by id.
     pub fn all(&self) -> Vec<Arc<Customer>> {
-        let mut found: Vec<_> = self.read().values().cloned().collect();
+        let mut found: Vec<_> = self.read().by_id.values().cloned().collect();
         found.sort_by(|a, b| a.id.cmp(&b.id));
         found
     }
 
     /// Number of customers known.
     pub fn len(&self) -> usize {
-        self.read().len()
+        self.read().by_id.len()
     }
 
     /// Whether no customer is known.
@@ -181,7 +236,7 @@ impl Directory {
         }
     }
 
-    fn read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<String, Arc<Customer>>> {
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Customers> {
         self.inner.customers.read().unwrap_or_else(PoisonError::into_inner)
     }
 }
@@ -249,13 +304,9 @@ impl Inner {
         };
         let mut customers = self.customers.write().unwrap_or_else(PoisonError::into_inner);
         match value {
-            None => {
-                customers.remove(key);
-            }
+            None => customers.remove(key),
             Some(value) => match Customer::from_record(key, value) {
-                Ok(customer) => {
-                    customers.insert(key.to_owned(), Arc::new(customer));
-                }
+                Ok(customer) => customers.insert(customer),
                 Err(error) => tracing::warn!(topic = %self.topic, %error, "ignoring invalid customer record"),
             },
         }

@@ -28,4 +28,15 @@ pub enum Error {
 
     #[error("json: {0}")]
     Json(#[from] serde_json::Error),
+
+    /// A sealed secret did not open: wrong master key, a value sealed for another record, an
+    /// altered value, or not a sealed value at all. Deliberately says nothing about the value.
+    #[error("cannot decrypt {what} with this master key")]
+    Unseal { what: &'static str },
+
+    #[error("customer `{0}` already exists")]
+    CustomerExists(String),
+
+    #[error("unknown customer `{0}`")]
+    UnknownCustomer(String),
 }

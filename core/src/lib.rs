@@ -6,8 +6,15 @@
 //! - [`kafka`]: builders for librdkafka clients from those settings, so every binary talks to
 //!   Kafka the same way (idempotent producers, manual offset store for consumers).
 //! - [`envelope`]: the record carried on the delivery topic and the webhook body built from it.
-//! - [`customer`]: a customer's delivery configuration as stored in the compacted customers topic.
-//! - [`directory`]: the in-memory view of the customers topic (read from the start, then followed).
+//! - [`customer`]: a customer (tenant) as stored in the compacted customers topic: delivery
+//!   configuration, hashed API key, sealed signing secrets, public key.
+//! - [`directory`]: the in-memory view of the customers topic (read from the start, then followed),
+//!   with the API key index.
+//! - [`tenants`]: tenant operations (create, configure, rotate, delete) shared by the onboarding
+//!   API and the setup CLI.
+//! - [`secrets`]: the operator's master key that seals signing secrets at rest, API keys (stored
+//!   hashed) and operator bearer tokens, all compared in constant time.
+//! - [`netguard`]: the SSRF guard on webhook destinations.
 //! - [`shutdown`]: one cancellation token fired by SIGINT/SIGTERM.
 //! - [`telemetry`]: logging set-up.
 //! - [`topics`]: creating and checking the three topics.
@@ -19,8 +26,11 @@ pub mod directory;
 pub mod envelope;
 pub mod error;
 pub mod kafka;
+pub mod netguard;
+pub mod secrets;
 pub mod shutdown;
 pub mod telemetry;
+pub mod tenants;
 pub mod topics;
 
 pub use error::{Error, Result};

@@ -1,17 +1,23 @@
 //! The demo's customers: who subscribes to what, and how each one's endpoint behaves.
 //!
-//! Each customer gets its own in-process [`hookline_receiver`] on `127.0.0.1:0`, registered in
-//! the customers topic with that receiver's URL. Four endpoints are healthy, one refuses the first
-//! two attempts of every event (so its deliveries are retried, then succeed) and one refuses
-//! everything (so its deliveries end in the DLQ).
+//! Every customer is onboarded through the publisher's onboarding API, as seed 003 describes: the
+//! operator creates it (getting its API key and signing secret), then the customer, with its own
+//! API key, uploads a public key (for the customers marked `encrypted`), subscribes and sets its
+//! webhook URL. Each customer gets its own in-process [`hookline_receiver`] on `127.0.0.1:0` that
+//! verifies every delivery's signature and decrypts encrypted ones, refusing anything else.
+//! Four endpoints are healthy, one refuses the first two attempts of every event (so its
+//! deliveries are retried, then succeed) and one refuses everything (so its deliveries end in
+//! the DLQ).
 
 use std::fmt;
 use std::net::SocketAddr;
+use std::sync::Arc;
 
-use hookline_core::config::{KafkaArgs, TopicArgs};
-use hookline_core::customer::Customer;
-use hookline_core::directory::put_customer;
+use hookline_receiver::verify::DeliveryVerifier;
 use hookline_receiver::{Receiver, ReceiverConfig, ReceiverHandle, Stats};
+use hookline_wire::keys::PrivateKey;
+use hookline_wire::signing::{SignatureVerifier, SigningSecret};
+use serde_json::{Value, json};
 
 use crate::{Error, Result};
 
@@ -43,6 +49,8 @@ pub struct Profile {
     /// Event types it subscribes to (`*` = all).
     pub events: &'static [&'static str],
     pub behaviour: Behaviour,
+    /// Uploads an RSA public key, so its deliveries are JWE-encrypted.
+    pub encrypted: bool,
 }
 
 impl Profile {
@@ -57,12 +65,27 @@ pub const FLAKY_FAILURES: u32 = 2;
 
 /// The customers, in the order the summary lists them.
 pub const CAST: &[Profile] = &[
-    Profile { id: "acme", events: &["*"], behaviour: Behaviour::Healthy },
-    Profile { id: "globex", events: &["order.created", "order.shipped"], behaviour: Behaviour::Healthy },
-    Profile { id: "initech", events: &["invoice.paid"], behaviour: Behaviour::Healthy },
-    Profile { id: "umbrella", events: &["order.created", "invoice.paid"], behaviour: Behaviour::Healthy },
-    Profile { id: "hooli", events: &["refund.issued"], behaviour: Behaviour::Flaky { fail_first: FLAKY_FAILURES } },
-    Profile { id: "vandelay", events: &["account.closed"], behaviour: Behaviour::Failing },
+    Profile { id: "acme", events: &["*"], behaviour: Behaviour::Healthy, encrypted: true },
+    Profile {
+        id: "globex",
+        events: &["order.created", "order.shipped"],
+        behaviour: Behaviour::Healthy,
+        encrypted: false,
+    },
+    Profile { id: "initech", events: &["invoice.paid"], behaviour: Behaviour::Healthy, encrypted: true },
+    Profile {
+        id: "umbrella",
+        events: &["order.created", "invoice.paid"],
+        behaviour: Behaviour::Healthy,
+        encrypted: false,
+    },
+    Profile {
+        id: "hooli",
+        events: &["refund.issued"],
+        behaviour: Behaviour::Flaky { fail_first: FLAKY_FAILURES },
+        encrypted: true,
+    },
+    Profile { id: "vandelay", events: &["account.closed"], behaviour: Behaviour::Failing, encrypted: false },
 ];
 
 /// A customer with its running receiver.
@@ -84,33 +107,81 @@ impl Member {
     }
 }
 
-/// Starts one receiver per customer of [`CAST`].
-pub async fn start_receivers() -> Result<Vec<Member>> {
+/// The publisher's onboarding API, as the demo's operator and customers call it.
+#[derive(Debug, Clone)]
+pub struct Api {
+    pub base: String,
+    pub admin_token: String,
+    pub client: reqwest::Client,
+}
+
+impl Api {
+    async fn call(&self, method: reqwest::Method, path: &str, token: &str, body: Value) -> Result<Value> {
+        let response =
+            self.client.request(method, format!("{}{path}", self.base)).bearer_auth(token).json(&body).send().await?;
+        let status = response.status();
+        let answer: Value = response.json().await?;
+        if !status.is_success() {
+            return Err(Error::Onboarding {
+                path: path.to_owned(),
+                status: status.as_u16(),
+                answer: answer.to_string(),
+            });
+        }
+        Ok(answer)
+    }
+}
+
+/// Onboards every customer of [`CAST`] through the API, each with a receiver that verifies (and
+/// where the customer uploaded a key, decrypts) what it gets.
+pub async fn onboard(api: &Api) -> Result<Vec<Member>> {
     let mut members = Vec::with_capacity(CAST.len());
     for profile in CAST {
-        let mut config = ReceiverConfig::named(profile.id);
-        config.listen = SocketAddr::from(([127, 0, 0, 1], 0));
-        let config = match profile.behaviour {
-            Behaviour::Healthy => config,
-            Behaviour::Flaky { fail_first } => config.with_fail_first(fail_first),
-            Behaviour::Failing => config.with_fail_rate(1.0),
-        };
-        let receiver = Receiver::bind(config)
-            .await
-            .map_err(|source| Error::Receiver { customer: profile.id.to_owned(), source })?;
-        members.push(Member { profile: *profile, receiver });
+        members.push(onboard_one(api, profile).await?);
     }
     Ok(members)
 }
 
-/// Writes every customer, with its receiver's URL, to the customers topic.
-pub async fn register(kafka: &KafkaArgs, topics: &TopicArgs, members: &[Member]) -> Result<()> {
-    for member in members {
-        let events = member.profile.events.iter().map(|e| (*e).to_owned()).collect();
-        let customer = Customer::new(member.profile.id, &member.url(), events)?;
-        put_customer(kafka, &topics.customers, &customer).await?;
+async fn onboard_one(api: &Api, profile: &Profile) -> Result<Member> {
+    use reqwest::Method;
+    // Steps 1-3: the operator creates the customer; key and secret are shown this once.
+    let created = api.call(Method::POST, "/v1/customers", &api.admin_token, json!({ "id": profile.id })).await?;
+    let text = |field: &str| created[field].as_str().map(str::to_owned);
+    let (Some(api_key), Some(secret)) = (text("api_key"), text("signing_secret")) else {
+        return Err(Error::Onboarding { path: "/v1/customers".into(), status: 201, answer: created.to_string() });
+    };
+    let secret = SigningSecret::parse(&secret).map_err(|e| Error::Keys(e.to_string()))?;
+
+    // Step 4: the customer makes a key pair (if it wants encryption) and runs its receiver.
+    let private_key = match profile.encrypted {
+        true => Some(PrivateKey::generate(2048).map_err(|e| Error::Keys(e.to_string()))?),
+        false => None,
+    };
+    let mut verifier = DeliveryVerifier::new(SignatureVerifier::new(vec![secret]));
+    if let Some(key) = &private_key {
+        verifier = verifier.with_private_key(key.clone()).require_encryption(true);
     }
-    Ok(())
+    let mut config = ReceiverConfig::named(profile.id);
+    config.listen = SocketAddr::from(([127, 0, 0, 1], 0));
+    let config = match profile.behaviour {
+        Behaviour::Healthy => config,
+        Behaviour::Flaky { fail_first } => config.with_fail_first(fail_first),
+        Behaviour::Failing => config.with_fail_rate(1.0),
+    };
+    let receiver_error = |source| Error::Receiver { customer: profile.id.to_owned(), source };
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(|e| receiver_error(hookline_receiver::Error::Bind { address: config.listen, source: e }))?;
+    let receiver = Receiver::start_with_verifier(config, listener, Arc::new(verifier)).map_err(receiver_error)?;
+
+    // Steps 5-8, with the customer's own API key.
+    if let Some(key) = &private_key {
+        let upload = json!({ "public_key": key.public_key().to_spki_pem() });
+        api.call(Method::PUT, "/v1/customer/public-key", &api_key, upload).await?;
+    }
+    api.call(Method::PUT, "/v1/customer/subscriptions", &api_key, json!({ "events": profile.events })).await?;
+    api.call(Method::PUT, "/v1/customer/webhook", &api_key, json!({ "url": receiver.url() })).await?;
+    Ok(Member { profile: *profile, receiver })
 }
 
 /// Stops every receiver.
@@ -128,6 +199,7 @@ mod tests {
 
     #[test]
     fn the_cast_is_valid_and_has_one_flaky_and_one_failing_customer() {
+        use hookline_core::customer::Customer;
         for profile in CAST {
             let events = profile.events.iter().map(|e| (*e).to_owned()).collect();
             let customer = Customer::new(profile.id, "http://127.0.0.1:1/webhook", events).unwrap();

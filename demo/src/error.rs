@@ -26,6 +26,12 @@ pub enum Error {
     #[error("cannot start the receiver of `{customer}`: {source}")]
     Receiver { customer: String, source: hookline_receiver::Error },
 
+    #[error("onboarding call {path} answered HTTP {status}: {answer}")]
+    Onboarding { path: String, status: u16, answer: String },
+
+    #[error("customer keys: {0}")]
+    Keys(String),
+
     #[error("cannot listen for the publisher on 127.0.0.1: {0}")]
     PublisherListen(#[source] std::io::Error),
 

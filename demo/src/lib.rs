@@ -30,7 +30,9 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use hookline_consumer::Metrics;
-use hookline_core::config::{KafkaArgs, TopicArgs};
+use hookline_core::config::{KafkaArgs, SecretString, TopicArgs};
+use hookline_core::netguard::NetworkArgs;
+use hookline_core::secrets::{MasterKey, MasterKeyArgs};
 use hookline_core::topics::{self, TopicOutcome};
 use rdkafka::mocking::MockCluster;
 use tokio::net::TcpListener;
@@ -190,26 +192,41 @@ async fn drive(
     stack: &mut Stack,
     interrupt: &CancellationToken,
 ) -> Result<Summary> {
-    // Customers first: a delivery for a customer the consumer cannot find is dead-lettered.
-    stack.members = cast::start_receivers().await?;
-    cast::register(kafka, topics, &stack.members).await?;
-    println!("  customers (each with its own receiver):");
-    for member in &stack.members {
-        let profile = &member.profile;
-        let behaviour = profile.behaviour.to_string();
-        println!("    {:<9} {:<30} {behaviour:<29} {}", profile.id, profile.events.join(", "), member.url());
-    }
-    stack.dlq = Some(DlqFollower::start(kafka, &topics.dlq).await?);
-
+    // Fresh credentials for this run; the loopback receivers need the SSRF guard's allow-list.
+    let credentials = Credentials::generate();
     let listener = TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0))).await.map_err(Error::PublisherListen)?;
     let publisher_address = listener.local_addr().map_err(Error::PublisherListen)?;
     let publisher_stop = CancellationToken::new();
-    let publisher_config = hookline_publisher::Config::new(kafka.clone(), topics.clone());
+    let mut publisher_config = hookline_publisher::Config::new(kafka.clone(), topics.clone());
+    publisher_config.admin_tokens = vec![SecretString::new(&credentials.admin_token)];
+    publisher_config.producer_tokens = vec![SecretString::new(&credentials.producer_token)];
+    publisher_config.master_key = MasterKeyArgs::with_key(&credentials.master_key);
+    publisher_config.network = loopback_only();
     let publisher = tokio::spawn(hookline_publisher::serve(publisher_config, listener, publisher_stop.clone()));
     stack.publisher = Some((publisher_stop, publisher));
-    println!("  publisher: http://{publisher_address}/publish");
+    println!("  publisher: http://{publisher_address} (/publish and the onboarding API /v1)");
 
-    let config = consumer_config(kafka, topics, group);
+    // Customers before events: a delivery for a customer the consumer cannot find is
+    // dead-lettered. Each is onboarded through the API, as seed 003 describes.
+    let api = cast::Api {
+        base: format!("http://{publisher_address}"),
+        admin_token: credentials.admin_token.clone(),
+        client: reqwest::Client::new(),
+    };
+    wait_for_publisher(&api, interrupt).await?;
+    stack.members = cast::onboard(&api).await?;
+    println!("  customers (onboarded over HTTP, each with its own verifying receiver):");
+    for member in &stack.members {
+        let profile = &member.profile;
+        let behaviour = profile.behaviour.to_string();
+        let body = if profile.encrypted { "signed+JWE" } else { "signed" };
+        println!("    {:<9} {:<30} {behaviour:<26} {body:<10} {}", profile.id, profile.events.join(", "), member.url());
+    }
+    stack.dlq = Some(DlqFollower::start(kafka, &topics.dlq).await?);
+
+    let mut config = consumer_config(kafka, topics, group);
+    config.master_key = MasterKeyArgs::with_key(&credentials.master_key);
+    config.network = loopback_only();
     for _ in 0..args.consumers {
         let metrics =
             Metrics::new().map_err(|e| Error::Component { component: "metrics".into(), reason: e.to_string() })?;
@@ -232,7 +249,7 @@ async fn drive(
     let started = Instant::now();
     println!();
     println!("Publishing {} events over HTTP...", args.events);
-    let deliveries = workload::publish(publisher_address, args.events, cast::CAST).await?;
+    let deliveries = workload::publish(publisher_address, &credentials.producer_token, args.events, cast::CAST).await?;
     println!(
         "Published {} events in {:.1}s: {deliveries} deliveries for {} customers.",
         args.events,
@@ -295,6 +312,44 @@ async fn drive(
         })
         .collect();
     Ok(Summary { kafka: location.to_owned(), events: args.events, customers, consumers, elapsed })
+}
+
+/// This run's secrets: random, never printed, gone when the demo ends.
+struct Credentials {
+    master_key: MasterKey,
+    admin_token: String,
+    producer_token: String,
+}
+
+impl Credentials {
+    fn generate() -> Self {
+        // An API key's random part makes a fine random token.
+        let token = || hookline_core::secrets::ApiKey::generate().0.expose().to_owned();
+        Self { master_key: MasterKey::generate(), admin_token: token(), producer_token: token() }
+    }
+}
+
+/// The SSRF guard's exemption for the demo's receivers, which listen on loopback.
+fn loopback_only() -> NetworkArgs {
+    NetworkArgs { allow_networks: vec![ipnet::IpNet::from(std::net::IpAddr::from([127, 0, 0, 1]))] }
+}
+
+/// Waits until the publisher has loaded its directory and answers.
+async fn wait_for_publisher(api: &cast::Api, interrupt: &CancellationToken) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let healthy = api.client.get(format!("{}/healthz", api.base)).send().await;
+        if healthy.is_ok_and(|response| response.status().is_success()) {
+            return Ok(());
+        }
+        if interrupt.is_cancelled() {
+            return Err(Error::Interrupted);
+        }
+        if Instant::now() >= deadline {
+            return Err(Error::Component { component: "the publisher".into(), reason: "not ready within 60s".into() });
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 /// The delivery workers' settings: fast retries so that the demo's failures play out quickly.

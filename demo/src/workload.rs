@@ -73,14 +73,14 @@ struct Accepted {
 
 /// Publishes the first `events` events to the publisher at `publisher` and checks that each one
 /// was fanned out to the customers expected. Returns the total number of deliveries.
-pub async fn publish(publisher: SocketAddr, events: u32, cast: &[Profile]) -> Result<usize> {
+pub async fn publish(publisher: SocketAddr, token: &str, events: u32, cast: &[Profile]) -> Result<usize> {
     let client = reqwest::Client::builder().build()?;
     let url = format!("http://{publisher}/publish");
     let results: Vec<Result<usize>> = futures::stream::iter(0..events)
         .map(|index| {
             let client = client.clone();
             let url = url.clone();
-            async move { publish_one(&client, &url, &event(index, cast), cast).await }
+            async move { publish_one(&client, &url, token, &event(index, cast), cast).await }
         })
         .buffer_unordered(CONCURRENCY)
         .collect()
@@ -88,7 +88,13 @@ pub async fn publish(publisher: SocketAddr, events: u32, cast: &[Profile]) -> Re
     results.into_iter().sum()
 }
 
-async fn publish_one(client: &reqwest::Client, url: &str, event: &Event, cast: &[Profile]) -> Result<usize> {
+async fn publish_one(
+    client: &reqwest::Client,
+    url: &str,
+    token: &str,
+    event: &Event,
+    cast: &[Profile],
+) -> Result<usize> {
     let payload = json!({
         "reference": format!("{}-{:05}", event.event_type.replace('.', "-"), event.index),
         "amount_cents": (u64::from(event.index) * 1_237) % 100_000,
@@ -98,7 +104,7 @@ async fn publish_one(client: &reqwest::Client, url: &str, event: &Event, cast: &
     if let Some(target) = event.target {
         body["target"] = json!(target);
     }
-    let response = client.post(url).json(&body).send().await?;
+    let response = client.post(url).bearer_auth(token).json(&body).send().await?;
     let status = response.status();
     if status != reqwest::StatusCode::ACCEPTED {
         let body = response.text().await.unwrap_or_default();

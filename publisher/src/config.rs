@@ -4,7 +4,9 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use clap::Parser;
-use hookline_core::config::{KafkaArgs, TopicArgs, parse_duration};
+use hookline_core::config::{KafkaArgs, SecretString, TopicArgs, parse_duration};
+use hookline_core::netguard::NetworkArgs;
+use hookline_core::secrets::MasterKeyArgs;
 
 /// Default `--listen` address.
 pub const DEFAULT_LISTEN: &str = "0.0.0.0:4242";
@@ -14,6 +16,8 @@ pub const DEFAULT_MAX_BODY_SIZE: usize = 1_048_576;
 pub const DEFAULT_DIRECTORY_LOAD_TIMEOUT: Duration = Duration::from_secs(30);
 /// Default `--produce-timeout`.
 pub const DEFAULT_PRODUCE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default `--signing-secret-grace`.
+pub const DEFAULT_SIGNING_SECRET_GRACE: Duration = Duration::from_secs(24 * 3600);
 
 /// Settings of the publisher.
 #[derive(Debug, Clone, Parser)]
@@ -46,6 +50,26 @@ pub struct Config {
     /// `--kafka-property`, so that a timed-out record is not silently written later.
     #[arg(long, env = "HOOKLINE_PRODUCE_TIMEOUT", value_parser = parse_duration, default_value = "10s")]
     pub produce_timeout: Duration,
+
+    /// Operator tokens for the admin API (`/v1/customers`), comma-separated. None: the admin API
+    /// refuses every request.
+    #[arg(long, env = "HOOKLINE_ADMIN_TOKENS", value_delimiter = ',', hide_env_values = true)]
+    pub admin_tokens: Vec<SecretString>,
+
+    /// Tokens allowed to `POST /publish`, comma-separated. None: every publish is refused.
+    #[arg(long, env = "HOOKLINE_PRODUCER_TOKENS", value_delimiter = ',', hide_env_values = true)]
+    pub producer_tokens: Vec<SecretString>,
+
+    /// How long a replaced signing secret keeps signing after a rotation (both signatures are
+    /// sent meanwhile), e.g. `24h`.
+    #[arg(long, env = "HOOKLINE_SIGNING_SECRET_GRACE", value_parser = parse_duration, default_value = "24h")]
+    pub signing_secret_grace: Duration,
+
+    #[command(flatten)]
+    pub master_key: MasterKeyArgs,
+
+    #[command(flatten)]
+    pub network: NetworkArgs,
 }
 
 impl Config {
@@ -59,6 +83,11 @@ impl Config {
             max_body_size: DEFAULT_MAX_BODY_SIZE,
             directory_load_timeout: DEFAULT_DIRECTORY_LOAD_TIMEOUT,
             produce_timeout: DEFAULT_PRODUCE_TIMEOUT,
+            admin_tokens: Vec::new(),
+            producer_tokens: Vec::new(),
+            signing_secret_grace: DEFAULT_SIGNING_SECRET_GRACE,
+            master_key: MasterKeyArgs::default(),
+            network: NetworkArgs::default(),
         }
     }
 }
@@ -76,6 +105,8 @@ mod tests {
         assert_eq!(parsed.max_body_size, built.max_body_size);
         assert_eq!(parsed.directory_load_timeout, built.directory_load_timeout);
         assert_eq!(parsed.produce_timeout, built.produce_timeout);
+        assert_eq!(parsed.signing_secret_grace, built.signing_secret_grace);
+        assert!(parsed.admin_tokens.is_empty() && parsed.producer_tokens.is_empty());
         assert_eq!(parsed.kafka.brokers, built.kafka.brokers);
         assert_eq!(parsed.topics.deliveries, built.topics.deliveries);
     }
@@ -96,6 +127,10 @@ mod tests {
             "k:9092",
             "--topic",
             "t",
+            "--admin-tokens",
+            "a1,a2",
+            "--producer-tokens",
+            "p1",
         ])
         .unwrap();
         assert_eq!(parsed.listen.to_string(), "127.0.0.1:8080");
@@ -104,6 +139,9 @@ mod tests {
         assert_eq!(parsed.produce_timeout, Duration::from_millis(250));
         assert_eq!(parsed.kafka.brokers, "k:9092");
         assert_eq!(parsed.topics.deliveries, "t");
+        assert_eq!(parsed.admin_tokens, [SecretString::new("a1"), SecretString::new("a2")]);
+        assert_eq!(parsed.producer_tokens, [SecretString::new("p1")]);
+        assert!(!format!("{parsed:?}").contains("a1"), "tokens must not show in Debug output");
         assert!(Config::try_parse_from(["hookline-publisher", "--produce-timeout", "10"]).is_err());
     }
 }

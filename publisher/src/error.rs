@@ -36,6 +36,23 @@ pub enum Error {
     #[error("unknown customer `{0}`")]
     UnknownCustomer(String),
 
+    /// No credentials, or credentials nobody issued (401).
+    #[error("{0}")]
+    Unauthorized(&'static str),
+
+    /// Valid credentials of a role this endpoint does not serve (403).
+    #[error("{0}")]
+    Forbidden(&'static str),
+
+    /// A tenant operation was refused or failed: bad input (422, naming the field), unknown
+    /// customer (404), existing customer (409), directory or broker unavailable (503).
+    #[error("{0}")]
+    Tenant(#[source] hookline_core::Error),
+
+    /// The request conflicts with the customer's configuration (409).
+    #[error("{0}")]
+    Conflict(String),
+
     /// No route for this path (404).
     #[error("no route for {0}")]
     NoRoute(String),

@@ -1,4 +1,5 @@
-//! The HTTP API: `POST /publish`, `GET /healthz`, `GET /metrics`.
+//! The HTTP API: `POST /publish` (producer tokens only), `GET /healthz`, `GET /metrics`, and the
+//! onboarding routes of [`crate::api`] under `/v1`.
 //!
 //! Every error answer is JSON `{"error": "..."}`, including axum's own rejections (body too
 //! large, wrong content type), unknown routes and wrong methods, so that clients can always
@@ -19,12 +20,16 @@ use futures::stream::FuturesUnordered;
 use hookline_core::customer::{ALL_EVENTS, Customer, validate_event_type, validate_id};
 use hookline_core::directory::Directory;
 use hookline_core::envelope::{EventRecord, headers};
+use hookline_core::secrets::TokenSet;
+use hookline_core::tenants::Tenants;
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::util::Timeout;
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
+use crate::auth::Producer;
 use crate::metrics::{Metrics, Outcome};
 use crate::{Error, Result};
 
@@ -46,6 +51,11 @@ pub(crate) struct AppState {
     pub produce_timeout: Duration,
     pub max_body_size: usize,
     pub metrics: Metrics,
+    pub tenants: Tenants,
+    pub admin_tokens: TokenSet,
+    pub producer_tokens: TokenSet,
+    /// How long a replaced signing secret keeps signing after a rotation.
+    pub signing_secret_grace: Duration,
 }
 
 impl std::fmt::Debug for AppState {
@@ -62,6 +72,7 @@ impl std::fmt::Debug for AppState {
 pub(crate) fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/publish", post(publish))
+        .merge(crate::api::routes())
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .fallback(no_route)
@@ -93,36 +104,16 @@ pub(crate) struct PublishRequest {
 
 /// The answer to an accepted request.
 #[derive(Debug, Serialize)]
-struct Accepted {
-    event_id: String,
-    deliveries: usize,
+pub(crate) struct Accepted {
+    pub event_id: String,
+    pub deliveries: usize,
 }
 
 /// Parses and validates a publish body. Syntax errors are [`Error::MalformedJson`]; anything
 /// else (not an object, missing/unknown/ill-typed field, invalid value) is
 /// [`Error::InvalidRequest`] with a message naming the field.
 pub(crate) fn parse_publish(body: &[u8]) -> Result<PublishRequest> {
-    // Checking the syntax of the whole document first keeps "not JSON" (400) apart from "JSON of
-    // the wrong shape" (422) whatever the shape, and lets us refuse arrays, which serde would
-    // otherwise accept as a struct written positionally.
-    let document: &RawValue = serde_json::from_slice(body).map_err(|e| Error::MalformedJson(e.to_string()))?;
-    if !document.get().starts_with('{') {
-        return Err(Error::InvalidRequest(format!(
-            "the body must be a JSON object with `type` and `payload`, got `{}`",
-            abbreviate(document.get())
-        )));
-    }
-    let mut deserializer = serde_json::Deserializer::from_str(document.get());
-    let parsed: PublishBody = serde_path_to_error::deserialize(&mut deserializer).map_err(|e| {
-        let path = e.path().to_string();
-        // Missing and unknown fields are reported at the root, and serde already names them.
-        if path == "." || path == "?" {
-            Error::InvalidRequest(e.into_inner().to_string())
-        } else {
-            Error::InvalidRequest(format!("invalid `{path}`: {}", e.into_inner()))
-        }
-    })?;
-
+    let parsed: PublishBody = parse_json(body)?;
     if parsed.event_type == ALL_EVENTS {
         return Err(Error::InvalidRequest(format!(
             "invalid `type`: `{ALL_EVENTS}` only subscribes to every event type; publish a concrete type"
@@ -133,6 +124,32 @@ pub(crate) fn parse_publish(body: &[u8]) -> Result<PublishRequest> {
         validate_id(target).map_err(|e| invalid_field("target", e))?;
     }
     Ok(PublishRequest { event_type: parsed.event_type, payload: parsed.payload, target: parsed.target })
+}
+
+/// Parses a JSON object body into `T`. Syntax errors are [`Error::MalformedJson`] (400); anything
+/// else (not an object, missing/unknown/ill-typed field) is [`Error::InvalidRequest`] (422) with a
+/// message naming the field.
+pub(crate) fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T> {
+    // Checking the syntax of the whole document first keeps "not JSON" (400) apart from "JSON of
+    // the wrong shape" (422) whatever the shape, and lets us refuse arrays, which serde would
+    // otherwise accept as a struct written positionally.
+    let document: &RawValue = serde_json::from_slice(body).map_err(|e| Error::MalformedJson(e.to_string()))?;
+    if !document.get().starts_with('{') {
+        return Err(Error::InvalidRequest(format!(
+            "the body must be a JSON object, got `{}`",
+            abbreviate(document.get())
+        )));
+    }
+    let mut deserializer = serde_json::Deserializer::from_str(document.get());
+    serde_path_to_error::deserialize(&mut deserializer).map_err(|e| {
+        let path = e.path().to_string();
+        // Missing and unknown fields are reported at the root, and serde already names them.
+        if path == "." || path == "?" {
+            Error::InvalidRequest(e.into_inner().to_string())
+        } else {
+            Error::InvalidRequest(format!("invalid `{path}`: {}", e.into_inner()))
+        }
+    })
 }
 
 fn invalid_field(field: &str, error: hookline_core::Error) -> Error {
@@ -153,7 +170,7 @@ fn abbreviate(text: &str) -> String {
 
 /// Whether the request says its body is JSON (`application/json` or `application/*+json`,
 /// parameters such as `charset` ignored), as axum's `Json` extractor does.
-fn is_json(headers: &HeaderMap) -> bool {
+pub(crate) fn is_json(headers: &HeaderMap) -> bool {
     let Some(value) = headers.get(CONTENT_TYPE).and_then(|v: &HeaderValue| v.to_str().ok()) else {
         return false;
     };
@@ -185,10 +202,14 @@ impl FromRequest<Arc<AppState>> for Publish {
     }
 }
 
-async fn publish(State(state): State<Arc<AppState>>, request: Result<Publish, Error>) -> Response {
-    let result = match request {
-        Ok(Publish(request)) => publish_event(&state, request).await,
-        Err(error) => Err(error),
+async fn publish(
+    State(state): State<Arc<AppState>>,
+    auth: Result<Producer, Error>,
+    request: Result<Publish, Error>,
+) -> Response {
+    let result = match (auth, request) {
+        (Err(error), _) | (Ok(_), Err(error)) => Err(error),
+        (Ok(Producer), Ok(Publish(request))) => publish_event(&state, request).await,
     };
     match result {
         Ok(accepted) => {
@@ -222,7 +243,16 @@ async fn publish_event(state: &AppState, request: PublishRequest) -> Result<Acce
         tracing::info!(event_id = %record.event_id, event_type = %record.event_type, "event has no subscribers");
         return Ok(Accepted { event_id: record.event_id, deliveries: 0 });
     }
+    produce_copies(state, record, &recipients).await
+}
 
+/// Writes one copy of `record` per recipient, keyed by the customer id, and waits for every
+/// acknowledgement.
+pub(crate) async fn produce_copies(
+    state: &AppState,
+    record: EventRecord,
+    recipients: &[Arc<Customer>],
+) -> Result<Accepted> {
     let value = record.to_bytes();
     let record_headers = OwnedHeaders::new()
         .insert(Header { key: headers::EVENT_ID, value: Some(record.event_id.as_str()) })
@@ -311,6 +341,10 @@ impl Error {
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnknownCustomer(_) | Self::NoRoute(_) => StatusCode::NOT_FOUND,
+            Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            Self::Forbidden(_) => StatusCode::FORBIDDEN,
+            Self::Conflict(_) => StatusCode::CONFLICT,
+            Self::Tenant(error) => tenant_status(error),
             Self::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             Self::Produce { .. } | Self::Directory(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::DirectoryLoad { .. }
@@ -333,6 +367,13 @@ impl Error {
             Self::InvalidRequest(_) => Outcome::Invalid,
             Self::BodyTooLarge { .. } => Outcome::TooLarge,
             Self::UnknownCustomer(_) => Outcome::UnknownTarget,
+            Self::Unauthorized(_) | Self::Forbidden(_) => Outcome::Unauthorized,
+            Self::Conflict(_) => Outcome::Invalid,
+            Self::Tenant(error) => match tenant_status(error) {
+                StatusCode::UNPROCESSABLE_ENTITY | StatusCode::CONFLICT => Outcome::Invalid,
+                StatusCode::NOT_FOUND => Outcome::UnknownTarget,
+                _ => Outcome::BrokerError,
+            },
             Self::Produce { .. }
             | Self::Directory(_)
             | Self::DirectoryLoad { .. }
@@ -345,9 +386,28 @@ impl Error {
     }
 }
 
+/// The status of a failed tenant operation.
+fn tenant_status(error: &hookline_core::Error) -> StatusCode {
+    use hookline_core::Error as Core;
+    match error {
+        Core::Invalid { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+        Core::UnknownCustomer(_) => StatusCode::NOT_FOUND,
+        Core::CustomerExists(_) => StatusCode::CONFLICT,
+        Core::Timeout(..) | Core::DirectoryStopped | Core::Kafka(_) | Core::MissingTopic { .. } => {
+            StatusCode::SERVICE_UNAVAILABLE
+        }
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
 impl IntoResponse for Error {
     fn into_response(self) -> Response {
-        error_response(self.status(), &self.to_string())
+        let status = self.status();
+        let mut response = error_response(status, &self.to_string());
+        if status == StatusCode::UNAUTHORIZED {
+            response.headers_mut().insert(axum::http::header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        response
     }
 }
 

@@ -13,10 +13,15 @@
 //! - [`config`]: the command line / environment ([`Config`]).
 //! - [`http`]: the axum router, the publish handler, request parsing and validation, and how
 //!   each [`Error`] becomes a JSON error response.
+//! - [`api`]: the onboarding API under `/v1` (admin: customers; customer: its own key, webhook,
+//!   subscriptions, signing secret, test event).
+//! - `auth`: bearer credentials (admin tokens, producer tokens, customer API keys) to roles.
 //! - [`metrics`]: Prometheus counters and histogram served on `GET /metrics`.
 //! - [`error`]: this crate's error type.
 //! - [`run`] / [`serve`]: start-up and graceful shutdown (here).
 
+pub mod api;
+mod auth;
 pub mod config;
 pub mod error;
 pub mod http;
@@ -25,7 +30,10 @@ pub mod metrics;
 use std::sync::Arc;
 use std::time::Duration;
 
+use hookline_core::config::SecretString;
 use hookline_core::directory::Directory;
+use hookline_core::secrets::TokenSet;
+use hookline_core::tenants::Tenants;
 use rdkafka::ClientConfig;
 use rdkafka::producer::{FutureProducer, Producer};
 use rdkafka::util::Timeout;
@@ -52,6 +60,15 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<()> {
 /// it has loaded. Returns `Ok(())` at once if `shutdown` fires during the load.
 pub async fn serve(config: Config, listener: TcpListener, shutdown: CancellationToken) -> Result<()> {
     let address = listener.local_addr().map_err(Error::Serve)?;
+    let master_key = config.master_key.require()?;
+    let admin_tokens = TokenSet::new(config.admin_tokens.iter().map(SecretString::expose));
+    let producer_tokens = TokenSet::new(config.producer_tokens.iter().map(SecretString::expose));
+    if admin_tokens.is_empty() {
+        tracing::warn!("no admin tokens configured (HOOKLINE_ADMIN_TOKENS): the admin API refuses every request");
+    }
+    if producer_tokens.is_empty() {
+        tracing::warn!("no producer tokens configured (HOOKLINE_PRODUCER_TOKENS): every publish is refused");
+    }
     // Not a child of `shutdown`: in-flight requests may still need to catch the directory up
     // while the server drains, so it stops only when this function returns (drop guard).
     let directory_stop = CancellationToken::new();
@@ -67,9 +84,21 @@ pub async fn serve(config: Config, listener: TcpListener, shutdown: Cancellation
     };
 
     let producer: FutureProducer = producer_config(&config).create()?;
+    let tenants = Tenants::new(
+        directory.clone(),
+        producer.clone(),
+        config.topics.customers.clone(),
+        master_key,
+        config.network.policy(),
+        config.produce_timeout,
+    );
     let state = Arc::new(AppState {
         producer,
         directory,
+        tenants,
+        admin_tokens,
+        producer_tokens,
+        signing_secret_grace: config.signing_secret_grace,
         topic: config.topics.deliveries.clone(),
         produce_timeout: config.produce_timeout,
         max_body_size: config.max_body_size,

@@ -15,6 +15,8 @@ pub enum Outcome {
     Invalid,
     TooLarge,
     UnknownTarget,
+    /// Missing or wrong credentials (401), or credentials of another role (403).
+    Unauthorized,
     /// The broker (or the directory, which reads from it) did not answer in time.
     BrokerError,
 }
@@ -28,12 +30,20 @@ impl Outcome {
             Self::Invalid => "invalid",
             Self::TooLarge => "too_large",
             Self::UnknownTarget => "unknown_target",
+            Self::Unauthorized => "unauthorized",
             Self::BrokerError => "broker_error",
         }
     }
 
-    const ALL: [Self; 6] =
-        [Self::Accepted, Self::BadRequest, Self::Invalid, Self::TooLarge, Self::UnknownTarget, Self::BrokerError];
+    const ALL: [Self; 7] = [
+        Self::Accepted,
+        Self::BadRequest,
+        Self::Invalid,
+        Self::TooLarge,
+        Self::UnknownTarget,
+        Self::Unauthorized,
+        Self::BrokerError,
+    ];
 }
 
 /// The publisher's metrics.
@@ -43,6 +53,7 @@ pub struct Metrics {
     requests: IntCounterVec,
     records_produced: IntCounter,
     produce_duration: Histogram,
+    api_requests: IntCounterVec,
 }
 
 impl Metrics {
@@ -62,19 +73,29 @@ impl Metrics {
             )
             .buckets(vec![0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0]),
         )?;
+        let api_requests = IntCounterVec::new(
+            Opts::new("hookline_api_requests_total", "Onboarding API requests (/v1/...) by operation and HTTP status."),
+            &["operation", "status"],
+        )?;
         registry.register(Box::new(requests.clone()))?;
+        registry.register(Box::new(api_requests.clone()))?;
         registry.register(Box::new(records_produced.clone()))?;
         registry.register(Box::new(produce_duration.clone()))?;
         // Exporting every outcome at zero lets rate() and alerts see a series before its first hit.
         for outcome in Outcome::ALL {
             requests.with_label_values(&[outcome.as_str()]);
         }
-        Ok(Self { registry, requests, records_produced, produce_duration })
+        Ok(Self { registry, requests, records_produced, produce_duration, api_requests })
     }
 
     /// Counts one publish request.
     pub fn request(&self, outcome: Outcome) {
         self.requests.with_label_values(&[outcome.as_str()]).inc();
+    }
+
+    /// Counts one onboarding API request; `operation` is one of a fixed set of route names.
+    pub fn api_request(&self, operation: &'static str, status: u16) {
+        self.api_requests.with_label_values(&[operation, &status.to_string()]).inc();
     }
 
     /// Counts acknowledged records.
@@ -103,10 +124,12 @@ mod tests {
         metrics.request(Outcome::Accepted);
         metrics.produced(3);
         metrics.produce_took(0.01);
+        metrics.api_request("create_customer", 201);
         let text = metrics.render().unwrap();
         assert!(text.contains(r#"hookline_publish_requests_total{outcome="accepted"} 1"#), "{text}");
         assert!(text.contains(r#"hookline_publish_requests_total{outcome="broker_error"} 0"#), "{text}");
         assert!(text.contains("hookline_records_produced_total 3"), "{text}");
         assert!(text.contains("hookline_produce_duration_seconds_count 1"), "{text}");
+        assert!(text.contains(r#"hookline_api_requests_total{operation="create_customer",status="201"} 1"#), "{text}");
     }
 }

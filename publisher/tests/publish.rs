@@ -2,165 +2,17 @@
 //! delivery topic read back with a plain Kafka reader.
 
 use std::collections::{BTreeSet, HashMap};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use futures::StreamExt;
-use hookline_core::config::{KafkaArgs, TopicArgs};
-use hookline_core::customer::Customer;
-use hookline_core::directory::put_customer;
-use hookline_core::envelope::{EventRecord, headers};
-use hookline_core::topics::{ensure_topics, specs, watermarks};
-use hookline_publisher::Config;
-use hookline_testkit::{Broker, init_test_logging, unique_name};
-use rdkafka::message::{Headers, Message};
+use hookline_core::envelope::headers;
+use hookline_core::topics::watermarks;
+use hookline_testkit::{Broker, init_test_logging};
 use serde_json::{Value, json};
-use tokio::task::JoinHandle;
-use tokio_util::sync::CancellationToken;
 
-const PARTITIONS: i32 = 3;
+mod common;
 
-/// A broker with Hookline's topics, some customers, and a publisher on `127.0.0.1:0`.
-struct Harness {
-    broker: Broker,
-    kafka: KafkaArgs,
-    topics: TopicArgs,
-    base: String,
-    client: reqwest::Client,
-    shutdown: CancellationToken,
-    server: JoinHandle<hookline_publisher::Result<()>>,
-}
-
-impl Harness {
-    /// `customers` are `(id, subscribed event types)`; `tweak` adjusts the publisher's config.
-    async fn start(customers: &[(&str, &[&str])], tweak: impl FnOnce(&mut Config)) -> Self {
-        init_test_logging();
-        let broker = Broker::start();
-        Self::start_on(broker, customers, tweak).await
-    }
-
-    async fn start_on(broker: Broker, customers: &[(&str, &[&str])], tweak: impl FnOnce(&mut Config)) -> Self {
-        let kafka = broker.kafka_args();
-        let topics = TopicArgs::with_prefix(&unique_name("publisher"));
-        ensure_topics(&kafka, &specs(&topics, PARTITIONS, 1)).await.expect("create topics");
-        for (id, events) in customers {
-            add_customer(&kafka, &topics, id, events).await;
-        }
-
-        let mut config = Config::new(kafka.clone(), topics.clone());
-        tweak(&mut config);
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind publisher");
-        let base = format!("http://{}", listener.local_addr().expect("publisher address"));
-        let shutdown = CancellationToken::new();
-        let server = tokio::spawn(hookline_publisher::serve(config, listener, shutdown.clone()));
-        let client = reqwest::Client::builder().timeout(Duration::from_secs(60)).build().expect("http client");
-        let mut harness = Self { broker, kafka, topics, base, client, shutdown, server };
-        harness.wait_ready().await;
-        harness
-    }
-
-    /// Waits for `/healthz`, surfacing the publisher's start-up error if it stopped instead.
-    async fn wait_ready(&mut self) {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            if self.server.is_finished() {
-                let outcome = (&mut self.server).await;
-                panic!("the publisher stopped during start-up: {outcome:?}");
-            }
-            if let Ok(response) = self.client.get(format!("{}/healthz", self.base)).send().await
-                && response.status().is_success()
-            {
-                return;
-            }
-            assert!(Instant::now() < deadline, "the publisher did not become ready within 60s");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
-    /// POSTs `body` as JSON to `/publish`; returns the status and the decoded JSON body.
-    async fn publish(&self, body: Value) -> (u16, Value) {
-        self.post_raw("application/json", body.to_string()).await
-    }
-
-    async fn post_raw(&self, content_type: &str, body: impl Into<reqwest::Body>) -> (u16, Value) {
-        let response = self
-            .client
-            .post(format!("{}/publish", self.base))
-            .header("content-type", content_type)
-            .body(body)
-            .send()
-            .await
-            .expect("publish request");
-        decode(response).await
-    }
-
-    async fn get(&self, path: &str) -> (u16, String) {
-        let response = self.client.get(format!("{}{path}", self.base)).send().await.expect("get request");
-        let status = response.status().as_u16();
-        (status, response.text().await.expect("response text"))
-    }
-
-    /// Cancels the shutdown token and checks that the publisher stops cleanly.
-    async fn stop(self) {
-        drop(self.client);
-        self.shutdown.cancel();
-        let result = tokio::time::timeout(Duration::from_secs(60), self.server)
-            .await
-            .expect("publisher stops after shutdown")
-            .expect("publisher task did not panic");
-        result.expect("publisher returns Ok");
-        drop(self.broker);
-    }
-}
-
-async fn add_customer(kafka: &KafkaArgs, topics: &TopicArgs, id: &str, events: &[&str]) {
-    let customer = Customer::new(id, "http://127.0.0.1:9/webhook", events.iter().map(|e| (*e).to_owned()).collect())
-        .expect("valid customer");
-    put_customer(kafka, &topics.customers, &customer).await.expect("put customer");
-}
-
-/// Status and JSON body; every answer of the publisher, errors included, must be JSON.
-async fn decode(response: reqwest::Response) -> (u16, Value) {
-    let status = response.status().as_u16();
-    let content_type =
-        response.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
-    let text = response.text().await.expect("response body");
-    let body: Value =
-        serde_json::from_str(&text).unwrap_or_else(|e| panic!("status {status}: body is not JSON ({e}): {text:?}"));
-    assert!(content_type.starts_with("application/json"), "status {status}: content-type {content_type:?}");
-    (status, body)
-}
-
-fn error_of(body: &Value) -> &str {
-    body["error"].as_str().unwrap_or_else(|| panic!("no string `error` in {body}"))
-}
-
-/// One record read back from the delivery topic.
-#[derive(Debug)]
-struct Delivered {
-    key: String,
-    value: EventRecord,
-    headers: HashMap<String, String>,
-}
-
-/// Every record on `topic` (see `hookline_testkit::kafka::read_topic`), decoded.
-async fn read_all(kafka: &KafkaArgs, topic: &str) -> Vec<Delivered> {
-    hookline_testkit::kafka::read_topic(kafka, topic)
-        .await
-        .iter()
-        .map(|message| {
-            let key = String::from_utf8(message.key().expect("record key").to_vec()).expect("utf-8 key");
-            let value = EventRecord::from_bytes(message.payload().expect("record value")).expect("record value");
-            let mut headers = HashMap::new();
-            if let Some(list) = message.headers() {
-                for header in list.iter() {
-                    let value = header.value.map(|v| String::from_utf8_lossy(v).into_owned()).unwrap_or_default();
-                    headers.insert(header.key.to_owned(), value);
-                }
-            }
-            Delivered { key, value, headers }
-        })
-        .collect()
-}
+use common::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fans_out_to_subscribed_customers() {
@@ -300,6 +152,7 @@ async fn rejected_requests_produce_nothing() {
     let response = harness
         .client
         .post(format!("{}/publish", harness.base))
+        .bearer_auth(PRODUCER_TOKEN)
         .body(r#"{"type": "order.created", "payload": {}}"#)
         .send()
         .await

@@ -1,23 +1,107 @@
 //! `hookline-receiver`: a demo webhook endpoint; see the library documentation.
+//!
+//! Logging and signal handling are set up here rather than borrowed from `hookline-core`, so that
+//! this customer-side binary does not link librdkafka.
 
-use anyhow::Context;
+use std::process::ExitCode;
+use std::sync::Arc;
+
 use clap::Parser;
-use hookline_receiver::{ReceiverConfig, serve};
+use hookline_receiver::{AcceptUnverified, Error, ReceiverConfig, Verifier, VerifyConfig, serve_with_verifier};
+use tokio_util::sync::CancellationToken;
+use tracing_subscriber::EnvFilter;
 
-/// Demo webhook receiver: logs deliveries, de-duplicates by webhook-id, can simulate failures.
+/// Demo webhook receiver: verifies and decrypts deliveries, logs them, de-duplicates by
+/// webhook-id, can simulate failures.
 #[derive(Debug, Parser)]
 #[command(name = "hookline-receiver", version, about)]
 struct Cli {
     #[command(flatten)]
     receiver: ReceiverConfig,
+
+    #[command(flatten)]
+    verification: VerifyConfig,
 }
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> ExitCode {
+    // clap prints its own message and exits 2 on a bad command line (0 for --help/--version).
     let cli = Cli::parse();
-    hookline_core::telemetry::init_logging();
+    init_logging();
+    match run(cli).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error}");
+            ExitCode::from(error.exit_code())
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<(), Error> {
+    let name = cli.receiver.name.clone();
+    let verifier: Arc<dyn Verifier> = match cli.verification.verifier()? {
+        Some(verifier) => {
+            tracing::info!(
+                receiver = %name,
+                secrets = cli.verification.signing_secrets.len(),
+                decrypts = cli.verification.private_key.is_some(),
+                tolerance = ?cli.verification.timestamp_tolerance,
+                "deliveries must carry a valid Standard Webhooks signature"
+            );
+            Arc::new(verifier)
+        }
+        None => {
+            tracing::warn!(
+                receiver = %name,
+                "NO SIGNING SECRET: every delivery is accepted WITHOUT verifying its signature, so anyone \
+                 can forge one. Fine for a demo, never for a real endpoint: set HOOKLINE_RECEIVER_SIGNING_SECRET \
+                 (or --signing-secret)"
+            );
+            Arc::new(AcceptUnverified)
+        }
+    };
     let listen = cli.receiver.listen;
-    let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?;
-    serve(cli.receiver, listener, hookline_core::shutdown::on_signal()).await?;
-    Ok(())
+    let listener =
+        tokio::net::TcpListener::bind(listen).await.map_err(|source| Error::Bind { address: listen, source })?;
+    serve_with_verifier(cli.receiver, listener, verifier, on_signal()).await
+}
+
+/// Logs to stderr, filtered by `RUST_LOG` (default `info`).
+fn init_logging() {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+}
+
+/// A token cancelled on the first SIGINT or SIGTERM.
+fn on_signal() -> CancellationToken {
+    let token = CancellationToken::new();
+    let cancel = token.clone();
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        tracing::info!("shutdown requested");
+        cancel.cancel();
+    });
+    token
+}
+
+#[cfg(unix)]
+async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match signal(SignalKind::terminate()) {
+        Ok(mut terminate) => {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = terminate.recv() => {}
+            }
+        }
+        Err(error) => {
+            tracing::warn!(%error, "cannot listen for SIGTERM; only Ctrl-C will stop this process");
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
+#[cfg(not(unix))]
+async fn wait_for_signal() {
+    let _ = tokio::signal::ctrl_c().await;
 }

@@ -9,7 +9,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use rand::Rng;
+use rand::RngExt;
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
@@ -108,12 +108,22 @@ impl Drop for ReceiverHandle {
     }
 }
 
-/// Serves on `listener` until `shutdown` is cancelled, then logs the final counters.
-/// `config.listen` is ignored.
+/// Serves on `listener` until `shutdown` is cancelled, then logs the final counters. Accepts
+/// deliveries unverified. `config.listen` is ignored.
 pub async fn serve(config: ReceiverConfig, listener: TcpListener, shutdown: CancellationToken) -> Result<()> {
+    serve_with_verifier(config, listener, Arc::new(AcceptUnverified), shutdown).await
+}
+
+/// Like [`serve`], authenticating every delivery with `verifier` first.
+pub async fn serve_with_verifier(
+    config: ReceiverConfig,
+    listener: TcpListener,
+    verifier: Arc<dyn Verifier>,
+    shutdown: CancellationToken,
+) -> Result<()> {
     let local_addr = listener.local_addr().map_err(Error::LocalAddress)?;
     tracing::info!(receiver = %config.name, address = %local_addr, "receiver listening");
-    let shared = Arc::new(Shared { config, verifier: Arc::new(AcceptUnverified), ledger: Mutex::default() });
+    let shared = Arc::new(Shared { config, verifier, ledger: Mutex::default() });
     let result = run_server(Arc::clone(&shared), listener, shutdown).await;
     let Stats { received, unique, duplicates, failed, rejected } = shared.ledger().stats();
     tracing::info!(receiver = %shared.config.name, received, unique, duplicates, failed, rejected, "receiver stopped");
@@ -142,13 +152,22 @@ impl Shared {
     /// Decides the answer to one delivery; synchronous, so the ledger lock is never held across
     /// an await.
     fn handle(&self, headers: &HeaderMap, body: Bytes) -> (StatusCode, Value) {
+        // Authentication comes first: nothing in a request is used before it is verified (a
+        // signing verifier also requires webhook-id and webhook-timestamp, so their absence is a
+        // 401 there). The claimed id is only quoted in the log of a refusal.
+        let body = match self.verifier.verify(headers, body) {
+            Ok(body) => body,
+            Err(reason) => {
+                let claimed_id = header(headers, "webhook-id").ok().flatten();
+                return self.reject(StatusCode::UNAUTHORIZED, claimed_id, reason);
+            }
+        };
         let id = match header(headers, "webhook-id") {
             Ok(Some(id)) if !id.trim().is_empty() => id,
             Ok(_) => return self.reject(StatusCode::BAD_REQUEST, None, "missing webhook-id header".into()),
             Err(reason) => return self.reject(StatusCode::BAD_REQUEST, None, reason),
         };
-        // Optional until deliveries are signed: the signature check will need it to refuse
-        // replayed deliveries, and will then make it mandatory.
+        // Checked (and required) by a signing verifier; optional for unverified demo deliveries.
         let timestamp = match header(headers, "webhook-timestamp") {
             Ok(None) => None,
             Ok(Some(raw)) => match raw.trim().parse::<i64>() {
@@ -159,10 +178,6 @@ impl Shared {
                 }
             },
             Err(reason) => return self.reject(StatusCode::BAD_REQUEST, Some(id), reason),
-        };
-        let body = match self.verifier.verify(headers, body) {
-            Ok(body) => body,
-            Err(reason) => return self.reject(StatusCode::UNAUTHORIZED, Some(id), reason),
         };
         let event = match parse_body(&body) {
             Ok(event) => event,

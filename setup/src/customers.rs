@@ -1,7 +1,9 @@
-//! `customers add`, `customers list` and `customers remove`.
+//! `customers ...`: the operator's side of tenant management, with the same rules as the
+//! publisher's onboarding API (both go through [`hookline_core::tenants::Tenants`]).
 //!
-//! Writes go straight to the compacted customers topic; reads load the same
-//! [`Directory`] view the consumer uses, so what `list` shows is what the consumer will see.
+//! Reads load the same [`Directory`] view the consumer uses, so what `list` shows is what the
+//! consumer will see. Credentials are printed once, when issued (`create`, `rotate-secret`,
+//! `reissue-api-key`), and never stored in the clear.
 
 use std::io::Write;
 use std::sync::Arc;
@@ -9,128 +11,269 @@ use std::time::Duration;
 
 use hookline_core::config::{KafkaArgs, TopicArgs};
 use hookline_core::customer::{Customer, validate_id};
-use hookline_core::directory::{self, Directory};
-use tokio_util::sync::CancellationToken;
+use hookline_core::directory::Directory;
+use hookline_core::netguard::NetworkPolicy;
+use hookline_core::secrets::{MasterKey, MasterKeyArgs};
+use hookline_core::tenants::Tenants;
+use rdkafka::producer::FutureProducer;
+use serde_json::json;
+use tokio_util::sync::{CancellationToken, DropGuard};
 
 use crate::broker::{bounded, check_reachable, for_writes};
-use crate::{AddCustomer, Error, ListCustomers, RemoveCustomer, Result};
+use crate::{CustomersCommand, Error, Result};
 
 /// Time allowed on top of `--timeout` for an operation that has its own timeout of that length,
 /// so that its own, more specific error wins.
 const SLACK: Duration = Duration::from_secs(5);
 
-/// Upserts a customer.
-pub async fn add<W: Write + Send>(
-    kafka: &KafkaArgs,
-    names: &TopicArgs,
-    add: &AddCustomer,
-    timeout: Duration,
-    out: &mut W,
-) -> Result<()> {
-    // Validate before touching Kafka, so bad input is reported as such even without a broker.
-    let customer = Customer::new(&add.id, &add.webhook_url, normalize_events(&add.events))?;
-    check_reachable(kafka, timeout).await?;
-    // Without this check, a broker that auto-creates topics would make an uncompacted one.
-    bounded(
-        timeout,
-        "the customers topic's metadata",
-        hookline_core::topics::describe_partitions(kafka, &names.customers),
-    )
-    .await?;
-    bounded(
-        timeout + SLACK,
-        "the customer record to be acknowledged",
-        directory::put_customer(&for_writes(kafka, timeout), &names.customers, &customer),
-    )
-    .await?;
-    writeln!(
-        out,
-        "saved {}: {} ({})",
-        customer.id,
-        customer.webhook_url.as_deref().unwrap_or_default(),
-        customer.events.join(",")
-    )?;
-    Ok(())
+/// What a customers command needs besides its own arguments.
+#[derive(Debug)]
+pub struct Context<'a> {
+    pub kafka: &'a KafkaArgs,
+    pub topics: &'a TopicArgs,
+    pub master_key: &'a MasterKeyArgs,
+    pub network: NetworkPolicy,
+    pub timeout: Duration,
 }
 
-/// Prints every customer, as a table or as JSON lines.
-pub async fn list<W: Write + Send>(
-    kafka: &KafkaArgs,
-    names: &TopicArgs,
-    list: &ListCustomers,
-    timeout: Duration,
-    out: &mut W,
-) -> Result<()> {
-    let customers = load(kafka, names, timeout).await?.all();
-    if list.json {
-        for customer in &customers {
-            serde_json::to_writer(&mut *out, customer.as_ref())?;
-            writeln!(out)?;
+/// Runs one `customers` subcommand.
+pub async fn run<W: Write + Send>(context: &Context<'_>, command: CustomersCommand, out: &mut W) -> Result<()> {
+    // Validate what can be validated before touching Kafka, so bad input is reported as such
+    // even without a broker.
+    precheck(context, &command)?;
+    let tenants = connect(context).await?;
+    let timeout = context.timeout + SLACK;
+    match command {
+        CustomersCommand::Create(create) => {
+            let issued =
+                bounded(timeout, "the customer to be created", tenants.create(&create.id, create.name.as_deref()))
+                    .await?;
+            let mut customer = Arc::new(issued.customer);
+            if let Some(url) = &create.webhook_url {
+                customer =
+                    bounded(timeout, "the webhook URL to be saved", tenants.set_webhook_url(&create.id, url)).await?;
+            }
+            if !create.events.is_empty() {
+                customer =
+                    bounded(timeout, "the subscriptions to be saved", tenants.set_events(&create.id, create.events))
+                        .await?;
+            }
+            if create.json {
+                let shown = json!({
+                    "id": customer.id,
+                    "api_key": issued.api_key.expose(),
+                    "signing_secret": issued.signing_secret.expose(),
+                    "customer": customer.view(),
+                });
+                writeln!(out, "{shown}")?;
+            } else {
+                writeln!(out, "created {}", customer.id)?;
+                writeln!(out, "api_key:        {}", issued.api_key.expose())?;
+                writeln!(out, "signing_secret: {}", issued.signing_secret.expose())?;
+                writeln!(out, "(shown once: give both to the customer; only a hash of the key is stored)")?;
+                write_details(&customer, out)?;
+            }
         }
-    } else {
-        write_table(&customers, out)?;
+        CustomersCommand::Get(get) => {
+            let customer = bounded(timeout, "the customer directory", tenants.get(&get.id)).await?;
+            if get.json {
+                writeln!(out, "{}", serde_json::to_string(&customer.view())?)?;
+            } else {
+                write_details(&customer, out)?;
+            }
+        }
+        CustomersCommand::List(list) => {
+            let customers = bounded(timeout, "the customer directory", tenants.list()).await?;
+            if list.json {
+                for customer in &customers {
+                    serde_json::to_writer(&mut *out, &customer.view())?;
+                    writeln!(out)?;
+                }
+            } else {
+                write_table(&customers, out)?;
+            }
+        }
+        CustomersCommand::Remove(remove) => {
+            bounded(timeout, "the removal to be acknowledged", tenants.delete(&remove.id)).await?;
+            writeln!(out, "removed {}", remove.id)?;
+        }
+        CustomersCommand::SetWebhook(set) => {
+            let customer =
+                bounded(timeout, "the webhook URL to be saved", tenants.set_webhook_url(&set.id, &set.url)).await?;
+            writeln!(out, "{}: webhook {}", customer.id, customer.webhook_url.as_deref().unwrap_or("-"))?;
+        }
+        CustomersCommand::Subscribe(subscribe) => {
+            let customer =
+                bounded(timeout, "the subscriptions to be saved", tenants.set_events(&subscribe.id, subscribe.events))
+                    .await?;
+            writeln!(out, "{}: events {}", customer.id, customer.events.join(","))?;
+        }
+        CustomersCommand::SetPublicKey(set) => {
+            let pem = read_pem(&set.file)?;
+            let customer =
+                bounded(timeout, "the public key to be saved", tenants.set_public_key(&set.id, &pem)).await?;
+            let key = customer.public_key.as_ref().map(|k| format!("{} ({} bits)", k.kid, k.bits));
+            writeln!(out, "{}: deliveries are now encrypted to key {}", customer.id, key.unwrap_or_default())?;
+        }
+        CustomersCommand::ClearPublicKey(clear) => {
+            let customer =
+                bounded(timeout, "the public key to be removed", tenants.clear_public_key(&clear.id)).await?;
+            writeln!(out, "{}: deliveries are now sent unencrypted", customer.id)?;
+        }
+        CustomersCommand::RotateSecret(rotate) => {
+            let rotated = bounded(
+                timeout,
+                "the new signing secret to be saved",
+                tenants.rotate_signing_secret(&rotate.id, rotate.grace),
+            )
+            .await?;
+            writeln!(out, "signing_secret: {}", rotated.signing_secret.expose())?;
+            match rotated.previous_expires_at {
+                Some(at) => writeln!(out, "(shown once; the previous secret keeps signing until {at} (Unix seconds))")?,
+                None => writeln!(out, "(shown once)")?,
+            }
+        }
+        CustomersCommand::ReissueApiKey(reissue) => {
+            let (customer, api_key) =
+                bounded(timeout, "the new API key to be saved", tenants.reissue_api_key(&reissue.id)).await?;
+            writeln!(out, "{}: api_key {}", customer.id, api_key.expose())?;
+            writeln!(out, "(shown once; the previous key no longer works)")?;
+        }
     }
     out.flush()?;
     Ok(())
 }
 
-/// Removes a known customer (writes a tombstone).
-pub async fn remove<W: Write + Send>(
-    kafka: &KafkaArgs,
-    names: &TopicArgs,
-    remove: &RemoveCustomer,
-    timeout: Duration,
-    out: &mut W,
-) -> Result<()> {
-    validate_id(&remove.id)?;
-    // A tombstone for an unknown id would "succeed" silently, hiding a typo.
-    if load(kafka, names, timeout).await?.get(&remove.id).is_none() {
-        return Err(Error::UnknownCustomer(remove.id.clone()));
+/// Checks the arguments that need no broker.
+fn precheck(context: &Context<'_>, command: &CustomersCommand) -> Result<()> {
+    match command {
+        CustomersCommand::Create(create) => {
+            // Onboarding needs no broker to fail on these; `Tenants` checks them again.
+            Customer::onboard(&create.id, create.name.as_deref(), &MasterKey::generate())?;
+            if let Some(url) = &create.webhook_url {
+                hookline_core::customer::validate_webhook_url(url)?;
+            }
+            hookline_core::customer::normalize_events(create.events.clone())?;
+            context.master_key.require()?;
+        }
+        CustomersCommand::Get(get) => validate_id(&get.id)?,
+        CustomersCommand::List(_) => {}
+        CustomersCommand::Remove(remove) => validate_id(&remove.id)?,
+        CustomersCommand::SetWebhook(set) => {
+            validate_id(&set.id)?;
+            hookline_core::customer::validate_webhook_url(&set.url)?;
+        }
+        CustomersCommand::Subscribe(subscribe) => {
+            validate_id(&subscribe.id)?;
+            hookline_core::customer::normalize_events(subscribe.events.clone())?;
+        }
+        CustomersCommand::SetPublicKey(set) => {
+            validate_id(&set.id)?;
+            Customer::default().set_public_key(&read_pem(&set.file)?)?;
+        }
+        CustomersCommand::ClearPublicKey(clear) => validate_id(&clear.id)?,
+        CustomersCommand::RotateSecret(rotate) => {
+            validate_id(&rotate.id)?;
+            context.master_key.require()?;
+        }
+        CustomersCommand::ReissueApiKey(reissue) => validate_id(&reissue.id)?,
     }
-    bounded(
-        timeout + SLACK,
-        "the removal to be acknowledged",
-        directory::remove_customer(&for_writes(kafka, timeout), &names.customers, &remove.id),
-    )
-    .await?;
-    writeln!(out, "removed {}", remove.id)?;
     Ok(())
 }
 
-/// The directory as the topic holds it now. The follower thread is stopped on return: a CLI
-/// command needs one snapshot, not a live view.
-async fn load(kafka: &KafkaArgs, names: &TopicArgs, timeout: Duration) -> Result<Directory> {
-    check_reachable(kafka, timeout).await?;
+/// A live tenant service on the customers topic. Commands that issue no secret work without the
+/// master key, so an ephemeral one stands in (it seals nothing).
+async fn connect(context: &Context<'_>) -> Result<Connected> {
+    check_reachable(context.kafka, context.timeout).await?;
+    // Without this check, a broker that auto-creates topics would make an uncompacted one.
+    bounded(
+        context.timeout,
+        "the customers topic's metadata",
+        hookline_core::topics::describe_partitions(context.kafka, &context.topics.customers),
+    )
+    .await?;
     let stop = CancellationToken::new();
-    let _stop_follower = stop.clone().drop_guard();
-    bounded(timeout + SLACK, "the customer directory to load", Directory::start(kafka, &names.customers, timeout, stop))
-        .await
+    let guard = stop.clone().drop_guard();
+    let directory = bounded(
+        context.timeout + SLACK,
+        "the customer directory to load",
+        Directory::start(context.kafka, &context.topics.customers, context.timeout, stop),
+    )
+    .await?;
+    let writes = for_writes(context.kafka, context.timeout);
+    let producer: FutureProducer = hookline_core::kafka::producer_config(&writes, "hookline-setup")
+        .create()
+        .map_err(hookline_core::Error::from)?;
+    let master_key = context.master_key.load()?.unwrap_or_else(MasterKey::generate);
+    let tenants = Tenants::new(
+        directory,
+        producer,
+        context.topics.customers.clone(),
+        master_key,
+        context.network.clone(),
+        context.timeout,
+    );
+    Ok(Connected { tenants, _stop: guard })
 }
 
-/// Trims each event type and drops repeats, keeping the operator's order.
-fn normalize_events(events: &[String]) -> Vec<String> {
-    let mut normalized: Vec<String> = Vec::with_capacity(events.len());
-    for event in events.iter().map(|e| e.trim()) {
-        if !normalized.iter().any(|seen| seen == event) {
-            normalized.push(event.to_owned());
-        }
+/// A tenant service whose directory follower stops when this is dropped.
+struct Connected {
+    tenants: Tenants,
+    _stop: DropGuard,
+}
+
+impl std::ops::Deref for Connected {
+    type Target = Tenants;
+
+    fn deref(&self) -> &Tenants {
+        &self.tenants
     }
-    normalized
+}
+
+fn read_pem(path: &std::path::Path) -> Result<String> {
+    std::fs::read_to_string(path).map_err(|error| {
+        Error::Core(hookline_core::Error::Invalid {
+            field: "public_key",
+            reason: format!("cannot read {}: {error}", path.display()),
+        })
+    })
+}
+
+fn write_details<W: Write>(customer: &Customer, out: &mut W) -> std::io::Result<()> {
+    let view = customer.view();
+    writeln!(out, "id:          {}", view.id)?;
+    if let Some(name) = &view.name {
+        writeln!(out, "name:        {name}")?;
+    }
+    writeln!(out, "webhook_url: {}", view.webhook_url.as_deref().unwrap_or("-"))?;
+    writeln!(out, "events:      {}", if view.events.is_empty() { "-".into() } else { view.events.join(",") })?;
+    let key = view.public_key.map(|k| format!("{} ({} bits)", k.kid, k.bits));
+    writeln!(out, "public_key:  {}", key.as_deref().unwrap_or("- (deliveries unencrypted)"))?;
+    writeln!(out, "secrets:     {} active", view.signing_secrets.len())?;
+    Ok(())
 }
 
 fn write_table<W: Write>(customers: &[Arc<Customer>], out: &mut W) -> std::io::Result<()> {
-    const HEADERS: [&str; 3] = ["ID", "WEBHOOK_URL", "EVENTS"];
+    const HEADERS: [&str; 4] = ["ID", "WEBHOOK_URL", "EVENTS", "ENCRYPTED"];
     if customers.is_empty() {
         return writeln!(out, "no customers");
     }
-    let rows: Vec<[String; 3]> = customers
+    let rows: Vec<[String; 4]> = customers
         .iter()
-        .map(|c| [c.id.clone(), c.webhook_url.clone().unwrap_or_else(|| "-".into()), c.events.join(",")])
+        .map(|c| {
+            [
+                c.id.clone(),
+                c.webhook_url.clone().unwrap_or_else(|| "-".into()),
+                if c.events.is_empty() { "-".into() } else { c.events.join(",") },
+                if c.public_key.is_some() { "yes".into() } else { "no".into() },
+            ]
+        })
         .collect();
     let id_width = rows.iter().map(|r| r[0].len()).chain([HEADERS[0].len()]).max().unwrap_or_default();
     let url_width = rows.iter().map(|r| r[1].len()).chain([HEADERS[1].len()]).max().unwrap_or_default();
-    for [id, url, events] in std::iter::once(HEADERS.map(str::to_owned)).chain(rows) {
-        writeln!(out, "{id:<id_width$}  {url:<url_width$}  {events}")?;
+    let events_width = rows.iter().map(|r| r[2].len()).chain([HEADERS[2].len()]).max().unwrap_or_default();
+    for [id, url, events, encrypted] in std::iter::once(HEADERS.map(str::to_owned)).chain(rows) {
+        writeln!(out, "{id:<id_width$}  {url:<url_width$}  {events:<events_width$}  {encrypted}")?;
     }
     Ok(())
 }
@@ -138,12 +281,6 @@ fn write_table<W: Write>(customers: &[Arc<Customer>], out: &mut W) -> std::io::R
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn events_are_trimmed_and_deduplicated_in_order() {
-        let raw: Vec<String> = ["b", " a", "b ", "c"].map(String::from).to_vec();
-        assert_eq!(normalize_events(&raw), ["b", "a", "c"]);
-    }
 
     #[test]
     fn table_aligns_columns() {
@@ -155,9 +292,9 @@ mod tests {
         write_table(&customers, &mut out).unwrap();
         let text = String::from_utf8(out).unwrap();
         let lines: Vec<&str> = text.lines().collect();
-        assert_eq!(lines[0], "ID       WEBHOOK_URL    EVENTS");
-        assert_eq!(lines[1], "a        http://x/hook  e1,e2");
-        assert_eq!(lines[2], "long-id  http://y/      *");
+        assert_eq!(lines[0], "ID       WEBHOOK_URL    EVENTS  ENCRYPTED");
+        assert_eq!(lines[1], "a        http://x/hook  e1,e2   no");
+        assert_eq!(lines[2], "long-id  http://y/      *       no");
 
         let mut empty = Vec::new();
         write_table(&[], &mut empty).unwrap();

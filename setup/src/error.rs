@@ -38,8 +38,8 @@ pub enum Error {
     #[error("missing topic(s): {}; create them with `hookline-setup topics create`", .0.join(", "))]
     MissingTopics(Vec<String>),
 
-    #[error("unknown customer `{0}`; `hookline-setup customers list` shows the known ones")]
-    UnknownCustomer(String),
+    #[error("cannot generate keys: {0}")]
+    Keys(String),
 
     #[error("cannot write the output: {0}")]
     Output(#[from] std::io::Error),
@@ -71,6 +71,6 @@ mod tests {
         let refused = hookline_core::Error::Invalid { field: "topic", reason: "cannot create".into() };
         assert_eq!(Error::from(refused).exit_code(), EXIT_FAILURE);
         assert_eq!(Error::MissingTopics(vec!["t".into()]).exit_code(), EXIT_FAILURE);
-        assert_eq!(Error::UnknownCustomer("c".into()).exit_code(), EXIT_FAILURE);
+        assert_eq!(Error::from(hookline_core::Error::UnknownCustomer("c".into())).exit_code(), EXIT_FAILURE);
     }
 }

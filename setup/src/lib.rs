@@ -1,5 +1,5 @@
-//! `hookline-setup`, the operator's CLI: creates and checks Hookline's three topics and manages
-//! the customer directory (the compacted customers topic).
+//! `hookline-setup`, the operator's CLI: creates and checks Hookline's three topics, manages
+//! customers (the compacted customers topic) and generates keys.
 //!
 //! Everything is a library call so that tests and the in-process demo can run a command without
 //! spawning the binary: parse a [`Cli`] (or build one with `Cli::try_parse_from`), call [`run`]
@@ -14,20 +14,28 @@
 //! - [`Cli`] and its subcommands: the command line (flags also come from the environment).
 //! - [`run`]: executes one command, writing its report to a writer.
 //! - `topics`: `topics create` / `topics describe`.
-//! - `customers`: `customers add` / `list` / `remove`.
+//! - `customers`: `customers create` (alias `add`) / `get` / `list` / `remove` / `set-webhook` /
+//!   `subscribe` / `set-public-key` / `clear-public-key` / `rotate-secret` / `reissue-api-key`,
+//!   through the same [`hookline_core::tenants::Tenants`] rules as the onboarding API.
+//! - `keys`: `keys generate` (a customer's RSA key pair) and `keys master-key`.
 //! - `broker`: the reachability probe and timeouts that bound every Kafka call by `--timeout`.
 //! - [`error`]: this crate's error type and exit codes.
 
 mod broker;
 mod customers;
 pub mod error;
+mod keys;
 mod topics;
 
 use std::io::Write;
 use std::time::Duration;
 
+use std::path::PathBuf;
+
 use clap::{Args, Parser, Subcommand};
 use hookline_core::config::{KafkaArgs, TopicArgs, parse_duration};
+use hookline_core::netguard::NetworkArgs;
+use hookline_core::secrets::{MasterKey, MasterKeyArgs};
 
 pub use error::{EXIT_FAILURE, EXIT_USAGE, Error, Result};
 
@@ -45,6 +53,12 @@ pub struct Cli {
     #[arg(long, env = "HOOKLINE_TIMEOUT", default_value = "15s", value_parser = parse_duration, global = true)]
     pub timeout: Duration,
 
+    #[command(flatten)]
+    pub master_key: MasterKeyArgs,
+
+    #[command(flatten)]
+    pub network: NetworkArgs,
+
     #[command(subcommand)]
     pub command: Command,
 }
@@ -55,9 +69,12 @@ pub enum Command {
     /// Create or inspect the delivery, dead-letter and customers topics.
     #[command(subcommand)]
     Topics(TopicsCommand),
-    /// Add, list or remove customers in the customer directory.
+    /// Manage customers (tenants): create, configure, rotate credentials, remove.
     #[command(subcommand)]
     Customers(CustomersCommand),
+    /// Generate keys: a customer's RSA key pair, or the operator's master key.
+    #[command(subcommand)]
+    Keys(KeysCommand),
 }
 
 /// `hookline-setup topics ...`
@@ -89,55 +106,172 @@ pub struct CreateTopics {
 /// `hookline-setup customers ...`
 #[derive(Debug, Clone, Subcommand)]
 pub enum CustomersCommand {
-    /// Add a customer, or replace the configuration of an existing one.
-    Add(AddCustomer),
+    /// Create a customer: prints its API key and signing secret, once.
+    #[command(alias = "add")]
+    Create(CreateCustomer),
+    /// Show one customer (no credentials).
+    Get(ShowCustomer),
     /// List every customer.
     List(ListCustomers),
     /// Remove a customer (its later events are dead-lettered).
-    Remove(RemoveCustomer),
+    Remove(CustomerId),
+    /// Set the webhook URL (http/https; checked against the SSRF guard).
+    SetWebhook(SetWebhook),
+    /// Replace the event types the customer receives.
+    Subscribe(Subscribe),
+    /// Encrypt deliveries to this RSA public key (PEM, SPKI or PKCS#1, at least 2048 bits).
+    SetPublicKey(SetPublicKey),
+    /// Stop encrypting deliveries.
+    ClearPublicKey(CustomerId),
+    /// Issue a new signing secret (printed once); the previous one keeps signing for `--grace`.
+    RotateSecret(RotateSecret),
+    /// Issue a new API key (printed once); the previous one stops working at once.
+    ReissueApiKey(CustomerId),
 }
 
-/// A customer to write.
+/// A customer to create.
 #[derive(Debug, Clone, Args)]
-pub struct AddCustomer {
+pub struct CreateCustomer {
     /// Customer id: 1 to 128 characters of A-Z, a-z, 0-9, '.', '_', '-', ':'.
     #[arg(long, env = "HOOKLINE_CUSTOMER_ID")]
     pub id: String,
 
-    /// Where the customer's events are POSTed (absolute http or https URL).
+    /// Display name.
+    #[arg(long, env = "HOOKLINE_CUSTOMER_NAME")]
+    pub name: Option<String>,
+
+    /// Where the customer's events are POSTed (absolute http or https URL); the customer can
+    /// also set it through the API.
     #[arg(long, env = "HOOKLINE_CUSTOMER_WEBHOOK_URL")]
-    pub webhook_url: String,
+    pub webhook_url: Option<String>,
 
     /// Event types the customer receives, comma-separated; `*` means all.
-    #[arg(long, env = "HOOKLINE_CUSTOMER_EVENTS", value_delimiter = ',', required = true)]
+    #[arg(long, env = "HOOKLINE_CUSTOMER_EVENTS", value_delimiter = ',')]
     pub events: Vec<String>,
+
+    /// Print one JSON object (for scripts) instead of text.
+    #[arg(long, env = "HOOKLINE_OUTPUT_JSON")]
+    pub json: bool,
+}
+
+/// A customer to show.
+#[derive(Debug, Clone, Args)]
+pub struct ShowCustomer {
+    /// Customer id.
+    pub id: String,
+
+    /// Print JSON instead of text.
+    #[arg(long, env = "HOOKLINE_OUTPUT_JSON")]
+    pub json: bool,
 }
 
 /// How to list customers.
 #[derive(Debug, Clone, Args)]
 pub struct ListCustomers {
     /// One JSON object per line instead of a table (for scripts).
-    #[arg(long, env = "HOOKLINE_CUSTOMERS_JSON")]
+    #[arg(long, env = "HOOKLINE_OUTPUT_JSON")]
     pub json: bool,
 }
 
-/// A customer to remove.
+/// A customer named by id.
 #[derive(Debug, Clone, Args)]
-pub struct RemoveCustomer {
-    /// Id of the customer to remove.
+pub struct CustomerId {
+    /// Customer id.
     pub id: String,
+}
+
+/// `customers set-webhook ID URL`
+#[derive(Debug, Clone, Args)]
+pub struct SetWebhook {
+    /// Customer id.
+    pub id: String,
+    /// Absolute http or https URL.
+    pub url: String,
+}
+
+/// `customers subscribe ID --events a,b`
+#[derive(Debug, Clone, Args)]
+pub struct Subscribe {
+    /// Customer id.
+    pub id: String,
+    /// Event types, comma-separated; `*` means all.
+    #[arg(long, env = "HOOKLINE_CUSTOMER_EVENTS", value_delimiter = ',', required = true)]
+    pub events: Vec<String>,
+}
+
+/// `customers set-public-key ID --file public.pem`
+#[derive(Debug, Clone, Args)]
+pub struct SetPublicKey {
+    /// Customer id.
+    pub id: String,
+    /// PEM file with the customer's RSA public key (see `keys generate`).
+    #[arg(long, env = "HOOKLINE_CUSTOMER_PUBLIC_KEY_FILE")]
+    pub file: PathBuf,
+}
+
+/// `customers rotate-secret ID [--grace 24h]`
+#[derive(Debug, Clone, Args)]
+pub struct RotateSecret {
+    /// Customer id.
+    pub id: String,
+    /// How long the previous secret keeps signing, alongside the new one.
+    #[arg(long, env = "HOOKLINE_SIGNING_SECRET_GRACE", default_value = "24h", value_parser = parse_duration)]
+    pub grace: Duration,
+}
+
+/// `hookline-setup keys ...`
+#[derive(Debug, Clone, Subcommand)]
+pub enum KeysCommand {
+    /// Write a customer RSA key pair (seed 003 step 4): `private.pem` (PKCS#8, mode 0600) and
+    /// `public.pem` (SPKI, to upload).
+    Generate(GenerateKeys),
+    /// Print a new random master key (base64 of 32 bytes) for HOOKLINE_MASTER_KEY.
+    MasterKey,
+}
+
+/// `keys generate [--bits 4096] --out DIR`
+#[derive(Debug, Clone, Args)]
+pub struct GenerateKeys {
+    /// RSA modulus size: 2048, 3072 or 4096.
+    #[arg(long, env = "HOOKLINE_KEY_BITS", default_value_t = 4096, value_parser = parse_bits)]
+    pub bits: usize,
+    /// Directory to write the key files to (created if missing; existing files are not replaced).
+    #[arg(long, env = "HOOKLINE_KEY_OUT")]
+    pub out: PathBuf,
+}
+
+fn parse_bits(raw: &str) -> Result<usize, String> {
+    match raw.parse::<usize>() {
+        Ok(bits @ (2048 | 3072 | 4096)) => Ok(bits),
+        _ => Err(format!("`{raw}` is not one of 2048, 3072, 4096")),
+    }
 }
 
 /// Runs one command, writing its report to `out` (errors are returned, not written).
 pub async fn run<W: Write + Send>(cli: Cli, out: &mut W) -> Result<()> {
-    let Cli { kafka, topics, timeout, command } = cli;
+    let Cli { kafka, topics, timeout, master_key, network, command } = cli;
     match command {
         Command::Topics(TopicsCommand::Create(create)) => topics::create(&kafka, &topics, &create, timeout, out).await,
         Command::Topics(TopicsCommand::Describe) => topics::describe(&kafka, &topics, timeout, out).await,
-        Command::Customers(CustomersCommand::Add(add)) => customers::add(&kafka, &topics, &add, timeout, out).await,
-        Command::Customers(CustomersCommand::List(list)) => customers::list(&kafka, &topics, &list, timeout, out).await,
-        Command::Customers(CustomersCommand::Remove(remove)) => {
-            customers::remove(&kafka, &topics, &remove, timeout, out).await
+        Command::Customers(command) => {
+            let context = customers::Context {
+                kafka: &kafka,
+                topics: &topics,
+                master_key: &master_key,
+                network: network.policy(),
+                timeout,
+            };
+            customers::run(&context, command, out).await
+        }
+        Command::Keys(KeysCommand::Generate(generate)) => {
+            let (private, public) =
+                keys::generate_key_pair(generate.bits, &generate.out).map_err(|e| Error::Keys(e.to_string()))?;
+            writeln!(out, "wrote {} (keep it secret) and {} (upload it)", private.display(), public.display())?;
+            Ok(())
+        }
+        Command::Keys(KeysCommand::MasterKey) => {
+            writeln!(out, "{}", MasterKey::generate().to_base64())?;
+            Ok(())
         }
     }
 }
@@ -180,7 +314,7 @@ mod tests {
         .unwrap();
         assert_eq!(cli.kafka.brokers, "b:1");
         assert_eq!(cli.timeout, Duration::from_secs(2));
-        let Command::Customers(CustomersCommand::Add(add)) = cli.command else { panic!("wrong command") };
+        let Command::Customers(CustomersCommand::Create(add)) = cli.command else { panic!("wrong command") };
         assert_eq!(add.events, ["a.b", "c.d"]);
     }
 

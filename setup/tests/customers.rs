@@ -1,19 +1,43 @@
-//! `customers add` / `list` / `remove` against a real broker.
+//! `customers ...` and `keys ...` against a real broker: the operator's tenant management.
 
 mod common;
 
-use common::{args, assert_exit, binary, in_process, stderr, stdout};
-use hookline_core::customer::Customer;
-use hookline_setup::{EXIT_FAILURE, EXIT_USAGE, Error};
-use hookline_testkit::{Broker, init_test_logging, unique_name};
+use std::path::PathBuf;
+
+use common::{args, args_without_master_key, assert_exit, binary, in_process, stderr, stdout};
+use hookline_core::customer::{Customer, CustomerView};
+use hookline_core::secrets::MasterKey;
+use hookline_setup::{EXIT_FAILURE, EXIT_USAGE};
+use hookline_testkit::{Broker, init_test_logging, tenants, unique_name};
+use hookline_wire::keys::PublicKey;
+use rdkafka::message::Message;
 
 async fn create_topics(brokers: &str, prefix: &str) {
     let (result, out) = in_process(&args(brokers, prefix, &["topics", "create", "--partitions", "2"])).await;
     result.unwrap_or_else(|e| panic!("topics create failed: {e}\n{out}"));
 }
 
+/// The value after `label` on its line of `text`.
+fn field(text: &str, label: &str) -> String {
+    text.lines()
+        .find_map(|line| line.strip_prefix(label))
+        .map(|rest| rest.trim().to_owned())
+        .unwrap_or_else(|| panic!("no `{label}` line in {text}"))
+}
+
+/// The latest record of customer `id` on the customers topic, as stored.
+async fn stored(broker: &Broker, prefix: &str, id: &str) -> Customer {
+    let records = hookline_testkit::kafka::read_topic(&broker.kafka_args(), &format!("{prefix}.customers")).await;
+    let record = records.iter().rev().find(|r| r.key() == Some(id.as_bytes())).expect("a record for the customer");
+    Customer::from_record(id, record.payload().expect("not a tombstone")).expect("decodes")
+}
+
+fn temp_dir(name: &str) -> PathBuf {
+    std::env::temp_dir().join(unique_name(name))
+}
+
 #[tokio::test]
-async fn add_list_upsert_remove_round_trip() {
+async fn create_configure_rotate_remove_round_trip() {
     init_test_logging();
     let broker = Broker::start();
     let brokers = broker.bootstrap();
@@ -25,80 +49,119 @@ async fn add_list_upsert_remove_round_trip() {
     result.expect("list on an empty directory");
     assert_eq!(out, "no customers\n");
 
-    let add = command(&[
+    // `add` is the older name of `create`.
+    let (result, created) = in_process(&command(&[
         "customers",
         "add",
         "--id",
         "acme",
+        "--name",
+        "Acme Inc.",
         "--webhook-url",
         "http://127.0.0.1:9001/webhook",
         "--events",
         "order.created,order.paid",
-    ]);
-    let (result, out) = in_process(&add).await;
-    result.expect("add");
-    assert!(out.starts_with("saved acme: http://127.0.0.1:9001/webhook (order.created,order.paid)"), "{out}");
-    let other = binary(&command(&[
-        "customers",
-        "add",
-        "--id",
-        "globex",
-        "--webhook-url",
-        "https://globex.example/hooks",
-        "--events",
-        "*",
     ]))
     .await;
-    assert_exit(&other, 0);
+    result.expect("create");
+    assert!(created.starts_with("created acme\n"), "{created}");
+    let api_key = field(&created, "api_key:");
+    let secret = field(&created, "signing_secret:");
+    assert!(api_key.starts_with("hk_") && secret.starts_with("whsec_"), "{created}");
+
+    let globex = binary(&command(&["customers", "create", "--id", "globex", "--events", "*", "--json"])).await;
+    assert_exit(&globex, 0);
+    let shown: serde_json::Value = serde_json::from_str(stdout(&globex).trim()).expect("one JSON object");
+    assert!(shown["api_key"].as_str().is_some_and(|k| k.starts_with("hk_")), "{shown}");
+    assert_eq!(shown["customer"]["webhook_url"], serde_json::Value::Null);
+
+    let again = binary(&command(&["customers", "create", "--id", "acme"])).await;
+    assert_exit(&again, 1);
+    assert!(stderr(&again).contains("already exists"), "{}", stderr(&again));
+
+    // Stored: the key only as a hash, the secret sealed with the master key.
+    let acme = stored(&broker, &prefix, "acme").await;
+    assert!(acme.api_key.as_ref().is_some_and(|hash| hash.matches(&api_key)));
+    let master = tenants::master_key();
+    let secrets = acme.active_signing_secrets(&master, hookline_core::customer::unix_now()).expect("opens");
+    assert_eq!(secrets.iter().map(|s| s.expose()).collect::<Vec<_>>(), std::slice::from_ref(&secret));
+    assert!(acme.active_signing_secrets(&MasterKey::generate(), 0).is_err(), "another master key cannot open it");
+    let raw = serde_json::to_string(&acme).expect("json");
+    assert!(!raw.contains(&api_key) && !raw.contains(secret.trim_start_matches("whsec_")), "{raw}");
 
     let (result, table) = in_process(&command(&["customers", "list"])).await;
     result.expect("list");
     let lines: Vec<&str> = table.lines().collect();
     assert_eq!(lines.len(), 3, "{table}");
-    assert!(lines[0].starts_with("ID") && lines[0].contains("WEBHOOK_URL") && lines[0].contains("EVENTS"));
-    assert!(lines[1].starts_with("acme ") && lines[1].contains("http://127.0.0.1:9001/webhook"), "{table}");
-    assert!(lines[1].ends_with("order.created,order.paid"), "{table}");
-    assert!(lines[2].starts_with("globex ") && lines[2].ends_with('*'), "{table}");
+    assert!(lines[0].starts_with("ID") && lines[0].contains("WEBHOOK_URL") && lines[0].ends_with("ENCRYPTED"));
+    assert!(lines[1].starts_with("acme ") && lines[1].contains("order.created,order.paid"), "{table}");
+    assert!(lines[2].starts_with("globex ") && lines[2].contains(" - "), "{table}");
 
-    // Upsert: the same id with a new URL replaces the old configuration.
-    let upsert = command(&[
+    // Configure: URL, subscriptions, a key pair generated by `keys generate`.
+    let (result, out) =
+        in_process(&command(&["customers", "set-webhook", "acme", "http://127.0.0.1:9002/webhook"])).await;
+    result.expect("set-webhook");
+    assert_eq!(out, "acme: webhook http://127.0.0.1:9002/webhook\n");
+    let (result, out) = in_process(&command(&["customers", "subscribe", "acme", "--events", "order.created"])).await;
+    result.expect("subscribe");
+    assert_eq!(out, "acme: events order.created\n");
+    let keys = temp_dir("setup-keys");
+    let generated = binary(&command(&["keys", "generate", "--bits", "2048", "--out", keys.to_str().unwrap()])).await;
+    assert_exit(&generated, 0);
+    let public_pem = std::fs::read_to_string(keys.join("public.pem")).expect("public.pem");
+    let kid = PublicKey::from_pem(&public_pem).expect("a public key").kid().to_owned();
+    let overwrite = binary(&command(&["keys", "generate", "--bits", "2048", "--out", keys.to_str().unwrap()])).await;
+    assert_exit(&overwrite, 1);
+    let (result, out) = in_process(&command(&[
         "customers",
-        "add",
-        "--id",
+        "set-public-key",
         "acme",
-        "--webhook-url",
-        "http://127.0.0.1:9002/webhook",
-        "--events",
-        "order.created",
-    ]);
-    assert_exit(&binary(&upsert).await, 0);
-    let listed = binary(&command(&["customers", "list", "--json"])).await;
-    assert_exit(&listed, 0);
-    let customers: Vec<Customer> =
-        stdout(&listed).lines().map(|line| serde_json::from_str(line).expect("one JSON customer per line")).collect();
-    assert_eq!(customers.len(), 2);
-    assert_eq!(customers[0].id, "acme");
-    assert_eq!(customers[0].webhook_url.as_deref(), Some("http://127.0.0.1:9002/webhook"));
-    assert_eq!(customers[0].events, ["order.created"]);
-    assert_eq!(customers[1].id, "globex");
+        "--file",
+        keys.join("public.pem").to_str().unwrap(),
+    ]))
+    .await;
+    result.expect("set-public-key");
+    assert!(out.contains(&kid), "{out}");
 
+    // Rotate: the new secret is printed, both stay active through the grace period.
+    let (result, out) = in_process(&command(&["customers", "rotate-secret", "acme", "--grace", "1h"])).await;
+    result.expect("rotate-secret");
+    let new_secret = field(&out, "signing_secret:");
+    assert!(new_secret.starts_with("whsec_") && new_secret != secret, "{out}");
+
+    let shown = binary(&command(&["customers", "get", "acme", "--json"])).await;
+    assert_exit(&shown, 0);
+    let view: CustomerView = serde_json::from_str(stdout(&shown).trim()).expect("a customer view");
+    assert_eq!(view.name.as_deref(), Some("Acme Inc."));
+    assert_eq!(view.webhook_url.as_deref(), Some("http://127.0.0.1:9002/webhook"));
+    assert_eq!(view.events, ["order.created"]);
+    assert_eq!(view.public_key.map(|k| k.kid), Some(kid));
+    assert_eq!(view.signing_secrets.len(), 2);
+    assert!(!stdout(&shown).contains("whsec_") && !stdout(&shown).contains("sha256"));
+
+    // A new API key replaces the old one.
+    let (result, out) = in_process(&command(&["customers", "reissue-api-key", "acme"])).await;
+    result.expect("reissue-api-key");
+    let new_key = out.lines().next().and_then(|l| l.strip_prefix("acme: api_key ")).expect("new key").to_owned();
+    let acme = stored(&broker, &prefix, "acme").await;
+    let hash = acme.api_key.expect("a key hash");
+    assert!(hash.matches(&new_key) && !hash.matches(&api_key));
+
+    let (result, out) = in_process(&command(&["customers", "clear-public-key", "acme"])).await;
+    result.expect("clear-public-key");
+    assert_eq!(out, "acme: deliveries are now sent unencrypted\n");
     let (result, out) = in_process(&command(&["customers", "remove", "acme"])).await;
     result.expect("remove");
     assert_eq!(out, "removed acme\n");
     let (result, table) = in_process(&command(&["customers", "list"])).await;
     result.expect("list after remove");
-    assert!(!table.contains("acme"), "{table}");
-    assert!(table.contains("globex"), "{table}");
+    assert!(!table.contains("acme") && table.contains("globex"), "{table}");
 
     // Removing it again: unknown, operational failure.
-    let (result, _) = in_process(&command(&["customers", "remove", "acme"])).await;
-    match result {
-        Err(error @ Error::UnknownCustomer(_)) => assert_eq!(error.exit_code(), EXIT_FAILURE),
-        other => panic!("expected UnknownCustomer, got {other:?}"),
-    }
     let again = binary(&command(&["customers", "remove", "acme"])).await;
     assert_exit(&again, 1);
     assert!(stderr(&again).contains("unknown customer `acme`"), "{}", stderr(&again));
+    std::fs::remove_dir_all(keys).ok();
 }
 
 #[tokio::test]
@@ -110,39 +173,53 @@ async fn invalid_input_exits_2_and_writes_nothing() {
     create_topics(&brokers, &prefix).await;
     let command = |extra: &[&str]| args(&brokers, &prefix, extra);
 
-    let bad_url =
-        binary(&command(&["customers", "add", "--id", "c1", "--webhook-url", "ftp://x/", "--events", "a"])).await;
-    assert_exit(&bad_url, 2);
-    assert!(stderr(&bad_url).contains("invalid webhook_url"), "{}", stderr(&bad_url));
+    for (extra, mentions) in [
+        (
+            &["customers", "create", "--id", "c1", "--webhook-url", "ftp://x/", "--events", "a"][..],
+            "invalid webhook_url",
+        ),
+        (&["customers", "create", "--id", "c1", "--webhook-url", "not a url"][..], "invalid webhook_url"),
+        (&["customers", "create", "--id", "bad id"][..], "invalid id"),
+        (&["customers", "create", "--id", "c1", "--events", "bad type"][..], "invalid events"),
+        (&["customers", "remove", "bad id"][..], "invalid id"),
+        (&["customers", "set-public-key", "c1", "--file", "/nonexistent/key.pem"][..], "invalid public_key"),
+    ] {
+        let output = binary(&command(extra)).await;
+        assert_exit(&output, i32::from(EXIT_USAGE));
+        assert!(stderr(&output).contains(mentions), "{extra:?}: {}", stderr(&output));
+    }
+    let no_master_key =
+        binary(&args_without_master_key(&brokers, &prefix, &["customers", "create", "--id", "c1"])).await;
+    assert_exit(&no_master_key, 2);
+    assert!(stderr(&no_master_key).contains("HOOKLINE_MASTER_KEY"), "{}", stderr(&no_master_key));
+    let bad_master_key = binary(&command(&["customers", "create", "--id", "c1", "--master-key", "short"])).await;
+    assert_exit(&bad_master_key, 2);
 
-    let not_a_url =
-        binary(&command(&["customers", "add", "--id", "c1", "--webhook-url", "not a url", "--events", "a"])).await;
-    assert_exit(&not_a_url, 2);
-
-    let bad_id =
-        binary(&command(&["customers", "add", "--id", "bad id", "--webhook-url", "http://x/", "--events", "a"])).await;
-    assert_exit(&bad_id, 2);
-    assert!(stderr(&bad_id).contains("invalid id"), "{}", stderr(&bad_id));
-
-    let (result, _) =
-        in_process(&command(&["customers", "add", "--id", "c1", "--webhook-url", "http://x/", "--events", "bad type"]))
+    // Bad PEM and small keys.
+    let dir = temp_dir("setup-bad-keys");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("garbage.pem"), "-----BEGIN PUBLIC KEY-----\nnope\n-----END PUBLIC KEY-----\n").unwrap();
+    let garbage =
+        binary(&command(&["customers", "set-public-key", "c1", "--file", dir.join("garbage.pem").to_str().unwrap()]))
             .await;
-    let error = result.expect_err("an invalid event type is refused");
-    assert_eq!(error.exit_code(), EXIT_USAGE, "{error}");
+    assert_exit(&garbage, 2);
+    assert!(stderr(&garbage).contains("public_key"), "{}", stderr(&garbage));
+    let small_bits = binary(&command(&["keys", "generate", "--bits", "1024", "--out", dir.to_str().unwrap()])).await;
+    assert_exit(&small_bits, 2);
 
-    let bad_remove = binary(&command(&["customers", "remove", "bad id"])).await;
-    assert_exit(&bad_remove, 2);
-
-    let missing_events = binary(&command(&["customers", "add", "--id", "c1", "--webhook-url", "http://x/"])).await;
-    assert_exit(&missing_events, 2);
-
-    // Nothing reached the customers topic: not even an offset was used.
-    let (result, table) = in_process(&command(&["customers", "list"])).await;
-    result.expect("list");
-    assert_eq!(table, "no customers\n");
-    let (result, described) = in_process(&command(&["topics", "describe"])).await;
-    result.expect("describe");
-    assert!(described.contains(&format!("{prefix}.customers (customers): 1 partition, 0 records")), "{described}");
+    // The SSRF guard: only 127.0.0.0/8 is allowed by the test flags.
+    let (result, out) = in_process(&command(&["customers", "create", "--id", "c1"])).await;
+    result.unwrap_or_else(|e| panic!("create c1: {e}\n{out}"));
+    for url in ["http://10.0.0.1/hook", "http://169.254.169.254/latest", "http://[::1]/hook"] {
+        let refused = binary(&command(&["customers", "set-webhook", "c1", url])).await;
+        assert_exit(&refused, 2);
+        assert!(stderr(&refused).contains("webhook_url"), "{url}: {}", stderr(&refused));
+    }
+    let shown = binary(&command(&["customers", "get", "c1", "--json"])).await;
+    assert_exit(&shown, 0);
+    let view: CustomerView = serde_json::from_str(stdout(&shown).trim()).expect("view");
+    assert_eq!(view.webhook_url, None, "nothing refused was saved");
+    std::fs::remove_dir_all(dir).ok();
 }
 
 #[tokio::test]
@@ -151,16 +228,21 @@ async fn customers_need_the_topics() {
     let broker = Broker::start();
     let prefix = unique_name("setup-no-topics");
 
-    let add = binary(&args(
-        &broker.bootstrap(),
-        &prefix,
-        &["customers", "add", "--id", "c1", "--webhook-url", "http://127.0.0.1:9000/webhook", "--events", "a"],
-    ))
-    .await;
-    assert_exit(&add, 1);
-    assert!(stderr(&add).contains("does not exist"), "{}", stderr(&add));
+    let create = binary(&args(&broker.bootstrap(), &prefix, &["customers", "create", "--id", "c1"])).await;
+    assert_exit(&create, i32::from(EXIT_FAILURE));
+    assert!(stderr(&create).contains("does not exist"), "{}", stderr(&create));
 
     let list = binary(&args(&broker.bootstrap(), &prefix, &["customers", "list"])).await;
     assert_exit(&list, 1);
     assert!(stderr(&list).contains("hookline-setup topics create"), "{}", stderr(&list));
+}
+
+#[tokio::test]
+async fn master_keys_are_32_random_bytes() {
+    let first = binary(&["keys".to_owned(), "master-key".to_owned()]).await;
+    let second = binary(&["keys".to_owned(), "master-key".to_owned()]).await;
+    assert_exit(&first, 0);
+    let key = stdout(&first).trim().to_owned();
+    MasterKey::from_base64(&key).expect("a valid master key");
+    assert_ne!(key, stdout(&second).trim());
 }

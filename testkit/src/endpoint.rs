@@ -32,6 +32,19 @@ impl Received {
         self.header("webhook-id").unwrap_or_default()
     }
 
+    /// The headers as an `http` header map (what signature verifiers take).
+    pub fn header_map(&self) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (name, value) in &self.headers {
+            if let (Ok(name), Ok(value)) =
+                (name.parse::<axum::http::HeaderName>(), axum::http::HeaderValue::from_str(value))
+            {
+                map.append(name, value);
+            }
+        }
+        map
+    }
+
     /// The body as JSON.
     pub fn json(&self) -> serde_json::Value {
         serde_json::from_slice(&self.body).unwrap_or(serde_json::Value::Null)

@@ -8,12 +8,14 @@
 //! - [`Broker`]: start/stop tansu (memory or SQLite storage), killed when dropped.
 //! - [`Endpoint`]: a recording webhook endpoint with a scripted response per request.
 //! - [`kafka`]: produce events, read a topic back, read a group's committed offsets.
+//! - [`tenants`]: the tests' master key, the loopback allow-list, customers with signing secrets.
 //! - [`unique_name`]: topic prefixes and group ids unique per test.
 //! - [`wait_until`]: poll a condition with a deadline instead of sleeping.
 
 mod broker;
 mod endpoint;
 pub mod kafka;
+pub mod tenants;
 
 pub use broker::{Broker, tansu_binary};
 pub use endpoint::{Endpoint, Received, Respond};

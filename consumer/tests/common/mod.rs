@@ -8,10 +8,11 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use hookline_consumer::{Config, Metrics};
-use hookline_core::config::{KafkaArgs, TopicArgs};
+use hookline_core::config::{KafkaArgs, SecretString, TopicArgs};
 use hookline_core::customer::Customer;
 use hookline_core::{directory, topics};
-use hookline_testkit::{Broker, init_test_logging, kafka, unique_name};
+use hookline_testkit::{Broker, init_test_logging, kafka, tenants, unique_name};
+use hookline_wire::signing::SigningSecret;
 use rdkafka::producer::FutureProducer;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -68,9 +69,16 @@ impl Env {
         GROUP_PROPERTIES.iter().fold(self.kafka.clone(), |args, (k, v)| args.with_property(k, v))
     }
 
-    pub async fn customer(&self, id: &str, url: &str) {
-        let customer = Customer::new(id, url, vec!["*".into()]).expect("customer");
-        directory::put_customer(&self.kafka, &self.topics.customers, &customer).await.expect("put customer");
+    /// Adds a customer subscribed to everything, with a signing secret; returns the secret.
+    pub async fn customer(&self, id: &str, url: &str) -> SigningSecret {
+        let (customer, secret) = tenants::signed_customer(id, url, &["*"]);
+        self.put(&customer).await;
+        secret
+    }
+
+    /// Writes (upserts) a customer record.
+    pub async fn put(&self, customer: &Customer) {
+        directory::put_customer(&self.kafka, &self.topics.customers, customer).await.expect("put customer");
     }
 
     pub async fn publish(&self, customer: &str, payload: serde_json::Value) -> String {
@@ -85,6 +93,8 @@ impl Env {
         config.delivery.max_attempts = 4;
         config.delivery.request_timeout = Duration::from_secs(5);
         config.shutdown_grace = Duration::from_secs(5);
+        config.master_key = tenants::master_key_args();
+        config.network = tenants::loopback_network();
         config
     }
 
@@ -113,11 +123,83 @@ impl Env {
             .args(extra)
             // An env default, so that a test can still pass `--metrics-listen`.
             .env("HOOKLINE_METRICS_LISTEN", "off")
+            .env("HOOKLINE_MASTER_KEY", tenants::TEST_MASTER_KEY)
+            .env("HOOKLINE_ALLOW_NETWORKS", tenants::LOOPBACK_NETWORKS)
             .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()))
             .stdin(Stdio::null())
             .kill_on_drop(true)
             .spawn()
             .expect("spawn hookline-consumer")
+    }
+}
+
+/// The producer token of [`Env::start_publisher`]'s publisher.
+pub const PRODUCER_TOKEN: &str = "test-producer-token";
+/// The admin token of [`Env::start_publisher`]'s publisher.
+pub const ADMIN_TOKEN: &str = "test-admin-token";
+
+impl Env {
+    /// Starts an in-process publisher on `127.0.0.1:0` (tokens above, the tests' master key,
+    /// loopback allowed) and waits until it answers.
+    pub async fn start_publisher(&self) -> Publisher {
+        let mut config = hookline_publisher::Config::new(self.kafka.clone(), self.topics.clone());
+        config.producer_tokens = vec![SecretString::new(PRODUCER_TOKEN)];
+        config.admin_tokens = vec![SecretString::new(ADMIN_TOKEN)];
+        config.master_key = tenants::master_key_args();
+        config.network = tenants::loopback_network();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind publisher");
+        let base = format!("http://{}", listener.local_addr().expect("publisher address"));
+        let shutdown = CancellationToken::new();
+        let handle = tokio::spawn(hookline_publisher::serve(config, listener, shutdown.clone()));
+        let http = reqwest::Client::new();
+        let ready = tokio::time::Instant::now() + Duration::from_secs(60);
+        // The publisher answers once its directory is loaded.
+        while !http.get(format!("{base}/healthz")).send().await.is_ok_and(|r| r.status().is_success()) {
+            assert!(!handle.is_finished(), "the publisher stopped during start-up");
+            assert!(tokio::time::Instant::now() < ready, "the publisher did not start within 60s");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Publisher { base, http, shutdown, handle }
+    }
+}
+
+/// An in-process publisher.
+pub struct Publisher {
+    pub base: String,
+    pub http: reqwest::Client,
+    pub shutdown: CancellationToken,
+    pub handle: JoinHandle<hookline_publisher::Result<()>>,
+}
+
+impl Publisher {
+    /// A JSON request with a bearer token; the status and the JSON answer.
+    pub async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: &str,
+        body: Option<serde_json::Value>,
+    ) -> (u16, serde_json::Value) {
+        let mut request = self.http.request(method, format!("{}{path}", self.base)).bearer_auth(token);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.expect("publisher request");
+        let status = response.status().as_u16();
+        (status, response.json().await.expect("JSON answer"))
+    }
+
+    /// Publishes an event as a producer; panics unless it is accepted. Returns the answer.
+    pub async fn publish(&self, body: serde_json::Value) -> serde_json::Value {
+        let (status, answer) = self.call(reqwest::Method::POST, "/publish", PRODUCER_TOKEN, Some(body)).await;
+        assert_eq!(status, 202, "{answer}");
+        answer
+    }
+
+    /// Stops the publisher and checks it ends cleanly.
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        self.handle.await.expect("publisher task").expect("publisher result");
     }
 }
 

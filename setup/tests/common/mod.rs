@@ -21,13 +21,29 @@ const CLI_ENV: &[&str] = &[
     "HOOKLINE_CUSTOMER_ID",
     "HOOKLINE_CUSTOMER_WEBHOOK_URL",
     "HOOKLINE_CUSTOMER_EVENTS",
-    "HOOKLINE_CUSTOMERS_JSON",
+    "HOOKLINE_CUSTOMER_NAME",
+    "HOOKLINE_CUSTOMER_PUBLIC_KEY_FILE",
+    "HOOKLINE_OUTPUT_JSON",
+    "HOOKLINE_SIGNING_SECRET_GRACE",
+    "HOOKLINE_KEY_BITS",
+    "HOOKLINE_KEY_OUT",
+    "HOOKLINE_MASTER_KEY",
+    "HOOKLINE_MASTER_KEY_FILE",
+    "HOOKLINE_ALLOW_NETWORKS",
 ];
 
 /// The shared flags pointing at `brokers` and the topics `prefix`, `prefix.dlq`,
-/// `prefix.customers`, followed by `args`.
+/// `prefix.customers`, with the tests' master key and loopback allowed, followed by `args`.
 pub fn args(brokers: &str, prefix: &str, args: &[&str]) -> Vec<String> {
+    let mut all = args_without_master_key(brokers, prefix, args);
+    all.extend(["--master-key", hookline_testkit::tenants::TEST_MASTER_KEY].map(str::to_owned));
+    all
+}
+
+/// Like [`args`] without a master key.
+pub fn args_without_master_key(brokers: &str, prefix: &str, args: &[&str]) -> Vec<String> {
     let mut all: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
+    all.extend(["--allow-networks", "127.0.0.0/8"].map(str::to_owned));
     all.extend(
         [
             "--brokers",

@@ -1,0 +1,378 @@
+//! The onboarding API (seed 003 steps 1 to 8): operators create customers, customers configure
+//! themselves.
+//!
+//! Admin (`Authorization: Bearer <admin token>`):
+//! - `POST /v1/customers {"id", "name"?}` → `201 {"id", "api_key", "signing_secret", "customer"}`;
+//!   the key and secret are shown this once (only a hash of the key and a sealed copy of the
+//!   secret are stored).
+//! - `GET /v1/customers`, `GET /v1/customers/{id}`, `DELETE /v1/customers/{id}`.
+//! - `POST /v1/customers/{id}/api-key` issues a new API key (the old one stops working).
+//!
+//! Customer (`Authorization: Bearer <api key>`), acting on its own record only (no customer id
+//! appears in these paths, so there is no other tenant's record to name):
+//! - `GET /v1/customer`
+//! - `PUT /v1/customer/public-key` (PEM body, or JSON `{"public_key": "<PEM>"}`),
+//!   `DELETE /v1/customer/public-key`
+//! - `PUT /v1/customer/webhook {"url"}` (SSRF-checked)
+//! - `PUT /v1/customer/subscriptions {"events": [...]}`
+//! - `POST /v1/customer/signing-secret/rotate` → the new secret, once; the previous one keeps
+//!   signing for `--signing-secret-grace`.
+//! - `POST /v1/customer/test-event` → `202 {"event_id", "deliveries"}`: a `hookline.test` event.
+//!
+//! Customers are shown without credentials ([`hookline_core::customer::CustomerView`]).
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{FromRequest, Path, Request, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use axum::{Json, Router};
+use hookline_core::customer::{Customer, unix_now};
+use hookline_core::envelope::EventRecord;
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use serde_json::json;
+use serde_json::value::RawValue;
+
+use crate::auth::{Admin, AuthenticatedCustomer};
+use crate::http::{AppState, is_json, parse_json, produce_copies};
+use crate::{Error, Result};
+
+/// The event type of `POST /v1/customer/test-event`.
+pub const TEST_EVENT_TYPE: &str = "hookline.test";
+
+/// The onboarding routes.
+pub(crate) fn routes() -> Router<Arc<AppState>> {
+    Router::new()
+        .route("/v1/customers", post(create_customer).get(list_customers))
+        .route("/v1/customers/{id}", get(get_customer).delete(delete_customer))
+        .route("/v1/customers/{id}/api-key", post(reissue_api_key))
+        .route("/v1/customer", get(own_record))
+        .route("/v1/customer/public-key", put(set_public_key).delete(clear_public_key))
+        .route("/v1/customer/webhook", put(set_webhook))
+        .route("/v1/customer/subscriptions", put(set_subscriptions))
+        .route("/v1/customer/signing-secret/rotate", post(rotate_signing_secret))
+        .route("/v1/customer/test-event", post(send_test_event))
+}
+
+/// Answers a handler's result and counts it under `operation`.
+fn answer(state: &AppState, operation: &'static str, result: Result<(StatusCode, serde_json::Value)>) -> Response {
+    let response = match result {
+        Ok((status, body)) => (status, Json(body)).into_response(),
+        Err(error) => {
+            if error.status().is_server_error() {
+                tracing::warn!(operation, %error, "onboarding request failed");
+            } else {
+                tracing::debug!(operation, %error, "onboarding request refused");
+            }
+            error.into_response()
+        }
+    };
+    state.metrics.api_request(operation, response.status().as_u16());
+    response
+}
+
+/// Runs `work` for an authenticated caller (or answers the authentication error), then answers
+/// and counts the result under `operation`.
+async fn respond<Caller, Work>(
+    state: &AppState,
+    operation: &'static str,
+    auth: Result<Caller, Error>,
+    work: impl FnOnce(Caller) -> Work,
+) -> Response
+where
+    Work: Future<Output = Result<(StatusCode, serde_json::Value)>>,
+{
+    let result = match auth {
+        Ok(caller) => work(caller).await,
+        Err(error) => Err(error),
+    };
+    answer(state, operation, result)
+}
+
+/// A JSON request body of type `T`, parsed with errors naming the offending field.
+#[derive(Debug)]
+pub(crate) struct JsonBody<T>(pub T);
+
+impl<T: DeserializeOwned> FromRequest<Arc<AppState>> for JsonBody<T> {
+    type Rejection = Error;
+
+    async fn from_request(request: Request, state: &Arc<AppState>) -> Result<Self> {
+        if !is_json(request.headers()) {
+            return Err(Error::UnsupportedMediaType);
+        }
+        let body = read_body(request, state).await?;
+        parse_json(&body).map(Self)
+    }
+}
+
+async fn read_body(request: Request, state: &Arc<AppState>) -> Result<Bytes> {
+    Bytes::from_request(request, state).await.map_err(|rejection| {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            Error::BodyTooLarge { limit: state.max_body_size }
+        } else {
+            Error::BodyUnreadable(rejection.body_text())
+        }
+    })
+}
+
+/// `POST /v1/customers` body.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateCustomer {
+    id: String,
+    #[serde(default)]
+    name: Option<String>,
+}
+
+async fn create_customer(
+    State(state): State<Arc<AppState>>,
+    auth: Result<Admin, Error>,
+    body: Result<JsonBody<CreateCustomer>, Error>,
+) -> Response {
+    respond(&state, "create_customer", auth, |_admin| async {
+        let JsonBody(body) = body?;
+        let issued = state.tenants.create(&body.id, body.name.as_deref()).await.map_err(Error::Tenant)?;
+        Ok((
+            StatusCode::CREATED,
+            json!({
+                "id": issued.customer.id,
+                "api_key": issued.api_key.expose(),
+                "signing_secret": issued.signing_secret.expose(),
+                "customer": issued.customer.view(),
+            }),
+        ))
+    })
+    .await
+}
+
+async fn list_customers(State(state): State<Arc<AppState>>, auth: Result<Admin, Error>) -> Response {
+    respond(&state, "list_customers", auth, |_admin| async {
+        let customers = state.tenants.list().await.map_err(Error::Tenant)?;
+        let views: Vec<_> = customers.iter().map(|c| c.view()).collect();
+        Ok((StatusCode::OK, json!({ "customers": views })))
+    })
+    .await
+}
+
+async fn get_customer(
+    State(state): State<Arc<AppState>>,
+    auth: Result<Admin, Error>,
+    Path(id): Path<String>,
+) -> Response {
+    respond(&state, "get_customer", auth, |_admin| async {
+        let customer = state.tenants.get(&id).await.map_err(Error::Tenant)?;
+        Ok((StatusCode::OK, view(&customer)))
+    })
+    .await
+}
+
+async fn delete_customer(
+    State(state): State<Arc<AppState>>,
+    auth: Result<Admin, Error>,
+    Path(id): Path<String>,
+) -> Response {
+    respond(&state, "delete_customer", auth, |_admin| async {
+        state.tenants.delete(&id).await.map_err(Error::Tenant)?;
+        Ok((StatusCode::OK, json!({ "deleted": id })))
+    })
+    .await
+}
+
+async fn reissue_api_key(
+    State(state): State<Arc<AppState>>,
+    auth: Result<Admin, Error>,
+    Path(id): Path<String>,
+) -> Response {
+    respond(&state, "reissue_api_key", auth, |_admin| async {
+        let (customer, api_key) = state.tenants.reissue_api_key(&id).await.map_err(Error::Tenant)?;
+        Ok((StatusCode::OK, json!({ "id": customer.id, "api_key": api_key.expose() })))
+    })
+    .await
+}
+
+async fn own_record(State(state): State<Arc<AppState>>, auth: Result<AuthenticatedCustomer, Error>) -> Response {
+    let state = &*state;
+    respond(state, "get_own_customer", auth, |AuthenticatedCustomer(customer)| async move {
+        Ok((StatusCode::OK, view(&customer)))
+    })
+    .await
+}
+
+/// `PUT /v1/customer/public-key` body, when sent as JSON.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PublicKeyBody {
+    public_key: String,
+}
+
+/// The PEM of a public-key upload: the raw body, or `public_key` of a JSON body.
+#[derive(Debug)]
+struct PemUpload(String);
+
+impl FromRequest<Arc<AppState>> for PemUpload {
+    type Rejection = Error;
+
+    async fn from_request(request: Request, state: &Arc<AppState>) -> Result<Self> {
+        let json = is_json(request.headers());
+        let body = read_body(request, state).await?;
+        if json {
+            let parsed: PublicKeyBody = parse_json(&body)?;
+            return Ok(Self(parsed.public_key));
+        }
+        match String::from_utf8(body.to_vec()) {
+            Ok(text) => Ok(Self(text)),
+            Err(_) => Err(Error::InvalidRequest("invalid `public_key`: the body is not PEM text".into())),
+        }
+    }
+}
+
+async fn set_public_key(
+    State(state): State<Arc<AppState>>,
+    auth: Result<AuthenticatedCustomer, Error>,
+    pem: Result<PemUpload, Error>,
+) -> Response {
+    let state = &*state;
+    respond(state, "set_public_key", auth, |AuthenticatedCustomer(customer)| async move {
+        let PemUpload(pem) = pem?;
+        let updated = state.tenants.set_public_key(&customer.id, &pem).await.map_err(field_named("public_key"))?;
+        Ok((StatusCode::OK, view(&updated)))
+    })
+    .await
+}
+
+async fn clear_public_key(State(state): State<Arc<AppState>>, auth: Result<AuthenticatedCustomer, Error>) -> Response {
+    let state = &*state;
+    respond(state, "clear_public_key", auth, |AuthenticatedCustomer(customer)| async move {
+        let updated = state.tenants.clear_public_key(&customer.id).await.map_err(Error::Tenant)?;
+        Ok((StatusCode::OK, view(&updated)))
+    })
+    .await
+}
+
+/// `PUT /v1/customer/webhook` body.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WebhookBody {
+    url: String,
+}
+
+async fn set_webhook(
+    State(state): State<Arc<AppState>>,
+    auth: Result<AuthenticatedCustomer, Error>,
+    body: Result<JsonBody<WebhookBody>, Error>,
+) -> Response {
+    let state = &*state;
+    respond(state, "set_webhook", auth, |AuthenticatedCustomer(customer)| async move {
+        let JsonBody(body) = body?;
+        let updated = state.tenants.set_webhook_url(&customer.id, &body.url).await.map_err(field_named("url"))?;
+        Ok((StatusCode::OK, view(&updated)))
+    })
+    .await
+}
+
+/// `PUT /v1/customer/subscriptions` body.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SubscriptionsBody {
+    events: Vec<String>,
+}
+
+async fn set_subscriptions(
+    State(state): State<Arc<AppState>>,
+    auth: Result<AuthenticatedCustomer, Error>,
+    body: Result<JsonBody<SubscriptionsBody>, Error>,
+) -> Response {
+    let state = &*state;
+    respond(state, "set_subscriptions", auth, |AuthenticatedCustomer(customer)| async move {
+        let JsonBody(body) = body?;
+        let updated = state.tenants.set_events(&customer.id, body.events).await.map_err(field_named("events"))?;
+        Ok((StatusCode::OK, view(&updated)))
+    })
+    .await
+}
+
+async fn rotate_signing_secret(
+    State(state): State<Arc<AppState>>,
+    auth: Result<AuthenticatedCustomer, Error>,
+) -> Response {
+    let state = &*state;
+    respond(state, "rotate_signing_secret", auth, |AuthenticatedCustomer(customer)| async move {
+        let rotated = state
+            .tenants
+            .rotate_signing_secret(&customer.id, state.signing_secret_grace)
+            .await
+            .map_err(Error::Tenant)?;
+        Ok((
+            StatusCode::OK,
+            json!({
+                "signing_secret": rotated.signing_secret.expose(),
+                "previous_expires_at": rotated.previous_expires_at,
+                "customer": rotated.customer.view(),
+            }),
+        ))
+    })
+    .await
+}
+
+async fn send_test_event(State(state): State<Arc<AppState>>, auth: Result<AuthenticatedCustomer, Error>) -> Response {
+    let state = &*state;
+    respond(state, "send_test_event", auth, |AuthenticatedCustomer(customer)| async move {
+        // Re-read: the extractor's copy may predate a URL set a moment ago through another replica.
+        let customer = state.tenants.get(&customer.id).await.map_err(Error::Tenant)?;
+        if customer.webhook_url.is_none() {
+            return Err(Error::Conflict(
+                "configure a webhook URL first (PUT /v1/customer/webhook); a test event would be dead-lettered".into(),
+            ));
+        }
+        let payload = RawValue::from_string(
+            json!({
+                "message": "This is a test event from Hookline.",
+                "customer_id": customer.id,
+                "sent_at": unix_now(),
+            })
+            .to_string(),
+        )
+        .map_err(|e| Error::InvalidRequest(e.to_string()))?;
+        let record = EventRecord::new(TEST_EVENT_TYPE.to_owned(), payload);
+        let accepted = produce_copies(state, record, &[customer]).await?;
+        Ok((StatusCode::ACCEPTED, json!({ "event_id": accepted.event_id, "deliveries": accepted.deliveries })))
+    })
+    .await
+}
+
+fn view(customer: &Customer) -> serde_json::Value {
+    serde_json::to_value(customer.view()).unwrap_or_default()
+}
+
+/// Maps a tenant error, reporting an invalid value under the request's own field name.
+fn field_named(field: &'static str) -> impl FnOnce(hookline_core::Error) -> Error {
+    move |error| match error {
+        hookline_core::Error::Invalid { reason, .. } => Error::Tenant(hookline_core::Error::Invalid { field, reason }),
+        other => Error::Tenant(other),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn invalid_values_are_reported_under_the_request_field() {
+        let error = field_named("url")(hookline_core::Error::Invalid { field: "webhook_url", reason: "nope".into() });
+        assert_eq!(error.to_string(), "invalid url: nope");
+        assert_eq!(error.status(), StatusCode::UNPROCESSABLE_ENTITY);
+        let unknown = field_named("url")(hookline_core::Error::UnknownCustomer("c".into()));
+        assert_eq!(unknown.status(), StatusCode::NOT_FOUND);
+    }
+
+    #[test]
+    fn pem_content_type_is_not_json() {
+        use axum::http::header::CONTENT_TYPE;
+        let mut headers = axum::http::HeaderMap::new();
+        headers.insert(CONTENT_TYPE, "application/x-pem-file".parse().unwrap());
+        assert!(!is_json(&headers));
+    }
+}
