@@ -8,7 +8,7 @@ use std::time::Duration;
 use clap::Args;
 
 /// How to reach Kafka.
-#[derive(Debug, Clone, Args)]
+#[derive(Clone, Args)]
 pub struct KafkaArgs {
     /// Kafka bootstrap servers, comma-separated.
     #[arg(long, env = "KAFKA_BROKERS", default_value = "127.0.0.1:9092", global = true)]
@@ -25,6 +25,22 @@ pub struct KafkaArgs {
         global = true
     )]
     pub kafka_properties: Vec<(String, String)>,
+}
+
+/// Property values that are credentials (`sasl.password`, `ssl.key.password`, ...) show as
+/// `<redacted>`, so a printed configuration does not leak them.
+impl std::fmt::Debug for KafkaArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let properties: Vec<(&str, &str)> = self
+            .kafka_properties
+            .iter()
+            .map(|(key, value)| {
+                let secret = ["password", "secret", "token", "jaas", "pem"].iter().any(|word| key.contains(word));
+                (key.as_str(), if secret { "<redacted>" } else { value.as_str() })
+            })
+            .collect();
+        f.debug_struct("KafkaArgs").field("brokers", &self.brokers).field("kafka_properties", &properties).finish()
+    }
 }
 
 impl KafkaArgs {
@@ -122,6 +138,18 @@ pub fn parse_duration(raw: &str) -> Result<Duration, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn credentials_do_not_show_in_debug_output() {
+        let args = KafkaArgs::new("b:9092")
+            .with_property("sasl.password", "hunter2")
+            .with_property("ssl.key.pem", "-----BEGIN")
+            .with_property("linger.ms", "5");
+        let shown = format!("{args:?}");
+        assert!(!shown.contains("hunter2") && !shown.contains("BEGIN"), "{shown}");
+        assert!(shown.contains("linger.ms") && shown.contains('5'), "{shown}");
+        assert!(!format!("{:?}", SecretString::new("token-1")).contains("token-1"));
+    }
 
     #[test]
     fn key_value_keeps_equals_in_value() {
