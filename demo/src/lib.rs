@@ -220,7 +220,7 @@ async fn drive(
         let profile = &member.profile;
         let behaviour = profile.behaviour.to_string();
         let body = if profile.encrypted { "signed+JWE" } else { "signed" };
-        println!("    {:<9} {:<30} {behaviour:<26} {body:<10} {}", profile.id, profile.events.join(", "), member.url());
+        println!("    {:<9} {:<30} {behaviour:<29} {body:<10} {}", profile.id, profile.events.join(", "), member.url());
     }
     stack.dlq = Some(DlqFollower::start(kafka, &topics.dlq).await?);
 
