@@ -23,7 +23,7 @@
 
 use std::error::Error as StdError;
 use std::fmt;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -125,7 +125,9 @@ impl WebhookClient {
             Ok(url) => url,
             Err(error) => return failed(format!("invalid webhook URL: {error}")),
         };
-        if let Err(reason) = self.check_before_connecting(&url) {
+        // What the resolver cannot check: the scheme, and IP-literal hosts (the client connects
+        // to those without resolving).
+        if let Err(reason) = self.policy.check_without_dns(&url) {
             return Attempt::Blocked { reason };
         }
         let mut post = self
@@ -184,22 +186,6 @@ impl WebhookClient {
                 let error = if detail.is_empty() { cause.to_owned() } else { format!("{cause}: {detail}") };
                 Attempt::Failed(Failure { status: None, error, retry_after: None, class, took })
             }
-        }
-    }
-
-    /// The checks the resolver cannot make: the scheme, and IP-literal hosts (the client
-    /// connects to those without resolving). Mirrors the client's own test for a literal: the
-    /// host text, without IPv6 brackets, parses as an IP address.
-    fn check_before_connecting(&self, url: &reqwest::Url) -> std::result::Result<(), String> {
-        let scheme = url.scheme();
-        if scheme != "http" && scheme != "https" {
-            return Err(format!("the scheme must be http or https, not `{scheme}`"));
-        }
-        let host = url.host_str().unwrap_or_default();
-        let host = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')).unwrap_or(host);
-        match host.parse::<IpAddr>() {
-            Ok(ip) => self.policy.check_ip(ip),
-            Err(_) => Ok(()),
         }
     }
 }

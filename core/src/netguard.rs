@@ -76,24 +76,34 @@ impl NetworkPolicy {
         }
     }
 
-    /// Checks a webhook URL: the scheme must be `http` or `https`, and every address its host
+    /// The checks that need no DNS: the scheme must be `http` or `https`, and an IP-literal host
+    /// must pass [`NetworkPolicy::check_ip`]. Returns the domain name still to resolve and check,
+    /// or `None` for an IP literal (already checked). The error names the host and the reason,
+    /// never the rest of the URL.
+    pub fn check_without_dns<'u>(&self, url: &'u url::Url) -> Result<Option<&'u str>, String> {
+        let scheme = url.scheme();
+        if scheme != "http" && scheme != "https" {
+            return Err(format!("the scheme must be http or https, not `{scheme}`"));
+        }
+        match url.host().ok_or_else(|| "the URL has no host".to_owned())? {
+            url::Host::Ipv4(ip) => self.check_ip(IpAddr::V4(ip)).map(|()| None),
+            url::Host::Ipv6(ip) => self.check_ip(IpAddr::V6(ip)).map(|()| None),
+            url::Host::Domain(domain) => Ok(Some(domain)),
+        }
+    }
+
+    /// Checks a webhook URL: [`NetworkPolicy::check_without_dns`], then every address its host
     /// resolves to (with the URL's port, or the scheme's default) must pass
-    /// [`NetworkPolicy::check_ip`]; IP-literal hosts are checked directly.
+    /// [`NetworkPolicy::check_ip`].
     ///
     /// Errors are [`Error::Invalid`] for the field `webhook_url`, naming the host and the reason
     /// (never the rest of the URL, whose path or query may hold a token).
     pub async fn check_url(&self, url: &url::Url) -> Result<()> {
         let invalid = |reason: String| Error::Invalid { field: "webhook_url", reason };
-        let scheme = url.scheme();
-        if scheme != "http" && scheme != "https" {
-            return Err(invalid(format!("the scheme must be http or https, not `{scheme}`")));
-        }
-        let host = url.host().ok_or_else(|| invalid("the URL has no host".to_owned()))?;
-        let domain = match host {
-            url::Host::Ipv4(ip) => return self.check_ip(IpAddr::V4(ip)).map_err(invalid),
-            url::Host::Ipv6(ip) => return self.check_ip(IpAddr::V6(ip)).map_err(invalid),
-            url::Host::Domain(domain) => domain,
+        let Some(domain) = self.check_without_dns(url).map_err(invalid)? else {
+            return Ok(());
         };
+        let scheme = url.scheme();
         let port = url.port_or_known_default().unwrap_or(if scheme == "https" { 443 } else { 80 });
         let addresses = match tokio::time::timeout(RESOLVE_TIMEOUT, tokio::net::lookup_host((domain, port))).await {
             Ok(Ok(addresses)) => addresses.collect::<Vec<_>>(),
