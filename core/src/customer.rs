@@ -72,6 +72,15 @@ pub struct StoredPublicKey {
     pub bits: usize,
 }
 
+impl StoredPublicKey {
+    /// Reads a public key from PEM (SPKI or PKCS#1, RSA of at least 2048 bits) into the form
+    /// stored.
+    pub fn from_pem(pem: &str) -> Result<Self> {
+        let key = PublicKey::from_pem(pem).map_err(wire_error)?;
+        Ok(Self { pem: key.to_spki_pem(), kid: key.kid().to_owned(), bits: key.bits() })
+    }
+}
+
 /// A signing secret sealed with the master key.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SealedSecret {
@@ -82,6 +91,13 @@ pub struct SealedSecret {
     /// Unix seconds after which it no longer signs (set when a newer secret replaces it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires_at: Option<i64>,
+}
+
+impl SealedSecret {
+    /// Whether it still signs at `now` (Unix seconds).
+    pub fn is_active(&self, now: i64) -> bool {
+        self.expires_at.is_none_or(|at| at > now)
+    }
 }
 
 impl std::fmt::Debug for SealedSecret {
@@ -168,15 +184,10 @@ impl Customer {
         Ok(())
     }
 
-    /// Sets the public key from PEM (SPKI or PKCS#1, RSA of at least 2048 bits).
-    pub fn set_public_key(&mut self, pem: &str) -> Result<&StoredPublicKey> {
-        let key = PublicKey::from_pem(pem).map_err(wire_error)?;
+    /// Sets the public key deliveries are encrypted to.
+    pub fn set_public_key(&mut self, key: StoredPublicKey) {
+        self.public_key = Some(key);
         self.touch();
-        Ok(self.public_key.insert(StoredPublicKey {
-            pem: key.to_spki_pem(),
-            kid: key.kid().to_owned(),
-            bits: key.bits(),
-        }))
     }
 
     /// Removes the public key: later deliveries are sent unencrypted.
@@ -200,7 +211,7 @@ impl Customer {
     pub fn rotate_signing_secret(&mut self, master: &MasterKey, grace: Duration) -> (SigningSecret, Option<i64>) {
         let now = unix_now();
         let grace_end = now.saturating_add(i64::try_from(grace.as_secs()).unwrap_or(i64::MAX));
-        self.signing_secrets.retain(|s| s.expires_at.is_none_or(|at| at > now));
+        self.signing_secrets.retain(|s| s.is_active(now));
         let mut previous_expiry = None;
         for secret in &mut self.signing_secrets {
             let expiry = secret.expires_at.map_or(grace_end, |at| at.min(grace_end));
@@ -227,12 +238,10 @@ impl Customer {
         let context = secret_context(&self.id);
         self.signing_secrets
             .iter()
-            .filter(|s| s.expires_at.is_none_or(|at| at > now))
+            .filter(|s| s.is_active(now))
             .map(|s| {
-                let plain = master.open(&context, &s.sealed)?;
-                let text = std::str::from_utf8(&plain)
-                    .map_err(|_| Error::Unseal { what: "a signing secret (not UTF-8 once decrypted)" })?;
-                SigningSecret::parse(text).map_err(wire_error)
+                let text = master.open_string(&context, &s.sealed)?;
+                SigningSecret::parse(&text).map_err(wire_error)
             })
             .collect()
     }
@@ -269,7 +278,7 @@ impl Customer {
             signing_secrets: self
                 .signing_secrets
                 .iter()
-                .filter(|s| s.expires_at.is_none_or(|at| at > now))
+                .filter(|s| s.is_active(now))
                 .map(|s| SecretView { created_at: s.created_at, expires_at: s.expires_at })
                 .collect(),
             created_at: self.created_at,

@@ -17,7 +17,7 @@ use hookline_wire::signing::SigningSecret;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use tokio::sync::Mutex;
 
-use crate::customer::{Customer, Issued, validate_id, validate_webhook_url};
+use crate::customer::{Customer, Issued, StoredPublicKey, validate_id, validate_webhook_url};
 use crate::directory::Directory;
 use crate::netguard::NetworkPolicy;
 use crate::secrets::{ApiKey, MasterKey};
@@ -139,9 +139,14 @@ impl Tenants {
 
     /// Sets the public key deliveries are encrypted to (PEM, SPKI or PKCS#1, RSA ≥ 2048 bits).
     pub async fn set_public_key(&self, id: &str, pem: &str) -> Result<Arc<Customer>> {
-        // Parse before taking the write lock: a bad key is the caller's error, not a write.
-        Customer::default().set_public_key(pem)?;
-        self.update(id, |customer| customer.set_public_key(pem).map(|_| ())).await.map(|(c, ())| c)
+        // Parsed before taking the write lock: a bad key is the caller's error, not a write.
+        let key = StoredPublicKey::from_pem(pem)?;
+        self.update(id, |customer| {
+            customer.set_public_key(key);
+            Ok(())
+        })
+        .await
+        .map(|(c, ())| c)
     }
 
     /// Removes the public key: deliveries are sent unencrypted from then on.

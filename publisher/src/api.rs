@@ -23,7 +23,6 @@
 
 use std::sync::Arc;
 
-use axum::body::Bytes;
 use axum::extract::{FromRequest, Path, Request, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -37,7 +36,7 @@ use serde_json::json;
 use serde_json::value::RawValue;
 
 use crate::auth::{Admin, AuthenticatedCustomer};
-use crate::http::{AppState, is_json, parse_json, produce_copies};
+use crate::http::{AppState, is_json, parse_json, produce_copies, read_body};
 use crate::{Error, Result};
 
 /// The event type of `POST /v1/customer/test-event`.
@@ -106,16 +105,6 @@ impl<T: DeserializeOwned> FromRequest<Arc<AppState>> for JsonBody<T> {
         let body = read_body(request, state).await?;
         parse_json(&body).map(Self)
     }
-}
-
-async fn read_body(request: Request, state: &Arc<AppState>) -> Result<Bytes> {
-    Bytes::from_request(request, state).await.map_err(|rejection| {
-        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            Error::BodyTooLarge { limit: state.max_body_size }
-        } else {
-            Error::BodyUnreadable(rejection.body_text())
-        }
-    })
 }
 
 /// `POST /v1/customers` body.

@@ -191,15 +191,20 @@ impl FromRequest<Arc<AppState>> for Publish {
         if !is_json(request.headers()) {
             return Err(Error::UnsupportedMediaType);
         }
-        let body = Bytes::from_request(request, state).await.map_err(|rejection| {
-            if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                Error::BodyTooLarge { limit: state.max_body_size }
-            } else {
-                Error::BodyUnreadable(rejection.body_text())
-            }
-        })?;
+        let body = read_body(request, state).await?;
         parse_publish(&body).map(Self)
     }
+}
+
+/// The request body, within `--max-body-size`.
+pub(crate) async fn read_body(request: Request, state: &Arc<AppState>) -> Result<Bytes> {
+    Bytes::from_request(request, state).await.map_err(|rejection| {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            Error::BodyTooLarge { limit: state.max_body_size }
+        } else {
+            Error::BodyUnreadable(rejection.body_text())
+        }
+    })
 }
 
 async fn publish(

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hookline_core::config::{KafkaArgs, TopicArgs};
-use hookline_core::customer::{Customer, validate_id};
+use hookline_core::customer::{Customer, StoredPublicKey, validate_id, validate_name};
 use hookline_core::directory::Directory;
 use hookline_core::netguard::NetworkPolicy;
 use hookline_core::secrets::{MasterKey, MasterKeyArgs};
@@ -148,8 +148,8 @@ pub async fn run<W: Write + Send>(context: &Context<'_>, command: CustomersComma
 fn precheck(context: &Context<'_>, command: &CustomersCommand) -> Result<()> {
     match command {
         CustomersCommand::Create(create) => {
-            // Onboarding needs no broker to fail on these; `Tenants` checks them again.
-            Customer::onboard(&create.id, create.name.as_deref(), &MasterKey::generate())?;
+            validate_id(&create.id)?;
+            create.name.as_deref().map(validate_name).transpose()?;
             if let Some(url) = &create.webhook_url {
                 hookline_core::customer::validate_webhook_url(url)?;
             }
@@ -169,7 +169,7 @@ fn precheck(context: &Context<'_>, command: &CustomersCommand) -> Result<()> {
         }
         CustomersCommand::SetPublicKey(set) => {
             validate_id(&set.id)?;
-            Customer::default().set_public_key(&read_pem(&set.file)?)?;
+            StoredPublicKey::from_pem(&read_pem(&set.file)?)?;
         }
         CustomersCommand::ClearPublicKey(clear) => validate_id(&clear.id)?,
         CustomersCommand::RotateSecret(rotate) => {
