@@ -35,6 +35,12 @@ pub struct Config {
     #[arg(long, env = "HOOKLINE_SHUTDOWN_GRACE", default_value = "10s", value_parser = parse_duration)]
     pub shutdown_grace: Duration,
 
+    /// How long a delivery is remembered in the delivery ledger, so that a record seen again
+    /// (a crash's uncommitted tail, a duplicate, a replay) is not sent again; `off` disables
+    /// de-duplication (and the ledger topic is not needed). At most the ledger topic's retention.
+    #[arg(long, env = "HOOKLINE_DEDUP_WINDOW", default_value = "24h")]
+    pub dedup_window: Window,
+
     /// How long to wait for the customer directory to load at start-up.
     #[arg(long, env = "HOOKLINE_DIRECTORY_LOAD_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
     pub directory_load_timeout: Duration,
@@ -89,9 +95,31 @@ impl Config {
             delivery: DeliveryArgs::default(),
             metrics_listen: ListenAddr(None),
             shutdown_grace: Duration::from_secs(10),
+            dedup_window: Window(Some(DEFAULT_DEDUP_WINDOW)),
             directory_load_timeout: Duration::from_secs(30),
             master_key: MasterKeyArgs::default(),
             network: NetworkArgs::default(),
+        }
+    }
+}
+
+/// Default `--dedup-window`.
+pub const DEFAULT_DEDUP_WINDOW: Duration = Duration::from_secs(24 * 3600);
+
+/// A duration such as `24h`, or `off`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Window(pub Option<Duration>);
+
+impl FromStr for Window {
+    type Err = String;
+
+    fn from_str(raw: &str) -> Result<Self, Self::Err> {
+        if raw.eq_ignore_ascii_case("off") {
+            return Ok(Self(None));
+        }
+        match parse_duration(raw)? {
+            Duration::ZERO => Err("a window of 0 remembers nothing; use `off` to disable de-duplication".to_owned()),
+            window => Ok(Self(Some(window))),
         }
     }
 }
@@ -122,6 +150,8 @@ mod tests {
         assert_eq!(config.kafka.brokers, "127.0.0.1:9092");
         assert_eq!(config.delivery.max_attempts, 8);
         assert_eq!(config.metrics_listen, ListenAddr(Some("0.0.0.0:9464".parse().unwrap())));
+        assert_eq!(config.dedup_window, Window(Some(DEFAULT_DEDUP_WINDOW)));
+        assert_eq!(config.topics.delivered, "webhooks.delivered");
 
         let config = Config::try_parse_from([
             "hookline-consumer",
@@ -133,8 +163,11 @@ mod tests {
             "30s",
             "--metrics-listen",
             "off",
+            "--dedup-window",
+            "off",
         ])
         .unwrap();
+        assert_eq!(config.dedup_window, Window(None));
         assert_eq!(config.delivery.max_attempts, 3);
         assert_eq!(config.delivery.initial_backoff, Duration::from_millis(250));
         assert_eq!(config.delivery.max_backoff, Duration::from_secs(30));
@@ -146,5 +179,7 @@ mod tests {
         assert!(Config::try_parse_from(["c", "--max-attempts", "0"]).is_err());
         assert!(Config::try_parse_from(["c", "--initial-backoff", "soon"]).is_err());
         assert!(Config::try_parse_from(["c", "--metrics-listen", "nowhere"]).is_err());
+        assert!(Config::try_parse_from(["c", "--dedup-window", "0s"]).is_err());
+        assert!(Config::try_parse_from(["c", "--dedup-window", "forever"]).is_err());
     }
 }

@@ -29,4 +29,14 @@ pub enum Error {
          (this is a bug). Stopping without committing it."
     )]
     UnsplitPartition { topic: String, partition: i32 },
+
+    #[error(
+        "the delivery ledger `{topic}` has {partitions} partitions but the delivery topic `{deliveries}` has \
+         {expected}; they must match (create the ledger with `hookline-setup topics create`, or run with \
+         `--dedup-window off`)"
+    )]
+    LedgerLayout { topic: String, partitions: usize, deliveries: String, expected: usize },
+
+    #[error("cannot read the delivery ledger: {0}")]
+    LedgerRead(String),
 }

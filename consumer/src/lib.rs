@@ -14,6 +14,8 @@
 //! - [`config`]: flags and environment variables.
 //! - [`context`]: rebalance and commit callbacks; splits each assigned partition's queue.
 //! - [`dispatcher`]: the per-partition worker and its commit rule.
+//! - [`ledger`]: the delivery ledger (what was delivered, read back on assignment) that keeps a
+//!   record seen again from being sent again.
 //! - [`offsets`]: the commit watermark of a partition.
 //! - [`pipeline`]: what happens to one record (look-up, attempts, retries, DLQ).
 //! - [`seal`]: the bytes of one attempt: JWE-encrypted when the customer has a key, signed.
@@ -28,6 +30,7 @@ pub mod context;
 pub mod dispatcher;
 pub mod dlq;
 pub mod error;
+pub mod ledger;
 pub mod metrics;
 pub mod offsets;
 pub mod pipeline;
@@ -55,6 +58,7 @@ pub use metrics::Metrics;
 
 use context::{HooklineConsumer, HooklineContext};
 use dispatcher::Stops;
+use ledger::Ledger;
 use pipeline::Pipeline;
 
 /// How often the main task polls the consumer even when nothing arrives on its queue: each poll
@@ -85,6 +89,26 @@ pub async fn run_with_metrics(config: Config, shutdown: CancellationToken, metri
     let instance = INSTANCE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let client_id = format!("hookline-consumer-{}-{instance}", std::process::id());
     let producer: FutureProducer = kafka::producer_config(&config.kafka, &client_id).create()?;
+    let ledger = match config.dedup_window.0 {
+        Some(window) => {
+            let ledger = Ledger::new(
+                config.kafka.clone(),
+                producer.clone(),
+                config.topics.delivered.clone(),
+                window,
+                metrics.clone(),
+            );
+            let (checked, deliveries) = (ledger.clone(), config.topics.deliveries.clone());
+            tokio::task::spawn_blocking(move || checked.check_layout(&deliveries))
+                .await
+                .map_err(|_| Error::LedgerRead("the layout check failed".into()))??;
+            Some(ledger)
+        }
+        None => {
+            tracing::warn!("de-duplication is off (--dedup-window off): records seen again are sent again");
+            None
+        }
+    };
     let pipeline = Arc::new(Pipeline {
         directory,
         client: webhook::WebhookClient::new(config.delivery.request_timeout, config.network.policy())?,
@@ -92,6 +116,7 @@ pub async fn run_with_metrics(config: Config, shutdown: CancellationToken, metri
         policy: retry::RetryPolicy::from(&config.delivery),
         sealer: seal::Sealer::new(master_key, ContentKeyPolicy::default()),
         metrics: metrics.clone(),
+        ledger,
     });
 
     let (assignments_tx, mut assignments) = mpsc::unbounded_channel();

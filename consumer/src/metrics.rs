@@ -38,6 +38,18 @@ pub struct Metrics {
     pub rebalances: IntCounterVec,
     /// `hookline_assigned_partitions`.
     pub assigned_partitions: IntGauge,
+    /// `hookline_duplicates_skipped_total`: records not sent because the ledger says their
+    /// (event, customer) was already delivered.
+    pub duplicates_skipped: IntCounter,
+    /// `hookline_ledger_records_total`: deliveries recorded in the ledger (acknowledged).
+    pub ledger_records: IntCounter,
+    /// `hookline_ledger_write_errors_total`: failed ledger writes (retried).
+    pub ledger_write_errors: IntCounter,
+    /// `hookline_ledger_restored_entries_total`: deliveries read back from the ledger when a
+    /// partition was assigned.
+    pub ledger_restored: IntCounter,
+    /// `hookline_ledger_restore_duration_seconds`: how long reading a partition's ledger took.
+    pub ledger_restore_duration: Histogram,
 }
 
 impl Metrics {
@@ -64,6 +76,14 @@ impl Metrics {
                 .buckets(vec![0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0]),
         )?;
         registry.register(Box::new(attempt_duration.clone()))?;
+        let ledger_restore_duration = Histogram::with_opts(
+            HistogramOpts::new(
+                "hookline_ledger_restore_duration_seconds",
+                "Time to read a newly assigned partition's delivery ledger back.",
+            )
+            .buckets(vec![0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0]),
+        )?;
+        registry.register(Box::new(ledger_restore_duration.clone()))?;
         Ok(Self {
             attempts: counter_vec(
                 "hookline_delivery_attempts_total",
@@ -106,6 +126,20 @@ impl Metrics {
                 "Rebalance events seen by this member, by kind (assign, revoke, error).",
                 &["kind"],
             )?,
+            duplicates_skipped: counter(
+                "hookline_duplicates_skipped_total",
+                "Records not sent again because their event was already delivered to the customer.",
+            )?,
+            ledger_records: counter(
+                "hookline_ledger_records_total",
+                "Deliveries recorded in the delivery ledger and acknowledged.",
+            )?,
+            ledger_write_errors: counter("hookline_ledger_write_errors_total", "Failed ledger writes (retried).")?,
+            ledger_restored: counter(
+                "hookline_ledger_restored_entries_total",
+                "Deliveries read back from the ledger when partitions were assigned.",
+            )?,
+            ledger_restore_duration,
             assigned_partitions: gauge(
                 "hookline_assigned_partitions",
                 "Partitions currently assigned to this member.",

@@ -1,5 +1,6 @@
-//! What happens to one record: decode, look up the customer, attempt delivery with blocking
-//! retries, dead-letter when it cannot be delivered.
+//! What happens to one record: decode, skip it if the ledger says it was delivered already, look
+//! up the customer, attempt delivery with blocking retries, dead-letter when it cannot be
+//! delivered.
 //!
 //! The customer is looked up before every attempt, so an updated webhook URL, public key or
 //! signing secret takes effect on the next retry of a record already in flight. Every attempt is
@@ -17,6 +18,7 @@ use rdkafka::message::{Message, OwnedMessage};
 use tokio_util::sync::CancellationToken;
 
 use crate::dlq::{DeadLetter, DlqReason, DlqWriter};
+use crate::ledger::{DeliveredSet, Ledger, Receipt};
 use crate::metrics::Metrics;
 use crate::retry::RetryPolicy;
 use crate::seal::Sealer;
@@ -28,10 +30,13 @@ const LOOKUP_TIMEOUT: Duration = Duration::from_secs(10);
 const DIRECTORY_RETRY: Duration = Duration::from_secs(1);
 
 /// How a record ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
-    /// The endpoint ACKed: the offset may be committed.
-    Delivered { attempts: u32 },
+    /// The endpoint ACKed: the offset may be committed once the delivery is in the ledger.
+    Delivered { attempts: u32, receipt: Receipt },
+    /// The ledger says this event was delivered to this customer already: not sent again, and
+    /// the offset may be committed.
+    Duplicate,
     /// The DLQ acknowledged the record: the offset may be committed.
     DeadLettered(DlqReason),
     /// Left unfinished because the consumer is stopping: the offset must not be committed.
@@ -47,13 +52,21 @@ pub struct Pipeline {
     pub policy: RetryPolicy,
     pub sealer: Sealer,
     pub metrics: Metrics,
+    /// The delivery ledger; `None` with `--dedup-window off`.
+    pub ledger: Option<Ledger>,
 }
 
 impl Pipeline {
-    /// Processes one record to its end. `stopping` makes it give up at the next wait rather than
-    /// sleep through a backoff; an attempt or DLQ write already running is left to finish (the
-    /// caller bounds that).
-    pub async fn process(self: &Arc<Self>, record: &OwnedMessage, stopping: &CancellationToken) -> Outcome {
+    /// Processes one record to its end. `delivered` is the partition's ledger (what was delivered
+    /// already), if de-duplication is on. `stopping` makes it give up at the next wait rather
+    /// than sleep through a backoff; an attempt or DLQ write already running is left to finish
+    /// (the caller bounds that).
+    pub async fn process(
+        self: &Arc<Self>,
+        record: &OwnedMessage,
+        delivered: Option<&DeliveredSet>,
+        stopping: &CancellationToken,
+    ) -> Outcome {
         let Some(customer_id) = record.key().and_then(|k| std::str::from_utf8(k).ok()) else {
             return self
                 .dead_letter(record, DlqReason::Undecodable, "record key is not a UTF-8 customer id", 0, None)
@@ -67,6 +80,18 @@ impl Pipeline {
             }
             None => return self.dead_letter(record, DlqReason::Undecodable, "record has no value", 0, None).await,
         };
+        if delivered.is_some_and(|set| set.contains(customer_id, &event.event_id)) {
+            self.metrics.duplicates_skipped.inc();
+            tracing::info!(
+                topic = record.topic(),
+                partition = record.partition(),
+                offset = record.offset(),
+                event_id = %event.event_id,
+                customer = customer_id,
+                "already delivered to this customer; not sent again"
+            );
+            return Outcome::Duplicate;
+        }
         let envelope = Bytes::from(event.webhook_body());
         let mut schedule = self.policy.schedule();
         let mut attempts = 0_u32;
@@ -122,7 +147,8 @@ impl Pipeline {
                     self.metrics.attempt_duration.observe(took.as_secs_f64());
                     self.metrics.deliveries.with_label_values(&["delivered"]).inc();
                     tracing::debug!(parent: &span, status, attempts, "delivered (ACK)");
-                    return Outcome::Delivered { attempts };
+                    let receipt = Receipt { customer: customer_id.to_owned(), event_id: event.event_id.clone() };
+                    return Outcome::Delivered { attempts, receipt };
                 }
                 Attempt::Failed(failure) => failure,
                 Attempt::Blocked { reason } => {

@@ -87,7 +87,7 @@ impl std::fmt::Debug for SecretString {
     }
 }
 
-/// Names of the three topics Hookline uses.
+/// Names of the topics Hookline uses.
 #[derive(Debug, Clone, Args)]
 pub struct TopicArgs {
     /// Delivery topic: one record per (event, customer), keyed by customer id.
@@ -106,19 +106,44 @@ pub struct TopicArgs {
         global = true
     )]
     pub customers: String,
+
+    /// Delivery ledger: one record per delivered (event, customer), co-partitioned with the
+    /// delivery topic, read back by a partition's new owner so that it never sends twice.
+    #[arg(
+        long = "delivered-topic",
+        env = "HOOKLINE_DELIVERED_TOPIC",
+        default_value = "webhooks.delivered",
+        global = true
+    )]
+    pub delivered: String,
+
+    /// Idempotency records of `POST /publish` requests made with an `Idempotency-Key`.
+    #[arg(
+        long = "idempotency-topic",
+        env = "HOOKLINE_IDEMPOTENCY_TOPIC",
+        default_value = "webhooks.idempotency",
+        global = true
+    )]
+    pub idempotency: String,
 }
 
 impl Default for TopicArgs {
     fn default() -> Self {
-        Self { deliveries: "webhooks".into(), dlq: "webhooks.dlq".into(), customers: "webhooks.customers".into() }
+        Self::with_prefix("webhooks")
     }
 }
 
 impl TopicArgs {
-    /// All three names derived from one prefix: `P`, `P.dlq`, `P.customers` (tests use a unique
-    /// prefix per test).
+    /// Every name derived from one prefix: `P`, `P.dlq`, `P.customers`, `P.delivered`,
+    /// `P.idempotency` (the defaults use `webhooks`; tests use a unique prefix per test).
     pub fn with_prefix(prefix: &str) -> Self {
-        Self { deliveries: prefix.to_owned(), dlq: format!("{prefix}.dlq"), customers: format!("{prefix}.customers") }
+        Self {
+            deliveries: prefix.to_owned(),
+            dlq: format!("{prefix}.dlq"),
+            customers: format!("{prefix}.customers"),
+            delivered: format!("{prefix}.delivered"),
+            idempotency: format!("{prefix}.idempotency"),
+        }
     }
 }
 

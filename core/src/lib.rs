@@ -8,6 +8,7 @@
 //! - [`envelope`]: the record carried on the delivery topic and the webhook body built from it.
 //! - [`customer`]: a customer (tenant) as stored in the compacted customers topic: delivery
 //!   configuration, hashed API key, sealed signing secrets, public key.
+//! - [`follower`]: follows a state topic into an in-memory view that can be caught up on demand.
 //! - [`directory`]: the in-memory view of the customers topic (read from the start, then followed),
 //!   with the API key index.
 //! - [`tenants`]: tenant operations (create, configure, rotate, delete) shared by the onboarding
@@ -25,6 +26,7 @@ pub mod customer;
 pub mod directory;
 pub mod envelope;
 pub mod error;
+pub mod follower;
 pub mod kafka;
 pub mod netguard;
 pub mod secrets;

@@ -1,9 +1,12 @@
-//! Creating and checking Hookline's three topics.
+//! Creating and checking Hookline's topics.
 //!
 //! Used by `hookline-setup topics create`, the demo and the tests, so that all of them lay the
-//! topics out the same way: the delivery topic and the DLQ with the same partition count (both
-//! keyed by customer id), the customers topic compacted with a single partition (it is small and
-//! read whole by every process).
+//! topics out the same way: the delivery topic, the DLQ and the delivery ledger with the same
+//! partition count (all keyed by customer id; the ledger's partition `p` records what was delivered
+//! from the delivery topic's partition `p`), the customers topic compacted with a single partition
+//! (it is small and read whole by every process), and the idempotency topic with a single
+//! partition (every publisher follows all of it). The two state topics keep records for
+//! [`STATE_RETENTION`]: the de-duplication and idempotency windows cannot be longer.
 
 use std::time::Duration;
 
@@ -19,6 +22,12 @@ const ADMIN_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Partitions of the customers topic.
 pub const CUSTOMERS_PARTITIONS: i32 = 1;
+/// Partitions of the idempotency topic.
+pub const IDEMPOTENCY_PARTITIONS: i32 = 1;
+/// `retention.ms` of the delivery ledger and the idempotency topic: 7 days, Kafka's default,
+/// written out so that a broker configured with a shorter default cannot silently shorten the
+/// de-duplication and idempotency windows.
+pub const STATE_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
 
 /// What one topic should look like.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,6 +37,8 @@ pub struct TopicSpec {
     pub replication_factor: i32,
     /// `cleanup.policy`.
     pub cleanup_policy: &'static str,
+    /// `retention.ms`, when Hookline sets it.
+    pub retention: Option<Duration>,
 }
 
 /// What `ensure_topics` found or did for one topic.
@@ -40,17 +51,21 @@ pub enum TopicOutcome {
     Differs(Vec<String>),
 }
 
-/// The three topics for `topics`, with `partitions` for the delivery topic and the DLQ.
+/// Every topic for `topics`, with `partitions` for the delivery topic, the DLQ and the ledger.
 pub fn specs(topics: &TopicArgs, partitions: i32, replication_factor: i32) -> Vec<TopicSpec> {
+    let spec = |name: &str, partitions, cleanup_policy, retention| TopicSpec {
+        name: name.to_owned(),
+        partitions,
+        replication_factor,
+        cleanup_policy,
+        retention,
+    };
     vec![
-        TopicSpec { name: topics.deliveries.clone(), partitions, replication_factor, cleanup_policy: "delete" },
-        TopicSpec { name: topics.dlq.clone(), partitions, replication_factor, cleanup_policy: "delete" },
-        TopicSpec {
-            name: topics.customers.clone(),
-            partitions: CUSTOMERS_PARTITIONS,
-            replication_factor,
-            cleanup_policy: "compact",
-        },
+        spec(&topics.deliveries, partitions, "delete", None),
+        spec(&topics.dlq, partitions, "delete", None),
+        spec(&topics.customers, CUSTOMERS_PARTITIONS, "compact", None),
+        spec(&topics.delivered, partitions, "delete", Some(STATE_RETENTION)),
+        spec(&topics.idempotency, IDEMPOTENCY_PARTITIONS, "delete", Some(STATE_RETENTION)),
     ]
 }
 
@@ -67,11 +82,19 @@ pub async fn ensure_topics(kafka: &KafkaArgs, specs: &[TopicSpec]) -> Result<Vec
     }
     let admin: AdminClient<DefaultClientContext> = kafka::admin_config(kafka, "hookline-setup").create()?;
     let options = AdminOptions::new().operation_timeout(Some(ADMIN_TIMEOUT)).request_timeout(Some(ADMIN_TIMEOUT));
+    // NewTopic borrows its config values, so they are rendered first.
+    let retention_ms: Vec<Option<String>> =
+        specs.iter().map(|s| s.retention.map(|r| r.as_millis().to_string())).collect();
     let new_topics: Vec<NewTopic<'_>> = specs
         .iter()
-        .map(|s| {
-            NewTopic::new(&s.name, s.partitions, TopicReplication::Fixed(s.replication_factor))
-                .set("cleanup.policy", s.cleanup_policy)
+        .zip(&retention_ms)
+        .map(|(s, retention_ms)| {
+            let topic = NewTopic::new(&s.name, s.partitions, TopicReplication::Fixed(s.replication_factor))
+                .set("cleanup.policy", s.cleanup_policy);
+            match retention_ms {
+                Some(ms) => topic.set("retention.ms", ms),
+                None => topic,
+            }
         })
         .collect();
     let results = admin.create_topics(&new_topics, &options).await?;
@@ -155,13 +178,19 @@ mod tests {
     #[test]
     fn customers_topic_is_compacted_with_one_partition() {
         let specs = specs(&TopicArgs::with_prefix("t"), 6, 3);
-        assert_eq!(specs.len(), 3);
+        assert_eq!(specs.len(), 5);
         assert_eq!((specs[0].name.as_str(), specs[0].partitions, specs[0].cleanup_policy), ("t", 6, "delete"));
         assert_eq!((specs[1].name.as_str(), specs[1].partitions), ("t.dlq", 6));
         assert_eq!(
             (specs[2].name.as_str(), specs[2].partitions, specs[2].cleanup_policy),
             ("t.customers", 1, "compact")
         );
+        assert_eq!(
+            (specs[3].name.as_str(), specs[3].partitions, specs[3].retention),
+            ("t.delivered", 6, Some(STATE_RETENTION)),
+            "the ledger is co-partitioned with the delivery topic"
+        );
+        assert_eq!((specs[4].name.as_str(), specs[4].partitions), ("t.idempotency", 1));
         assert!(specs.iter().all(|s| s.replication_factor == 3));
     }
 }

@@ -16,6 +16,8 @@ pub const DEFAULT_MAX_BODY_SIZE: usize = 1_048_576;
 pub const DEFAULT_DIRECTORY_LOAD_TIMEOUT: Duration = Duration::from_secs(30);
 /// Default `--produce-timeout`.
 pub const DEFAULT_PRODUCE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default `--idempotency-window`.
+pub const DEFAULT_IDEMPOTENCY_WINDOW: Duration = Duration::from_secs(24 * 3600);
 /// Default `--signing-secret-grace`.
 pub const DEFAULT_SIGNING_SECRET_GRACE: Duration = Duration::from_secs(24 * 3600);
 
@@ -65,6 +67,11 @@ pub struct Config {
     #[arg(long, env = "HOOKLINE_SIGNING_SECRET_GRACE", value_parser = parse_duration, default_value = "24h")]
     pub signing_secret_grace: Duration,
 
+    /// How long an `Idempotency-Key` is remembered: a repeat within it is answered from the first
+    /// request and produces nothing (at most the idempotency topic's retention, 7 days).
+    #[arg(long, env = "HOOKLINE_IDEMPOTENCY_WINDOW", value_parser = parse_duration, default_value = "24h")]
+    pub idempotency_window: Duration,
+
     #[command(flatten)]
     pub master_key: MasterKeyArgs,
 
@@ -86,6 +93,7 @@ impl Config {
             admin_tokens: Vec::new(),
             producer_tokens: Vec::new(),
             signing_secret_grace: DEFAULT_SIGNING_SECRET_GRACE,
+            idempotency_window: DEFAULT_IDEMPOTENCY_WINDOW,
             master_key: MasterKeyArgs::default(),
             network: NetworkArgs::default(),
         }
@@ -106,6 +114,7 @@ mod tests {
         assert_eq!(parsed.directory_load_timeout, built.directory_load_timeout);
         assert_eq!(parsed.produce_timeout, built.produce_timeout);
         assert_eq!(parsed.signing_secret_grace, built.signing_secret_grace);
+        assert_eq!(parsed.idempotency_window, built.idempotency_window);
         assert!(parsed.admin_tokens.is_empty() && parsed.producer_tokens.is_empty());
         assert_eq!(parsed.kafka.brokers, built.kafka.brokers);
         assert_eq!(parsed.topics.deliveries, built.topics.deliveries);

@@ -72,6 +72,25 @@ pub enum Error {
     )]
     Produce { event_id: String, total: usize, failed: usize, produced: usize, reason: String },
 
+    /// The `Idempotency-Key` was used within the window for a request with another body (422).
+    #[error(
+        "this `Idempotency-Key` was used for a different request (type, payload or target) within the \
+         idempotency window; use a new key for a new request"
+    )]
+    IdempotencyKeyReused,
+
+    /// A request with the same `Idempotency-Key` is being published right now (409).
+    #[error("a request with this `Idempotency-Key` is in progress; retry shortly")]
+    IdempotencyInProgress,
+
+    /// The idempotency records could not be read or written in time (503).
+    #[error("idempotency records unavailable: {0}")]
+    Idempotency(#[source] hookline_core::Error),
+
+    /// The idempotency records could not be loaded at start-up.
+    #[error("cannot load the idempotency records from `{topic}`: {source}")]
+    IdempotencyLoad { topic: String, source: hookline_core::Error },
+
     /// The customer directory could not answer in time, or has stopped (503).
     #[error("customer directory unavailable: {0}")]
     Directory(#[source] hookline_core::Error),

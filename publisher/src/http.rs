@@ -30,6 +30,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
 use crate::auth::Producer;
+use crate::idempotency::{self, Begin, Idempotency};
 use crate::metrics::{Metrics, Outcome};
 use crate::{Error, Result};
 
@@ -40,7 +41,12 @@ const TARGET_LOOKUP_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Extra time granted beyond `produce_timeout` before giving up on acknowledgements, so that
 /// librdkafka's own `message.timeout.ms` verdict (a definite answer) normally arrives first.
-const ACK_GRACE: Duration = Duration::from_secs(1);
+pub(crate) const ACK_GRACE: Duration = Duration::from_secs(1);
+
+/// The request header that makes a publish idempotent.
+const IDEMPOTENCY_KEY: &str = "idempotency-key";
+/// The answer header saying the answer is that of an earlier request with the same key.
+const IDEMPOTENT_REPLAYED: &str = "idempotent-replayed";
 
 /// What every handler shares.
 pub(crate) struct AppState {
@@ -54,6 +60,7 @@ pub(crate) struct AppState {
     pub tenants: Tenants,
     pub admin_tokens: TokenSet,
     pub producer_tokens: TokenSet,
+    pub idempotency: Idempotency,
     /// How long a replaced signing secret keeps signing after a rotation.
     pub signing_secret_grace: Duration,
 }
@@ -100,6 +107,16 @@ pub(crate) struct PublishRequest {
     pub payload: Box<RawValue>,
     /// Deliver to this customer only, whatever its subscriptions.
     pub target: Option<String>,
+    /// A repeat of a request with this key within the window is answered from the first one.
+    pub idempotency_key: Option<String>,
+}
+
+impl PublishRequest {
+    /// What identifies the request's content for [`crate::idempotency`].
+    fn fingerprint(&self) -> String {
+        let target = self.target.as_deref().unwrap_or_default();
+        idempotency::fingerprint(&[self.event_type.as_bytes(), self.payload.get().as_bytes(), target.as_bytes()])
+    }
 }
 
 /// The answer to an accepted request.
@@ -107,6 +124,9 @@ pub(crate) struct PublishRequest {
 pub(crate) struct Accepted {
     pub event_id: String,
     pub deliveries: usize,
+    /// Answered from an earlier request with the same `Idempotency-Key`.
+    #[serde(skip)]
+    pub replayed: bool,
 }
 
 /// Parses and validates a publish body. Syntax errors are [`Error::MalformedJson`]; anything
@@ -123,7 +143,12 @@ pub(crate) fn parse_publish(body: &[u8]) -> Result<PublishRequest> {
     if let Some(target) = &parsed.target {
         validate_id(target).map_err(|e| invalid_field("target", e))?;
     }
-    Ok(PublishRequest { event_type: parsed.event_type, payload: parsed.payload, target: parsed.target })
+    Ok(PublishRequest {
+        event_type: parsed.event_type,
+        payload: parsed.payload,
+        target: parsed.target,
+        idempotency_key: None,
+    })
 }
 
 /// Parses a JSON object body into `T`. Syntax errors are [`Error::MalformedJson`] (400); anything
@@ -191,8 +216,20 @@ impl FromRequest<Arc<AppState>> for Publish {
         if !is_json(request.headers()) {
             return Err(Error::UnsupportedMediaType);
         }
+        let idempotency_key = match request.headers().get(IDEMPOTENCY_KEY) {
+            None => None,
+            Some(value) => {
+                let key = value.to_str().map_err(|_| {
+                    Error::InvalidRequest("invalid `Idempotency-Key` header: not printable ASCII".to_owned())
+                })?;
+                idempotency::validate_key(key)?;
+                Some(key.to_owned())
+            }
+        };
         let body = read_body(request, state).await?;
-        parse_publish(&body).map(Self)
+        let mut publish = parse_publish(&body)?;
+        publish.idempotency_key = idempotency_key;
+        Ok(Self(publish))
     }
 }
 
@@ -217,6 +254,11 @@ async fn publish(
         (Ok(Producer), Ok(Publish(request))) => publish_event(&state, request).await,
     };
     match result {
+        Ok(accepted) if accepted.replayed => {
+            state.metrics.request(Outcome::Replayed);
+            let replayed = [(IDEMPOTENT_REPLAYED, HeaderValue::from_static("true"))];
+            (StatusCode::ACCEPTED, replayed, Json(accepted)).into_response()
+        }
         Ok(accepted) => {
             state.metrics.request(Outcome::Accepted);
             (StatusCode::ACCEPTED, Json(accepted)).into_response()
@@ -233,8 +275,27 @@ async fn publish(
     }
 }
 
-/// Writes one copy of the event per recipient and waits for every acknowledgement.
-async fn publish_event(state: &AppState, request: PublishRequest) -> Result<Accepted> {
+/// Writes one copy of the event per recipient and waits for every acknowledgement. With an
+/// idempotency key, a repeat is answered from the first request instead (see
+/// [`crate::idempotency`]).
+pub(crate) async fn publish_event(state: &AppState, request: PublishRequest) -> Result<Accepted> {
+    let Some(key) = request.idempotency_key.clone() else {
+        return publish_once(state, request, None).await;
+    };
+    let claim = match state.idempotency.begin(&key, &request.fingerprint()).await? {
+        Begin::Replay(accepted) => {
+            tracing::info!(event_id = %accepted.event_id, "idempotent request answered from the first one");
+            return Ok(accepted);
+        }
+        Begin::Claimed(claim) => claim,
+    };
+    let published = publish_once(state, request, Some(claim.event_id.clone())).await;
+    state.idempotency.finish(claim, published.as_ref().ok()).await;
+    published
+}
+
+/// Resolves the recipients and writes one copy per recipient, with `event_id` if given.
+async fn publish_once(state: &AppState, request: PublishRequest, event_id: Option<String>) -> Result<Accepted> {
     let recipients: Vec<Arc<Customer>> = match &request.target {
         // A directory that has not seen the customer yet may just be lagging: catch up first.
         Some(id) => match state.directory.get_fresh(id, TARGET_LOOKUP_TIMEOUT).await.map_err(Error::Directory)? {
@@ -243,10 +304,13 @@ async fn publish_event(state: &AppState, request: PublishRequest) -> Result<Acce
         },
         None => state.directory.subscribers(&request.event_type),
     };
-    let record = EventRecord::new(request.event_type, request.payload);
+    let mut record = EventRecord::new(request.event_type, request.payload);
+    if let Some(event_id) = event_id {
+        record.event_id = event_id;
+    }
     if recipients.is_empty() {
         tracing::info!(event_id = %record.event_id, event_type = %record.event_type, "event has no subscribers");
-        return Ok(Accepted { event_id: record.event_id, deliveries: 0 });
+        return Ok(Accepted { event_id: record.event_id, deliveries: 0, replayed: false });
     }
     produce_copies(state, record, &recipients).await
 }
@@ -308,7 +372,7 @@ pub(crate) async fn produce_copies(
         deliveries = total,
         "event published"
     );
-    Ok(Accepted { event_id: record.event_id, deliveries: total })
+    Ok(Accepted { event_id: record.event_id, deliveries: total, replayed: false })
 }
 
 async fn healthz() -> Response {
@@ -348,11 +412,14 @@ impl Error {
             Self::UnknownCustomer(_) | Self::NoRoute(_) => StatusCode::NOT_FOUND,
             Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             Self::Forbidden(_) => StatusCode::FORBIDDEN,
-            Self::Conflict(_) => StatusCode::CONFLICT,
+            Self::Conflict(_) | Self::IdempotencyInProgress => StatusCode::CONFLICT,
+            Self::IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::Idempotency(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Tenant(error) => tenant_status(error),
             Self::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             Self::Produce { .. } | Self::Directory(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::DirectoryLoad { .. }
+            | Self::IdempotencyLoad { .. }
             | Self::Core(_)
             | Self::Kafka(_)
             | Self::Metrics(_)
@@ -373,7 +440,8 @@ impl Error {
             Self::BodyTooLarge { .. } => Outcome::TooLarge,
             Self::UnknownCustomer(_) => Outcome::UnknownTarget,
             Self::Unauthorized(_) | Self::Forbidden(_) => Outcome::Unauthorized,
-            Self::Conflict(_) => Outcome::Invalid,
+            Self::Conflict(_) | Self::IdempotencyKeyReused => Outcome::Invalid,
+            Self::IdempotencyInProgress => Outcome::Conflict,
             Self::Tenant(error) => match tenant_status(error) {
                 StatusCode::UNPROCESSABLE_ENTITY | StatusCode::CONFLICT => Outcome::Invalid,
                 StatusCode::NOT_FOUND => Outcome::UnknownTarget,
@@ -381,6 +449,8 @@ impl Error {
             },
             Self::Produce { .. }
             | Self::Directory(_)
+            | Self::Idempotency(_)
+            | Self::IdempotencyLoad { .. }
             | Self::DirectoryLoad { .. }
             | Self::Core(_)
             | Self::Kafka(_)
@@ -411,6 +481,9 @@ impl IntoResponse for Error {
         let mut response = error_response(status, &self.to_string());
         if status == StatusCode::UNAUTHORIZED {
             response.headers_mut().insert(axum::http::header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        if matches!(self, Self::IdempotencyInProgress) {
+            response.headers_mut().insert(axum::http::header::RETRY_AFTER, HeaderValue::from_static("1"));
         }
         response
     }

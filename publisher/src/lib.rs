@@ -13,6 +13,7 @@
 //! - [`config`]: the command line / environment ([`Config`]).
 //! - [`http`]: the axum router, the publish handler, request parsing and validation, and how
 //!   each [`Error`] becomes a JSON error response.
+//! - [`idempotency`]: `Idempotency-Key` handling over the idempotency topic.
 //! - [`api`]: the onboarding API under `/v1` (admin: customers; customer: its own key, webhook,
 //!   subscriptions, signing secret, test event).
 //! - `auth`: bearer credentials (admin tokens, producer tokens, customer API keys) to roles.
@@ -25,6 +26,7 @@ mod auth;
 pub mod config;
 pub mod error;
 pub mod http;
+pub mod idempotency;
 pub mod metrics;
 
 use std::sync::Arc;
@@ -44,6 +46,11 @@ pub use config::Config;
 pub use error::{Error, Result};
 
 use crate::http::AppState;
+use crate::idempotency::Idempotency;
+
+/// Time beyond the request's own deadline before another request may take over its claim of an
+/// `Idempotency-Key`.
+const CLAIM_LEASE_MARGIN: Duration = Duration::from_secs(5);
 use crate::metrics::Metrics;
 
 /// Binds `config.listen` and serves until `shutdown` is cancelled (see [`serve`]).
@@ -79,11 +86,24 @@ pub async fn serve(config: Config, listener: TcpListener, shutdown: Cancellation
             &config.kafka,
             &config.topics.customers,
             config.directory_load_timeout,
-            directory_stop,
+            directory_stop.clone(),
         ) => loaded.map_err(|source| Error::DirectoryLoad { topic: config.topics.customers.clone(), source })?,
     };
 
     let producer: FutureProducer = producer_config(&config).create()?;
+    let idempotency = tokio::select! {
+        () = shutdown.cancelled() => return Ok(()),
+        loaded = Idempotency::start(
+            &config.kafka,
+            &config.topics.idempotency,
+            producer.clone(),
+            config.idempotency_window,
+            // A claim outlives the request that made it: until then it is not taken over.
+            config.produce_timeout + http::ACK_GRACE + CLAIM_LEASE_MARGIN,
+            config.directory_load_timeout,
+            directory_stop.clone(),
+        ) => loaded?,
+    };
     let tenants = Tenants::new(
         directory.clone(),
         producer.clone(),
@@ -98,6 +118,7 @@ pub async fn serve(config: Config, listener: TcpListener, shutdown: Cancellation
         tenants,
         admin_tokens,
         producer_tokens,
+        idempotency,
         signing_secret_grace: config.signing_secret_grace,
         topic: config.topics.deliveries.clone(),
         produce_timeout: config.produce_timeout,
@@ -115,6 +136,7 @@ pub async fn serve(config: Config, listener: TcpListener, shutdown: Cancellation
     // and drop the producer there too (its destructor may block as well).
     let flush_timeout = config.produce_timeout;
     let directory = state.directory.clone();
+    let idempotency = state.idempotency.clone();
     let flushed = tokio::task::spawn_blocking(move || {
         let result = state.producer.flush(Timeout::After(flush_timeout));
         drop(state);
@@ -127,6 +149,7 @@ pub async fn serve(config: Config, listener: TcpListener, shutdown: Cancellation
         Err(error) => tracing::warn!(%error, "producer flush task failed"),
     }
     directory.close().await;
+    idempotency.close().await;
     served.map_err(Error::Serve)?;
     tracing::info!("publisher stopped");
     Ok(())

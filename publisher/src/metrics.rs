@@ -9,6 +9,10 @@ use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, Opts, Regi
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
     Accepted,
+    /// Answered from an earlier request with the same `Idempotency-Key`; nothing produced.
+    Replayed,
+    /// A request with the same `Idempotency-Key` is in progress (409).
+    Conflict,
     /// Malformed JSON, wrong content type, unreadable body.
     BadRequest,
     /// Well-formed JSON that is not a valid request.
@@ -26,6 +30,8 @@ impl Outcome {
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Accepted => "accepted",
+            Self::Replayed => "replayed",
+            Self::Conflict => "conflict",
             Self::BadRequest => "bad_request",
             Self::Invalid => "invalid",
             Self::TooLarge => "too_large",
@@ -35,8 +41,10 @@ impl Outcome {
         }
     }
 
-    const ALL: [Self; 7] = [
+    const ALL: [Self; 9] = [
         Self::Accepted,
+        Self::Replayed,
+        Self::Conflict,
         Self::BadRequest,
         Self::Invalid,
         Self::TooLarge,

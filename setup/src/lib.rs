@@ -1,4 +1,4 @@
-//! `hookline-setup`, the operator's CLI: creates and checks Hookline's three topics, manages
+//! `hookline-setup`, the operator's CLI: creates and checks Hookline's topics, manages
 //! customers (the compacted customers topic) and generates keys.
 //!
 //! Everything is a library call so that tests and the in-process demo can run a command without
@@ -80,7 +80,7 @@ pub enum Command {
 /// `hookline-setup topics ...`
 #[derive(Debug, Clone, Subcommand)]
 pub enum TopicsCommand {
-    /// Create the three topics if missing (idempotent); report existing ones that differ.
+    /// Create every Hookline topic if missing (idempotent); report existing ones that differ.
     Create(CreateTopics),
     /// Show each topic's partitions with their low and high watermarks.
     Describe,

@@ -47,9 +47,13 @@ pub async fn describe<W: Write + Send>(
 ) -> Result<()> {
     check_reachable(kafka, timeout).await?;
     let mut missing = Vec::new();
-    for (role, name) in
-        [("deliveries", &names.deliveries), ("dead letters", &names.dlq), ("customers", &names.customers)]
-    {
+    for (role, name) in [
+        ("deliveries", &names.deliveries),
+        ("dead letters", &names.dlq),
+        ("customers", &names.customers),
+        ("delivery ledger", &names.delivered),
+        ("idempotency", &names.idempotency),
+    ] {
         match bounded(timeout, "partition watermarks", topics::watermarks(kafka, name)).await {
             Ok(found) => {
                 // For the compacted customers topic this counts offsets, not live records.

@@ -18,6 +18,8 @@ async fn create_is_idempotent_and_describe_shows_partitions() {
     assert!(out.contains(&format!("created {prefix} (3 partitions, cleanup.policy=delete)")), "{out}");
     assert!(out.contains(&format!("created {prefix}.dlq (3 partitions, cleanup.policy=delete)")), "{out}");
     assert!(out.contains(&format!("created {prefix}.customers (1 partition, cleanup.policy=compact)")), "{out}");
+    assert!(out.contains(&format!("created {prefix}.delivered (3 partitions, cleanup.policy=delete)")), "{out}");
+    assert!(out.contains(&format!("created {prefix}.idempotency (1 partition, cleanup.policy=delete)")), "{out}");
 
     // The second run, through the real binary, changes nothing and succeeds.
     let again = binary(&create).await;

@@ -28,16 +28,22 @@ pub async fn produce_event(
 ) -> String {
     let raw = serde_json::value::to_raw_value(&payload).expect("payload");
     let event = EventRecord::new(event_type, raw);
+    produce_record(producer, topic, customer, &event).await;
+    event.event_id
+}
+
+/// Produces `event` for `customer` to `topic`, as the publisher does (a duplicate or a replay when
+/// the event was produced before).
+pub async fn produce_record(producer: &FutureProducer, topic: &str, customer: &str, event: &EventRecord) {
     let value = event.to_bytes();
     let record_headers = OwnedHeaders::new()
         .insert(Header { key: headers::EVENT_ID, value: Some(&event.event_id) })
-        .insert(Header { key: headers::EVENT_TYPE, value: Some(event_type) });
+        .insert(Header { key: headers::EVENT_TYPE, value: Some(&event.event_type) });
     producer
         .send(FutureRecord::to(topic).key(customer).payload(&value).headers(record_headers), TIMEOUT)
         .await
         .map_err(|(e, _)| e)
         .expect("produce event");
-    event.event_id
 }
 
 /// Produces raw bytes (poison records).

@@ -114,6 +114,7 @@ impl Env {
             .args(["--topic", &self.topics.deliveries])
             .args(["--dlq-topic", &self.topics.dlq])
             .args(["--customers-topic", &self.topics.customers])
+            .args(["--delivered-topic", &self.topics.delivered])
             .args(["--group", &self.group])
             .args(["--initial-backoff", "100ms", "--max-backoff", "400ms", "--request-timeout", "5s"]);
         for (key, value) in GROUP_PROPERTIES {

@@ -54,6 +54,10 @@ pub fn args_without_master_key(brokers: &str, prefix: &str, args: &[&str]) -> Ve
             &format!("{prefix}.dlq"),
             "--customers-topic",
             &format!("{prefix}.customers"),
+            "--delivered-topic",
+            &format!("{prefix}.delivered"),
+            "--idempotency-topic",
+            &format!("{prefix}.idempotency"),
             "--timeout",
             "10s",
         ]

@@ -1,0 +1,156 @@
+//! `Idempotency-Key` on `POST /publish`, against a real broker (tansu): a repeat is answered from
+//! the first request and produces nothing, across a publisher restart and between replicas.
+
+use std::time::Duration;
+
+use hookline_core::config::{SecretString, TopicArgs};
+use hookline_testkit::tenants;
+use serde_json::{Value, json};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+mod common;
+
+use common::*;
+
+/// A publisher on the harness's broker and topics (another replica, or the same one restarted).
+struct Replica {
+    base: String,
+    shutdown: CancellationToken,
+    server: JoinHandle<hookline_publisher::Result<()>>,
+}
+
+impl Replica {
+    async fn start(harness: &Harness) -> Self {
+        let mut config = hookline_publisher::Config::new(harness.kafka.clone(), harness.topics.clone());
+        config.producer_tokens = vec![SecretString::new(PRODUCER_TOKEN)];
+        config.master_key = tenants::master_key_args();
+        config.network = tenants::loopback_network();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let base = format!("http://{}", listener.local_addr().expect("address"));
+        let shutdown = CancellationToken::new();
+        let server = tokio::spawn(hookline_publisher::serve(config, listener, shutdown.clone()));
+        let client = reqwest::Client::new();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        while !client.get(format!("{base}/healthz")).send().await.is_ok_and(|r| r.status().is_success()) {
+            assert!(!server.is_finished(), "the replica stopped during start-up");
+            assert!(tokio::time::Instant::now() < deadline, "the replica did not start");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Self { base, shutdown, server }
+    }
+
+    async fn stop(self) {
+        self.shutdown.cancel();
+        self.server.await.expect("replica task").expect("replica result");
+    }
+}
+
+/// POSTs `body` to `base`'s `/publish` with `key`; the status, the replay header and the answer.
+async fn publish_with_key(base: &str, key: &str, body: &Value) -> (u16, bool, Value) {
+    let response = reqwest::Client::new()
+        .post(format!("{base}/publish"))
+        .bearer_auth(PRODUCER_TOKEN)
+        .header("idempotency-key", key)
+        .json(body)
+        .send()
+        .await
+        .expect("publish");
+    let replayed = response.headers().get("idempotent-replayed").is_some_and(|v| v == "true");
+    let status = response.status().as_u16();
+    (status, replayed, response.json().await.expect("JSON answer"))
+}
+
+async fn copies_of(harness: &Harness, topics: &TopicArgs, event_id: &str) -> usize {
+    read_all(&harness.kafka, &topics.deliveries).await.iter().filter(|r| r.value.event_id == event_id).count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_repeated_key_gets_the_first_answer_and_produces_nothing_new() {
+    let harness = Harness::start(&[("alice", &["order.created"]), ("bob", &["*"])], |_| {}).await;
+    let body = json!({"type": "order.created", "payload": {"id": 1}});
+
+    let (status, replayed, first) = publish_with_key(&harness.base, "order-1", &body).await;
+    assert_eq!((status, replayed), (202, false), "{first}");
+    assert_eq!(first["deliveries"], 2);
+    let event_id = first["event_id"].as_str().expect("event_id").to_owned();
+
+    let (status, replayed, again) = publish_with_key(&harness.base, "order-1", &body).await;
+    assert_eq!((status, replayed), (202, true), "{again}");
+    assert_eq!(again, first, "the same answer");
+    assert_eq!(copies_of(&harness, &harness.topics, &event_id).await, 2, "nothing produced by the repeat");
+
+    // The same key for another request is refused, naming the header.
+    let other = json!({"type": "order.created", "payload": {"id": 2}});
+    let (status, _, refused) = publish_with_key(&harness.base, "order-1", &other).await;
+    assert_eq!(status, 422, "{refused}");
+    assert!(error_of(&refused).contains("Idempotency-Key"), "{refused}");
+    // Another key is another event.
+    let (status, replayed, second) = publish_with_key(&harness.base, "order-2", &other).await;
+    assert_eq!((status, replayed), (202, false), "{second}");
+    assert_ne!(second["event_id"], first["event_id"]);
+    // Without a key nothing changes: every request is a new event.
+    let (status, plain) = harness.publish(body.clone()).await;
+    assert_eq!(status, 202);
+    assert_ne!(plain["event_id"], first["event_id"]);
+
+    // A malformed key is refused before anything is produced.
+    let (status, _, refused) = publish_with_key(&harness.base, &"k".repeat(300), &body).await;
+    assert_eq!(status, 422, "{refused}");
+    assert!(error_of(&refused).contains("Idempotency-Key"), "{refused}");
+    assert_eq!(read_all(&harness.kafka, &harness.topics.deliveries).await.len(), 2 + 2 + 2);
+
+    let (_, metrics) = harness.get("/metrics").await;
+    assert!(metrics.contains(r#"hookline_publish_requests_total{outcome="replayed"} 1"#), "{metrics}");
+    harness.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_hold_across_a_restart_and_between_replicas() {
+    let harness = Harness::start(&[("alice", &["*"]), ("bob", &["*"]), ("carol", &["*"])], |_| {}).await;
+    let body = json!({"type": "invoice.paid", "payload": {"invoice": "in_1"}});
+    let (status, _, first) = publish_with_key(&harness.base, "invoice-1", &body).await;
+    assert_eq!(status, 202, "{first}");
+    let event_id = first["event_id"].as_str().expect("event_id").to_owned();
+
+    // A publisher started afterwards (a restart, or another replica) knows the key.
+    let restarted = Replica::start(&harness).await;
+    let (status, replayed, again) = publish_with_key(&restarted.base, "invoice-1", &body).await;
+    assert_eq!((status, replayed), (202, true), "{again}");
+    assert_eq!(again, first);
+    restarted.stop().await;
+
+    // Two replicas racing on a new key, many times over: one event, three copies, whoever wins.
+    let (one, two) = (Replica::start(&harness).await, Replica::start(&harness).await);
+    let race = json!({"type": "invoice.paid", "payload": {"invoice": "in_2"}});
+    let attempts: Vec<_> = (0..6)
+        .map(|i| {
+            let base = if i % 2 == 0 { one.base.clone() } else { two.base.clone() };
+            let race = race.clone();
+            tokio::spawn(async move { publish_with_key(&base, "invoice-2", &race).await })
+        })
+        .collect();
+    let mut event_ids = Vec::new();
+    for attempt in attempts {
+        let (status, _, answer) = attempt.await.expect("request task");
+        match status {
+            202 => event_ids.push(answer["event_id"].as_str().expect("event_id").to_owned()),
+            // Lost the race while the winner was still producing: retry later.
+            409 => assert!(error_of(&answer).contains("in progress"), "{answer}"),
+            other => panic!("unexpected {other}: {answer}"),
+        }
+    }
+    assert!(!event_ids.is_empty(), "one request at least won");
+    event_ids.sort();
+    event_ids.dedup();
+    assert_eq!(event_ids.len(), 1, "every accepted answer names the same event: {event_ids:?}");
+    // Once the winner is done, a retry of a refused request is a replay.
+    let (status, replayed, settled) = publish_with_key(&two.base, "invoice-2", &race).await;
+    assert_eq!((status, replayed), (202, true), "{settled}");
+    assert_eq!(settled["event_id"].as_str(), Some(event_ids[0].as_str()));
+    assert_eq!(copies_of(&harness, &harness.topics, &event_ids[0]).await, 3, "one copy per customer");
+    assert_eq!(copies_of(&harness, &harness.topics, &event_id).await, 3);
+    one.stop().await;
+    two.stop().await;
+    harness.stop().await;
+}
