@@ -30,6 +30,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
 use crate::auth::Producer;
+use crate::event_types::EventTypes;
 use crate::metrics::{Metrics, Outcome};
 use crate::{Error, Result};
 
@@ -56,6 +57,8 @@ pub(crate) struct AppState {
     pub producer_tokens: TokenSet,
     /// How long a replaced signing secret keeps signing after a rotation.
     pub signing_secret_grace: Duration,
+    /// Event-type schemas, checked before anything is produced.
+    pub event_types: Arc<EventTypes>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -73,6 +76,7 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/publish", post(publish))
         .merge(crate::api::routes())
+        .merge(crate::event_types::routes())
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .fallback(no_route)
@@ -235,6 +239,7 @@ async fn publish(
 
 /// Writes one copy of the event per recipient and waits for every acknowledgement.
 async fn publish_event(state: &AppState, request: PublishRequest) -> Result<Accepted> {
+    state.event_types.check(&request.event_type, &request.payload).await?;
     let recipients: Vec<Arc<Customer>> = match &request.target {
         // A directory that has not seen the customer yet may just be lagging: catch up first.
         Some(id) => match state.directory.get_fresh(id, TARGET_LOOKUP_TIMEOUT).await.map_err(Error::Directory)? {
@@ -351,8 +356,9 @@ impl Error {
             Self::Conflict(_) => StatusCode::CONFLICT,
             Self::Tenant(error) => tenant_status(error),
             Self::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
-            Self::Produce { .. } | Self::Directory(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Produce { .. } | Self::Directory(_) | Self::SchemaRegistry(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::DirectoryLoad { .. }
+            | Self::EventSchema { .. }
             | Self::Core(_)
             | Self::Kafka(_)
             | Self::Metrics(_)
@@ -381,6 +387,8 @@ impl Error {
             },
             Self::Produce { .. }
             | Self::Directory(_)
+            | Self::SchemaRegistry(_)
+            | Self::EventSchema { .. }
             | Self::DirectoryLoad { .. }
             | Self::Core(_)
             | Self::Kafka(_)
