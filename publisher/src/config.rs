@@ -80,8 +80,9 @@ pub struct Config {
     #[arg(long, env = "HOOKLINE_EVENT_SCHEMAS_DIR")]
     pub event_schemas_dir: Option<PathBuf>,
 
-    /// Refuse (422) events whose type has no schema.
-    #[arg(long, env = "HOOKLINE_REQUIRE_SCHEMAS")]
+    /// Refuse (422) events whose type has no schema. The variable takes `true`/`false` (or
+    /// `1`/`0`, `yes`/`no`, `on`/`off`).
+    #[arg(long, env = "HOOKLINE_REQUIRE_SCHEMAS", value_parser = clap::builder::BoolishValueParser::new())]
     pub require_schemas: bool,
 
     /// Confluent Schema Registry holding event-type schemas as subjects `hookline.event.<type>`

@@ -82,7 +82,7 @@ pub enum Error {
 
     /// The schema registry could not be read: at start-up, or when a publish needed a schema
     /// it could not give while schemas are required (503).
-    #[error("schema registry unavailable: {0}")]
+    #[error("schema registry: {0}")]
     SchemaRegistry(String),
 
     /// The customer directory could not be loaded at start-up.

@@ -134,7 +134,7 @@ impl Registry {
             Err(reason) => {
                 tracing::warn!(%subject, %reason, "cannot get an event-type schema from the schema registry");
                 self.remember_miss(event_type, Some(reason.clone()));
-                Err(format!("schema registry: {subject}: {reason}"))
+                Err(format!("{subject}: {reason}"))
             }
         }
     }
