@@ -47,6 +47,9 @@ use crate::{Error, Result};
 pub use avro::AvroValidator;
 pub use registry::Registry;
 
+/// The shortest refresh period honoured.
+const MIN_REFRESH_PERIOD: std::time::Duration = std::time::Duration::from_millis(100);
+
 /// The language a schema is written in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub enum Format {
@@ -231,7 +234,8 @@ impl EventTypes {
     /// Keeps the registry's schemas fresh until `stop` is cancelled (nothing to do without one).
     pub fn spawn_refresh(self: &Arc<Self>, stop: CancellationToken) {
         if let Some(registry) = &self.registry {
-            let period = registry.refresh_period();
+            // A zero period would spin on the registry.
+            let period = registry.refresh_period().max(MIN_REFRESH_PERIOD);
             let types = Arc::clone(self);
             tokio::spawn(async move {
                 loop {
@@ -272,13 +276,9 @@ impl EventTypes {
         let Some(registry) = &self.registry else {
             return Ok(None);
         };
+        // The `hookline_event_types` gauge counts a type found this way at the next refresh.
         match registry.find(event_type).await {
-            Ok(found) => {
-                if found.is_some() {
-                    self.observe();
-                }
-                Ok(found)
-            }
+            Ok(found) => Ok(found),
             // Unknown is not the same as absent: with schemas required that is the registry's
             // fault (503), not the producer's; without, the event is as acceptable as any other
             // type without a schema, and the registry's own failures are logged and counted.

@@ -58,8 +58,9 @@ impl fmt::Debug for Registry {
 impl Registry {
     /// Connects to the registry at `url` and loads every event-type schema.
     pub async fn connect(url: &str, refresh: Duration, metrics: Metrics) -> Result<Self> {
-        let url = url.trim_end_matches('/').to_owned();
-        let settings = SrSettings::new_builder(url.clone())
+        let base = url.trim_end_matches('/').to_owned();
+        let url = redact(&base);
+        let settings = SrSettings::new_builder(base)
             .set_timeout(REQUEST_TIMEOUT)
             .build()
             .map_err(|e| Error::SchemaRegistry(format!("{url}: {}", describe(&e))))?;
@@ -234,10 +235,59 @@ fn is_not_found(error: &SRCError) -> bool {
     raw.is_some_and(|raw| raw.error_code / 100 == 404) || error.error.contains("status 404")
 }
 
+/// `url` without the password of its user info, for logs and errors.
+fn redact(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else { return url.to_owned() };
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    match rest[..authority_end].rsplit_once('@') {
+        Some((user_info, host)) => {
+            let user = user_info.split(':').next().unwrap_or_default();
+            format!("{scheme}://{user}:***@{host}{}", &rest[authority_end..])
+        }
+        None => url.to_owned(),
+    }
+}
+
 /// A one-line description of a client error (its `Display` is verbose).
 fn describe(error: &SRCError) -> String {
     match &error.cause {
         Some(cause) => format!("{}: {cause}", error.error),
         None => error.error.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_are_redacted() {
+        assert_eq!(redact("http://registry:8081"), "http://registry:8081");
+        assert_eq!(redact("https://key:secret@registry.example/api"), "https://key:***@registry.example/api");
+        assert_eq!(redact("https://key@registry.example"), "https://key:***@registry.example");
+        assert_eq!(redact("registry:8081"), "registry:8081");
+    }
+
+    #[test]
+    fn registry_schemas_compile_by_type() {
+        // Deserialized: the struct is non-exhaustive.
+        let raw = |schema_type: SchemaType, schema: &str| -> RegisteredSchema {
+            serde_json::from_value(serde_json::json!({
+                "id": 7, "schema_type": schema_type, "schema": schema, "references": [], "properties": null,
+                "tags": null, "subject": "hookline.event.t", "version": 3, "guid": null,
+            }))
+            .unwrap()
+        };
+        let avro = compile("t", &raw(SchemaType::Avro, r#""string""#)).unwrap();
+        assert_eq!(
+            (avro.format, avro.source, avro.version, avro.id),
+            (Format::Avro, Source::Registry, Some(3), Some(7))
+        );
+        let json = compile("t", &raw(SchemaType::Json, r#"{"type": "string"}"#)).unwrap();
+        assert_eq!(json.format, Format::JsonSchema);
+        assert!(
+            compile("t", &raw(SchemaType::Protobuf, "syntax = \"proto3\";")).unwrap_err().contains("not supported")
+        );
+        assert!(compile("t", &raw(SchemaType::Avro, r#"{"type": "record"}"#)).is_err());
     }
 }
