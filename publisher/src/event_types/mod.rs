@@ -416,6 +416,8 @@ mod tests {
                 "required": ["id", "items"],
                 "properties": {
                     "id": {"type": "integer"},
+                    "status": {"enum": ["new", "paid"]},
+                    "ref": {"anyOf": [{"type": "string"}, {"type": "integer"}]},
                     "items": {"type": "array", "items": {
                         "type": "object",
                         "required": ["sku"],
@@ -434,6 +436,8 @@ mod tests {
     fn json_schema_errors_name_the_path() {
         let schema = json_type();
         schema.validate(&json!({"order": {"id": 1, "items": [{"sku": "a"}]}})).unwrap();
+        schema.validate(&json!({"order": {"id": 1, "items": [], "status": "paid", "ref": "r-1"}})).unwrap();
+        schema.validate(&json!({"order": {"id": 1, "items": [], "ref": 7}})).unwrap();
         let cases = [
             (json!({"order": {"id": 1, "items": [{"sku": 5}]}}), "/order/items/0/sku", "not of type \"string\""),
             (json!({"order": {"id": 1, "items": [{"sku": "a"}, {}]}}), "/order/items/1/sku", "missing required"),
@@ -441,6 +445,8 @@ mod tests {
             (json!({"order": {"id": 1, "items": []}, "x": 1}), "/x", "not allowed"),
             (json!({"order": {"id": 1, "items": [{"sku": "a", "a/b": 1}]}}), "/order/items/0/a~1b", "boolean"),
             (json!([]), "", "not of type \"object\""),
+            (json!({"order": {"id": 1, "items": [], "status": "lost"}}), "/order/status", "is not one of"),
+            (json!({"order": {"id": 1, "items": [], "ref": 1.5}}), "/order/ref", "not valid under any of the schemas"),
         ];
         for (payload, path, reason) in cases {
             let error = schema.validate(&payload).expect_err(&payload.to_string());
