@@ -1,5 +1,6 @@
-//! The HTTP API: `POST /publish` (producer tokens only), `GET /healthz`, `GET /metrics`, and the
-//! onboarding routes of [`crate::api`] under `/v1`.
+//! The HTTP API: `POST /publish` (producer tokens only), `GET /healthz`, `GET /metrics`, the
+//! onboarding routes of [`crate::api`] under `/v1`, and `GET /v1/event-types`
+//! ([`crate::event_types`]).
 //!
 //! Every error answer is JSON `{"error": "..."}`, including axum's own rejections (body too
 //! large, wrong content type), unknown routes and wrong methods, so that clients can always
