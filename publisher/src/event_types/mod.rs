@@ -218,6 +218,10 @@ impl EventTypes {
             None => None,
         };
         let types = Self { directory, registry, require_schemas: config.require_schemas, metrics };
+        if types.require_schemas && types.directory.is_empty() && types.registry.as_ref().is_none_or(Registry::is_empty)
+        {
+            tracing::warn!("--require-schemas is set but no event type has a schema yet: every publish is refused");
+        }
         types.observe();
         for shadowed in types.shadowed() {
             tracing::info!(event_type = %shadowed, "the schema directory's schema replaces the registry's");
