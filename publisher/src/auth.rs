@@ -59,6 +59,10 @@ pub(crate) struct Admin;
 #[derive(Debug)]
 pub(crate) struct Producer;
 
+/// Extractor: any valid credentials (admin, producer or customer).
+#[derive(Debug)]
+pub(crate) struct AnyRole;
+
 /// Extractor: the caller holds a customer's API key; that customer's record as last read.
 #[derive(Debug)]
 pub(crate) struct AuthenticatedCustomer(pub Arc<Customer>);
@@ -82,6 +86,14 @@ impl FromRequestParts<Arc<AppState>> for Producer {
             Caller::Producer => Ok(Self),
             _ => Err(Error::Forbidden("only producer tokens may publish events")),
         }
+    }
+}
+
+impl FromRequestParts<Arc<AppState>> for AnyRole {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, state: &Arc<AppState>) -> Result<Self, Error> {
+        identify(state, parts).await.map(|_| Self)
     }
 }
 

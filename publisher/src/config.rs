@@ -1,6 +1,7 @@
 //! Command-line and environment settings of `hookline-publisher`.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
@@ -20,6 +21,8 @@ pub const DEFAULT_PRODUCE_TIMEOUT: Duration = Duration::from_secs(10);
 pub const DEFAULT_IDEMPOTENCY_WINDOW: Duration = Duration::from_secs(24 * 3600);
 /// Default `--signing-secret-grace`.
 pub const DEFAULT_SIGNING_SECRET_GRACE: Duration = Duration::from_secs(24 * 3600);
+/// Default `--event-schemas-refresh`.
+pub const DEFAULT_EVENT_SCHEMAS_REFRESH: Duration = Duration::from_secs(60);
 
 /// Settings of the publisher.
 #[derive(Debug, Clone, Parser)]
@@ -77,6 +80,26 @@ pub struct Config {
 
     #[command(flatten)]
     pub network: NetworkArgs,
+
+    /// Directory of event-type schemas: `<type>.avsc` (Avro), `<type>.json` or
+    /// `<type>.schema.json` (JSON Schema). Read at start-up; a bad file stops the start-up. Its
+    /// schemas win over the schema registry's.
+    #[arg(long, env = "HOOKLINE_EVENT_SCHEMAS_DIR")]
+    pub event_schemas_dir: Option<PathBuf>,
+
+    /// Refuse (422) events whose type has no schema. The variable takes `true`/`false` (or
+    /// `1`/`0`, `yes`/`no`, `on`/`off`).
+    #[arg(long, env = "HOOKLINE_REQUIRE_SCHEMAS", value_parser = clap::builder::BoolishValueParser::new())]
+    pub require_schemas: bool,
+
+    /// Confluent Schema Registry holding event-type schemas as subjects `hookline.event.<type>`
+    /// (latest version, AVRO or JSON), e.g. `http://localhost:8081`.
+    #[arg(long, env = "SCHEMA_REGISTRY_URL")]
+    pub schema_registry_url: Option<String>,
+
+    /// How often the schema registry's event-type schemas are reloaded (e.g. `60s`).
+    #[arg(long, env = "HOOKLINE_EVENT_SCHEMAS_REFRESH", value_parser = parse_duration, default_value = "60s")]
+    pub event_schemas_refresh: Duration,
 }
 
 impl Config {
@@ -96,6 +119,10 @@ impl Config {
             idempotency_window: DEFAULT_IDEMPOTENCY_WINDOW,
             master_key: MasterKeyArgs::default(),
             network: NetworkArgs::default(),
+            event_schemas_dir: None,
+            require_schemas: false,
+            schema_registry_url: None,
+            event_schemas_refresh: DEFAULT_EVENT_SCHEMAS_REFRESH,
         }
     }
 }
@@ -118,6 +145,29 @@ mod tests {
         assert!(parsed.admin_tokens.is_empty() && parsed.producer_tokens.is_empty());
         assert_eq!(parsed.kafka.brokers, built.kafka.brokers);
         assert_eq!(parsed.topics.deliveries, built.topics.deliveries);
+        assert_eq!(parsed.event_schemas_dir, built.event_schemas_dir);
+        assert_eq!(parsed.require_schemas, built.require_schemas);
+        assert_eq!(parsed.schema_registry_url, built.schema_registry_url);
+        assert_eq!(parsed.event_schemas_refresh, built.event_schemas_refresh);
+    }
+
+    #[test]
+    fn schema_flags_parse() {
+        let parsed = Config::try_parse_from([
+            "hookline-publisher",
+            "--event-schemas-dir",
+            "/etc/hookline/schemas",
+            "--require-schemas",
+            "--schema-registry-url",
+            "http://registry:8081",
+            "--event-schemas-refresh",
+            "5m",
+        ])
+        .unwrap();
+        assert_eq!(parsed.event_schemas_dir, Some(PathBuf::from("/etc/hookline/schemas")));
+        assert!(parsed.require_schemas);
+        assert_eq!(parsed.schema_registry_url.as_deref(), Some("http://registry:8081"));
+        assert_eq!(parsed.event_schemas_refresh, Duration::from_secs(300));
     }
 
     #[test]

@@ -95,6 +95,15 @@ pub enum Error {
     #[error("customer directory unavailable: {0}")]
     Directory(#[source] hookline_core::Error),
 
+    /// An event-type schema file cannot be used (a start-up error naming the file).
+    #[error("event type schema {file}: {reason}")]
+    EventSchema { file: String, reason: String },
+
+    /// The schema registry could not be read: at start-up, or when a publish needed a schema
+    /// it could not give while schemas are required (503).
+    #[error("schema registry: {0}")]
+    SchemaRegistry(String),
+
     /// The customer directory could not be loaded at start-up.
     #[error("cannot load the customer directory from `{topic}`: {source}")]
     DirectoryLoad { topic: String, source: hookline_core::Error },

@@ -1,5 +1,6 @@
-//! The HTTP API: `POST /publish` (producer tokens only), `GET /healthz`, `GET /metrics`, and the
-//! onboarding routes of [`crate::api`] under `/v1`.
+//! The HTTP API: `POST /publish` (producer tokens only), `GET /healthz`, `GET /metrics`, the
+//! onboarding routes of [`crate::api`] under `/v1`, and `GET /v1/event-types`
+//! ([`crate::event_types`]).
 //!
 //! Every error answer is JSON `{"error": "..."}`, including axum's own rejections (body too
 //! large, wrong content type), unknown routes and wrong methods, so that clients can always
@@ -30,6 +31,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
 use crate::auth::Producer;
+use crate::event_types::EventTypes;
 use crate::idempotency::{self, Begin, Idempotency};
 use crate::metrics::{Metrics, Outcome};
 use crate::{Error, Result};
@@ -63,6 +65,8 @@ pub(crate) struct AppState {
     pub idempotency: Idempotency,
     /// How long a replaced signing secret keeps signing after a rotation.
     pub signing_secret_grace: Duration,
+    /// Event-type schemas, checked before anything is produced.
+    pub event_types: Arc<EventTypes>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -80,6 +84,7 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/publish", post(publish))
         .merge(crate::api::routes())
+        .merge(crate::event_types::routes())
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .fallback(no_route)
@@ -275,10 +280,11 @@ async fn publish(
     }
 }
 
-/// Writes one copy of the event per recipient and waits for every acknowledgement. With an
-/// idempotency key, a repeat is answered from the first request instead (see
-/// [`crate::idempotency`]).
+/// Checks the payload against its type's schema, then writes one copy of the event per
+/// recipient and waits for every acknowledgement. With an idempotency key, a repeat is answered
+/// from the first request instead (see [`crate::idempotency`]).
 pub(crate) async fn publish_event(state: &AppState, request: PublishRequest) -> Result<Accepted> {
+    state.event_types.check(&request.event_type, &request.payload).await?;
     let Some(key) = request.idempotency_key.clone() else {
         return publish_once(state, request, None).await;
     };
@@ -417,9 +423,10 @@ impl Error {
             Self::Idempotency(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Tenant(error) => tenant_status(error),
             Self::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
-            Self::Produce { .. } | Self::Directory(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Produce { .. } | Self::Directory(_) | Self::SchemaRegistry(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::DirectoryLoad { .. }
             | Self::IdempotencyLoad { .. }
+            | Self::EventSchema { .. }
             | Self::Core(_)
             | Self::Kafka(_)
             | Self::Metrics(_)
@@ -451,6 +458,8 @@ impl Error {
             | Self::Directory(_)
             | Self::Idempotency(_)
             | Self::IdempotencyLoad { .. }
+            | Self::SchemaRegistry(_)
+            | Self::EventSchema { .. }
             | Self::DirectoryLoad { .. }
             | Self::Core(_)
             | Self::Kafka(_)

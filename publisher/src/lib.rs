@@ -3,7 +3,8 @@
 //!
 //! `POST /publish` takes `{"type": "...", "payload": <any JSON>, "target": "customer-id"?}`.
 //! Without `target` the event is fanned out to every customer in the directory subscribed to
-//! `type`; with it, to that customer only. Every copy carries the same event id, is keyed by the
+//! `type`; with it, to that customer only. A `payload` must match the schema of its `type`, if
+//! the type has one ([`event_types`]). Every copy carries the same event id, is keyed by the
 //! customer id (so one customer's events stay ordered on one partition) and is produced by one
 //! shared idempotent, `acks=all` producer. The request is answered `202` only once the broker has
 //! acknowledged every copy, so an accepted event is durable; a `503` means the caller must retry
@@ -17,6 +18,8 @@
 //! - [`api`]: the onboarding API under `/v1` (admin: customers; customer: its own key, webhook,
 //!   subscriptions, signing secret, test event).
 //! - `auth`: bearer credentials (admin tokens, producer tokens, customer API keys) to roles.
+//! - [`event_types`]: event-type schemas (Avro, JSON Schema) from a directory and a Confluent
+//!   Schema Registry, payload validation, and `GET /v1/event-types`.
 //! - [`metrics`]: Prometheus counters and histogram served on `GET /metrics`.
 //! - [`error`]: this crate's error type.
 //! - [`run`] / [`serve`]: start-up and graceful shutdown (here).
@@ -25,6 +28,7 @@ pub mod api;
 mod auth;
 pub mod config;
 pub mod error;
+pub mod event_types;
 pub mod http;
 pub mod idempotency;
 pub mod metrics;
@@ -45,6 +49,7 @@ use tokio_util::sync::CancellationToken;
 pub use config::Config;
 pub use error::{Error, Result};
 
+use crate::event_types::EventTypes;
 use crate::http::AppState;
 use crate::idempotency::Idempotency;
 
@@ -76,6 +81,16 @@ pub async fn serve(config: Config, listener: TcpListener, shutdown: Cancellation
     if producer_tokens.is_empty() {
         tracing::warn!("no producer tokens configured (HOOKLINE_PRODUCER_TOKENS): every publish is refused");
     }
+    let metrics = Metrics::new()?;
+    // Schemas first: a bad schema file is reported before anything connects to Kafka.
+    let event_types = tokio::select! {
+        () = shutdown.cancelled() => return Ok(()),
+        loaded = EventTypes::load(&config, metrics.clone()) => Arc::new(loaded?),
+    };
+    let schemas_stop = CancellationToken::new();
+    let _stop_schemas = schemas_stop.clone().drop_guard();
+    event_types.spawn_refresh(schemas_stop);
+
     // Not a child of `shutdown`: in-flight requests may still need to catch the directory up
     // while the server drains, so it stops only when this function returns (drop guard).
     let directory_stop = CancellationToken::new();
@@ -123,7 +138,8 @@ pub async fn serve(config: Config, listener: TcpListener, shutdown: Cancellation
         topic: config.topics.deliveries.clone(),
         produce_timeout: config.produce_timeout,
         max_body_size: config.max_body_size,
-        metrics: Metrics::new()?,
+        metrics,
+        event_types,
     });
     tracing::info!(%address, topic = %config.topics.deliveries, "publisher listening");
 

@@ -3,7 +3,7 @@
 //! Each publisher owns its registry (not the process-global one) so that several publishers in
 //! one process (tests, the demo) do not mix their counts.
 
-use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, Opts, Registry, TextEncoder};
+use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder};
 
 /// How a publish request ended: the `outcome` label. A closed set, so the label stays bounded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,6 +62,9 @@ pub struct Metrics {
     records_produced: IntCounter,
     produce_duration: Histogram,
     api_requests: IntCounterVec,
+    schema_validation_failures: IntCounterVec,
+    event_types: IntGaugeVec,
+    schema_registry_requests: IntCounterVec,
 }
 
 impl Metrics {
@@ -85,6 +88,33 @@ impl Metrics {
             Opts::new("hookline_api_requests_total", "Onboarding API requests (/v1/...) by operation and HTTP status."),
             &["operation", "status"],
         )?;
+        let schema_validation_failures = IntCounterVec::new(
+            Opts::new(
+                "hookline_schema_validation_failures_total",
+                "Published payloads refused because they do not match their event type's schema, by schema format.",
+            ),
+            &["format"],
+        )?;
+        let event_types = IntGaugeVec::new(
+            Opts::new("hookline_event_types", "Event types with a schema, by where the schema comes from."),
+            &["source"],
+        )?;
+        let schema_registry_requests = IntCounterVec::new(
+            Opts::new(
+                "hookline_schema_registry_requests_total",
+                "Schema registry reads: full refreshes and lookups of a single type, by result.",
+            ),
+            &["kind", "result"],
+        )?;
+        registry.register(Box::new(schema_validation_failures.clone()))?;
+        registry.register(Box::new(event_types.clone()))?;
+        registry.register(Box::new(schema_registry_requests.clone()))?;
+        for format in ["avro", "json-schema"] {
+            schema_validation_failures.with_label_values(&[format]);
+        }
+        for source in ["directory", "registry"] {
+            event_types.with_label_values(&[source]);
+        }
         registry.register(Box::new(requests.clone()))?;
         registry.register(Box::new(api_requests.clone()))?;
         registry.register(Box::new(records_produced.clone()))?;
@@ -93,7 +123,32 @@ impl Metrics {
         for outcome in Outcome::ALL {
             requests.with_label_values(&[outcome.as_str()]);
         }
-        Ok(Self { registry, requests, records_produced, produce_duration, api_requests })
+        Ok(Self {
+            registry,
+            requests,
+            records_produced,
+            produce_duration,
+            api_requests,
+            schema_validation_failures,
+            event_types,
+            schema_registry_requests,
+        })
+    }
+
+    /// Counts one payload refused by its schema; `format` is `avro` or `json-schema`.
+    pub fn schema_validation_failed(&self, format: &'static str) {
+        self.schema_validation_failures.with_label_values(&[format]).inc();
+    }
+
+    /// Sets how many event types have a schema from `source` (`directory` or `registry`).
+    pub fn event_types(&self, source: &'static str, count: usize) {
+        self.event_types.with_label_values(&[source]).set(i64::try_from(count).unwrap_or(i64::MAX));
+    }
+
+    /// Counts one schema registry read: `kind` is `refresh` or `lookup`; `result` is `ok`,
+    /// `not_found` or `error`.
+    pub fn schema_registry_request(&self, kind: &'static str, result: &'static str) {
+        self.schema_registry_requests.with_label_values(&[kind, result]).inc();
     }
 
     /// Counts one publish request.
@@ -133,11 +188,22 @@ mod tests {
         metrics.produced(3);
         metrics.produce_took(0.01);
         metrics.api_request("create_customer", 201);
+        metrics.schema_validation_failed("avro");
+        metrics.event_types("directory", 2);
+        metrics.schema_registry_request("lookup", "not_found");
         let text = metrics.render().unwrap();
         assert!(text.contains(r#"hookline_publish_requests_total{outcome="accepted"} 1"#), "{text}");
         assert!(text.contains(r#"hookline_publish_requests_total{outcome="broker_error"} 0"#), "{text}");
         assert!(text.contains("hookline_records_produced_total 3"), "{text}");
         assert!(text.contains("hookline_produce_duration_seconds_count 1"), "{text}");
         assert!(text.contains(r#"hookline_api_requests_total{operation="create_customer",status="201"} 1"#), "{text}");
+        assert!(text.contains(r#"hookline_schema_validation_failures_total{format="avro"} 1"#), "{text}");
+        assert!(text.contains(r#"hookline_schema_validation_failures_total{format="json-schema"} 0"#), "{text}");
+        assert!(text.contains(r#"hookline_event_types{source="directory"} 2"#), "{text}");
+        assert!(text.contains(r#"hookline_event_types{source="registry"} 0"#), "{text}");
+        assert!(
+            text.contains(r#"hookline_schema_registry_requests_total{kind="lookup",result="not_found"} 1"#),
+            "{text}"
+        );
     }
 }
