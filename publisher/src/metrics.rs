@@ -46,6 +46,39 @@ impl Outcome {
     ];
 }
 
+/// How a `POST /inbound/{source}` request ended: the `outcome` label (a closed set; no
+/// per-source label, since anyone can name any source in the path).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InboundOutcome {
+    Accepted,
+    /// Missing, malformed or wrong signature.
+    BadSignature,
+    /// The signed timestamp is outside the tolerance.
+    Stale,
+    UnknownSource,
+    /// Verified, but not an acceptable event (not JSON, invalid type, too large...).
+    Invalid,
+    /// The broker or the directory could not take it (503).
+    Unavailable,
+}
+
+impl InboundOutcome {
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Accepted => "accepted",
+            Self::BadSignature => "bad_signature",
+            Self::Stale => "stale",
+            Self::UnknownSource => "unknown_source",
+            Self::Invalid => "invalid",
+            Self::Unavailable => "unavailable",
+        }
+    }
+
+    const ALL: [Self; 6] =
+        [Self::Accepted, Self::BadSignature, Self::Stale, Self::UnknownSource, Self::Invalid, Self::Unavailable];
+}
+
 /// The publisher's metrics.
 #[derive(Debug, Clone)]
 pub struct Metrics {
@@ -54,6 +87,8 @@ pub struct Metrics {
     records_produced: IntCounter,
     produce_duration: Histogram,
     api_requests: IntCounterVec,
+    grpc_requests: IntCounterVec,
+    inbound_requests: IntCounterVec,
 }
 
 impl Metrics {
@@ -77,7 +112,20 @@ impl Metrics {
             Opts::new("hookline_api_requests_total", "Onboarding API requests (/v1/...) by operation and HTTP status."),
             &["operation", "status"],
         )?;
+        let grpc_requests = IntCounterVec::new(
+            Opts::new("hookline_grpc_requests_total", "gRPC event broker calls by method and status code."),
+            &["method", "code"],
+        )?;
+        let inbound_requests = IntCounterVec::new(
+            Opts::new(
+                "hookline_inbound_requests_total",
+                "Inbound webhook requests (POST /inbound/{source}) by outcome.",
+            ),
+            &["outcome"],
+        )?;
+        registry.register(Box::new(inbound_requests.clone()))?;
         registry.register(Box::new(requests.clone()))?;
+        registry.register(Box::new(grpc_requests.clone()))?;
         registry.register(Box::new(api_requests.clone()))?;
         registry.register(Box::new(records_produced.clone()))?;
         registry.register(Box::new(produce_duration.clone()))?;
@@ -85,7 +133,18 @@ impl Metrics {
         for outcome in Outcome::ALL {
             requests.with_label_values(&[outcome.as_str()]);
         }
-        Ok(Self { registry, requests, records_produced, produce_duration, api_requests })
+        for outcome in InboundOutcome::ALL {
+            inbound_requests.with_label_values(&[outcome.as_str()]);
+        }
+        Ok(Self {
+            registry,
+            requests,
+            records_produced,
+            produce_duration,
+            api_requests,
+            grpc_requests,
+            inbound_requests,
+        })
     }
 
     /// Counts one publish request.
@@ -96,6 +155,17 @@ impl Metrics {
     /// Counts one onboarding API request; `operation` is one of a fixed set of route names.
     pub fn api_request(&self, operation: &'static str, status: u16) {
         self.api_requests.with_label_values(&[operation, &status.to_string()]).inc();
+    }
+
+    /// Counts one gRPC call; `method` is one of the service's RPC names, `code` a gRPC status code
+    /// (17 values), so both labels stay bounded.
+    pub fn grpc_request(&self, method: &'static str, code: tonic::Code) {
+        self.grpc_requests.with_label_values(&[method, &format!("{code:?}")]).inc();
+    }
+
+    /// Counts one inbound webhook request.
+    pub fn inbound_request(&self, outcome: InboundOutcome) {
+        self.inbound_requests.with_label_values(&[outcome.as_str()]).inc();
     }
 
     /// Counts acknowledged records.
@@ -125,11 +195,20 @@ mod tests {
         metrics.produced(3);
         metrics.produce_took(0.01);
         metrics.api_request("create_customer", 201);
+        metrics.grpc_request("SendOutgoingEvent", tonic::Code::InvalidArgument);
         let text = metrics.render().unwrap();
         assert!(text.contains(r#"hookline_publish_requests_total{outcome="accepted"} 1"#), "{text}");
         assert!(text.contains(r#"hookline_publish_requests_total{outcome="broker_error"} 0"#), "{text}");
         assert!(text.contains("hookline_records_produced_total 3"), "{text}");
+        metrics.inbound_request(InboundOutcome::Stale);
+        let text = metrics.render().unwrap();
+        assert!(text.contains(r#"hookline_inbound_requests_total{outcome="stale"} 1"#), "{text}");
+        assert!(text.contains(r#"hookline_inbound_requests_total{outcome="accepted"} 0"#), "{text}");
         assert!(text.contains("hookline_produce_duration_seconds_count 1"), "{text}");
         assert!(text.contains(r#"hookline_api_requests_total{operation="create_customer",status="201"} 1"#), "{text}");
+        assert!(
+            text.contains(r#"hookline_grpc_requests_total{code="InvalidArgument",method="SendOutgoingEvent"} 1"#),
+            "{text}"
+        );
     }
 }
