@@ -703,4 +703,59 @@ mod tests {
         let newer = br#"{"id":"c1","webhook_url":"http://x/","events":[],"added_in_a_later_version":"..."}"#;
         assert_eq!(Customer::from_record("c1", newer).unwrap().id, "c1");
     }
+
+    #[test]
+    fn sources_are_records_that_fan_out_never_reaches() {
+        let master = MasterKey::generate();
+        let issued =
+            Customer::source("github", SignatureScheme::HubSignature256, "http://10.1.2.3/in", None, &master).unwrap();
+        let source = &issued.source;
+        assert!(source.is_source() && source.api_key.is_none() && source.events.is_empty());
+        assert_eq!(source.webhook_url.as_deref(), Some("http://10.1.2.3/in"));
+        let mut subscribed = source.clone();
+        subscribed.events = vec!["*".into()];
+        assert!(!subscribed.subscribes_to("push"), "a source never receives fanned-out events");
+
+        // Both secrets are sealed at rest, and open with the master key only.
+        let stored = String::from_utf8(source.to_bytes()).unwrap();
+        assert!(!stored.contains(issued.inbound_secret.as_str()), "{stored}");
+        assert!(stored.contains(r#""scheme":"hub-signature-256""#), "{stored}");
+        let opened = source.inbound_secret(&master).unwrap().unwrap();
+        assert_eq!(opened.as_str(), issued.inbound_secret.as_str());
+        assert!(source.inbound_secret(&MasterKey::generate()).is_err());
+        let signing = source.active_signing_secrets(&master, unix_now()).unwrap();
+        assert_eq!(signing[0].expose(), issued.signing_secret.expose());
+        assert_eq!(Customer::from_record("github", &source.to_bytes()).unwrap(), *source);
+        let view = source.source_view().unwrap();
+        assert_eq!(
+            (view.scheme, view.endpoint.as_deref()),
+            (SignatureScheme::HubSignature256, Some("http://10.1.2.3/in"))
+        );
+        assert!(Customer::new("c", "http://x/", vec![]).unwrap().source_view().is_none());
+        assert!(!format!("{source:?}").contains(&source.inbound.as_ref().unwrap().secret));
+
+        // Generated Standard Webhooks secrets are `whsec_` secrets; given ones are checked.
+        let standard =
+            Customer::source("sw", SignatureScheme::StandardWebhooks, "http://internal/sw", None, &master).unwrap();
+        assert!(standard.inbound_secret.starts_with("whsec_"));
+        let given = SigningSecret::generate().expose();
+        let kept =
+            Customer::source("sw", SignatureScheme::StandardWebhooks, "http://i/", Some(&given), &master).unwrap();
+        assert_eq!(kept.inbound_secret.as_str(), given);
+        let field_of = |result: Result<IssuedSource>| match result {
+            Err(Error::Invalid { field, .. }) => field,
+            other => panic!("expected Invalid, got {other:?}"),
+        };
+        let hub = SignatureScheme::HubSignature256;
+        assert_eq!(
+            field_of(Customer::source("sw", SignatureScheme::StandardWebhooks, "http://i/", Some("x"), &master)),
+            "secret"
+        );
+        assert_eq!(field_of(Customer::source("g", hub, "http://i/", Some("short"), &master)), "secret");
+        assert_eq!(field_of(Customer::source("g", hub, "http://i/", Some(" padded-secret-text "), &master)), "secret");
+        assert_eq!(field_of(Customer::source("g", hub, "ftp://i/", None, &master)), "endpoint");
+        assert_eq!(field_of(Customer::source("bad id", hub, "http://i/", None, &master)), "id");
+        assert_eq!("hub-signature-256".parse::<SignatureScheme>().unwrap(), hub);
+        assert!("sha1".parse::<SignatureScheme>().is_err());
+    }
 }

@@ -200,10 +200,20 @@ pub fn verify_hub_signature(secret: &[u8], headers: &HeaderMap, body: &[u8]) -> 
     let value = required_header(headers, HUB_SIGNATURE_HEADER)?;
     let offered =
         value.trim().strip_prefix("sha256=").and_then(decode_hex).ok_or(Error::InvalidHeader(HUB_SIGNATURE_HEADER))?;
-    let mut mac = HmacSha256::new_from_slice(secret).map_err(|_| Error::Crypto("HMAC key"))?;
+    if bool::from(hub_mac(secret, body).as_slice().ct_eq(&offered)) { Ok(()) } else { Err(Error::NoMatchingSignature) }
+}
+
+/// The `X-Hub-Signature-256` value a sender with `secret` puts on `body`: `sha256=<hex>`.
+pub fn hub_signature(secret: &[u8], body: &[u8]) -> String {
+    let hex: String = hub_mac(secret, body).iter().map(|byte| format!("{byte:02x}")).collect();
+    format!("sha256={hex}")
+}
+
+fn hub_mac(secret: &[u8], body: &[u8]) -> [u8; 32] {
+    // HMAC takes keys of any length, so this cannot fail.
+    let mut mac = <HmacSha256 as KeyInit>::new_from_slice(secret).expect("HMAC accepts any key length");
     mac.update(body);
-    let expected = mac.finalize().into_bytes();
-    if bool::from(expected.as_slice().ct_eq(&offered)) { Ok(()) } else { Err(Error::NoMatchingSignature) }
+    mac.finalize().into_bytes().into()
 }
 
 /// Lower- or upper-case hex to bytes; `None` unless every character is a hex digit, in pairs.
@@ -435,6 +445,7 @@ mod tests {
             headers
         };
         let good = "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17";
+        assert_eq!(hub_signature(secret, body), good);
         verify_hub_signature(secret, &with(good), body).expect("GitHub's example verifies");
         verify_hub_signature(secret, &with(&good.to_uppercase().replace("SHA256=", "sha256=")), body)
             .expect("upper-case hex");
