@@ -2,7 +2,7 @@
 //! `HandleIncomingEvent`, plus the standard health (`grpc.health.v1.Health`) and reflection
 //! (`grpc.reflection.v1`) services, on `--grpc-listen` (default `0.0.0.0:9620`).
 //!
-//! It shares the HTTP API's [`AppState`] and publish path ([`publish_event`]), so the rules are
+//! It shares the HTTP API's state and publish path (`http::publish_event`), so the rules are
 //! the same: a producer token as metadata `authorization: Bearer <token>`, the same validation,
 //! the same fan-out and acknowledgement semantics. Errors become gRPC status codes
 //! ([`Error::grpc_code`]) whose message names the offending field.

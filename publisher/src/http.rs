@@ -1,5 +1,5 @@
 //! The HTTP API: `POST /publish` (producer tokens only), `GET /healthz`, `GET /metrics`, the
-//! onboarding routes of [`crate::api`] under `/v1`, and inbound webhooks ([`crate::inbound`]).
+//! onboarding routes of [`crate::api`] under `/v1`, and inbound webhooks (`inbound`).
 //!
 //! Every error answer is JSON `{"error": "..."}`, including axum's own rejections (body too
 //! large, wrong content type), unknown routes and wrong methods, so that clients can always
