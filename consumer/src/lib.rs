@@ -39,6 +39,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use hookline_core::codec::Codec;
 use hookline_core::directory::Directory;
 use hookline_core::kafka;
 use hookline_wire::jwe::ContentKeyPolicy;
@@ -75,11 +76,17 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<()> {
 pub async fn run_with_metrics(config: Config, shutdown: CancellationToken, metrics: Metrics) -> Result<()> {
     // Checked first: without it nothing can be signed, so there is no point joining the group.
     let master_key = config.master_key.require()?;
+    let codec = Codec::new(&config.schema_registry)?;
     let directory_stop = CancellationToken::new();
     let _stop_directory = directory_stop.clone().drop_guard();
-    let directory =
-        Directory::start(&config.kafka, &config.topics.customers, config.directory_load_timeout, directory_stop)
-            .await?;
+    let directory = Directory::start(
+        &config.kafka,
+        &config.topics.customers,
+        config.directory_load_timeout,
+        directory_stop,
+        codec.clone(),
+    )
+    .await?;
 
     static INSTANCE: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
     let instance = INSTANCE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -87,6 +94,7 @@ pub async fn run_with_metrics(config: Config, shutdown: CancellationToken, metri
     let producer: FutureProducer = kafka::producer_config(&config.kafka, &client_id).create()?;
     let pipeline = Arc::new(Pipeline {
         directory,
+        codec,
         client: webhook::WebhookClient::new(config.delivery.request_timeout, config.network.policy())?,
         dlq: dlq::DlqWriter::new(producer, config.topics.dlq.clone(), metrics.clone()),
         policy: retry::RetryPolicy::from(&config.delivery),

@@ -38,6 +38,9 @@ pub struct Metrics {
     pub rebalances: IntCounterVec,
     /// `hookline_assigned_partitions`.
     pub assigned_partitions: IntGauge,
+    /// `hookline_decode_errors_total{reason}`: record values that could not be decoded
+    /// (dead-lettered as `undecodable`, except `registry_unavailable`, which is retried).
+    pub decode_errors: IntCounterVec,
 }
 
 impl Metrics {
@@ -105,6 +108,12 @@ impl Metrics {
                 "hookline_rebalances_total",
                 "Rebalance events seen by this member, by kind (assign, revoke, error).",
                 &["kind"],
+            )?,
+            decode_errors: counter_vec(
+                "hookline_decode_errors_total",
+                "Record values that could not be decoded, by reason (unknown_format, invalid_json, invalid_avro, \
+                 invalid_record, unknown_schema, wrong_record_type, no_registry, registry_unavailable).",
+                &["reason"],
             )?,
             assigned_partitions: gauge(
                 "hookline_assigned_partitions",

@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use clap::Parser;
-use hookline_core::config::{KafkaArgs, SecretString, TopicArgs, parse_duration};
+use hookline_core::config::{KafkaArgs, SchemaRegistryArgs, SecretString, TopicArgs, parse_duration};
 use hookline_core::netguard::NetworkArgs;
 use hookline_core::secrets::MasterKeyArgs;
 
@@ -36,6 +36,11 @@ pub struct Config {
 
     #[command(flatten)]
     pub topics: TopicArgs,
+
+    /// Records are written in the Confluent wire format through this registry when set, else
+    /// in Avro single-object encoding.
+    #[command(flatten)]
+    pub schema_registry: SchemaRegistryArgs,
 
     /// Largest accepted request body, in bytes; larger requests get 413.
     #[arg(long, env = "HOOKLINE_MAX_BODY_SIZE", default_value_t = DEFAULT_MAX_BODY_SIZE)]
@@ -80,6 +85,7 @@ impl Config {
             listen: SocketAddr::from(([0, 0, 0, 0], 4242)),
             kafka,
             topics,
+            schema_registry: SchemaRegistryArgs::default(),
             max_body_size: DEFAULT_MAX_BODY_SIZE,
             directory_load_timeout: DEFAULT_DIRECTORY_LOAD_TIMEOUT,
             produce_timeout: DEFAULT_PRODUCE_TIMEOUT,

@@ -30,6 +30,7 @@ pub mod metrics;
 use std::sync::Arc;
 use std::time::Duration;
 
+use hookline_core::codec::{Codec, RecordType};
 use hookline_core::config::SecretString;
 use hookline_core::directory::Directory;
 use hookline_core::secrets::TokenSet;
@@ -69,6 +70,8 @@ pub async fn serve(config: Config, listener: TcpListener, shutdown: Cancellation
     if producer_tokens.is_empty() {
         tracing::warn!("no producer tokens configured (HOOKLINE_PRODUCER_TOKENS): every publish is refused");
     }
+    let codec = Codec::new(&config.schema_registry)?;
+    check_schemas(&codec, &config).await?;
     // Not a child of `shutdown`: in-flight requests may still need to catch the directory up
     // while the server drains, so it stops only when this function returns (drop guard).
     let directory_stop = CancellationToken::new();
@@ -80,6 +83,7 @@ pub async fn serve(config: Config, listener: TcpListener, shutdown: Cancellation
             &config.topics.customers,
             config.directory_load_timeout,
             directory_stop,
+            codec.clone(),
         ) => loaded.map_err(|source| Error::DirectoryLoad { topic: config.topics.customers.clone(), source })?,
     };
 
@@ -100,6 +104,7 @@ pub async fn serve(config: Config, listener: TcpListener, shutdown: Cancellation
         producer_tokens,
         signing_secret_grace: config.signing_secret_grace,
         topic: config.topics.deliveries.clone(),
+        codec,
         produce_timeout: config.produce_timeout,
         max_body_size: config.max_body_size,
         metrics: Metrics::new()?,
@@ -129,6 +134,20 @@ pub async fn serve(config: Config, listener: TcpListener, shutdown: Cancellation
     directory.close().await;
     served.map_err(Error::Serve)?;
     tracing::info!("publisher stopped");
+    Ok(())
+}
+
+/// With a schema registry, checks at start-up that it holds the schemas this publisher writes,
+/// so that a missing registration fails the start rather than every publish.
+async fn check_schemas(codec: &Codec, config: &Config) -> Result<()> {
+    let Some(url) = codec.registry_url() else { return Ok(()) };
+    for (topic, record) in
+        [(&config.topics.deliveries, RecordType::Delivery), (&config.topics.customers, RecordType::Customer)]
+    {
+        let subject = format!("{topic}-value");
+        let id = codec.writer_id(&subject, record).await?;
+        tracing::info!(registry = url, subject, id, "writing records in the Confluent wire format");
+    }
     Ok(())
 }
 

@@ -17,6 +17,8 @@
 //! - `customers`: `customers create` (alias `add`) / `get` / `list` / `remove` / `set-webhook` /
 //!   `subscribe` / `set-public-key` / `clear-public-key` / `rotate-secret` / `reissue-api-key`,
 //!   through the same [`hookline_core::tenants::Tenants`] rules as the onboarding API.
+//! - `schemas`: `schemas register` / `check` / `show`: the Avro schemas of the topics in the
+//!   Confluent Schema Registry.
 //! - `keys`: `keys generate` (a customer's RSA key pair) and `keys master-key`.
 //! - `broker`: the reachability probe and timeouts that bound every Kafka call by `--timeout`.
 //! - [`error`]: this crate's error type and exit codes.
@@ -25,6 +27,7 @@ mod broker;
 mod customers;
 pub mod error;
 mod keys;
+mod schemas;
 mod topics;
 
 use std::io::Write;
@@ -33,7 +36,8 @@ use std::time::Duration;
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
-use hookline_core::config::{KafkaArgs, TopicArgs, parse_duration};
+use hookline_core::codec::Codec;
+use hookline_core::config::{KafkaArgs, SchemaRegistryArgs, TopicArgs, parse_duration};
 use hookline_core::netguard::NetworkArgs;
 use hookline_core::secrets::{MasterKey, MasterKeyArgs};
 
@@ -59,6 +63,9 @@ pub struct Cli {
     #[command(flatten)]
     pub network: NetworkArgs,
 
+    #[command(flatten)]
+    pub schema_registry: SchemaRegistryArgs,
+
     #[command(subcommand)]
     pub command: Command,
 }
@@ -75,6 +82,22 @@ pub enum Command {
     /// Generate keys: a customer's RSA key pair, or the operator's master key.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Register or check the topics' Avro schemas in the Confluent Schema Registry.
+    #[command(subcommand)]
+    Schemas(SchemasCommand),
+}
+
+/// `hookline-setup schemas ...`
+#[derive(Debug, Clone, Subcommand)]
+pub enum SchemasCommand {
+    /// Register the compiled-in schemas under `<topic>-value` for the delivery, dead-letter and
+    /// customers topics; prints each subject's id and version. The registry checks
+    /// compatibility: a refusal is reported with its message (exit 1).
+    Register,
+    /// Check that each subject holds the compiled-in schema (exit 1 if one does not).
+    Check,
+    /// Print the compiled-in schemas and their fingerprints (needs no registry).
+    Show,
 }
 
 /// `hookline-setup topics ...`
@@ -249,7 +272,7 @@ fn parse_bits(raw: &str) -> Result<usize, String> {
 
 /// Runs one command, writing its report to `out` (errors are returned, not written).
 pub async fn run<W: Write + Send>(cli: Cli, out: &mut W) -> Result<()> {
-    let Cli { kafka, topics, timeout, master_key, network, command } = cli;
+    let Cli { kafka, topics, timeout, master_key, network, schema_registry, command } = cli;
     match command {
         Command::Topics(TopicsCommand::Create(create)) => topics::create(&kafka, &topics, &create, timeout, out).await,
         Command::Topics(TopicsCommand::Describe) => topics::describe(&kafka, &topics, timeout, out).await,
@@ -260,6 +283,7 @@ pub async fn run<W: Write + Send>(cli: Cli, out: &mut W) -> Result<()> {
                 master_key: &master_key,
                 network: network.policy(),
                 timeout,
+                codec: Codec::new(&schema_registry)?,
             };
             customers::run(&context, command, out).await
         }
@@ -269,6 +293,7 @@ pub async fn run<W: Write + Send>(cli: Cli, out: &mut W) -> Result<()> {
             writeln!(out, "wrote {} (keep it secret) and {} (upload it)", private.display(), public.display())?;
             Ok(())
         }
+        Command::Schemas(command) => schemas::run(&topics, &schema_registry, command, timeout, out).await,
         Command::Keys(KeysCommand::MasterKey) => {
             writeln!(out, "{}", MasterKey::generate().to_base64())?;
             Ok(())
