@@ -95,12 +95,20 @@ impl std::fmt::Debug for SecretString {
 #[derive(Clone, Default, Args)]
 pub struct SchemaRegistryArgs {
     /// Base URL of the Confluent Schema Registry, e.g. `http://registry:8081`.
-    #[arg(long = "schema-registry-url", env = "SCHEMA_REGISTRY_URL", value_name = "URL", global = true)]
+    // Explicit ids: the default (the field name) would clash with subcommands' own `url`.
+    #[arg(
+        id = "schema_registry_url",
+        long = "schema-registry-url",
+        env = "SCHEMA_REGISTRY_URL",
+        value_name = "URL",
+        global = true
+    )]
     pub url: Option<String>,
 
     /// HTTP basic credentials for the registry, `USER:PASSWORD` (e.g. a Confluent Cloud API key
     /// and secret).
     #[arg(
+        id = "schema_registry_basic_auth",
         long = "schema-registry-basic-auth",
         env = "SCHEMA_REGISTRY_BASIC_AUTH",
         value_name = "USER:PASSWORD",

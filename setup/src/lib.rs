@@ -344,6 +344,26 @@ mod tests {
     }
 
     #[test]
+    fn a_positional_url_is_not_the_schema_registry_url() {
+        let cli = Cli::try_parse_from(["hookline-setup", "customers", "set-webhook", "c1", "http://x/hook"]).unwrap();
+        assert_eq!(cli.schema_registry.url, None);
+        let Command::Customers(CustomersCommand::SetWebhook(set)) = cli.command else { panic!("wrong command") };
+        assert_eq!(set.url, "http://x/hook");
+        let cli = Cli::try_parse_from([
+            "hookline-setup",
+            "schemas",
+            "register",
+            "--schema-registry-url",
+            "http://r:8081",
+            "--schema-registry-basic-auth",
+            "key:secret",
+        ])
+        .unwrap();
+        assert_eq!(cli.schema_registry.url.as_deref(), Some("http://r:8081"));
+        assert_eq!(cli.schema_registry.basic_auth.map(|a| a.expose().to_owned()).as_deref(), Some("key:secret"));
+    }
+
+    #[test]
     fn zero_partitions_is_a_usage_error() {
         let error = Cli::try_parse_from(["hookline-setup", "topics", "create", "--partitions", "0"]).unwrap_err();
         assert_eq!(error.exit_code(), i32::from(EXIT_USAGE));
