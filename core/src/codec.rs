@@ -22,7 +22,9 @@
 //! resolution (fields matched by name, defaults filled in, unknown fields dropped):
 //! - Confluent: the writer schema is fetched from the registry by id (cached). An unreachable
 //!   registry is [`Error::RegistryUnavailable`], which callers retry; an unknown id is an error.
-//! - Single-object: a known fingerprint names the writer schema exactly.
+//! - Single-object: a known fingerprint names the writer schema exactly: the compiled-in schema
+//!   or one of its earlier versions (kept compiled in, see `RecordType::history`), so a newer
+//!   reader resolves older records.
 //!
 //! # Schema evolution
 //! The rule for these records is: **a new version only appends optional fields at the end of the
@@ -40,9 +42,9 @@
 //! The alternative considered, a Kafka-native store of writer schemas keyed by fingerprint (a
 //! compacted topic every writer publishes its schemas to), decodes any change but adds a topic,
 //! a start-up write and a look-up on the delivery path; with a registry available for deployments
-//! that need arbitrary evolution, the append-only rule is the smaller sound design. Keep the
-//! rule when changing `schemas/` (and add the older file's fingerprint to the known list if a
-//! field is ever removed).
+//! that need arbitrary evolution, the append-only rule is the smaller sound design. When a
+//! schema changes, keep the rule, and keep the previous version compiled in as history: a newer
+//! reader meeting an older record resolves it exactly instead of guessing.
 
 use std::collections::HashMap;
 use std::io::Cursor;
@@ -129,6 +131,23 @@ impl RecordType {
         }
     }
 
+    /// Earlier versions of the schema, so that records they wrote are resolved exactly (a reader
+    /// cannot tell an older record from a garbled one by the append-only rule). Empty until a
+    /// schema changes: then keep the previous `.avsc` as `schemas/history/<name>.vN.avsc` and
+    /// list it here.
+    fn history(self) -> &'static [Compiled] {
+        const DELIVERY_HISTORY: &[&str] = &[];
+        const CUSTOMER_HISTORY: &[&str] = &[];
+        static DELIVERY: LazyLock<Vec<Compiled>> =
+            LazyLock::new(|| DELIVERY_HISTORY.iter().map(|text| Compiled::new(text)).collect());
+        static CUSTOMER: LazyLock<Vec<Compiled>> =
+            LazyLock::new(|| CUSTOMER_HISTORY.iter().map(|text| Compiled::new(text)).collect());
+        match self {
+            Self::Delivery => &DELIVERY,
+            Self::Customer => &CUSTOMER,
+        }
+    }
+
     fn compiled(self) -> &'static Compiled {
         static DELIVERY: LazyLock<Compiled> = LazyLock::new(|| Compiled::new(DELIVERY_SCHEMA));
         static CUSTOMER: LazyLock<Compiled> = LazyLock::new(|| Compiled::new(CUSTOMER_SCHEMA));
@@ -153,6 +172,10 @@ impl Compiled {
         let schema = Schema::parse_str(text).expect("compiled-in schema parses");
         let document: serde_json::Value = serde_json::from_str(text).expect("compiled-in schema is JSON");
         Self { fingerprint: fingerprint(&schema), registered: document.to_string(), schema }
+    }
+
+    fn known(&self) -> Known<'_> {
+        Known { schema: &self.schema, fingerprint: self.fingerprint }
     }
 }
 
@@ -466,43 +489,71 @@ impl<'a> Framing<'a> {
     }
 }
 
-/// Reads a single-object datum with the compiled-in schema of `record` (see the module docs for
-/// unknown fingerprints).
+/// Reads a single-object datum as `record` (see the module docs for unknown fingerprints).
 fn read_offline(record: RecordType, framing: Framing<'_>) -> Result<Value> {
     let Framing::SingleObject { fingerprint, body } = framing else {
         return Err(Error::Undecodable { reason: "unknown_format", detail: "not a single-object record".to_owned() });
     };
-    let schema = record.schema();
-    let known = fingerprint == record.fingerprint();
     if fingerprint == record.other().fingerprint() {
         return Err(Error::Undecodable {
             reason: "wrong_record_type",
             detail: format!("a {} record where a {} was expected", record.other().full_name(), record.full_name()),
         });
     }
+    let earlier: Vec<Known<'_>> = record.history().iter().map(Compiled::known).collect();
+    read_single_object(record.full_name(), record.compiled().known(), &earlier, fingerprint, body)
+}
+
+/// A schema a reader knows, with its fingerprint.
+#[derive(Clone, Copy)]
+struct Known<'a> {
+    schema: &'a Schema,
+    fingerprint: [u8; 8],
+}
+
+/// Reads `body`, written with the schema of `fingerprint`, as `reader`: exactly when the
+/// fingerprint is the reader's or one of the `earlier` versions' (resolved to the reader's
+/// schema), else under the append-only rule.
+fn read_single_object(
+    name: &str,
+    reader: Known<'_>,
+    earlier: &[Known<'_>],
+    fingerprint: [u8; 8],
+    body: &[u8],
+) -> Result<Value> {
+    let writer = if fingerprint == reader.fingerprint {
+        Some(reader)
+    } else {
+        earlier.iter().copied().find(|known| known.fingerprint == fingerprint)
+    };
     let unknown_schema = |detail: String| Error::Undecodable {
         reason: "unknown_schema",
         detail: format!(
-            "single-object record with unknown schema fingerprint {} (not an append-only extension of {}): {detail}",
-            hex(&fingerprint),
-            record.full_name()
+            "single-object record with unknown schema fingerprint {} (not an append-only extension of {name}): \
+             {detail}",
+            hex(&fingerprint)
         ),
     };
     let mut cursor = Cursor::new(body);
-    let value =
-        GenericDatumReader::builder(schema).build().and_then(|reader| reader.read_value(&mut cursor)).map_err(|e| {
-            if known {
-                Error::Undecodable { reason: "invalid_avro", detail: format!("invalid {}: {e}", record.full_name()) }
-            } else {
-                unknown_schema(e.to_string())
-            }
-        })?;
+    let decoded = match writer {
+        Some(writer) if writer.fingerprint != reader.fingerprint => GenericDatumReader::builder(writer.schema)
+            .reader_schema(reader.schema)
+            .build()
+            .and_then(|datum_reader| datum_reader.read_value(&mut cursor)),
+        Some(_) | None => GenericDatumReader::builder(reader.schema)
+            .build()
+            .and_then(|datum_reader| datum_reader.read_value(&mut cursor)),
+    };
+    let value = decoded.map_err(|e| match writer {
+        Some(_) => Error::Undecodable { reason: "invalid_avro", detail: format!("invalid {name}: {e}") },
+        None => unknown_schema(e.to_string()),
+    })?;
     let left_over = body.len() - usize::try_from(cursor.position()).unwrap_or(body.len()).min(body.len());
-    match (known, left_over) {
+    match (writer.is_some(), left_over) {
         (true, 0) | (false, 1..) => Ok(value),
         (true, n) => Err(Error::Undecodable {
             reason: "invalid_avro",
-            detail: format!("{n} bytes left over after the {} datum", record.full_name()),
+            detail: format!("{n} bytes left over after the {name} datum"),
         }),
         (false, 0) => Err(unknown_schema("no appended fields".to_owned())),
     }
@@ -922,8 +973,29 @@ mod tests {
         assert_same_event(&decode_delivery_offline(Framing::of(&bytes).unwrap()).unwrap(), &event);
     }
 
+    /// A newer reader resolves a record of an earlier version it keeps as history; without the
+    /// history it could not tell the older record from a garbled one, and refuses it.
+    #[test]
+    fn a_newer_reader_resolves_an_earlier_version_kept_as_history() {
+        let v2 = Schema::parse_str(&delivery_v2()).unwrap();
+        let v2 = Known { schema: &v2, fingerprint: fingerprint(&v2) };
+        let v1 = RecordType::Delivery.compiled().known();
+        let event = event();
+        let bytes = encode_delivery_single_object(&event).unwrap();
+        let Framing::SingleObject { fingerprint, body } = Framing::of(&bytes).unwrap() else { unreachable!() };
+        let value = read_single_object("DeliveryRecord", v2, &[v1], fingerprint, body).unwrap();
+        let Value::Record(fields) = &value else { panic!("{value:?}") };
+        assert_eq!(
+            fields.last().map(|(name, v)| (name.as_str(), v)),
+            Some(("trace_id", &Value::Union(0, Box::new(Value::Null))))
+        );
+        assert_same_event(&delivery_from_value(value).unwrap(), &event);
+        let refused = read_single_object("DeliveryRecord", v2, &[], fingerprint, body).unwrap_err();
+        assert_eq!(refused.decode_reason(), "unknown_schema", "{refused}");
+    }
+
     /// `schemas/delivery.avsc` plus an optional `trace_id` at the end (tests of schema evolution).
-    pub(crate) fn delivery_v2() -> String {
+    fn delivery_v2() -> String {
         let mut schema: serde_json::Value = serde_json::from_str(DELIVERY_SCHEMA).unwrap();
         schema["fields"]
             .as_array_mut()
