@@ -841,6 +841,26 @@ mod tests {
         assert_ne!(RecordType::Delivery.fingerprint(), RecordType::Customer.fingerprint());
     }
 
+    /// The schemas of released versions, by fingerprint. Records written with them may be on the
+    /// topics, so each must stay readable exactly: it is the current schema or in its history.
+    /// A schema change makes this fail until the previous version is kept as history.
+    #[test]
+    fn released_schemas_stay_readable() {
+        const RELEASED: [(RecordType, &str); 2] =
+            [(RecordType::Delivery, "0f5c70171ce4c987"), (RecordType::Customer, "d50e6b37fc3d72e2")];
+        for (record, released) in RELEASED {
+            let known: Vec<String> =
+                std::iter::once(record.compiled()).chain(record.history()).map(|c| hex(&c.fingerprint)).collect();
+            assert!(
+                known.iter().any(|k| k == released),
+                "{} {released} is neither the current schema nor in its history (known: {known:?}); keep the \
+                 released .avsc in schemas/history/ and list it in RecordType::history (a version never released, e.g. \
+                 changed again before a release, may instead be replaced here)",
+                record.full_name()
+            );
+        }
+    }
+
     /// The Rust types and the `.avsc` files agree: every field survives a round trip, and every
     /// field the stored JSON form has (the serde representation) is a field of the schema.
     #[test]
