@@ -152,3 +152,32 @@ async fn single_object_path_with_a_newer_writer_and_legacy_json() {
     consumer.stop().await;
     publisher.stop().await;
 }
+
+/// While the registry is unreachable a Confluent record is not given up (the registry, not the
+/// record, is the problem): the partition waits and retries, nothing is dead-lettered or
+/// committed, and the failures are counted as `registry_unavailable`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_registry_holds_the_record_instead_of_dead_lettering_it() {
+    let env = Env::new(1).await;
+    let endpoint = Endpoint::ok().await;
+    env.customer("waiting", &endpoint.url()).await;
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let dead_url = format!("http://{}", dead.local_addr().expect("address"));
+    drop(dead);
+    let record = event(json!({"n": 1}));
+    let datum = &record.to_bytes()[10..];
+    produce_raw(&env.producer, &env.topics.deliveries, Some(b"waiting"), &confluent(1, datum)).await;
+
+    let mut config = env.config();
+    config.schema_registry = SchemaRegistryArgs::with_url(dead_url);
+    let consumer = env.start(config);
+    wait_until(WAIT, "two failed schema fetches", || {
+        consumer.counter("hookline_decode_errors_total", &[("reason", "registry_unavailable")]) >= 2
+    })
+    .await;
+    assert_eq!(consumer.counter("hookline_dlq_records_total", &[]), 0);
+    assert_eq!(endpoint.count(), 0);
+    consumer.stop().await;
+    let committed = hookline_testkit::kafka::committed_offsets(&env.kafka, &env.group, &env.topics.deliveries).await;
+    assert!(committed.values().all(|offset| *offset == 0), "nothing committed past the held record: {committed:?}");
+}

@@ -979,6 +979,21 @@ mod tests {
         assert!(!error.is_transient());
     }
 
+    #[test]
+    fn registry_settings_are_checked() {
+        let args = |url: &str, auth: Option<&str>| SchemaRegistryArgs {
+            url: Some(url.to_owned()),
+            basic_auth: auth.map(crate::config::SecretString::new),
+        };
+        assert!(Codec::new(&SchemaRegistryArgs::default()).unwrap().registry_url().is_none());
+        let codec = Codec::new(&args("http://r:8081/", Some("key:se:cret"))).unwrap();
+        assert_eq!(codec.registry_url(), Some("http://r:8081"));
+        assert!(!format!("{codec:?}").contains("se:cret"));
+        for bad in [args("r:8081", None), args("ftp://r/", None), args("http://r:8081", Some("no-colon"))] {
+            assert!(matches!(Codec::new(&bad), Err(Error::Invalid { .. })), "{bad:?}");
+        }
+    }
+
     /// v2 = v1 plus an optional field at the end: a v1 reader decodes what a v2 writer wrote,
     /// without knowing v2's fingerprint.
     #[test]
