@@ -244,6 +244,8 @@ impl Codec {
             });
         }
         let mut builder = SrSettings::new_builder(url.to_owned());
+        // The registry is reached at exactly the configured URL, as Kafka is: an HTTP(S)_PROXY
+        // set in the environment for other tools does not silently reroute schema look-ups.
         builder.set_timeout(REGISTRY_TIMEOUT).no_proxy();
         if let Some(credentials) = &args.basic_auth {
             let (user, password) = credentials.expose().split_once(':').ok_or_else(|| Error::Invalid {
