@@ -15,7 +15,8 @@
 //! - [`context`]: rebalance and commit callbacks; splits each assigned partition's queue.
 //! - [`dispatcher`]: the per-partition worker and its commit rule.
 //! - [`offsets`]: the commit watermark of a partition.
-//! - [`pipeline`]: what happens to one record (look-up, attempts, retries, DLQ).
+//! - [`pipeline`]: what happens to one record (decoding with `hookline_core::codec`, look-up,
+//!   attempts, retries, DLQ).
 //! - [`seal`]: the bytes of one attempt: JWE-encrypted when the customer has a key, signed.
 //! - [`webhook`]: one HTTP attempt, behind the SSRF guard.
 //! - [`retry`]: the backoff schedule and `Retry-After`.
