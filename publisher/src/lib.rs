@@ -6,10 +6,10 @@
 //! `type`; with it, to that customer only. Every copy carries the same event id, is keyed by the
 //! customer id (so one customer's events stay ordered on one partition), is encoded in Avro
 //! (`hookline_core::codec`: single-object encoding, or the Confluent wire format with
-//! `--schema-registry-url`) and is produced by one
-//! shared idempotent, `acks=all` producer. The request is answered `202` only once the broker has
-//! acknowledged every copy, so an accepted event is durable; a `503` means the caller must retry
-//! (at-least-once: some copies may already have been written).
+//! `--schema-registry-url`) and is produced by one shared idempotent, `acks=all` producer. The
+//! request is answered `202` only once the broker has acknowledged every copy, so an accepted
+//! event is durable; a `503` means the caller must retry (at-least-once: some copies may already
+//! have been written).
 //!
 //! # Layout
 //! - [`config`]: the command line / environment ([`Config`]).
