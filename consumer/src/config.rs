@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser};
 pub use hookline_core::config::ListenAddr;
-use hookline_core::config::{KafkaArgs, TopicArgs, parse_duration};
+use hookline_core::config::{KafkaArgs, SchemaRegistryArgs, TopicArgs, parse_duration};
 use hookline_core::netguard::NetworkArgs;
 use hookline_core::secrets::MasterKeyArgs;
 
@@ -18,6 +18,11 @@ pub struct Config {
 
     #[command(flatten)]
     pub topics: TopicArgs,
+
+    /// Where to fetch the writer schemas of records in the Confluent wire format (records in
+    /// single-object encoding or JSON need no registry).
+    #[command(flatten)]
+    pub schema_registry: SchemaRegistryArgs,
 
     /// Consumer group id; run several consumers with the same group to share the partitions.
     #[arg(long, env = "HOOKLINE_GROUP", default_value = "hookline")]
@@ -91,6 +96,7 @@ impl Config {
         Self {
             kafka,
             topics,
+            schema_registry: SchemaRegistryArgs::default(),
             group: group.to_owned(),
             delivery: DeliveryArgs::default(),
             metrics_listen: ListenAddr(None),

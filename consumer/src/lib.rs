@@ -17,7 +17,8 @@
 //! - [`ledger`]: the delivery ledger (what was delivered, read back on assignment) that keeps a
 //!   record seen again from being sent again.
 //! - [`offsets`]: the commit watermark of a partition.
-//! - [`pipeline`]: what happens to one record (look-up, attempts, retries, DLQ).
+//! - [`pipeline`]: what happens to one record (decoding with `hookline_core::codec`, look-up,
+//!   attempts, retries, DLQ).
 //! - [`seal`]: the bytes of one attempt: JWE-encrypted when the customer has a key, signed.
 //! - [`webhook`]: one HTTP attempt, behind the SSRF guard.
 //! - [`retry`]: the backoff schedule and `Retry-After`.
@@ -42,6 +43,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use hookline_core::codec::Codec;
 use hookline_core::directory::Directory;
 use hookline_core::kafka;
 use hookline_wire::jwe::ContentKeyPolicy;
@@ -79,11 +81,17 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<()> {
 pub async fn run_with_metrics(config: Config, shutdown: CancellationToken, metrics: Metrics) -> Result<()> {
     // Checked first: without it nothing can be signed, so there is no point joining the group.
     let master_key = config.master_key.require()?;
+    let codec = Codec::new(&config.schema_registry)?;
     let directory_stop = CancellationToken::new();
     let _stop_directory = directory_stop.clone().drop_guard();
-    let directory =
-        Directory::start(&config.kafka, &config.topics.customers, config.directory_load_timeout, directory_stop)
-            .await?;
+    let directory = Directory::start(
+        &config.kafka,
+        &config.topics.customers,
+        config.directory_load_timeout,
+        directory_stop,
+        codec.clone(),
+    )
+    .await?;
 
     static INSTANCE: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
     let instance = INSTANCE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -111,6 +119,7 @@ pub async fn run_with_metrics(config: Config, shutdown: CancellationToken, metri
     };
     let pipeline = Arc::new(Pipeline {
         directory,
+        codec,
         client: webhook::WebhookClient::new(config.delivery.request_timeout, config.network.policy())?,
         dlq: dlq::DlqWriter::new(producer, config.topics.dlq.clone(), metrics.clone()),
         policy: retry::RetryPolicy::from(&config.delivery),

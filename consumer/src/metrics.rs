@@ -50,6 +50,9 @@ pub struct Metrics {
     pub ledger_restored: IntCounter,
     /// `hookline_ledger_restore_duration_seconds`: how long reading a partition's ledger took.
     pub ledger_restore_duration: Histogram,
+    /// `hookline_decode_errors_total{reason}`: record values that could not be decoded
+    /// (dead-lettered as `undecodable`, except `registry_unavailable`, which is retried).
+    pub decode_errors: IntCounterVec,
 }
 
 impl Metrics {
@@ -140,6 +143,12 @@ impl Metrics {
                 "Deliveries read back from the ledger when partitions were assigned.",
             )?,
             ledger_restore_duration,
+            decode_errors: counter_vec(
+                "hookline_decode_errors_total",
+                "Record values that could not be decoded, by reason (unknown_format, invalid_json, invalid_avro, \
+                 invalid_record, unknown_schema, wrong_record_type, no_registry, registry_unavailable).",
+                &["reason"],
+            )?,
             assigned_partitions: gauge(
                 "hookline_assigned_partitions",
                 "Partitions currently assigned to this member.",

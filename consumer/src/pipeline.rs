@@ -13,9 +13,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use hookline_core::codec::Codec;
 use hookline_core::customer::unix_now;
 use hookline_core::directory::Directory;
-use hookline_core::envelope::EventRecord;
 use rdkafka::message::{Message, OwnedMessage};
 use tokio_util::sync::CancellationToken;
 
@@ -49,6 +49,8 @@ pub enum Outcome {
 #[derive(Debug)]
 pub struct Pipeline {
     pub directory: Directory,
+    /// Decodes record values (Avro, with or without a schema registry, or legacy JSON).
+    pub codec: Codec,
     pub client: WebhookClient,
     pub dlq: DlqWriter,
     pub policy: RetryPolicy,
@@ -74,13 +76,25 @@ impl Pipeline {
                 .dead_letter(record, DlqReason::Undecodable, "record key is not a UTF-8 customer id", 0, None)
                 .await;
         };
-        let event = match record.payload().map(EventRecord::from_bytes) {
-            Some(Ok(event)) => event,
-            Some(Err(error)) => {
-                let error = format!("record value is not a Hookline event: {error}");
-                return self.dead_letter(record, DlqReason::Undecodable, &error, 0, None).await;
+        let Some(value) = record.payload() else {
+            return self.dead_letter(record, DlqReason::Undecodable, "record has no value", 0, None).await;
+        };
+        let event = loop {
+            match self.codec.decode_delivery(value).await {
+                Ok(event) => break event,
+                Err(error) => {
+                    self.metrics.decode_errors.with_label_values(&[error.decode_reason()]).inc();
+                    if !error.is_transient() {
+                        let error = format!("record value is not a Hookline event: {error}");
+                        return self.dead_letter(record, DlqReason::Undecodable, &error, 0, None).await;
+                    }
+                    // The record may be fine: only the registry holding its schema is away.
+                    tracing::warn!(topic = record.topic(), partition = record.partition(), offset = record.offset(), %error, "cannot decode the record yet; waiting");
+                    if wait(DIRECTORY_RETRY, stopping).await.is_err() {
+                        return self.abandon("shutdown");
+                    }
+                }
             }
-            None => return self.dead_letter(record, DlqReason::Undecodable, "record has no value", 0, None).await,
         };
         if delivered.is_some_and(|set| set.contains(customer_id, &event.event_id)) {
             self.metrics.duplicates_skipped.inc();

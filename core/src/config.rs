@@ -89,6 +89,54 @@ impl std::fmt::Debug for SecretString {
     }
 }
 
+/// Where the Confluent Schema Registry is, if records are to use it.
+///
+/// Without a URL, records are written in Avro single-object encoding with the compiled-in
+/// schemas (see [`crate::codec`]); with one, in the Confluent wire format with the schema id the
+/// registry gave the compiled-in schema (`hookline-setup schemas register` registers it).
+#[derive(Clone, Default, Args)]
+pub struct SchemaRegistryArgs {
+    /// Base URL of the Confluent Schema Registry, e.g. `http://registry:8081`.
+    // Explicit ids: the default (the field name) would clash with subcommands' own `url`.
+    #[arg(
+        id = "schema_registry_url",
+        long = "schema-registry-url",
+        env = "SCHEMA_REGISTRY_URL",
+        value_name = "URL",
+        global = true
+    )]
+    pub url: Option<String>,
+
+    /// HTTP basic credentials for the registry, `USER:PASSWORD` (e.g. a Confluent Cloud API key
+    /// and secret).
+    #[arg(
+        id = "schema_registry_basic_auth",
+        long = "schema-registry-basic-auth",
+        env = "SCHEMA_REGISTRY_BASIC_AUTH",
+        value_name = "USER:PASSWORD",
+        hide_env_values = true,
+        global = true
+    )]
+    pub basic_auth: Option<SecretString>,
+}
+
+/// The credentials show as `<redacted>`.
+impl std::fmt::Debug for SchemaRegistryArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SchemaRegistryArgs")
+            .field("url", &self.url)
+            .field("basic_auth", &self.basic_auth.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
+}
+
+impl SchemaRegistryArgs {
+    /// A registry at `url` without credentials (tests, the demo).
+    pub fn with_url(url: impl Into<String>) -> Self {
+        Self { url: Some(url.into()), basic_auth: None }
+    }
+}
+
 /// Names of the topics Hookline uses.
 #[derive(Debug, Clone, Args)]
 pub struct TopicArgs {
@@ -191,6 +239,12 @@ mod tests {
         assert!(!shown.contains("hunter2") && !shown.contains("BEGIN"), "{shown}");
         assert!(shown.contains("linger.ms") && shown.contains('5'), "{shown}");
         assert!(!format!("{:?}", SecretString::new("token-1")).contains("token-1"));
+        let registry = SchemaRegistryArgs {
+            url: Some("http://r:8081".into()),
+            basic_auth: Some(SecretString::new("key:hunter2")),
+        };
+        let shown = format!("{registry:?}");
+        assert!(!shown.contains("hunter2") && shown.contains("http://r:8081"), "{shown}");
     }
 
     #[test]

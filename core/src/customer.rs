@@ -1,10 +1,12 @@
-//! A customer (tenant) as stored (JSON) in the compacted customers topic under the customer id:
-//! delivery configuration, credentials and keys.
+//! A customer (tenant) as stored (Avro `dev.hookline.Customer`, see [`crate::codec`]; JSON before
+//! that) in the compacted customers topic under the customer id: delivery configuration,
+//! credentials and keys.
 //!
 //! Nothing secret is stored in the clear: the API key only as a SHA-256 hash
 //! ([`ApiKeyHash`]), signing secrets sealed with the operator's master key
 //! ([`MasterKey::seal`], bound to the customer id). The customer's RSA public key is public.
-//! Unknown fields are ignored when reading so that newer writers do not break older readers.
+//! Newer writers do not break older readers: fields they add are dropped by Avro schema
+//! resolution (and ignored in JSON records).
 //!
 //! An inbound *source* (an external sender whose webhooks Hookline receives, verifies and
 //! delivers to an internal endpoint) is stored the same way, as a record with [`Customer::inbound`]
@@ -392,22 +394,20 @@ impl Customer {
             .collect()
     }
 
-    /// Encodes the record value for the customers topic.
+    /// Encodes the record value for the customers topic in Avro single-object encoding. With a
+    /// schema registry, use [`Codec::encode_customer`](crate::codec::Codec::encode_customer).
     pub fn to_bytes(&self) -> Vec<u8> {
-        serde_json::to_vec(self).unwrap_or_default()
+        // Cannot fail: the value is built field by field after the compiled-in schema, which the
+        // codec's tests check against this type.
+        crate::codec::encode_customer_single_object(self).expect("a customer record matches its schema")
     }
 
-    /// Decodes a record value from the customers topic; the key must match the id inside.
+    /// Decodes a record value from the customers topic written without a schema registry (Avro
+    /// single-object encoding or the JSON of older records); the key must match the id inside.
     pub fn from_record(key: &str, value: &[u8]) -> Result<Self> {
-        let customer: Customer = serde_json::from_slice(value)
+        let framing = crate::codec::Framing::of(value)
             .map_err(|e| Error::InvalidCustomer { key: key.to_owned(), reason: e.to_string() })?;
-        if customer.id != key {
-            return Err(Error::InvalidCustomer {
-                key: key.to_owned(),
-                reason: format!("record id `{}` does not match its key", customer.id),
-            });
-        }
-        Ok(customer)
+        crate::codec::decode_customer_offline(key, framing)
     }
 
     /// What the API and the CLI show of a customer: everything but credentials.
@@ -637,7 +637,7 @@ mod tests {
         let customer = &issued.customer;
         assert_eq!(customer.name.as_deref(), Some("Acme"));
         assert!(customer.api_key.as_ref().unwrap().matches(issued.api_key.expose()));
-        let stored = String::from_utf8(customer.to_bytes()).unwrap();
+        let stored = String::from_utf8_lossy(&customer.to_bytes()).into_owned();
         assert!(!stored.contains(issued.api_key.expose()), "{stored}");
         assert!(!stored.contains(issued.signing_secret.expose().trim_start_matches("whsec_")), "{stored}");
         let opened = customer.active_signing_secrets(&master, unix_now()).unwrap();
@@ -717,9 +717,10 @@ mod tests {
         assert!(!subscribed.subscribes_to("push"), "a source never receives fanned-out events");
 
         // Both secrets are sealed at rest, and open with the master key only.
-        let stored = String::from_utf8(source.to_bytes()).unwrap();
+        // The record is Avro; its strings stand in it as UTF-8.
+        let stored = String::from_utf8_lossy(&source.to_bytes()).into_owned();
         assert!(!stored.contains(issued.inbound_secret.as_str()), "{stored}");
-        assert!(stored.contains(r#""scheme":"hub-signature-256""#), "{stored}");
+        assert!(stored.contains("hub-signature-256"), "{stored}");
         let opened = source.inbound_secret(&master).unwrap().unwrap();
         assert_eq!(opened.as_str(), issued.inbound_secret.as_str());
         assert!(source.inbound_secret(&MasterKey::generate()).is_err());

@@ -6,6 +6,10 @@
 //! view has caught up with what the topic holds *now*: the consumer calls it before declaring a
 //! customer unknown, so a customer added a moment before its first event is not dead-lettered by
 //! a lagging view.
+//!
+//! Records are decoded with the [`Codec`] given at start (Avro, with or without a schema
+//! registry, or legacy JSON). While the schema registry is unreachable the follower waits and
+//! retries the record rather than skip a customer.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
@@ -17,6 +21,7 @@ use rdkafka::{Offset, TopicPartitionList};
 use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 
+use crate::codec::Codec;
 use crate::config::KafkaArgs;
 use crate::customer::Customer;
 use crate::secrets::api_key_id;
@@ -24,6 +29,8 @@ use crate::{Error, Result, kafka};
 
 const METADATA_TIMEOUT: Duration = Duration::from_secs(10);
 const POLL_INTERVAL: Duration = Duration::from_millis(100);
+/// Pause before decoding a record again while the schema registry is unreachable.
+const REGISTRY_RETRY: Duration = Duration::from_secs(1);
 
 /// Shared, cheaply cloneable handle on the directory.
 #[derive(Debug, Clone)]
@@ -41,6 +48,9 @@ struct Inner {
     progress: Mutex<Progress>,
     stop: CancellationToken,
     follower: Mutex<Option<std::thread::JoinHandle<()>>>,
+    codec: Codec,
+    /// The runtime registry look-ups run on (the follower is a plain thread).
+    runtime: tokio::runtime::Handle,
 }
 
 impl std::fmt::Debug for Inner {
@@ -119,16 +129,19 @@ impl Progress {
 
 impl Directory {
     /// Starts following `topic` and returns once the view holds everything the topic held at
-    /// start-up (or `load_timeout` passed). The follower stops when `stop` is cancelled.
+    /// start-up (or `load_timeout` passed). The follower stops when `stop` is cancelled. Records
+    /// are decoded with `codec`.
     pub async fn start(
         kafka: &KafkaArgs,
         topic: &str,
         load_timeout: Duration,
         stop: CancellationToken,
+        codec: Codec,
     ) -> Result<Self> {
         let kafka = kafka.clone();
         let topic_owned = topic.to_owned();
-        let inner = tokio::task::spawn_blocking(move || Inner::open(&kafka, topic_owned, stop))
+        let runtime = tokio::runtime::Handle::current();
+        let inner = tokio::task::spawn_blocking(move || Inner::open(&kafka, topic_owned, stop, codec, runtime))
             .await
             .map_err(|_| Error::DirectoryStopped)??;
         let inner = Arc::new(inner);
@@ -144,6 +157,12 @@ impl Directory {
             .map_err(|_| Error::Timeout(load_timeout, "the customer directory to load"))??;
         tracing::info!(topic, customers = directory.len(), "customer directory loaded");
         Ok(directory)
+    }
+
+    /// The codec records of the customers topic are read (and written, see
+    /// [`crate::tenants`]) with.
+    pub fn codec(&self) -> &Codec {
+        &self.inner.codec
     }
 
     /// The customer with this id, as last read.
@@ -242,7 +261,13 @@ impl Directory {
 }
 
 impl Inner {
-    fn open(kafka: &KafkaArgs, topic: String, stop: CancellationToken) -> Result<Self> {
+    fn open(
+        kafka: &KafkaArgs,
+        topic: String,
+        stop: CancellationToken,
+        codec: Codec,
+        runtime: tokio::runtime::Handle,
+    ) -> Result<Self> {
         let reader = kafka::reader(kafka, "hookline-directory")?;
         let partitions = kafka::topic_partitions(&reader, &topic, METADATA_TIMEOUT)?;
         let mut assignment = TopicPartitionList::new();
@@ -261,6 +286,8 @@ impl Inner {
             progress: Mutex::new(Progress { next_offset, ..Progress::default() }),
             stop,
             follower: Mutex::new(None),
+            codec,
+            runtime,
         })
     }
 
@@ -302,20 +329,36 @@ impl Inner {
             tracing::warn!(topic = %self.topic, "ignoring customer record without a UTF-8 key");
             return;
         };
-        let mut customers = self.customers.write().unwrap_or_else(PoisonError::into_inner);
-        match value {
-            None => customers.remove(key),
-            Some(value) => match Customer::from_record(key, value) {
-                Ok(customer) => customers.insert(customer),
-                Err(error) => tracing::warn!(topic = %self.topic, %error, "ignoring invalid customer record"),
-            },
+        let Some(value) = value else {
+            self.customers.write().unwrap_or_else(PoisonError::into_inner).remove(key);
+            return;
+        };
+        let decoded = loop {
+            match self.codec.decode_customer_blocking(&self.runtime, key, value) {
+                Err(error) if error.is_transient() && !self.stop.is_cancelled() => {
+                    tracing::warn!(topic = %self.topic, %error, "cannot decode a customer record yet; retrying");
+                    std::thread::sleep(REGISTRY_RETRY);
+                }
+                decoded => break decoded,
+            }
+        };
+        match decoded {
+            Ok(customer) => self.customers.write().unwrap_or_else(PoisonError::into_inner).insert(customer),
+            Err(error) => tracing::warn!(topic = %self.topic, %error, "ignoring invalid customer record"),
         }
     }
 }
 
-/// Writes (upserts) a customer to the customers topic and waits for the broker's acknowledgement.
+/// Writes (upserts) a customer to the customers topic, in Avro single-object encoding, and waits
+/// for the broker's acknowledgement.
 pub async fn put_customer(kafka: &KafkaArgs, topic: &str, customer: &Customer) -> Result<()> {
-    write_customer_record(kafka, topic, &customer.id, Some(customer.to_bytes())).await
+    put_customer_with(kafka, &Codec::single_object(), topic, customer).await
+}
+
+/// [`put_customer`] encoding with `codec` (e.g. through a schema registry).
+pub async fn put_customer_with(kafka: &KafkaArgs, codec: &Codec, topic: &str, customer: &Customer) -> Result<()> {
+    let value = codec.encode_customer(topic, customer).await?;
+    write_customer_record(kafka, topic, &customer.id, Some(value)).await
 }
 
 /// Removes a customer: writes a tombstone, which compaction turns into the key's removal.

@@ -32,7 +32,8 @@ pub mod headers {
     pub const ORIGINAL_OFFSET: &str = "hookline-original-offset";
 }
 
-/// The value of a record on the delivery topic (JSON).
+/// The value of a record on the delivery topic: `dev.hookline.DeliveryRecord` in Avro (see
+/// [`crate::codec`]; older records are JSON of the same shape).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct EventRecord {
     /// Unique, stable id of the published event (`evt_…`), the same for every customer's copy.
@@ -57,15 +58,19 @@ impl EventRecord {
         }
     }
 
-    /// Encodes the record value.
+    /// Encodes the record value in Avro single-object encoding. With a schema registry, use
+    /// [`Codec::encode_delivery`](crate::codec::Codec::encode_delivery) instead.
     pub fn to_bytes(&self) -> Vec<u8> {
-        // Serializing owned strings and a RawValue cannot fail.
-        serde_json::to_vec(self).unwrap_or_default()
+        // Cannot fail: the value is built field by field after the compiled-in schema, which the
+        // codec's tests check against this type.
+        crate::codec::encode_delivery_single_object(self).expect("a delivery record matches its schema")
     }
 
-    /// Decodes a record value.
-    pub fn from_bytes(bytes: &[u8]) -> Result<Self, serde_json::Error> {
-        serde_json::from_slice(bytes)
+    /// Decodes a record value written without a schema registry: Avro single-object encoding, or
+    /// the JSON of records written before Avro. [`Codec::decode_delivery`](crate::codec::Codec::decode_delivery)
+    /// also reads the Confluent wire format.
+    pub fn from_bytes(bytes: &[u8]) -> crate::Result<Self> {
+        crate::codec::Framing::of(bytes).and_then(crate::codec::decode_delivery_offline)
     }
 
     /// The body POSTed to the customer, in the Standard Webhooks shape `{type, timestamp, data}`.

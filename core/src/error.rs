@@ -42,4 +42,45 @@ pub enum Error {
 
     #[error("unknown inbound source `{0}`")]
     UnknownSource(String),
+
+    /// A record value that cannot be decoded (see [`crate::codec`]). `reason` is a short,
+    /// bounded label (metrics, DLQ error text).
+    #[error("{detail}")]
+    Undecodable { reason: &'static str, detail: String },
+
+    /// The schema registry could not be reached or failed (network error, 502/503): worth
+    /// retrying, never a verdict on the record.
+    #[error("schema registry unavailable: {0}")]
+    RegistryUnavailable(String),
+
+    /// The schema registry answered with an error (`error_code` and `message` as it sent them).
+    #[error("schema registry refused: {message} (error code {error_code})")]
+    RegistryRefused { error_code: u32, message: String },
+
+    #[error(
+        "the schema of subject `{subject}` is not registered in the schema registry at {url}; register it with \
+         `hookline-setup schemas register`"
+    )]
+    SchemaNotRegistered { subject: String, url: String },
+
+    #[error("avro: {0}")]
+    Avro(String),
+}
+
+impl Error {
+    /// Whether the failure is temporary (the schema registry is unreachable), so the operation
+    /// should be retried rather than the record given up.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, Self::RegistryUnavailable(_))
+    }
+
+    /// A short label for metrics: the reason a record could not be decoded, or `other`.
+    pub fn decode_reason(&self) -> &'static str {
+        match self {
+            Self::Undecodable { reason, .. } => reason,
+            Self::RegistryUnavailable(_) => "registry_unavailable",
+            Self::RegistryRefused { .. } | Self::SchemaNotRegistered { .. } => "unknown_schema",
+            _ => "other",
+        }
+    }
 }

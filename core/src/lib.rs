@@ -6,6 +6,8 @@
 //! - [`kafka`]: builders for librdkafka clients from those settings, so every binary talks to
 //!   Kafka the same way (idempotent producers, manual offset store for consumers).
 //! - [`envelope`]: the record carried on the delivery topic and the webhook body built from it.
+//! - [`codec`]: record values in Avro (single-object encoding, or the Confluent Schema Registry
+//!   wire format), the compiled-in schemas, schema resolution and the legacy JSON records.
 //! - [`customer`]: a customer (tenant) as stored in the compacted customers topic: delivery
 //!   configuration, hashed API key, sealed signing secrets, public key.
 //! - [`follower`]: follows a state topic into an in-memory view that can be caught up on demand.
@@ -21,6 +23,7 @@
 //! - [`topics`]: creating and checking the three topics.
 //! - [`error`]: this crate's error type.
 
+pub mod codec;
 pub mod config;
 pub mod customer;
 pub mod directory;

@@ -94,7 +94,8 @@ impl Tenants {
         if self.directory.get(id).is_some() {
             return Err(Error::CustomerExists(id.to_owned()));
         }
-        self.write(&issued.customer.id, Some(issued.customer.to_bytes())).await?;
+        let value = self.encode(&issued.customer).await?;
+        self.write(&issued.customer.id, Some(value)).await?;
         tracing::info!(customer = id, "customer created");
         Ok(issued)
     }
@@ -239,7 +240,8 @@ impl Tenants {
         let current = self.customer(id)?;
         let mut customer = Customer::clone(&current);
         let outcome = change(&mut customer)?;
-        self.write(id, Some(customer.to_bytes())).await?;
+        let value = self.encode(&customer).await?;
+        self.write(id, Some(value)).await?;
         let written = self.directory.get(id).ok_or_else(|| Error::UnknownCustomer(id.to_owned()))?;
         Ok((written, outcome))
     }
@@ -248,6 +250,12 @@ impl Tenants {
         tokio::time::timeout(SYNC_TIMEOUT, self.directory.sync())
             .await
             .map_err(|_| Error::Timeout(SYNC_TIMEOUT, "the customer directory to catch up"))?
+    }
+
+    /// The record value, encoded with the directory's codec (Avro; through the schema registry
+    /// when one is configured).
+    async fn encode(&self, customer: &Customer) -> Result<Vec<u8>> {
+        self.directory.codec().encode_customer(&self.topic, customer).await
     }
 
     /// Writes one record, waits for its acknowledgement, then for the directory to apply it.

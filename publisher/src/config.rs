@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
-use hookline_core::config::{KafkaArgs, ListenAddr, SecretString, TopicArgs, parse_duration};
+use hookline_core::config::{KafkaArgs, ListenAddr, SchemaRegistryArgs, SecretString, TopicArgs, parse_duration};
 use hookline_core::netguard::NetworkArgs;
 use hookline_core::secrets::MasterKeyArgs;
 
@@ -48,6 +48,11 @@ pub struct Config {
 
     #[command(flatten)]
     pub topics: TopicArgs,
+
+    /// Records are written in the Confluent wire format through this registry when set, else
+    /// in Avro single-object encoding.
+    #[command(flatten)]
+    pub schema_registry: SchemaRegistryArgs,
 
     /// Largest accepted request body, in bytes; larger requests get 413.
     #[arg(long, env = "HOOKLINE_MAX_BODY_SIZE", default_value_t = DEFAULT_MAX_BODY_SIZE)]
@@ -99,11 +104,6 @@ pub struct Config {
     #[arg(long, env = "HOOKLINE_REQUIRE_SCHEMAS", value_parser = clap::builder::BoolishValueParser::new())]
     pub require_schemas: bool,
 
-    /// Confluent Schema Registry holding event-type schemas as subjects `hookline.event.<type>`
-    /// (latest version, AVRO or JSON), e.g. `http://localhost:8081`.
-    #[arg(long, env = "SCHEMA_REGISTRY_URL")]
-    pub schema_registry_url: Option<String>,
-
     /// How often the schema registry's event-type schemas are reloaded (e.g. `60s`).
     #[arg(long, env = "HOOKLINE_EVENT_SCHEMAS_REFRESH", value_parser = parse_duration, default_value = "60s")]
     pub event_schemas_refresh: Duration,
@@ -120,6 +120,7 @@ impl Config {
             grpc_listen: ListenAddr(None),
             kafka,
             topics,
+            schema_registry: SchemaRegistryArgs::default(),
             max_body_size: DEFAULT_MAX_BODY_SIZE,
             directory_load_timeout: DEFAULT_DIRECTORY_LOAD_TIMEOUT,
             produce_timeout: DEFAULT_PRODUCE_TIMEOUT,
@@ -131,7 +132,6 @@ impl Config {
             network: NetworkArgs::default(),
             event_schemas_dir: None,
             require_schemas: false,
-            schema_registry_url: None,
             event_schemas_refresh: DEFAULT_EVENT_SCHEMAS_REFRESH,
         }
     }
@@ -159,7 +159,7 @@ mod tests {
         assert_eq!(parsed.topics.deliveries, built.topics.deliveries);
         assert_eq!(parsed.event_schemas_dir, built.event_schemas_dir);
         assert_eq!(parsed.require_schemas, built.require_schemas);
-        assert_eq!(parsed.schema_registry_url, built.schema_registry_url);
+        assert_eq!(parsed.schema_registry.url, built.schema_registry.url);
         assert_eq!(parsed.event_schemas_refresh, built.event_schemas_refresh);
     }
 
@@ -178,7 +178,7 @@ mod tests {
         .unwrap();
         assert_eq!(parsed.event_schemas_dir, Some(PathBuf::from("/etc/hookline/schemas")));
         assert!(parsed.require_schemas);
-        assert_eq!(parsed.schema_registry_url.as_deref(), Some("http://registry:8081"));
+        assert_eq!(parsed.schema_registry.url.as_deref(), Some("http://registry:8081"));
         assert_eq!(parsed.event_schemas_refresh, Duration::from_secs(300));
     }
 

@@ -103,6 +103,11 @@ pub enum Error {
     #[error("cannot load the idempotency records from `{topic}`: {source}")]
     IdempotencyLoad { topic: String, source: hookline_core::Error },
 
+    /// The event could not be encoded: the schema registry is unreachable or does not hold the
+    /// schema (503).
+    #[error("cannot encode the event: {0}")]
+    Encode(#[source] hookline_core::Error),
+
     /// The customer directory could not answer in time, or has stopped (503).
     #[error("customer directory unavailable: {0}")]
     Directory(#[source] hookline_core::Error),

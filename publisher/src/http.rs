@@ -18,6 +18,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
+use hookline_core::codec::Codec;
 use hookline_core::customer::{ALL_EVENTS, Customer, validate_event_type, validate_id};
 use hookline_core::directory::Directory;
 use hookline_core::envelope::{EventRecord, headers};
@@ -56,6 +57,8 @@ pub(crate) struct AppState {
     pub directory: Directory,
     /// The delivery topic.
     pub topic: String,
+    /// Encodes delivery records (Avro; through the schema registry when one is configured).
+    pub codec: Codec,
     pub produce_timeout: Duration,
     pub max_body_size: usize,
     pub metrics: Metrics,
@@ -371,7 +374,7 @@ pub(crate) async fn produce_copies(
     record: EventRecord,
     recipients: &[Arc<Customer>],
 ) -> Result<Accepted> {
-    let value = record.to_bytes();
+    let value = state.codec.encode_delivery(&state.topic, &record).await.map_err(Error::Encode)?;
     let record_headers = OwnedHeaders::new()
         .insert(Header { key: headers::EVENT_ID, value: Some(record.event_id.as_str()) })
         .insert(Header { key: headers::EVENT_TYPE, value: Some(record.event_type.as_str()) });
@@ -466,7 +469,9 @@ impl Error {
             Self::Idempotency(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Tenant(error) => tenant_status(error),
             Self::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
-            Self::Produce { .. } | Self::Directory(_) | Self::SchemaRegistry(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Produce { .. } | Self::Directory(_) | Self::SchemaRegistry(_) | Self::Encode(_) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             Self::DirectoryLoad { .. }
             | Self::IdempotencyLoad { .. }
             | Self::EventSchema { .. }
@@ -528,6 +533,7 @@ impl Error {
             | Self::IdempotencyLoad { .. }
             | Self::SchemaRegistry(_)
             | Self::EventSchema { .. }
+            | Self::Encode(_)
             | Self::DirectoryLoad { .. }
             | Self::Core(_)
             | Self::Kafka(_)
@@ -546,9 +552,13 @@ fn tenant_status(error: &hookline_core::Error) -> StatusCode {
         Core::Invalid { .. } => StatusCode::UNPROCESSABLE_ENTITY,
         Core::UnknownCustomer(_) | Core::UnknownSource(_) => StatusCode::NOT_FOUND,
         Core::CustomerExists(_) => StatusCode::CONFLICT,
-        Core::Timeout(..) | Core::DirectoryStopped | Core::Kafka(_) | Core::MissingTopic { .. } => {
-            StatusCode::SERVICE_UNAVAILABLE
-        }
+        Core::Timeout(..)
+        | Core::DirectoryStopped
+        | Core::Kafka(_)
+        | Core::MissingTopic { .. }
+        | Core::RegistryUnavailable(_)
+        | Core::RegistryRefused { .. }
+        | Core::SchemaNotRegistered { .. } => StatusCode::SERVICE_UNAVAILABLE,
         _ => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }

@@ -5,10 +5,12 @@
 //! Without `target` the event is fanned out to every customer in the directory subscribed to
 //! `type`; with it, to that customer only. A `payload` must match the schema of its `type`, if
 //! the type has one ([`event_types`]). Every copy carries the same event id, is keyed by the
-//! customer id (so one customer's events stay ordered on one partition) and is produced by one
-//! shared idempotent, `acks=all` producer. The request is answered `202` only once the broker has
-//! acknowledged every copy, so an accepted event is durable; a `503` means the caller must retry
-//! (at-least-once: some copies may already have been written).
+//! customer id (so one customer's events stay ordered on one partition), is encoded in Avro
+//! (`hookline_core::codec`: single-object encoding, or the Confluent wire format with
+//! `--schema-registry-url`) and is produced by one shared idempotent, `acks=all` producer. The
+//! request is answered `202` only once the broker has acknowledged every copy, so an accepted
+//! event is durable; a `503` means the caller must retry (at-least-once: some copies may already
+//! have been written).
 //!
 //! The same publish path serves the gRPC event broker ([`grpc`], `hookline.v1.EventBroker` on
 //! `--grpc-listen`, default port 9620), which runs beside the HTTP server, on the same state,
@@ -46,6 +48,7 @@ pub mod metrics;
 use std::sync::Arc;
 use std::time::Duration;
 
+use hookline_core::codec::{Codec, RecordType};
 use hookline_core::config::SecretString;
 use hookline_core::directory::Directory;
 use hookline_core::secrets::TokenSet;
@@ -118,6 +121,8 @@ pub async fn serve_with_grpc(
     let _stop_schemas = schemas_stop.clone().drop_guard();
     event_types.spawn_refresh(schemas_stop);
 
+    let codec = Codec::new(&config.schema_registry)?;
+    check_schemas(&codec, &config).await?;
     // Not a child of `shutdown`: in-flight requests may still need to catch the directory up
     // while the server drains, so it stops only when this function returns (drop guard).
     let directory_stop = CancellationToken::new();
@@ -129,6 +134,7 @@ pub async fn serve_with_grpc(
             &config.topics.customers,
             config.directory_load_timeout,
             directory_stop.clone(),
+            codec.clone(),
         ) => loaded.map_err(|source| Error::DirectoryLoad { topic: config.topics.customers.clone(), source })?,
     };
 
@@ -163,6 +169,7 @@ pub async fn serve_with_grpc(
         idempotency,
         signing_secret_grace: config.signing_secret_grace,
         topic: config.topics.deliveries.clone(),
+        codec,
         produce_timeout: config.produce_timeout,
         max_body_size: config.max_body_size,
         metrics,
@@ -212,6 +219,20 @@ pub async fn serve_with_grpc(
     served?;
     grpc_served?;
     tracing::info!("publisher stopped");
+    Ok(())
+}
+
+/// With a schema registry, checks at start-up that it holds the schemas this publisher writes,
+/// so that a missing registration fails the start rather than every publish.
+async fn check_schemas(codec: &Codec, config: &Config) -> Result<()> {
+    let Some(url) = codec.registry_url() else { return Ok(()) };
+    for (topic, record) in
+        [(&config.topics.deliveries, RecordType::Delivery), (&config.topics.customers, RecordType::Customer)]
+    {
+        let subject = format!("{topic}-value");
+        let id = codec.writer_id(&subject, record).await?;
+        tracing::info!(registry = url, subject, id, "writing records in the Confluent wire format");
+    }
     Ok(())
 }
 

@@ -9,6 +9,7 @@ use std::io::Write;
 use std::sync::Arc;
 use std::time::Duration;
 
+use hookline_core::codec::Codec;
 use hookline_core::config::{KafkaArgs, TopicArgs};
 use hookline_core::customer::{Customer, StoredPublicKey, validate_id, validate_name};
 use hookline_core::directory::Directory;
@@ -34,6 +35,8 @@ pub struct Context<'a> {
     pub master_key: &'a MasterKeyArgs,
     pub network: NetworkPolicy,
     pub timeout: Duration,
+    /// Encodes and decodes customer records (through the schema registry when configured).
+    pub codec: Codec,
 }
 
 /// Runs one `customers` subcommand.
@@ -197,7 +200,7 @@ pub(crate) async fn connect(context: &Context<'_>) -> Result<Connected> {
     let directory = bounded(
         context.timeout + SLACK,
         "the customer directory to load",
-        Directory::start(context.kafka, &context.topics.customers, context.timeout, stop),
+        Directory::start(context.kafka, &context.topics.customers, context.timeout, stop, context.codec.clone()),
     )
     .await?;
     let writes = for_writes(context.kafka, context.timeout);

@@ -38,6 +38,15 @@ pub enum Error {
     #[error("missing topic(s): {}; create them with `hookline-setup topics create`", .0.join(", "))]
     MissingTopics(Vec<String>),
 
+    #[error(
+        "no schema registry given: pass --schema-registry-url (or set SCHEMA_REGISTRY_URL), e.g. \
+         --schema-registry-url http://127.0.0.1:8081"
+    )]
+    NoSchemaRegistry,
+
+    #[error("subject `{subject}`: {source}")]
+    Schema { subject: String, source: hookline_core::Error },
+
     #[error("cannot generate keys: {0}")]
     Keys(String),
 
@@ -55,6 +64,7 @@ impl Error {
             // `ensure_topics` reports a broker refusing a creation as `Invalid { field: "topic" }`;
             // that is the broker's verdict, not the operator's typo.
             Self::Core(hookline_core::Error::Invalid { field, .. }) if *field != "topic" => EXIT_USAGE,
+            Self::NoSchemaRegistry => EXIT_USAGE,
             _ => EXIT_FAILURE,
         }
     }

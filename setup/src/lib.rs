@@ -19,6 +19,8 @@
 //!   through the same [`hookline_core::tenants::Tenants`] rules as the onboarding API.
 //! - `sources`: `sources add` / `list` / `remove`: inbound webhook sources, through the same
 //!   [`hookline_core::tenants::Tenants`].
+//! - `schemas`: `schemas register` / `check` / `show`: the Avro schemas of the topics in the
+//!   Confluent Schema Registry.
 //! - `keys`: `keys generate` (a customer's RSA key pair) and `keys master-key`.
 //! - `broker`: the reachability probe and timeouts that bound every Kafka call by `--timeout`.
 //! - [`error`]: this crate's error type and exit codes.
@@ -27,6 +29,7 @@ mod broker;
 mod customers;
 pub mod error;
 mod keys;
+mod schemas;
 mod sources;
 mod topics;
 
@@ -36,7 +39,8 @@ use std::time::Duration;
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
-use hookline_core::config::{KafkaArgs, TopicArgs, parse_duration};
+use hookline_core::codec::Codec;
+use hookline_core::config::{KafkaArgs, SchemaRegistryArgs, TopicArgs, parse_duration};
 use hookline_core::customer::SignatureScheme;
 use hookline_core::netguard::NetworkArgs;
 use hookline_core::secrets::{MasterKey, MasterKeyArgs};
@@ -63,6 +67,9 @@ pub struct Cli {
     #[command(flatten)]
     pub network: NetworkArgs,
 
+    #[command(flatten)]
+    pub schema_registry: SchemaRegistryArgs,
+
     #[command(subcommand)]
     pub command: Command,
 }
@@ -83,6 +90,22 @@ pub enum Command {
     /// Generate keys: a customer's RSA key pair, or the operator's master key.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Register or check the topics' Avro schemas in the Confluent Schema Registry.
+    #[command(subcommand)]
+    Schemas(SchemasCommand),
+}
+
+/// `hookline-setup schemas ...`
+#[derive(Debug, Clone, Subcommand)]
+pub enum SchemasCommand {
+    /// Register the compiled-in schemas under `<topic>-value` for the delivery, dead-letter and
+    /// customers topics; prints each subject's id and version. The registry checks
+    /// compatibility: a refusal is reported with its message (exit 1).
+    Register,
+    /// Check that each subject holds the compiled-in schema (exit 1 if one does not).
+    Check,
+    /// Print the compiled-in schemas and their fingerprints (needs no registry).
+    Show,
 }
 
 /// `hookline-setup sources ...`
@@ -297,25 +320,29 @@ fn parse_bits(raw: &str) -> Result<usize, String> {
 
 /// Runs one command, writing its report to `out` (errors are returned, not written).
 pub async fn run<W: Write + Send>(cli: Cli, out: &mut W) -> Result<()> {
-    let Cli { kafka, topics, timeout, master_key, network, command } = cli;
-    let tenant_context = || customers::Context {
-        kafka: &kafka,
-        topics: &topics,
-        master_key: &master_key,
-        network: network.policy(),
-        timeout,
+    let Cli { kafka, topics, timeout, master_key, network, schema_registry, command } = cli;
+    let tenant_context = || -> Result<customers::Context<'_>> {
+        Ok(customers::Context {
+            kafka: &kafka,
+            topics: &topics,
+            master_key: &master_key,
+            network: network.policy(),
+            timeout,
+            codec: Codec::new(&schema_registry)?,
+        })
     };
     match command {
         Command::Topics(TopicsCommand::Create(create)) => topics::create(&kafka, &topics, &create, timeout, out).await,
         Command::Topics(TopicsCommand::Describe) => topics::describe(&kafka, &topics, timeout, out).await,
-        Command::Customers(command) => customers::run(&tenant_context(), command, out).await,
-        Command::Sources(command) => sources::run(&tenant_context(), command, out).await,
+        Command::Customers(command) => customers::run(&tenant_context()?, command, out).await,
+        Command::Sources(command) => sources::run(&tenant_context()?, command, out).await,
         Command::Keys(KeysCommand::Generate(generate)) => {
             let (private, public) =
                 keys::generate_key_pair(generate.bits, &generate.out).map_err(|e| Error::Keys(e.to_string()))?;
             writeln!(out, "wrote {} (keep it secret) and {} (upload it)", private.display(), public.display())?;
             Ok(())
         }
+        Command::Schemas(command) => schemas::run(&topics, &schema_registry, command, timeout, out).await,
         Command::Keys(KeysCommand::MasterKey) => {
             writeln!(out, "{}", MasterKey::generate().to_base64())?;
             Ok(())
@@ -395,6 +422,26 @@ mod tests {
         ])
         .unwrap_err();
         assert_eq!(error.exit_code(), i32::from(EXIT_USAGE));
+    }
+
+    #[test]
+    fn a_positional_url_is_not_the_schema_registry_url() {
+        let cli = Cli::try_parse_from(["hookline-setup", "customers", "set-webhook", "c1", "http://x/hook"]).unwrap();
+        assert_eq!(cli.schema_registry.url, None);
+        let Command::Customers(CustomersCommand::SetWebhook(set)) = cli.command else { panic!("wrong command") };
+        assert_eq!(set.url, "http://x/hook");
+        let cli = Cli::try_parse_from([
+            "hookline-setup",
+            "schemas",
+            "register",
+            "--schema-registry-url",
+            "http://r:8081",
+            "--schema-registry-basic-auth",
+            "key:secret",
+        ])
+        .unwrap();
+        assert_eq!(cli.schema_registry.url.as_deref(), Some("http://r:8081"));
+        assert_eq!(cli.schema_registry.basic_auth.map(|a| a.expose().to_owned()).as_deref(), Some("key:secret"));
     }
 
     #[test]

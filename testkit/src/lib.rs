@@ -9,18 +9,24 @@
 //! - [`Endpoint`]: a recording webhook endpoint with a scripted response per request.
 //! - [`interop`]: run the Node.js scripts of `interop/` (off-the-shelf implementations).
 //! - [`kafka`]: produce events, read a topic back, read a group's committed offsets.
+//! - [`avro`]: a "v2" of a compiled-in schema and records written with it (schema evolution).
+//! - [`SchemaRegistry`]: an in-memory test double of the Confluent Schema Registry REST API (the
+//!   real one cannot run here).
 //! - [`tenants`]: the tests' master key, the loopback allow-list, customers with signing secrets.
 //! - [`unique_name`]: topic prefixes and group ids unique per test.
 //! - [`wait_until`]: poll a condition with a deadline instead of sleeping.
 
+pub mod avro;
 mod broker;
 mod endpoint;
 pub mod interop;
 pub mod kafka;
+mod schema_registry;
 pub mod tenants;
 
 pub use broker::{Broker, tansu_binary};
 pub use endpoint::{Endpoint, Received, Respond};
+pub use schema_registry::{Refusal, SchemaRegistry};
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;

@@ -143,11 +143,17 @@ impl Env {
     /// Starts an in-process publisher on `127.0.0.1:0` (tokens above, the tests' master key,
     /// loopback allowed) and waits until it answers.
     pub async fn start_publisher(&self) -> Publisher {
+        self.start_publisher_with(|_| {}).await
+    }
+
+    /// [`Env::start_publisher`] with `adjust` applied to its settings.
+    pub async fn start_publisher_with(&self, adjust: impl FnOnce(&mut hookline_publisher::Config)) -> Publisher {
         let mut config = hookline_publisher::Config::new(self.kafka.clone(), self.topics.clone());
         config.producer_tokens = vec![SecretString::new(PRODUCER_TOKEN)];
         config.admin_tokens = vec![SecretString::new(ADMIN_TOKEN)];
         config.master_key = tenants::master_key_args();
         config.network = tenants::loopback_network();
+        adjust(&mut config);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind publisher");
         let base = format!("http://{}", listener.local_addr().expect("publisher address"));
         let grpc_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind gRPC");

@@ -213,8 +213,12 @@ impl EventTypes {
             Some(dir) => load_directory(dir)?,
             None => HashMap::new(),
         };
-        let registry = match &config.schema_registry_url {
-            Some(url) => Some(Registry::connect(url, config.event_schemas_refresh, metrics.clone()).await?),
+        let settings = hookline_core::codec::registry_settings(&config.schema_registry, registry::REQUEST_TIMEOUT)
+            .map_err(|e| Error::SchemaRegistry(e.to_string()))?;
+        let registry = match settings {
+            Some((url, settings)) => {
+                Some(Registry::connect(&url, settings, config.event_schemas_refresh, metrics.clone()).await?)
+            }
             None => None,
         };
         let types = Self { directory, registry, require_schemas: config.require_schemas, metrics };

@@ -34,7 +34,7 @@ pub const MISS_TTL: Duration = Duration::from_secs(10);
 /// Remembered misses at most; beyond, they are forgotten (types come from producers).
 const MAX_MISSES: usize = 10_000;
 /// Timeout of one registry request.
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// Subjects fetched at once during a refresh.
 const CONCURRENT_FETCHES: usize = 8;
 
@@ -57,13 +57,8 @@ impl fmt::Debug for Registry {
 
 impl Registry {
     /// Connects to the registry at `url` and loads every event-type schema.
-    pub async fn connect(url: &str, refresh: Duration, metrics: Metrics) -> Result<Self> {
-        let base = url.trim_end_matches('/').to_owned();
-        let url = redact(&base);
-        let settings = SrSettings::new_builder(base)
-            .set_timeout(REQUEST_TIMEOUT)
-            .build()
-            .map_err(|e| Error::SchemaRegistry(format!("{url}: {}", describe(&e))))?;
+    pub async fn connect(url: &str, settings: SrSettings, refresh: Duration, metrics: Metrics) -> Result<Self> {
+        let url = redact(url);
         let registry = Self { settings, url, refresh, types: RwLock::default(), misses: Mutex::default(), metrics };
         registry.load_all().await.map_err(|reason| Error::SchemaRegistry(format!("{}: {reason}", registry.url)))?;
         Ok(registry)

@@ -34,6 +34,8 @@ const CLI_ENV: &[&str] = &[
     "HOOKLINE_MASTER_KEY",
     "HOOKLINE_MASTER_KEY_FILE",
     "HOOKLINE_ALLOW_NETWORKS",
+    "SCHEMA_REGISTRY_URL",
+    "SCHEMA_REGISTRY_BASIC_AUTH",
 ];
 
 /// The shared flags pointing at `brokers` and the topics `prefix`, `prefix.dlq`,
