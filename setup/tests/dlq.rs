@@ -3,7 +3,7 @@
 
 mod common;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime};
@@ -12,10 +12,10 @@ use common::{args, assert_exit, binary, in_process, stderr, stdout};
 use hookline_core::config::{KafkaArgs, TopicArgs};
 use hookline_core::{directory, topics};
 use hookline_setup::{EXIT_FAILURE, EXIT_USAGE, Error};
-use hookline_testkit::kafka::{header, produce_event, producer};
+use hookline_testkit::kafka::{committed_offsets, header, produce_event, producer};
 use hookline_testkit::{Broker, Endpoint, Respond, init_test_logging, tenants, unique_name, wait_until};
 use rdkafka::message::{Message, OwnedMessage};
-use rdkafka::producer::FutureProducer;
+use rdkafka::producer::{FutureProducer, FutureRecord};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -68,8 +68,9 @@ impl Env {
         config.master_key = tenants::master_key_args();
         config.network = tenants::loopback_network();
         let shutdown = CancellationToken::new();
+        let group = config.group.clone();
         let handle = tokio::spawn(hookline_consumer::run(config, shutdown.clone()));
-        Consumer { shutdown, handle }
+        Consumer { group, shutdown, handle }
     }
 
     async fn read(&self, topic: &str) -> Vec<OwnedMessage> {
@@ -101,6 +102,7 @@ async fn read_if_exists(kafka: &KafkaArgs, topic: &str) -> Vec<OwnedMessage> {
 }
 
 struct Consumer {
+    group: String,
     shutdown: CancellationToken,
     handle: JoinHandle<hookline_consumer::Result<()>>,
 }
@@ -267,7 +269,31 @@ async fn replay_redelivers_once_the_endpoint_recovers_keeping_the_event_id() {
     let again = ok(&env.command(&["dlq", "replay", "--customer", "acme"])).await;
     assert!(again.starts_with("nothing to replay (2 already replayed"), "{again}");
     assert_eq!(env.read(&env.topics.deliveries).await.len(), 5);
-    assert_eq!(env.read(&state_topic).await.len(), 2, "one marker per replayed dead letter");
+    let markers = env.read(&state_topic).await;
+    assert_eq!(markers.len(), 2, "one marker per replayed dead letter");
+
+    // A run interrupted after the broker acknowledged a record but before its marker was written
+    // (here: the marker deleted) produces that record again; the consumer's delivery ledger skips
+    // the second copy, so the customer still gets the event once.
+    let marker_key = markers[0].key().expect("marker key").to_vec();
+    env.producer
+        .send(FutureRecord::<[u8], [u8]>::to(&state_topic).key(&marker_key), Duration::from_secs(30))
+        .await
+        .map_err(|(e, _)| e)
+        .expect("delete the marker");
+    let rerun = ok(&env.command(&["dlq", "replay", "--customer", "acme"])).await;
+    assert!(rerun.starts_with("replayed 1 dead letter(s)") && rerun.contains("(1 already replayed"), "{rerun}");
+    let records = env.read(&env.topics.deliveries).await;
+    assert_eq!(records.len(), 6);
+    let mut ends: HashMap<i32, i64> = HashMap::new();
+    for record in &records {
+        ends.insert(record.partition(), record.offset() + 1);
+    }
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while committed_offsets(&env.kafka, &consumer.group, &env.topics.deliveries).await != ends {
+        assert!(tokio::time::Instant::now() < deadline, "the consumer did not get through the second copy");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     consumer.stop().await;
 
     let mut sent = delivered();
