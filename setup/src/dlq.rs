@@ -279,8 +279,22 @@ fn read_blocking(
             }
             Some(Err(error)) => return Err(hookline_core::Error::from(error).into()),
             None if pending.is_empty() => return Ok(()),
-            None if progress.elapsed() > timeout => return Err(Error::Timeout(timeout, "the topic to be read")),
-            None => {}
+            None => {
+                // The fetch position passes offsets that hold no record to read (transaction
+                // markers, compacted-away records), which a high watermark may count.
+                if let Ok(positions) = reader.position() {
+                    for element in positions.elements() {
+                        if let Offset::Offset(next) = element.offset()
+                            && pending.get(&element.partition()).is_some_and(|high| next >= *high)
+                        {
+                            pending.remove(&element.partition());
+                        }
+                    }
+                }
+                if !pending.is_empty() && progress.elapsed() > timeout {
+                    return Err(Error::Timeout(timeout, "the topic to be read"));
+                }
+            }
         }
     }
 }

@@ -4,6 +4,7 @@
 mod common;
 
 use std::collections::{BTreeSet, HashMap};
+use std::process::Stdio;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime};
@@ -14,8 +15,10 @@ use hookline_core::{directory, topics};
 use hookline_setup::{EXIT_FAILURE, EXIT_USAGE, Error};
 use hookline_testkit::kafka::{committed_offsets, header, produce_event, producer};
 use hookline_testkit::{Broker, Endpoint, Respond, init_test_logging, tenants, unique_name, wait_until};
-use rdkafka::message::{Message, OwnedMessage};
+use rdkafka::consumer::{BaseConsumer, Consumer as _};
+use rdkafka::message::{Header, Message, OwnedHeaders, OwnedMessage};
 use rdkafka::producer::{FutureProducer, FutureRecord};
+use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -372,4 +375,88 @@ async fn purge_finds_old_dead_letters_and_reports_a_broker_without_delete_record
         }
         Err(other) => panic!("unexpected purge failure: {other}\n{out}"),
     }
+}
+
+/// The number `text` starts with.
+fn leading_count(text: &str) -> usize {
+    text.chars().take_while(char::is_ascii_digit).collect::<String>().parse().unwrap_or_default()
+}
+
+/// A dead letter as the consumer writes it (the original record plus DLQ headers), produced
+/// directly: this test needs thousands, more than a consumer dead-letters quickly.
+async fn write_dead_letters(env: &Env, count: usize) -> Vec<String> {
+    let mut pending = Vec::with_capacity(count);
+    let mut ids = Vec::with_capacity(count);
+    for n in 0..count {
+        let event_id = format!("evt_bulk_{n:05}");
+        let headers = OwnedHeaders::new()
+            .insert(Header { key: "hookline-event-id", value: Some(&event_id) })
+            .insert(Header { key: "hookline-event-type", value: Some("order.created") })
+            .insert(Header { key: "hookline-dlq-reason", value: Some("max_attempts") })
+            .insert(Header { key: "hookline-dlq-attempts", value: Some("8") });
+        let customer = format!("customer-{}", n % 5);
+        let record = FutureRecord::to(&env.topics.dlq).key(&customer).payload("{}").headers(headers);
+        pending.push(env.producer.send_result(record).map_err(|(e, _)| e).expect("enqueue a dead letter"));
+        ids.push(event_id);
+    }
+    for delivery in pending {
+        delivery.await.expect("delivery report").map_err(|(e, _)| e).expect("dead letter written");
+    }
+    ids
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ctrl_c_stops_a_replay_that_a_rerun_finishes_without_duplicates() {
+    let env = Env::new(2).await;
+    let mut events = write_dead_letters(&env, 10_000).await;
+
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_hookline-setup"))
+        .args(env.command(&["dlq", "replay", "--all"]))
+        .env("RUST_LOG", "info")
+        .env("NO_COLOR", "1")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn hookline-setup");
+    // Interrupt it once records are arriving on the delivery topic.
+    let log = BufReader::new(child.stderr.take().expect("stderr")).lines();
+    let (kafka, deliveries) = (env.kafka.clone(), env.topics.deliveries.clone());
+    tokio::task::spawn_blocking(move || {
+        let reader: BaseConsumer = hookline_core::kafka::reader(&kafka, "hookline-test").expect("reader");
+        let deadline = std::time::Instant::now() + WAIT;
+        while [0, 1].iter().all(|p| reader.fetch_watermarks(&deliveries, *p, WAIT).is_ok_and(|(_, high)| high == 0)) {
+            assert!(std::time::Instant::now() < deadline, "the replay never started");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    })
+    .await
+    .expect("watermarks");
+    let mut log = log;
+    let pid = child.id().expect("pid").to_string();
+    let signalled = tokio::process::Command::new("kill").args(["-INT", &pid]).status().await.expect("run kill");
+    assert!(signalled.success());
+    let mut rest = String::new();
+    while let Some(line) = log.next_line().await.expect("read stderr") {
+        rest.push_str(&line);
+        rest.push('\n');
+    }
+    let status = child.wait().await.expect("wait");
+    assert_eq!(status.code(), Some(1), "an interrupted replay exits 1: {rest}");
+    assert!(rest.contains("then failed: interrupted; run the same command again"), "{rest}");
+
+    let first_run = leading_count(rest.split("error: replayed ").nth(1).unwrap_or_default());
+    assert!(first_run > 0 && first_run < 10_000, "interrupted part-way: {rest}");
+
+    let resumed = ok(&env.command(&["dlq", "replay", "--all"])).await;
+    let second_run = leading_count(resumed.strip_prefix("replayed ").unwrap_or_default());
+    assert!(resumed.contains(&format!("({first_run} already replayed")), "{resumed}");
+    assert_eq!(first_run + second_run, 10_000, "{resumed}");
+
+    let mut replayed: Vec<String> =
+        env.read(&env.topics.deliveries).await.iter().filter_map(|m| header(m, "hookline-event-id")).collect();
+    replayed.sort();
+    events.sort();
+    assert_eq!(replayed.len(), events.len(), "no dead letter produced twice");
+    assert_eq!(replayed, events, "every dead letter replayed once");
 }

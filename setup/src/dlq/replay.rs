@@ -31,6 +31,7 @@ use rdkafka::message::{Header, Message, OwnedHeaders};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
 use rdkafka::types::RDKafkaErrorCode;
 use serde_json::json;
+use tokio_util::sync::CancellationToken;
 
 use super::{DeadLetter, Selection, read_dead_letters, read_topic, write_table};
 use crate::broker::{bounded, check_reachable, for_writes};
@@ -74,6 +75,18 @@ pub async fn run<W: Write + Send>(
         return Err(Error::Usage(format!("--state-topic {state_topic} is one of Hookline's own topics")));
     }
 
+    // Ctrl-C stops producing new records, but the ones sent still get their markers, so that the
+    // re-run does not produce them again. Watched from the start (not in a dry run, which Ctrl-C
+    // simply ends), so that the handler is in place well before the first record is produced.
+    let interrupted = CancellationToken::new();
+    let _watcher = (!replay.dry_run).then(|| {
+        let interrupted = interrupted.clone();
+        AbortOnDrop(tokio::spawn(async move {
+            if tokio::signal::ctrl_c().await.is_ok() {
+                interrupted.cancel();
+            }
+        }))
+    });
     check_reachable(kafka, timeout).await?;
     let markers = read_markers(kafka, &state_topic, timeout).await?;
     let letters = read_dead_letters(kafka, &topics.dlq, timeout).await?;
@@ -96,6 +109,9 @@ pub async fn run<W: Write + Send>(
         out.flush()?;
         return Ok(());
     }
+    if interrupted.is_cancelled() {
+        return Err(Error::Replay { replayed: 0, reason: "interrupted".into() });
+    }
     if plan.todo.is_empty() {
         writeln!(out, "nothing to replay ({skipped})")?;
         out.flush()?;
@@ -117,7 +133,7 @@ pub async fn run<W: Write + Send>(
 
     let progress = if std::io::stderr().is_terminal() {
         let bar = ProgressBar::with_draw_target(Some(plan.todo.len() as u64), ProgressDrawTarget::stderr());
-        if let Ok(style) = ProgressStyle::with_template("{bar:40} {pos}/{len} replayed ({per_sec}, eta {eta})") {
+        if let Ok(style) = ProgressStyle::with_template("{bar:30} {pos}/{len} replayed ({eta} left)") {
             bar.set_style(style);
         }
         bar
@@ -125,6 +141,7 @@ pub async fn run<W: Write + Send>(
         ProgressBar::hidden()
     };
     let mut replayer = Replayer {
+        interrupted: &interrupted,
         producer: &producer,
         deliveries: &topics.deliveries,
         dlq: &topics.dlq,
@@ -153,6 +170,16 @@ pub async fn run<W: Write + Send>(
     )?;
     out.flush()?;
     Ok(())
+}
+
+/// Stops a task when dropped.
+#[derive(Debug)]
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// Which selected dead letters to replay.
@@ -265,6 +292,7 @@ async fn ensure_state_topic(kafka: &KafkaArgs, dlq: &str, topic: &str, timeout: 
 /// Produces replayed records with a bounded number in flight, writing each one's marker once it
 /// is acknowledged.
 struct Replayer<'a> {
+    interrupted: &'a CancellationToken,
     producer: &'a FutureProducer,
     deliveries: &'a str,
     dlq: &'a str,
@@ -282,6 +310,9 @@ struct Replayer<'a> {
 impl Replayer<'_> {
     async fn replay_all(&mut self, letters: &[DeadLetter]) {
         for (index, letter) in letters.iter().enumerate() {
+            if self.interrupted.is_cancelled() {
+                self.failure.get_or_insert_with(|| "interrupted".to_owned());
+            }
             if self.failure.is_some() {
                 break;
             }

@@ -30,6 +30,16 @@ const CLI_ENV: &[&str] = &[
     "HOOKLINE_MASTER_KEY",
     "HOOKLINE_MASTER_KEY_FILE",
     "HOOKLINE_ALLOW_NETWORKS",
+    "HOOKLINE_DLQ_CUSTOMER",
+    "HOOKLINE_DLQ_EVENT_ID",
+    "HOOKLINE_DLQ_REASON",
+    "HOOKLINE_DLQ_SINCE",
+    "HOOKLINE_DLQ_UNTIL",
+    "HOOKLINE_DLQ_LIMIT",
+    "HOOKLINE_DLQ_REPLAY_ALL",
+    "HOOKLINE_DLQ_REPLAY_STATE_TOPIC",
+    "HOOKLINE_DLQ_PURGE_BEFORE",
+    "HOOKLINE_DRY_RUN",
 ];
 
 /// The shared flags pointing at `brokers` and the topics `prefix`, `prefix.dlq`,
