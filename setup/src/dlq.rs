@@ -47,8 +47,11 @@ pub async fn run<W: Write + Send>(
 ) -> Result<()> {
     match command {
         DlqCommand::List(list) => {
+            let state_topic = replay::state_topic(list.state_topic.as_deref(), topics)?;
             check_reachable(kafka, timeout).await?;
-            let all = read_dead_letters(kafka, &topics.dlq, timeout).await?;
+            let markers = replay::read_markers(kafka, &state_topic, timeout).await?;
+            let mut all = read_dead_letters(kafka, &topics.dlq, timeout).await?;
+            replay::apply_markers(&markers, &mut all);
             let total = all.len();
             let selected = Selection::from(&list.filter).apply(all);
             if list.json {
@@ -84,6 +87,8 @@ pub struct DeadLetter {
     /// Event id and type from the headers, else from the value when it decodes.
     pub event_id: Option<String>,
     pub event_type: Option<String>,
+    /// When `dlq replay` replayed it (RFC 3339), from the replay state topic.
+    pub replayed_at: Option<String>,
 }
 
 impl DeadLetter {
@@ -101,6 +106,7 @@ impl DeadLetter {
             headers,
             event_id: None,
             event_type: None,
+            replayed_at: None,
         };
         letter.at =
             letter.header(headers::DLQ_AT).and_then(|at| humantime::parse_rfc3339_weak(at).ok()).or_else(|| {
@@ -152,6 +158,7 @@ impl DeadLetter {
             "original_topic": self.header(headers::ORIGINAL_TOPIC),
             "original_partition": number(headers::ORIGINAL_PARTITION),
             "original_offset": number(headers::ORIGINAL_OFFSET),
+            "replayed_at": self.replayed_at,
         })
     }
 }
@@ -310,10 +317,19 @@ fn format_time(at: Option<SystemTime>) -> String {
 
 /// The `dlq list` (and `replay --dry-run`) table.
 fn write_table<W: Write>(letters: &[DeadLetter], out: &mut W) -> std::io::Result<()> {
-    const HEADERS: [&str; 8] =
-        ["DEAD_LETTERED_AT", "CUSTOMER", "EVENT_ID", "EVENT_TYPE", "REASON", "ATTEMPTS", "LAST_STATUS", "DLQ"];
+    const HEADERS: [&str; 9] = [
+        "DEAD_LETTERED_AT",
+        "CUSTOMER",
+        "EVENT_ID",
+        "EVENT_TYPE",
+        "REASON",
+        "ATTEMPTS",
+        "LAST_STATUS",
+        "DLQ",
+        "REPLAYED",
+    ];
     let dash = |value: Option<&str>| value.unwrap_or("-").to_owned();
-    let rows: Vec<[String; 8]> = letters
+    let rows: Vec<[String; 9]> = letters
         .iter()
         .map(|l| {
             [
@@ -325,6 +341,10 @@ fn write_table<W: Write>(letters: &[DeadLetter], out: &mut W) -> std::io::Result
                 dash(l.header(headers::DLQ_ATTEMPTS)),
                 dash(l.header(headers::DLQ_LAST_STATUS)),
                 format!("{}/{}", l.partition, l.offset),
+                l.replayed_at.as_deref().map_or_else(
+                    || "-".to_owned(),
+                    |at| humantime::parse_rfc3339_weak(at).map_or_else(|_| at.to_owned(), |t| format_time(Some(t))),
+                ),
             ]
         })
         .collect();
@@ -420,6 +440,7 @@ mod tests {
             ],
             event_id: Some(format!("evt_{partition}_{offset}")),
             event_type: Some("order.created".into()),
+            replayed_at: (offset == 1).then(|| "2026-11-23T13:00:00.250Z".to_owned()),
         }
     }
 
@@ -461,12 +482,15 @@ mod tests {
         let lines: Vec<&str> = text.lines().collect();
         assert!(lines[0].starts_with("DEAD_LETTERED_AT      CUSTOMER  EVENT_ID  "), "{text}");
         assert!(lines[1].starts_with("2026-11-23T10:00:00Z  globex    evt_0_0   order.created  unknown_customer"));
-        assert!(lines[1].ends_with("8         -            0/0"), "{text}");
+        assert!(lines[1].ends_with("8         -            0/0  -"), "{text}");
+        assert!(lines[2].ends_with("0/1  2026-11-23T13:00:00Z"), "{text}");
         let shown = letters[2].to_json();
         assert_eq!(shown["customer"], "acme");
         assert_eq!(shown["attempts"], 8);
         assert_eq!(shown["last_status"], serde_json::Value::Null);
         assert_eq!(shown["dead_lettered_at"], "2026-11-23T12:00:00.000Z");
         assert_eq!((shown["dlq_partition"].as_i64(), shown["dlq_offset"].as_i64()), (Some(1), Some(0)));
+        assert_eq!(shown["replayed_at"], serde_json::Value::Null);
+        assert_eq!(letters[1].to_json()["replayed_at"], "2026-11-23T13:00:00.250Z");
     }
 }

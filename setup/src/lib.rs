@@ -278,6 +278,10 @@ pub struct ListDeadLetters {
     /// One JSON object per line instead of a table (for scripts).
     #[arg(long, env = "HOOKLINE_OUTPUT_JSON")]
     pub json: bool,
+
+    /// The replay state topic, to show which dead letters were replayed (see `dlq replay`).
+    #[arg(long, env = "HOOKLINE_DLQ_REPLAY_STATE_TOPIC")]
+    pub state_topic: Option<String>,
 }
 
 /// `dlq replay (filters | --all) [--dry-run]`

@@ -158,9 +158,10 @@ async fn list_shows_real_dead_letters_with_filters_and_json() {
     assert_eq!(acme_rows.len(), 2, "{all}");
     for row in &acme_rows {
         let cells: Vec<&str> = row.split_whitespace().collect();
-        // at, customer, event id, type, reason, attempts, last status, dlq partition/offset
-        assert_eq!(cells.len(), 8, "{row}");
+        // at, customer, event id, type, reason, attempts, last status, dlq partition/offset, replayed
+        assert_eq!(cells.len(), 9, "{row}");
         assert_eq!(cells[3..7], ["order.created", "max_attempts", "2", "503"], "{row}");
+        assert_eq!(cells[8], "-", "not replayed: {row}");
         assert!(acme.contains(&cells[2].to_owned()), "{row}");
     }
 
@@ -274,6 +275,13 @@ async fn replay_redelivers_once_the_endpoint_recovers_keeping_the_event_id() {
     assert_eq!(env.read(&env.topics.deliveries).await.len(), 5);
     let markers = env.read(&state_topic).await;
     assert_eq!(markers.len(), 2, "one marker per replayed dead letter");
+    let listed = binary(&env.command(&["dlq", "list", "--json"])).await;
+    assert_exit(&listed, 0);
+    for line in stdout(&listed).lines() {
+        let object: serde_json::Value = serde_json::from_str(line).expect("JSON");
+        let replayed = object["replayed_at"].as_str().is_some_and(|at| humantime::parse_rfc3339_weak(at).is_ok());
+        assert_eq!(replayed, object["customer"] == "acme", "only acme's dead letters were replayed: {line}");
+    }
 
     // A run interrupted after the broker acknowledged a record but before its marker was written
     // (here: the marker deleted) produces that record again; the consumer's delivery ledger skips

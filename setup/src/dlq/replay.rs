@@ -8,11 +8,12 @@
 //!
 //! **Idempotent re-runs.** Once the broker acknowledged a replayed record, a marker keyed by the
 //! dead letter's `partition/offset` is written to a compacted state topic (by default the DLQ's
-//! name followed by `.replayed`). A replay reads the markers first and skips every dead letter already replayed,
-//! so an interrupted run can simply be started again. One window remains: the replayed record was
-//! acknowledged and the process died before its marker was. The re-run then produces it again,
-//! and the consumer's delivery ledger closes that window: both copies carry the same (event id,
-//! customer), so whichever is delivered first is recorded and the other is skipped.
+//! name followed by `.replayed`). A replay reads the markers first and skips every dead letter
+//! already replayed, so an interrupted run can simply be started again. One window remains: the
+//! replayed record was acknowledged and the process died before its marker was. The re-run then
+//! produces it again, and the consumer's delivery ledger closes that window: both copies carry
+//! the same (event id, customer), so whichever is delivered first is recorded and the other is
+//! skipped. `dlq list` reads the same markers to show when a dead letter was replayed.
 //!
 //! Dead letters without a customer key (poison records) cannot be delivered and are not replayed.
 
@@ -68,12 +69,7 @@ pub async fn run<W: Write + Send>(
         }
         _ => {}
     }
-    let state_topic = replay.state_topic.clone().unwrap_or_else(|| format!("{}.replayed", topics.dlq));
-    if [&topics.dlq, &topics.deliveries, &topics.customers, &topics.delivered, &topics.idempotency]
-        .contains(&&state_topic)
-    {
-        return Err(Error::Usage(format!("--state-topic {state_topic} is one of Hookline's own topics")));
-    }
+    let state_topic = state_topic(replay.state_topic.as_deref(), topics)?;
 
     // Ctrl-C stops producing new records, but the ones sent still get their markers, so that the
     // re-run does not produce them again. Watched from the start (not in a dry run, which Ctrl-C
@@ -89,8 +85,9 @@ pub async fn run<W: Write + Send>(
     });
     check_reachable(kafka, timeout).await?;
     let markers = read_markers(kafka, &state_topic, timeout).await?;
-    let letters = read_dead_letters(kafka, &topics.dlq, timeout).await?;
-    let plan = Plan::new(&selection, letters, &markers);
+    let mut letters = read_dead_letters(kafka, &topics.dlq, timeout).await?;
+    apply_markers(&markers, &mut letters);
+    let plan = Plan::new(&selection, letters);
     let skipped =
         format!("{} already replayed, {} without a customer key; both skipped", plan.already_replayed, plan.keyless);
 
@@ -192,11 +189,11 @@ struct Plan {
 }
 
 impl Plan {
-    fn new(selection: &Selection, letters: Vec<DeadLetter>, markers: &Markers) -> Self {
+    fn new(selection: &Selection, letters: Vec<DeadLetter>) -> Self {
         let (mut already_replayed, mut keyless) = (0, 0);
         let mut todo = Vec::new();
         for letter in selection.filter(letters) {
-            if markers.get(&(letter.partition, letter.offset)) == Some(&letter.event_id.clone().unwrap_or_default()) {
+            if letter.replayed_at.is_some() {
                 already_replayed += 1;
             } else if letter.customer().is_none() {
                 keyless += 1;
@@ -213,16 +210,43 @@ impl Plan {
     }
 }
 
-/// Replayed dead letters: `(partition, offset)` to the event id the marker names (empty if none).
-/// A marker counts only if its event id is the dead letter's, so a DLQ topic recreated since (its
-/// offsets starting over) is not mistaken for replayed.
-type Markers = HashMap<(i32, i64), String>;
+/// The state topic: `--state-topic`, else the DLQ's name followed by `.replayed`.
+pub fn state_topic(flag: Option<&str>, topics: &TopicArgs) -> Result<String> {
+    let name = flag.map_or_else(|| format!("{}.replayed", topics.dlq), str::to_owned);
+    if [&topics.dlq, &topics.deliveries, &topics.customers, &topics.delivered, &topics.idempotency].contains(&&name) {
+        return Err(Error::Usage(format!("--state-topic {name} is one of Hookline's own topics")));
+    }
+    Ok(name)
+}
+
+/// A marker: the event id of the dead letter replayed (empty if it had none) and when.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Marker {
+    event_id: String,
+    replayed_at: String,
+}
+
+/// Replayed dead letters by `(partition, offset)`.
+pub type Markers = HashMap<(i32, i64), Marker>;
+
+/// Sets [`DeadLetter::replayed_at`] from the markers. A marker counts only if its event id is the
+/// dead letter's, so a DLQ topic recreated since (its offsets starting over) is not mistaken for
+/// replayed.
+pub fn apply_markers(markers: &Markers, letters: &mut [DeadLetter]) {
+    for letter in letters {
+        letter.replayed_at = markers
+            .get(&(letter.partition, letter.offset))
+            .filter(|m| m.event_id == letter.event_id.as_deref().unwrap_or_default())
+            .map(|m| m.replayed_at.clone());
+    }
+}
 
 fn marker_key(letter: &DeadLetter) -> String {
     format!("{}/{}", letter.partition, letter.offset)
 }
 
-async fn read_markers(kafka: &KafkaArgs, topic: &str, timeout: Duration) -> Result<Markers> {
+/// Every marker in `topic` (none if the topic does not exist yet).
+pub async fn read_markers(kafka: &KafkaArgs, topic: &str, timeout: Duration) -> Result<Markers> {
     let read = read_topic(kafka, topic, timeout, Markers::new(), |markers, message| {
         let Some((partition, offset)) = message
             .key()
@@ -234,11 +258,12 @@ async fn read_markers(kafka: &KafkaArgs, topic: &str, timeout: Duration) -> Resu
         };
         match message.payload() {
             Some(value) => {
-                let event_id = serde_json::from_slice::<serde_json::Value>(value)
-                    .ok()
-                    .and_then(|v| v["event_id"].as_str().map(str::to_owned))
-                    .unwrap_or_default();
-                markers.insert((partition, offset), event_id);
+                let value = serde_json::from_slice::<serde_json::Value>(value).unwrap_or_default();
+                let text = |field: &str| value[field].as_str().unwrap_or_default().to_owned();
+                markers.insert(
+                    (partition, offset),
+                    Marker { event_id: text("event_id"), replayed_at: text("replayed_at") },
+                );
             }
             None => {
                 markers.remove(&(partition, offset));
@@ -447,6 +472,7 @@ mod tests {
             ],
             event_id: Some(event_id.into()),
             event_type: None,
+            replayed_at: None,
         }
     }
 
@@ -466,16 +492,21 @@ mod tests {
     fn plan_skips_replayed_and_keyless_and_limits_this_run() {
         let letters =
             vec![letter(0, 1, Some("a"), "evt_1"), letter(0, 2, None, "evt_2"), letter(0, 3, Some("a"), "evt_3")];
+        let marker = |event_id: &str| Marker { event_id: event_id.into(), replayed_at: "2026-11-23T18:00:00Z".into() };
         let mut markers = Markers::new();
-        markers.insert((0, 1), "evt_1".into());
+        markers.insert((0, 1), marker("evt_1"));
         // A marker naming another event is for a DLQ topic that was recreated since.
-        markers.insert((0, 3), "evt_other".into());
-        let plan = Plan::new(&Selection::default(), letters.clone(), &markers);
+        markers.insert((0, 3), marker("evt_other"));
+        let mut marked = letters.clone();
+        apply_markers(&markers, &mut marked);
+        assert_eq!(marked[0].replayed_at.as_deref(), Some("2026-11-23T18:00:00Z"));
+        assert_eq!(marked[2].replayed_at, None);
+        let plan = Plan::new(&Selection::default(), marked);
         assert_eq!((plan.already_replayed, plan.keyless), (1, 1));
         assert_eq!(plan.todo.iter().map(|l| l.offset).collect::<Vec<_>>(), [3]);
 
         let limited = Selection { limit: Some(1), ..Selection::default() };
-        let plan = Plan::new(&limited, letters, &Markers::new());
+        let plan = Plan::new(&limited, letters);
         assert_eq!(plan.todo.iter().map(|l| l.offset).collect::<Vec<_>>(), [1], "the limit counts what is produced");
     }
 }
