@@ -1,10 +1,10 @@
 //! Command-line and environment settings of `hookline-consumer`.
 
-use std::net::SocketAddr;
 use std::str::FromStr;
 use std::time::Duration;
 
 use clap::{Args, Parser};
+pub use hookline_core::config::ListenAddr;
 use hookline_core::config::{KafkaArgs, TopicArgs, parse_duration};
 use hookline_core::netguard::NetworkArgs;
 use hookline_core::secrets::MasterKeyArgs;
@@ -121,21 +121,6 @@ impl FromStr for Window {
             Duration::ZERO => Err("a window of 0 remembers nothing; use `off` to disable de-duplication".to_owned()),
             window => Ok(Self(Some(window))),
         }
-    }
-}
-
-/// A listen address, or `off`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ListenAddr(pub Option<SocketAddr>);
-
-impl FromStr for ListenAddr {
-    type Err = String;
-
-    fn from_str(raw: &str) -> Result<Self, Self::Err> {
-        if raw.eq_ignore_ascii_case("off") {
-            return Ok(Self(None));
-        }
-        raw.parse().map(|a| Self(Some(a))).map_err(|_| format!("`{raw}` is not an address like 0.0.0.0:9464 or `off`"))
     }
 }
 

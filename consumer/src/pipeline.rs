@@ -6,6 +6,8 @@
 //! signing secret takes effect on the next retry of a record already in flight. Every attempt is
 //! signed, and encrypted when the customer uploaded a key ([`crate::seal`]); a record that cannot
 //! be signed or encrypted, or whose URL the SSRF guard blocks, is dead-lettered, never sent.
+//! Records keyed by an inbound source go to its operator-chosen internal endpoint, which the
+//! guard does not check ([`WebhookRequest::internal`]).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -139,6 +141,8 @@ impl Pipeline {
                 content_type: sealed.content_type,
                 signature: Some(&sealed.signature),
                 body: sealed.body,
+                // An inbound source's endpoint is the operator's, internal by design.
+                internal: customer.is_source(),
             };
             attempts += 1;
             let failure = match self.client.attempt(&request).await {

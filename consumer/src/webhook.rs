@@ -20,6 +20,11 @@
 //!
 //! A refused destination is [`Attempt::Blocked`]: retrying would not help, so the pipeline
 //! dead-letters it.
+//!
+//! The guard protects Hookline's network from URLs that customers choose. An inbound source's
+//! endpoint is chosen by the operator and is internal by design, so requests marked
+//! [`WebhookRequest::internal`] go through a second client without the guard (still without
+//! proxies or redirects).
 
 use std::error::Error as StdError;
 use std::fmt;
@@ -48,6 +53,9 @@ pub struct WebhookRequest<'a> {
     /// The full `webhook-signature` header value, if the delivery is signed.
     pub signature: Option<&'a str>,
     pub body: Bytes,
+    /// The URL is an inbound source's internal endpoint, set by an operator: the SSRF guard
+    /// does not apply. Never set for a customer's URL.
+    pub internal: bool,
 }
 
 // By hand: the URL may carry a customer's token, and the body is the customer's data.
@@ -58,6 +66,7 @@ impl fmt::Debug for WebhookRequest<'_> {
             .field("timestamp", &self.timestamp)
             .field("content_type", &self.content_type)
             .field("signed", &self.signature.is_some())
+            .field("internal", &self.internal)
             .field("body_len", &self.body.len())
             .finish_non_exhaustive()
     }
@@ -93,6 +102,8 @@ pub struct Failure {
 #[derive(Debug, Clone)]
 pub struct WebhookClient {
     client: reqwest::Client,
+    /// For [`WebhookRequest::internal`] requests: the system resolver, no guard.
+    internal: reqwest::Client,
     policy: Arc<NetworkPolicy>,
 }
 
@@ -101,17 +112,19 @@ impl WebhookClient {
     /// `policy` allows.
     pub fn new(request_timeout: Duration, policy: NetworkPolicy) -> Result<Self> {
         let policy = Arc::new(policy);
-        let client = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            // A proxy would resolve and connect on our behalf, out of the guard's sight.
-            .no_proxy()
-            .dns_resolver(GuardedResolver { policy: Arc::clone(&policy) })
-            .timeout(request_timeout)
-            .connect_timeout(request_timeout.min(Duration::from_secs(10)))
-            .user_agent(concat!("Hookline/", env!("CARGO_PKG_VERSION")))
-            .pool_idle_timeout(Duration::from_secs(60))
-            .build()?;
-        Ok(Self { client, policy })
+        let builder = || {
+            reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                // A proxy would resolve and connect on our behalf, out of the guard's sight.
+                .no_proxy()
+                .timeout(request_timeout)
+                .connect_timeout(request_timeout.min(Duration::from_secs(10)))
+                .user_agent(concat!("Hookline/", env!("CARGO_PKG_VERSION")))
+                .pool_idle_timeout(Duration::from_secs(60))
+        };
+        let client = builder().dns_resolver(GuardedResolver { policy: Arc::clone(&policy) }).build()?;
+        let internal = builder().build()?;
+        Ok(Self { client, internal, policy })
     }
 
     /// POSTs `request.body` to `request.url` as event `request.event_id`.
@@ -125,13 +138,17 @@ impl WebhookClient {
             Ok(url) => url,
             Err(error) => return failed(format!("invalid webhook URL: {error}")),
         };
-        // What the resolver cannot check: the scheme, and IP-literal hosts (the client connects
-        // to those without resolving).
-        if let Err(reason) = self.policy.check_without_dns(&url) {
-            return Attempt::Blocked { reason };
-        }
-        let mut post = self
-            .client
+        let client = if request.internal {
+            &self.internal
+        } else {
+            // What the resolver cannot check: the scheme, and IP-literal hosts (the client
+            // connects to those without resolving).
+            if let Err(reason) = self.policy.check_without_dns(&url) {
+                return Attempt::Blocked { reason };
+            }
+            &self.client
+        };
+        let mut post = client
             .post(url)
             .header("webhook-id", request.event_id)
             .header("webhook-timestamp", request.timestamp.to_string())
@@ -316,6 +333,7 @@ mod tests {
             content_type: "application/json",
             signature: None,
             body: Bytes::from_static(br#"{"type":"t","timestamp":"x","data":{}}"#),
+            internal: false,
         }
     }
 
@@ -378,6 +396,24 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn internal_endpoints_skip_the_guard_and_customer_urls_keep_it() {
+        let endpoint = Endpoint::ok().await;
+        let url = endpoint.url();
+        let client = client(&[]);
+        let internal = WebhookRequest { internal: true, ..request(&url) };
+        let attempt = client.attempt(&internal).await;
+        assert!(matches!(attempt, Attempt::Acked { status: 200, .. }), "{attempt:?}");
+        let by_name = url.replace("127.0.0.1", "localhost");
+        let attempt = client.attempt(&WebhookRequest { internal: true, ..request(&by_name) }).await;
+        assert!(matches!(attempt, Attempt::Acked { status: 200, .. }), "{attempt:?}");
+        assert_eq!(endpoint.count(), 2);
+        // The same client still refuses the address for a customer, by IP literal and by name.
+        blocked_reason(client.attempt(&request(&url)).await);
+        blocked_reason(client.attempt(&request(&by_name)).await);
+        assert_eq!(endpoint.count(), 2);
+    }
+
+    #[tokio::test]
     async fn non_http_schemes_are_blocked() {
         let reason = blocked_reason(client(&[]).attempt(&request("file:///etc/passwd")).await);
         assert!(reason.contains("http or https"), "{reason}");
@@ -396,6 +432,7 @@ mod tests {
             content_type: "application/jose",
             signature: Some(signature),
             body: body.clone(),
+            internal: false,
         };
         let attempt = client(&["127.0.0.0/8"]).attempt(&request).await;
         assert!(matches!(attempt, Attempt::Acked { status: 200, .. }), "{attempt:?}");

@@ -3,6 +3,8 @@
 //! Each struct is a clap `Args` group with `global = true` flags, so a flag is accepted before or
 //! after a subcommand, and every flag can also come from the environment.
 
+use std::net::SocketAddr;
+use std::str::FromStr;
 use std::time::Duration;
 
 use clap::Args;
@@ -158,6 +160,21 @@ pub fn parse_key_value(raw: &str) -> Result<(String, String), String> {
 /// Parses a human duration such as `250ms`, `30s`, `5m` or `1h 30m`.
 pub fn parse_duration(raw: &str) -> Result<Duration, String> {
     humantime::parse_duration(raw).map_err(|e| format!("`{raw}` is not a duration like 250ms, 30s or 5m ({e})"))
+}
+
+/// A listen address, or `off` (the server is not started).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ListenAddr(pub Option<SocketAddr>);
+
+impl FromStr for ListenAddr {
+    type Err = String;
+
+    fn from_str(raw: &str) -> Result<Self, Self::Err> {
+        if raw.eq_ignore_ascii_case("off") {
+            return Ok(Self(None));
+        }
+        raw.parse().map(|a| Self(Some(a))).map_err(|_| format!("`{raw}` is not an address like 0.0.0.0:9464 or `off`"))
+    }
 }
 
 #[cfg(test)]

@@ -6,14 +6,21 @@
 //! ([`MasterKey::seal`], bound to the customer id). The customer's RSA public key is public.
 //! Unknown fields are ignored when reading so that newer writers do not break older readers.
 //!
+//! An inbound *source* (an external sender whose webhooks Hookline receives, verifies and
+//! delivers to an internal endpoint) is stored the same way, as a record with [`Customer::inbound`]
+//! set: its `webhook_url` is the internal endpoint, its signing secrets are Hookline's own (they
+//! sign the deliveries to that endpoint), and it has no API key and no subscriptions, so fan-out
+//! never reaches it.
+//!
 //! Everything here is pure data manipulation; [`crate::tenants`] reads and writes the topic.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use hookline_wire::keys::PublicKey;
-use hookline_wire::signing::SigningSecret;
+use hookline_wire::signing::{SECRET_PREFIX, SigningSecret};
 use serde::{Deserialize, Serialize};
 use url::Url;
+use zeroize::Zeroizing;
 
 use crate::secrets::{ApiKey, ApiKeyHash, MasterKey};
 use crate::{Error, Result};
@@ -60,6 +67,91 @@ pub struct Customer {
     pub created_at: i64,
     /// Unix seconds.
     #[serde(default)]
+    pub updated_at: i64,
+    /// Set when this record is an inbound source rather than a customer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inbound: Option<InboundSource>,
+}
+
+/// What makes a record an inbound source: how its sender signs, and the sender's secret.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InboundSource {
+    pub scheme: SignatureScheme,
+    /// The sender's secret, sealed with the master key and bound to the source id.
+    pub secret: String,
+}
+
+impl std::fmt::Debug for InboundSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InboundSource").field("scheme", &self.scheme).finish_non_exhaustive()
+    }
+}
+
+/// How an inbound source's sender signs its requests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SignatureScheme {
+    /// Standard Webhooks v1: `webhook-id`, `webhook-timestamp`, `webhook-signature: v1,<base64>`,
+    /// with a `whsec_` secret and a 5-minute timestamp tolerance.
+    #[serde(rename = "standard-webhooks")]
+    StandardWebhooks,
+    /// GitHub's `X-Hub-Signature-256: sha256=<hex HMAC-SHA256 of the body>`.
+    #[serde(rename = "hub-signature-256")]
+    HubSignature256,
+}
+
+impl SignatureScheme {
+    /// The name used on the command line and in records.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::StandardWebhooks => "standard-webhooks",
+            Self::HubSignature256 => "hub-signature-256",
+        }
+    }
+}
+
+impl std::fmt::Display for SignatureScheme {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for SignatureScheme {
+    type Err = Error;
+
+    fn from_str(raw: &str) -> Result<Self> {
+        match raw.trim() {
+            "standard-webhooks" => Ok(Self::StandardWebhooks),
+            "hub-signature-256" => Ok(Self::HubSignature256),
+            other => Err(Error::Invalid {
+                field: "scheme",
+                reason: format!("`{other}` is not `standard-webhooks` or `hub-signature-256`"),
+            }),
+        }
+    }
+}
+
+/// Longest inbound secret accepted for `hub-signature-256`.
+pub const MAX_INBOUND_SECRET_LEN: usize = 1024;
+
+/// What a new inbound source is given, once: the sender's secret (when generated, or as given)
+/// and the secret that signs deliveries to the internal endpoint.
+#[derive(Debug)]
+pub struct IssuedSource {
+    pub source: Customer,
+    pub inbound_secret: Zeroizing<String>,
+    pub signing_secret: SigningSecret,
+}
+
+/// An inbound source as shown to people: no secrets.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SourceView {
+    pub id: String,
+    pub scheme: SignatureScheme,
+    /// The internal endpoint its events are delivered to.
+    pub endpoint: Option<String>,
+    /// Active signing secrets of the deliveries (metadata only), newest first.
+    pub signing_secrets: Vec<SecretView>,
+    pub created_at: i64,
     pub updated_at: i64,
 }
 
@@ -164,9 +256,63 @@ impl Customer {
         Ok(Issued { customer, api_key, signing_secret })
     }
 
-    /// Whether a fanned-out event of this type goes to this customer.
+    /// A new inbound source delivering to `endpoint` (operator-chosen, so only its syntax is
+    /// checked: internal addresses are its purpose). `secret` is the sender's (checked for the
+    /// scheme), generated when `None`; deliveries are signed with a fresh secret of our own.
+    pub fn source(
+        id: &str,
+        scheme: SignatureScheme,
+        endpoint: &str,
+        secret: Option<&str>,
+        master: &MasterKey,
+    ) -> Result<IssuedSource> {
+        validate_id(id)?;
+        let endpoint = validate_webhook_url(endpoint).map_err(|e| match e {
+            Error::Invalid { reason, .. } => Error::Invalid { field: "endpoint", reason },
+            other => other,
+        })?;
+        let inbound_secret = match secret {
+            Some(given) => validate_inbound_secret(scheme, given)?,
+            None => generate_inbound_secret(scheme),
+        };
+        let mut issued = Self::onboard(id, None, master)?;
+        issued.customer.api_key = None;
+        issued.customer.webhook_url = Some(endpoint.to_string());
+        issued.customer.inbound =
+            Some(InboundSource { scheme, secret: master.seal(&inbound_secret_context(id), inbound_secret.as_bytes()) });
+        Ok(IssuedSource { source: issued.customer, inbound_secret, signing_secret: issued.signing_secret })
+    }
+
+    /// Whether this record is an inbound source rather than a customer.
+    pub fn is_source(&self) -> bool {
+        self.inbound.is_some()
+    }
+
+    /// The sender's secret of an inbound source, opened with `master` (`None` for a customer).
+    pub fn inbound_secret(&self, master: &MasterKey) -> Result<Option<Zeroizing<String>>> {
+        self.inbound
+            .as_ref()
+            .map(|inbound| master.open_string(&inbound_secret_context(&self.id), &inbound.secret))
+            .transpose()
+    }
+
+    /// Whether a fanned-out event of this type goes to this customer (never to a source).
     pub fn subscribes_to(&self, event_type: &str) -> bool {
-        self.events.iter().any(|e| e == event_type || e == ALL_EVENTS)
+        !self.is_source() && self.events.iter().any(|e| e == event_type || e == ALL_EVENTS)
+    }
+
+    /// What the CLI shows of an inbound source (`None` for a customer).
+    pub fn source_view(&self) -> Option<SourceView> {
+        let inbound = self.inbound.as_ref()?;
+        let view = self.view();
+        Some(SourceView {
+            id: view.id,
+            scheme: inbound.scheme,
+            endpoint: view.webhook_url,
+            signing_secrets: view.signing_secrets,
+            created_at: view.created_at,
+            updated_at: view.updated_at,
+        })
     }
 
     /// Sets (or, with `None`, clears) the webhook URL after checking its syntax. The SSRF check,
@@ -328,6 +474,46 @@ pub struct SecretView {
 /// customer's record does not open.
 fn secret_context(id: &str) -> String {
     format!("hookline/signing-secret/{id}")
+}
+
+/// The associated data a source's sender secret is sealed under.
+fn inbound_secret_context(id: &str) -> String {
+    format!("hookline/inbound-secret/{id}")
+}
+
+/// Checks a sender secret given by the operator: a `whsec_` secret for Standard Webhooks; for
+/// `hub-signature-256`, 16 to 1024 bytes without whitespace or control characters at the ends
+/// (a GitHub webhook secret is any string, but a short one is guessable).
+fn validate_inbound_secret(scheme: SignatureScheme, secret: &str) -> Result<Zeroizing<String>> {
+    let invalid = |reason: &str| Error::Invalid { field: "secret", reason: reason.to_owned() };
+    match scheme {
+        SignatureScheme::StandardWebhooks => {
+            let parsed = SigningSecret::parse(secret).map_err(|e| match wire_error(e) {
+                Error::Invalid { reason, .. } => invalid(&reason),
+                other => other,
+            })?;
+            Ok(Zeroizing::new(parsed.expose()))
+        }
+        SignatureScheme::HubSignature256 => {
+            if secret.len() < 16 || secret.len() > MAX_INBOUND_SECRET_LEN {
+                return Err(invalid(&format!("must be 16 to {MAX_INBOUND_SECRET_LEN} bytes")));
+            }
+            if secret.trim() != secret || secret.chars().any(char::is_control) {
+                return Err(invalid("must not start or end with whitespace or hold control characters"));
+            }
+            Ok(Zeroizing::new(secret.to_owned()))
+        }
+    }
+}
+
+/// A random sender secret: a `whsec_` secret, or for `hub-signature-256` the same 32 random bytes
+/// as plain base64 text.
+fn generate_inbound_secret(scheme: SignatureScheme) -> Zeroizing<String> {
+    let secret = Zeroizing::new(SigningSecret::generate().expose());
+    match scheme {
+        SignatureScheme::StandardWebhooks => secret,
+        SignatureScheme::HubSignature256 => Zeroizing::new(secret.trim_start_matches(SECRET_PREFIX).to_owned()),
+    }
 }
 
 fn wire_error(error: hookline_wire::Error) -> Error {
@@ -516,5 +702,60 @@ mod tests {
         // Fields added by newer versions are ignored.
         let newer = br#"{"id":"c1","webhook_url":"http://x/","events":[],"added_in_a_later_version":"..."}"#;
         assert_eq!(Customer::from_record("c1", newer).unwrap().id, "c1");
+    }
+
+    #[test]
+    fn sources_are_records_that_fan_out_never_reaches() {
+        let master = MasterKey::generate();
+        let issued =
+            Customer::source("github", SignatureScheme::HubSignature256, "http://10.1.2.3/in", None, &master).unwrap();
+        let source = &issued.source;
+        assert!(source.is_source() && source.api_key.is_none() && source.events.is_empty());
+        assert_eq!(source.webhook_url.as_deref(), Some("http://10.1.2.3/in"));
+        let mut subscribed = source.clone();
+        subscribed.events = vec!["*".into()];
+        assert!(!subscribed.subscribes_to("push"), "a source never receives fanned-out events");
+
+        // Both secrets are sealed at rest, and open with the master key only.
+        let stored = String::from_utf8(source.to_bytes()).unwrap();
+        assert!(!stored.contains(issued.inbound_secret.as_str()), "{stored}");
+        assert!(stored.contains(r#""scheme":"hub-signature-256""#), "{stored}");
+        let opened = source.inbound_secret(&master).unwrap().unwrap();
+        assert_eq!(opened.as_str(), issued.inbound_secret.as_str());
+        assert!(source.inbound_secret(&MasterKey::generate()).is_err());
+        let signing = source.active_signing_secrets(&master, unix_now()).unwrap();
+        assert_eq!(signing[0].expose(), issued.signing_secret.expose());
+        assert_eq!(Customer::from_record("github", &source.to_bytes()).unwrap(), *source);
+        let view = source.source_view().unwrap();
+        assert_eq!(
+            (view.scheme, view.endpoint.as_deref()),
+            (SignatureScheme::HubSignature256, Some("http://10.1.2.3/in"))
+        );
+        assert!(Customer::new("c", "http://x/", vec![]).unwrap().source_view().is_none());
+        assert!(!format!("{source:?}").contains(&source.inbound.as_ref().unwrap().secret));
+
+        // Generated Standard Webhooks secrets are `whsec_` secrets; given ones are checked.
+        let standard =
+            Customer::source("sw", SignatureScheme::StandardWebhooks, "http://internal/sw", None, &master).unwrap();
+        assert!(standard.inbound_secret.starts_with("whsec_"));
+        let given = SigningSecret::generate().expose();
+        let kept =
+            Customer::source("sw", SignatureScheme::StandardWebhooks, "http://i/", Some(&given), &master).unwrap();
+        assert_eq!(kept.inbound_secret.as_str(), given);
+        let field_of = |result: Result<IssuedSource>| match result {
+            Err(Error::Invalid { field, .. }) => field,
+            other => panic!("expected Invalid, got {other:?}"),
+        };
+        let hub = SignatureScheme::HubSignature256;
+        assert_eq!(
+            field_of(Customer::source("sw", SignatureScheme::StandardWebhooks, "http://i/", Some("x"), &master)),
+            "secret"
+        );
+        assert_eq!(field_of(Customer::source("g", hub, "http://i/", Some("short"), &master)), "secret");
+        assert_eq!(field_of(Customer::source("g", hub, "http://i/", Some(" padded-secret-text "), &master)), "secret");
+        assert_eq!(field_of(Customer::source("g", hub, "ftp://i/", None, &master)), "endpoint");
+        assert_eq!(field_of(Customer::source("bad id", hub, "http://i/", None, &master)), "id");
+        assert_eq!("hub-signature-256".parse::<SignatureScheme>().unwrap(), hub);
+        assert!("sha1".parse::<SignatureScheme>().is_err());
     }
 }

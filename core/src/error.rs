@@ -39,4 +39,7 @@ pub enum Error {
 
     #[error("unknown customer `{0}`")]
     UnknownCustomer(String),
+
+    #[error("unknown inbound source `{0}`")]
+    UnknownSource(String),
 }

@@ -1,6 +1,8 @@
 //! Tenant operations, shared by the publisher's onboarding API and the setup CLI, so that both
 //! enforce the same rules: create a customer (issuing its API key and signing secret), change its
-//! webhook URL (SSRF-checked), subscriptions or public key, rotate its signing secret, delete it.
+//! webhook URL (SSRF-checked), subscriptions or public key, rotate its signing secret, delete it;
+//! and add, list and remove inbound sources (records with [`Customer::inbound`] set, which the
+//! customer operations treat as unknown, so neither can be changed through the other's API).
 //!
 //! Every change is a read-modify-write of the customer's record in the compacted customers
 //! topic: the [`Directory`] is caught up first (so a change made through another replica a
@@ -17,7 +19,11 @@ use hookline_wire::signing::SigningSecret;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use tokio::sync::Mutex;
 
-use crate::customer::{Customer, Issued, StoredPublicKey, validate_id, validate_webhook_url};
+use zeroize::Zeroizing;
+
+use crate::customer::{
+    Customer, Issued, IssuedSource, SignatureScheme, StoredPublicKey, validate_id, validate_webhook_url,
+};
 use crate::directory::Directory;
 use crate::netguard::NetworkPolicy;
 use crate::secrets::{ApiKey, MasterKey};
@@ -97,13 +103,13 @@ impl Tenants {
     pub async fn get(&self, id: &str) -> Result<Arc<Customer>> {
         validate_id(id)?;
         self.sync().await?;
-        self.directory.get(id).ok_or_else(|| Error::UnknownCustomer(id.to_owned()))
+        self.customer(id)
     }
 
-    /// Every customer, ordered by id, after catching up with the topic.
+    /// Every customer (inbound sources excepted), ordered by id, after catching up with the topic.
     pub async fn list(&self) -> Result<Vec<Arc<Customer>>> {
         self.sync().await?;
-        Ok(self.directory.all())
+        Ok(self.directory.all().into_iter().filter(|c| !c.is_source()).collect())
     }
 
     /// Deletes a customer (a tombstone); its events still queued are dead-lettered.
@@ -111,12 +117,58 @@ impl Tenants {
         validate_id(id)?;
         let _write = self.writes.lock().await;
         self.sync().await?;
-        if self.directory.get(id).is_none() {
-            return Err(Error::UnknownCustomer(id.to_owned()));
-        }
+        self.customer(id)?;
         self.write(id, None).await?;
         tracing::info!(customer = id, "customer deleted");
         Ok(())
+    }
+
+    /// Adds an inbound source (see [`Customer::source`]); its secrets are returned once.
+    pub async fn add_source(
+        &self,
+        id: &str,
+        scheme: SignatureScheme,
+        endpoint: &str,
+        secret: Option<&str>,
+    ) -> Result<IssuedSource> {
+        let issued = Customer::source(id, scheme, endpoint, secret, &self.master_key)?;
+        let _write = self.writes.lock().await;
+        self.sync().await?;
+        if self.directory.get(id).is_some() {
+            return Err(Error::CustomerExists(id.to_owned()));
+        }
+        self.write(id, Some(issued.source.to_bytes())).await?;
+        tracing::info!(source = id, %scheme, "inbound source added");
+        Ok(issued)
+    }
+
+    /// Every inbound source, ordered by id, after catching up with the topic.
+    pub async fn sources(&self) -> Result<Vec<Arc<Customer>>> {
+        self.sync().await?;
+        Ok(self.directory.all().into_iter().filter(|c| c.is_source()).collect())
+    }
+
+    /// Removes an inbound source (a tombstone); its events still queued are dead-lettered.
+    pub async fn remove_source(&self, id: &str) -> Result<()> {
+        validate_id(id)?;
+        let _write = self.writes.lock().await;
+        self.sync().await?;
+        if !self.directory.get(id).is_some_and(|c| c.is_source()) {
+            return Err(Error::UnknownSource(id.to_owned()));
+        }
+        self.write(id, None).await?;
+        tracing::info!(source = id, "inbound source removed");
+        Ok(())
+    }
+
+    /// The sender's secret of an inbound source record, opened with the master key.
+    pub fn inbound_secret(&self, source: &Customer) -> Result<Zeroizing<String>> {
+        source.inbound_secret(&self.master_key)?.ok_or_else(|| Error::UnknownSource(source.id.clone()))
+    }
+
+    /// The customer `id` as last read; inbound sources are not customers.
+    fn customer(&self, id: &str) -> Result<Arc<Customer>> {
+        self.directory.get(id).filter(|c| !c.is_source()).ok_or_else(|| Error::UnknownCustomer(id.to_owned()))
     }
 
     /// The customer this API key belongs to, if any (constant-time hash comparison).
@@ -184,7 +236,7 @@ impl Tenants {
         validate_id(id)?;
         let _write = self.writes.lock().await;
         self.sync().await?;
-        let current = self.directory.get(id).ok_or_else(|| Error::UnknownCustomer(id.to_owned()))?;
+        let current = self.customer(id)?;
         let mut customer = Customer::clone(&current);
         let outcome = change(&mut customer)?;
         self.write(id, Some(customer.to_bytes())).await?;

@@ -44,6 +44,11 @@ pub enum Error {
     #[error("event #{index} ({event_type}) went to {actual} customers, expected {expected}")]
     FanOut { index: u32, event_type: String, expected: usize, actual: usize },
 
+    #[error(
+        "event #{index} sent again with its Idempotency-Key was not answered from the first request ({first}, then {again})"
+    )]
+    NotReplayed { index: u32, first: String, again: String },
+
     #[error("the consumer group did not take all {partitions} partitions within {waited:?}")]
     GroupNotReady { partitions: i32, waited: Duration },
 

@@ -94,7 +94,10 @@ pub async fn run_until(args: Args, interrupt: CancellationToken) -> Result<Summa
             }
         }
     }
-    println!("  topics: {} ({} partitions), {}, {}", topics.deliveries, args.partitions, topics.dlq, topics.customers);
+    println!(
+        "  topics: {} ({} partitions), {}, {}, {} (delivery ledger), {}",
+        topics.deliveries, args.partitions, topics.dlq, topics.customers, topics.delivered, topics.idempotency
+    );
 
     let mut stack = Stack::default();
     let outcome = drive(&args, &kafka, &topics, &group, &location, &mut stack, &interrupt).await;
@@ -249,12 +252,17 @@ async fn drive(
     let started = Instant::now();
     println!();
     println!("Publishing {} events over HTTP...", args.events);
-    let deliveries = workload::publish(publisher_address, &credentials.producer_token, args.events, cast::CAST).await?;
+    let published =
+        workload::publish(publisher_address, &credentials.producer_token, &unique_suffix(), args.events, cast::CAST)
+            .await?;
     println!(
-        "Published {} events in {:.1}s: {deliveries} deliveries for {} customers.",
+        "Published {} events in {:.1}s: {} deliveries for {} customers; {} requests sent twice (client retries \
+         with the same Idempotency-Key) were answered from the first and delivered nothing more.",
         args.events,
         started.elapsed().as_secs_f64(),
-        expected.values().filter(|n| **n > 0).count()
+        published.deliveries,
+        expected.values().filter(|n| **n > 0).count(),
+        published.replayed,
     );
 
     let deadline = started + args.timeout;

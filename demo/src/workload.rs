@@ -7,6 +7,11 @@
 //!
 //! What each customer should receive is computed here from the same subscriptions the customers
 //! were registered with, and checked against the `deliveries` count of every `202` answer.
+//!
+//! Every request carries an `Idempotency-Key`, and one in [`RETRY_EVERY`] is sent twice, as a
+//! client does when an answer is lost: the repeat must be answered from the first request (same
+//! event id, `Idempotent-Replayed: true`) and deliver nothing more, which the receivers' duplicate
+//! count then shows.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -20,6 +25,8 @@ use crate::{Error, Result};
 
 /// Publish requests in flight at once.
 const CONCURRENCY: usize = 8;
+/// One request in this many is sent again, as a client retry.
+pub const RETRY_EVERY: u32 = 10;
 
 /// One event of the workload.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -66,35 +73,68 @@ pub fn expected(events: u32, cast: &[Profile]) -> BTreeMap<&'static str, u64> {
 }
 
 /// The answer to an accepted publish request.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, PartialEq, Eq, Deserialize)]
 struct Accepted {
+    event_id: String,
     deliveries: usize,
 }
 
+/// What publishing the workload took.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Published {
+    pub deliveries: usize,
+    /// Requests sent again and answered from the first one.
+    pub replayed: usize,
+}
+
 /// Publishes the first `events` events to the publisher at `publisher` and checks that each one
-/// was fanned out to the customers expected. Returns the total number of deliveries.
-pub async fn publish(publisher: SocketAddr, token: &str, events: u32, cast: &[Profile]) -> Result<usize> {
+/// was fanned out to the customers expected, and that each repeated request was answered from the
+/// first. `run` makes the idempotency keys unique to this run.
+pub async fn publish(
+    publisher: SocketAddr,
+    token: &str,
+    run: &str,
+    events: u32,
+    cast: &[Profile],
+) -> Result<Published> {
     let client = reqwest::Client::builder().build()?;
     let url = format!("http://{publisher}/publish");
-    let results: Vec<Result<usize>> = futures::stream::iter(0..events)
+    let results: Vec<Result<Published>> = futures::stream::iter(0..events)
         .map(|index| {
             let client = client.clone();
             let url = url.clone();
-            async move { publish_one(&client, &url, token, &event(index, cast), cast).await }
+            async move {
+                let event = event(index, cast);
+                let key = format!("demo-{run}-{index}");
+                let first = publish_one(&client, &url, token, &key, &event, cast).await?;
+                if index % RETRY_EVERY != RETRY_EVERY / 2 {
+                    return Ok(Published { deliveries: first.0.deliveries, replayed: 0 });
+                }
+                let (again, replayed) = publish_one(&client, &url, token, &key, &event, cast).await?;
+                if !replayed || again != first.0 {
+                    return Err(Error::NotReplayed { index, first: first.0.event_id, again: again.event_id });
+                }
+                Ok(Published { deliveries: first.0.deliveries, replayed: 1 })
+            }
         })
         .buffer_unordered(CONCURRENCY)
         .collect()
         .await;
-    results.into_iter().sum()
+    results.into_iter().try_fold(Published::default(), |total, one| {
+        let one = one?;
+        Ok(Published { deliveries: total.deliveries + one.deliveries, replayed: total.replayed + one.replayed })
+    })
 }
 
+/// Publishes `event` with idempotency key `key`; the answer, and whether it was a replay.
 async fn publish_one(
     client: &reqwest::Client,
     url: &str,
     token: &str,
+    key: &str,
     event: &Event,
     cast: &[Profile],
-) -> Result<usize> {
+) -> Result<(Accepted, bool)> {
     let payload = json!({
         "reference": format!("{}-{:05}", event.event_type.replace('.', "-"), event.index),
         "amount_cents": (u64::from(event.index) * 1_237) % 100_000,
@@ -104,8 +144,9 @@ async fn publish_one(
     if let Some(target) = event.target {
         body["target"] = json!(target);
     }
-    let response = client.post(url).bearer_auth(token).json(&body).send().await?;
+    let response = client.post(url).bearer_auth(token).header("idempotency-key", key).json(&body).send().await?;
     let status = response.status();
+    let replayed = response.headers().get("idempotent-replayed").is_some_and(|v| v == "true");
     if status != reqwest::StatusCode::ACCEPTED {
         let body = response.text().await.unwrap_or_default();
         return Err(Error::Publish {
@@ -125,7 +166,7 @@ async fn publish_one(
             actual: accepted.deliveries,
         });
     }
-    Ok(accepted.deliveries)
+    Ok((accepted, replayed))
 }
 
 #[cfg(test)]

@@ -27,15 +27,15 @@ pub(crate) enum Caller {
 
 /// Resolves the request's bearer credentials.
 pub(crate) async fn identify(state: &AppState, parts: &Parts) -> Result<Caller, Error> {
-    let header = parts
-        .headers
-        .get(AUTHORIZATION)
-        .ok_or(Error::Unauthorized("missing `Authorization: Bearer <token>` header"))?;
-    let token = header
-        .to_str()
-        .ok()
-        .and_then(bearer_token)
-        .ok_or(Error::Unauthorized("the `Authorization` header must be `Bearer <token>`"))?;
+    // A header that is not text is reported like a malformed one.
+    identify_bearer(state, parts.headers.get(AUTHORIZATION).map(|v| v.to_str().unwrap_or_default())).await
+}
+
+/// Resolves an `Authorization` value (HTTP header or gRPC metadata), `None` when absent.
+pub(crate) async fn identify_bearer(state: &AppState, header: Option<&str>) -> Result<Caller, Error> {
+    let header = header.ok_or(Error::Unauthorized("missing `Authorization: Bearer <token>` header"))?;
+    let token =
+        bearer_token(header).ok_or(Error::Unauthorized("the `Authorization` header must be `Bearer <token>`"))?;
     // Both sets are always checked, so timing does not tell which kind of token was close.
     let admin = state.admin_tokens.contains(token);
     let producer = state.producer_tokens.contains(token);
@@ -48,6 +48,14 @@ pub(crate) async fn identify(state: &AppState, parts: &Parts) -> Result<Caller, 
     match state.tenants.authenticate(token).await.map_err(Error::Directory)? {
         Some(customer) => Ok(Caller::Customer(customer)),
         None => Err(Error::Unauthorized("invalid credentials")),
+    }
+}
+
+/// Succeeds for a producer token: the only role that may publish events.
+pub(crate) fn require_producer(caller: Caller) -> Result<(), Error> {
+    match caller {
+        Caller::Producer => Ok(()),
+        _ => Err(Error::Forbidden("only producer tokens may publish events")),
     }
 }
 
@@ -82,10 +90,7 @@ impl FromRequestParts<Arc<AppState>> for Producer {
     type Rejection = Error;
 
     async fn from_request_parts(parts: &mut Parts, state: &Arc<AppState>) -> Result<Self, Error> {
-        match identify(state, parts).await? {
-            Caller::Producer => Ok(Self),
-            _ => Err(Error::Forbidden("only producer tokens may publish events")),
-        }
+        require_producer(identify(state, parts).await?).map(|()| Self)
     }
 }
 

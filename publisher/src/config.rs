@@ -5,12 +5,14 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
-use hookline_core::config::{KafkaArgs, SecretString, TopicArgs, parse_duration};
+use hookline_core::config::{KafkaArgs, ListenAddr, SecretString, TopicArgs, parse_duration};
 use hookline_core::netguard::NetworkArgs;
 use hookline_core::secrets::MasterKeyArgs;
 
 /// Default `--listen` address.
 pub const DEFAULT_LISTEN: &str = "0.0.0.0:4242";
+/// Default `--grpc-listen` (the event broker's port in seed 000).
+pub const DEFAULT_GRPC_LISTEN: &str = "0.0.0.0:9620";
 /// Default `--max-body-size`: 1 MiB.
 pub const DEFAULT_MAX_BODY_SIZE: usize = 1_048_576;
 /// Default `--directory-load-timeout`.
@@ -35,6 +37,11 @@ pub struct Config {
     /// Address the HTTP server listens on.
     #[arg(long, env = "HOOKLINE_LISTEN", default_value = DEFAULT_LISTEN)]
     pub listen: SocketAddr,
+
+    /// Address the gRPC event broker (`hookline.v1.EventBroker`, health, reflection) listens on,
+    /// or `off`.
+    #[arg(long, env = "HOOKLINE_GRPC_LISTEN", default_value = DEFAULT_GRPC_LISTEN)]
+    pub grpc_listen: ListenAddr,
 
     #[command(flatten)]
     pub kafka: KafkaArgs,
@@ -104,10 +111,13 @@ pub struct Config {
 
 impl Config {
     /// Settings with every default but the Kafka connection and topic names (for tests and the
-    /// in-process demo, which pass their own listener to [`crate::serve`]).
+    /// in-process demo, which pass their own listener to [`crate::serve`]), and with the gRPC
+    /// server off: a fixed port would collide between publishers in one process (tests pass
+    /// their own gRPC listener to [`crate::serve_with_grpc`]).
     pub fn new(kafka: KafkaArgs, topics: TopicArgs) -> Self {
         Self {
             listen: SocketAddr::from(([0, 0, 0, 0], 4242)),
+            grpc_listen: ListenAddr(None),
             kafka,
             topics,
             max_body_size: DEFAULT_MAX_BODY_SIZE,
@@ -137,6 +147,8 @@ mod tests {
         let built = Config::new(KafkaArgs::new("127.0.0.1:9092"), TopicArgs::default());
         assert_eq!(parsed.listen, built.listen);
         assert_eq!(parsed.listen.to_string(), DEFAULT_LISTEN);
+        assert_eq!(parsed.grpc_listen.0.map(|a| a.to_string()).as_deref(), Some(DEFAULT_GRPC_LISTEN));
+        assert_eq!(built.grpc_listen, ListenAddr(None));
         assert_eq!(parsed.max_body_size, built.max_body_size);
         assert_eq!(parsed.directory_load_timeout, built.directory_load_timeout);
         assert_eq!(parsed.produce_timeout, built.produce_timeout);
@@ -176,6 +188,8 @@ mod tests {
             "hookline-publisher",
             "--listen",
             "127.0.0.1:8080",
+            "--grpc-listen",
+            "off",
             "--max-body-size",
             "64",
             "--directory-load-timeout",
@@ -193,6 +207,7 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(parsed.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(parsed.grpc_listen, ListenAddr(None));
         assert_eq!(parsed.max_body_size, 64);
         assert_eq!(parsed.directory_load_timeout, Duration::from_secs(5));
         assert_eq!(parsed.produce_timeout, Duration::from_millis(250));

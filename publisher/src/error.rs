@@ -1,7 +1,7 @@
 //! Errors of the publisher: start-up failures and the reasons a publish request is refused.
 //!
 //! One enum for both, so that a handler can use `?` on anything; [`crate::http`] maps each
-//! variant to an HTTP status and a JSON body `{"error": "..."}`.
+//! variant to an HTTP status and a JSON body `{"error": "..."}`, and to a gRPC status code.
 
 use std::net::SocketAddr;
 
@@ -35,6 +35,18 @@ pub enum Error {
     /// `target` names a customer the directory does not know (404).
     #[error("unknown customer `{0}`")]
     UnknownCustomer(String),
+
+    /// An incoming event names no inbound source (404).
+    #[error("unknown inbound source `{0}`")]
+    UnknownSource(String),
+
+    /// `POST /inbound/{source}`: the sender's signature is missing, malformed or wrong (401).
+    #[error("{0}")]
+    BadSignature(String),
+
+    /// `POST /inbound/{source}`: the signed timestamp is outside the tolerance (401).
+    #[error("the `webhook-timestamp` is missing, malformed or more than 5 minutes from now")]
+    StaleSignature,
 
     /// No credentials, or credentials nobody issued (401).
     #[error("{0}")]
@@ -127,4 +139,8 @@ pub enum Error {
     /// The HTTP server stopped with an I/O error.
     #[error("http server: {0}")]
     Serve(#[source] std::io::Error),
+
+    /// The gRPC server could not be built or stopped with an error.
+    #[error("grpc server: {0}")]
+    Grpc(String),
 }

@@ -1,6 +1,6 @@
 //! The HTTP API: `POST /publish` (producer tokens only), `GET /healthz`, `GET /metrics`, the
-//! onboarding routes of [`crate::api`] under `/v1`, and `GET /v1/event-types`
-//! ([`crate::event_types`]).
+//! onboarding routes of [`crate::api`] under `/v1`, `GET /v1/event-types` ([`crate::event_types`]),
+//! and inbound webhooks (`inbound`).
 //!
 //! Every error answer is JSON `{"error": "..."}`, including axum's own rejections (body too
 //! large, wrong content type), unknown routes and wrong methods, so that clients can always
@@ -39,7 +39,7 @@ use crate::{Error, Result};
 /// How long a targeted request waits for the directory to catch up with the customers topic
 /// before calling the target unknown: long enough to see a customer created a moment ago, short
 /// enough that a typo is answered quickly.
-const TARGET_LOOKUP_TIMEOUT: Duration = Duration::from_secs(2);
+pub(crate) const TARGET_LOOKUP_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Extra time granted beyond `produce_timeout` before giving up on acknowledgements, so that
 /// librdkafka's own `message.timeout.ms` verdict (a definite answer) normally arrives first.
@@ -85,6 +85,7 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
         .route("/publish", post(publish))
         .merge(crate::api::routes())
         .merge(crate::event_types::routes())
+        .merge(crate::inbound::routes())
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .fallback(no_route)
@@ -110,10 +111,12 @@ struct PublishBody {
 pub(crate) struct PublishRequest {
     pub event_type: String,
     pub payload: Box<RawValue>,
-    /// Deliver to this customer only, whatever its subscriptions.
+    /// Deliver to this customer only, whatever its subscriptions. For an incoming event, the
+    /// inbound source it is for (required).
     pub target: Option<String>,
     /// A repeat of a request with this key within the window is answered from the first one.
     pub idempotency_key: Option<String>,
+    pub direction: Direction,
 }
 
 impl PublishRequest {
@@ -122,6 +125,17 @@ impl PublishRequest {
         let target = self.target.as_deref().unwrap_or_default();
         idempotency::fingerprint(&[self.event_type.as_bytes(), self.payload.get().as_bytes(), target.as_bytes()])
     }
+}
+
+/// Whom an event is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Direction {
+    /// To customers (`POST /publish`, `SendOutgoingEvent`): `target` must be a customer, never an
+    /// inbound source.
+    Outgoing,
+    /// From an external sender to an inbound source's internal endpoint (`POST /inbound/{source}`,
+    /// `HandleIncomingEvent`): `target` must be an inbound source.
+    Incoming,
 }
 
 /// The answer to an accepted request.
@@ -139,21 +153,41 @@ pub(crate) struct Accepted {
 /// [`Error::InvalidRequest`] with a message naming the field.
 pub(crate) fn parse_publish(body: &[u8]) -> Result<PublishRequest> {
     let parsed: PublishBody = parse_json(body)?;
-    if parsed.event_type == ALL_EVENTS {
-        return Err(Error::InvalidRequest(format!(
-            "invalid `type`: `{ALL_EVENTS}` only subscribes to every event type; publish a concrete type"
-        )));
-    }
-    validate_event_type(&parsed.event_type).map_err(|e| invalid_field("type", e))?;
+    validate_publish_type(&parsed.event_type)?;
     if let Some(target) = &parsed.target {
-        validate_id(target).map_err(|e| invalid_field("target", e))?;
+        validate_id_field("target", target)?;
     }
     Ok(PublishRequest {
         event_type: parsed.event_type,
         payload: parsed.payload,
         target: parsed.target,
         idempotency_key: None,
+        direction: Direction::Outgoing,
     })
+}
+
+/// Checks the type of an event to publish: a valid event type, and not the `*` wildcard.
+pub(crate) fn validate_publish_type(event_type: &str) -> Result<()> {
+    if event_type == ALL_EVENTS {
+        return Err(Error::InvalidRequest(format!(
+            "invalid `type`: `{ALL_EVENTS}` only subscribes to every event type; publish a concrete type"
+        )));
+    }
+    validate_event_type(event_type).map_err(|e| invalid_field("type", e))
+}
+
+/// Checks a customer or source id given in the request field `field`.
+pub(crate) fn validate_id_field(field: &str, id: &str) -> Result<()> {
+    validate_id(id).map_err(|e| invalid_field(field, e))
+}
+
+/// A payload given as JSON text (gRPC, inbound bodies): any JSON value, kept as sent (without
+/// surrounding whitespace).
+pub(crate) fn parse_payload(field: &str, text: String) -> Result<Box<RawValue>> {
+    if text.trim().is_empty() {
+        return Err(Error::InvalidRequest(format!("invalid `{field}`: JSON text is required, e.g. `{{}}`")));
+    }
+    RawValue::from_string(text).map_err(|e| Error::InvalidRequest(format!("invalid `{field}`: not JSON ({e})")))
 }
 
 /// Parses a JSON object body into `T`. Syntax errors are [`Error::MalformedJson`] (400); anything
@@ -281,7 +315,8 @@ async fn publish(
 }
 
 /// Checks the payload against its type's schema, then writes one copy of the event per
-/// recipient and waits for every acknowledgement. With an idempotency key, a repeat is answered
+/// recipient and waits for every acknowledgement. Shared by `POST /publish`,
+/// `POST /inbound/{source}` and the gRPC event broker. With an idempotency key, a repeat is answered
 /// from the first request instead (see [`crate::idempotency`]).
 pub(crate) async fn publish_event(state: &AppState, request: PublishRequest) -> Result<Accepted> {
     state.event_types.check(&request.event_type, &request.payload).await?;
@@ -302,13 +337,21 @@ pub(crate) async fn publish_event(state: &AppState, request: PublishRequest) -> 
 
 /// Resolves the recipients and writes one copy per recipient, with `event_id` if given.
 async fn publish_once(state: &AppState, request: PublishRequest, event_id: Option<String>) -> Result<Accepted> {
-    let recipients: Vec<Arc<Customer>> = match &request.target {
+    let recipients: Vec<Arc<Customer>> = match (&request.target, request.direction) {
         // A directory that has not seen the customer yet may just be lagging: catch up first.
-        Some(id) => match state.directory.get_fresh(id, TARGET_LOOKUP_TIMEOUT).await.map_err(Error::Directory)? {
-            Some(customer) => vec![customer],
-            None => return Err(Error::UnknownCustomer(id.clone())),
-        },
-        None => state.directory.subscribers(&request.event_type),
+        (Some(id), direction) => {
+            let found = state.directory.get_fresh(id, TARGET_LOOKUP_TIMEOUT).await.map_err(Error::Directory)?;
+            match (found, direction) {
+                (Some(customer), Direction::Outgoing) if !customer.is_source() => vec![customer],
+                (Some(source), Direction::Incoming) if source.is_source() => vec![source],
+                (_, Direction::Outgoing) => return Err(Error::UnknownCustomer(id.clone())),
+                (_, Direction::Incoming) => return Err(Error::UnknownSource(id.clone())),
+            }
+        }
+        (None, Direction::Outgoing) => state.directory.subscribers(&request.event_type),
+        (None, Direction::Incoming) => {
+            return Err(Error::InvalidRequest("invalid `source`: an incoming event needs its source".into()));
+        }
     };
     let mut record = EventRecord::new(request.event_type, request.payload);
     if let Some(event_id) = event_id {
@@ -415,8 +458,8 @@ impl Error {
             Self::InvalidRequest(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            Self::UnknownCustomer(_) | Self::NoRoute(_) => StatusCode::NOT_FOUND,
-            Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            Self::UnknownCustomer(_) | Self::UnknownSource(_) | Self::NoRoute(_) => StatusCode::NOT_FOUND,
+            Self::Unauthorized(_) | Self::BadSignature(_) | Self::StaleSignature => StatusCode::UNAUTHORIZED,
             Self::Forbidden(_) => StatusCode::FORBIDDEN,
             Self::Conflict(_) | Self::IdempotencyInProgress => StatusCode::CONFLICT,
             Self::IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
@@ -431,7 +474,30 @@ impl Error {
             | Self::Kafka(_)
             | Self::Metrics(_)
             | Self::Bind { .. }
-            | Self::Serve(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            | Self::Serve(_)
+            | Self::Grpc(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// The gRPC status code this error is answered with (see `proto/hookline/v1/event_broker.proto`),
+    /// derived from the HTTP status so that both transports refuse alike.
+    pub fn grpc_code(&self) -> tonic::Code {
+        use tonic::Code;
+        if let Self::Tenant(hookline_core::Error::CustomerExists(_)) = self {
+            return Code::AlreadyExists;
+        }
+        match self.status() {
+            StatusCode::BAD_REQUEST
+            | StatusCode::UNPROCESSABLE_ENTITY
+            | StatusCode::UNSUPPORTED_MEDIA_TYPE
+            | StatusCode::PAYLOAD_TOO_LARGE => Code::InvalidArgument,
+            StatusCode::UNAUTHORIZED => Code::Unauthenticated,
+            StatusCode::FORBIDDEN => Code::PermissionDenied,
+            StatusCode::NOT_FOUND => Code::NotFound,
+            StatusCode::CONFLICT => Code::FailedPrecondition,
+            StatusCode::METHOD_NOT_ALLOWED => Code::Unimplemented,
+            StatusCode::SERVICE_UNAVAILABLE => Code::Unavailable,
+            _ => Code::Internal,
         }
     }
 
@@ -445,8 +511,10 @@ impl Error {
             | Self::MethodNotAllowed { .. } => Outcome::BadRequest,
             Self::InvalidRequest(_) => Outcome::Invalid,
             Self::BodyTooLarge { .. } => Outcome::TooLarge,
-            Self::UnknownCustomer(_) => Outcome::UnknownTarget,
-            Self::Unauthorized(_) | Self::Forbidden(_) => Outcome::Unauthorized,
+            Self::UnknownCustomer(_) | Self::UnknownSource(_) => Outcome::UnknownTarget,
+            Self::Unauthorized(_) | Self::Forbidden(_) | Self::BadSignature(_) | Self::StaleSignature => {
+                Outcome::Unauthorized
+            }
             Self::Conflict(_) | Self::IdempotencyKeyReused => Outcome::Invalid,
             Self::IdempotencyInProgress => Outcome::Conflict,
             Self::Tenant(error) => match tenant_status(error) {
@@ -465,7 +533,8 @@ impl Error {
             | Self::Kafka(_)
             | Self::Metrics(_)
             | Self::Bind { .. }
-            | Self::Serve(_) => Outcome::BrokerError,
+            | Self::Serve(_)
+            | Self::Grpc(_) => Outcome::BrokerError,
         }
     }
 }
@@ -475,7 +544,7 @@ fn tenant_status(error: &hookline_core::Error) -> StatusCode {
     use hookline_core::Error as Core;
     match error {
         Core::Invalid { .. } => StatusCode::UNPROCESSABLE_ENTITY,
-        Core::UnknownCustomer(_) => StatusCode::NOT_FOUND,
+        Core::UnknownCustomer(_) | Core::UnknownSource(_) => StatusCode::NOT_FOUND,
         Core::CustomerExists(_) => StatusCode::CONFLICT,
         Core::Timeout(..) | Core::DirectoryStopped | Core::Kafka(_) | Core::MissingTopic { .. } => {
             StatusCode::SERVICE_UNAVAILABLE

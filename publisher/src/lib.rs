@@ -10,6 +10,10 @@
 //! acknowledged every copy, so an accepted event is durable; a `503` means the caller must retry
 //! (at-least-once: some copies may already have been written).
 //!
+//! The same publish path serves the gRPC event broker ([`grpc`], `hookline.v1.EventBroker` on
+//! `--grpc-listen`, default port 9620), which runs beside the HTTP server, on the same state,
+//! until the same shutdown.
+//!
 //! # Layout
 //! - [`config`]: the command line / environment ([`Config`]).
 //! - [`http`]: the axum router, the publish handler, request parsing and validation, and how
@@ -17,20 +21,26 @@
 //! - [`idempotency`]: `Idempotency-Key` handling over the idempotency topic.
 //! - [`api`]: the onboarding API under `/v1` (admin: customers; customer: its own key, webhook,
 //!   subscriptions, signing secret, test event).
+//! - `inbound`: `POST /inbound/{source}`, inbound webhooks verified with the source's secret
+//!   (Standard Webhooks or `X-Hub-Signature-256`) and queued for its internal endpoint.
 //! - `auth`: bearer credentials (admin tokens, producer tokens, customer API keys) to roles.
 //! - [`event_types`]: event-type schemas (Avro, JSON Schema) from a directory and a Confluent
 //!   Schema Registry, payload validation, and `GET /v1/event-types`.
+//! - [`grpc`]: the gRPC event broker (`SendOutgoingEvent`, `HandleIncomingEvent`), health and
+//!   reflection; the generated code in [`grpc::pb`].
 //! - [`metrics`]: Prometheus counters and histogram served on `GET /metrics`.
 //! - [`error`]: this crate's error type.
-//! - [`run`] / [`serve`]: start-up and graceful shutdown (here).
+//! - [`run`] / [`serve`] / [`serve_with_grpc`]: start-up and graceful shutdown (here).
 
 pub mod api;
 mod auth;
 pub mod config;
 pub mod error;
 pub mod event_types;
+pub mod grpc;
 pub mod http;
 pub mod idempotency;
+mod inbound;
 pub mod metrics;
 
 use std::sync::Arc;
@@ -58,19 +68,36 @@ use crate::idempotency::Idempotency;
 const CLAIM_LEASE_MARGIN: Duration = Duration::from_secs(5);
 use crate::metrics::Metrics;
 
-/// Binds `config.listen` and serves until `shutdown` is cancelled (see [`serve`]).
+/// Binds `config.listen` and `config.grpc_listen` (unless `off`) and serves until `shutdown` is
+/// cancelled (see [`serve_with_grpc`]).
 pub async fn run(config: Config, shutdown: CancellationToken) -> Result<()> {
     let address = config.listen;
     let listener = TcpListener::bind(address).await.map_err(|source| Error::Bind { address, source })?;
     serve(config, listener, shutdown).await
 }
 
-/// Loads the customer directory, then serves the API on `listener` until `shutdown` is
-/// cancelled: stops accepting, lets in-flight requests finish, flushes the producer and returns.
+/// Serves HTTP on `listener`, and gRPC on `config.grpc_listen` unless it is `off` (it is in
+/// [`Config::new`]); see [`serve_with_grpc`].
+pub async fn serve(config: Config, listener: TcpListener, shutdown: CancellationToken) -> Result<()> {
+    let grpc = match config.grpc_listen.0 {
+        Some(address) => Some(TcpListener::bind(address).await.map_err(|source| Error::Bind { address, source })?),
+        None => None,
+    };
+    serve_with_grpc(config, listener, grpc, shutdown).await
+}
+
+/// Loads the customer directory, then serves the HTTP API on `listener` and, when given, the
+/// gRPC event broker on `grpc`, until `shutdown` is cancelled: stops accepting, lets in-flight
+/// requests finish, flushes the producer and returns. If either server fails, both stop.
 ///
 /// Connections made while the directory loads wait in the listen backlog and are answered once
 /// it has loaded. Returns `Ok(())` at once if `shutdown` fires during the load.
-pub async fn serve(config: Config, listener: TcpListener, shutdown: CancellationToken) -> Result<()> {
+pub async fn serve_with_grpc(
+    config: Config,
+    listener: TcpListener,
+    grpc: Option<TcpListener>,
+    shutdown: CancellationToken,
+) -> Result<()> {
     let address = listener.local_addr().map_err(Error::Serve)?;
     let master_key = config.master_key.require()?;
     let admin_tokens = TokenSet::new(config.admin_tokens.iter().map(SecretString::expose));
@@ -143,9 +170,25 @@ pub async fn serve(config: Config, listener: TcpListener, shutdown: Cancellation
     });
     tracing::info!(%address, topic = %config.topics.deliveries, "publisher listening");
 
-    let served = axum::serve(listener, http::router(Arc::clone(&state)))
-        .with_graceful_shutdown(shutdown.cancelled_owned())
-        .await;
+    // Either server failing stops the other, so the process does not run half a publisher.
+    let stop = shutdown.child_token();
+    let http_server = async {
+        let served = axum::serve(listener, http::router(Arc::clone(&state)))
+            .with_graceful_shutdown(stop.clone().cancelled_owned())
+            .await;
+        stop.cancel();
+        served.map_err(Error::Serve)
+    };
+    let grpc_server = async {
+        let Some(grpc) = grpc else { return Ok(()) };
+        if let Ok(address) = grpc.local_addr() {
+            tracing::info!(%address, "gRPC event broker listening");
+        }
+        let served = grpc::serve(Arc::clone(&state), grpc, stop.clone()).await;
+        stop.cancel();
+        served
+    };
+    let (served, grpc_served) = tokio::join!(http_server, grpc_server);
 
     // Every answered request already waited for its copies; this catches records of requests
     // whose client went away before the answer. librdkafka blocks, so keep it off the runtime,
@@ -166,7 +209,8 @@ pub async fn serve(config: Config, listener: TcpListener, shutdown: Cancellation
     }
     directory.close().await;
     idempotency.close().await;
-    served.map_err(Error::Serve)?;
+    served?;
+    grpc_served?;
     tracing::info!("publisher stopped");
     Ok(())
 }

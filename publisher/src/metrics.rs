@@ -54,6 +54,39 @@ impl Outcome {
     ];
 }
 
+/// How a `POST /inbound/{source}` request ended: the `outcome` label (a closed set; no
+/// per-source label, since anyone can name any source in the path).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InboundOutcome {
+    Accepted,
+    /// Missing, malformed or wrong signature.
+    BadSignature,
+    /// The signed timestamp is outside the tolerance.
+    Stale,
+    UnknownSource,
+    /// Verified, but not an acceptable event (not JSON, invalid type, too large...).
+    Invalid,
+    /// The broker or the directory could not take it (503).
+    Unavailable,
+}
+
+impl InboundOutcome {
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Accepted => "accepted",
+            Self::BadSignature => "bad_signature",
+            Self::Stale => "stale",
+            Self::UnknownSource => "unknown_source",
+            Self::Invalid => "invalid",
+            Self::Unavailable => "unavailable",
+        }
+    }
+
+    const ALL: [Self; 6] =
+        [Self::Accepted, Self::BadSignature, Self::Stale, Self::UnknownSource, Self::Invalid, Self::Unavailable];
+}
+
 /// The publisher's metrics.
 #[derive(Debug, Clone)]
 pub struct Metrics {
@@ -65,6 +98,8 @@ pub struct Metrics {
     schema_validation_failures: IntCounterVec,
     event_types: IntGaugeVec,
     schema_registry_requests: IntCounterVec,
+    grpc_requests: IntCounterVec,
+    inbound_requests: IntCounterVec,
 }
 
 impl Metrics {
@@ -115,13 +150,29 @@ impl Metrics {
         for source in ["directory", "registry"] {
             event_types.with_label_values(&[source]);
         }
+        let grpc_requests = IntCounterVec::new(
+            Opts::new("hookline_grpc_requests_total", "gRPC event broker calls by method and status code."),
+            &["method", "code"],
+        )?;
+        let inbound_requests = IntCounterVec::new(
+            Opts::new(
+                "hookline_inbound_requests_total",
+                "Inbound webhook requests (POST /inbound/{source}) by outcome.",
+            ),
+            &["outcome"],
+        )?;
+        registry.register(Box::new(inbound_requests.clone()))?;
         registry.register(Box::new(requests.clone()))?;
+        registry.register(Box::new(grpc_requests.clone()))?;
         registry.register(Box::new(api_requests.clone()))?;
         registry.register(Box::new(records_produced.clone()))?;
         registry.register(Box::new(produce_duration.clone()))?;
         // Exporting every outcome at zero lets rate() and alerts see a series before its first hit.
         for outcome in Outcome::ALL {
             requests.with_label_values(&[outcome.as_str()]);
+        }
+        for outcome in InboundOutcome::ALL {
+            inbound_requests.with_label_values(&[outcome.as_str()]);
         }
         Ok(Self {
             registry,
@@ -132,6 +183,8 @@ impl Metrics {
             schema_validation_failures,
             event_types,
             schema_registry_requests,
+            grpc_requests,
+            inbound_requests,
         })
     }
 
@@ -159,6 +212,17 @@ impl Metrics {
     /// Counts one onboarding API request; `operation` is one of a fixed set of route names.
     pub fn api_request(&self, operation: &'static str, status: u16) {
         self.api_requests.with_label_values(&[operation, &status.to_string()]).inc();
+    }
+
+    /// Counts one gRPC call; `method` is one of the service's RPC names, `code` a gRPC status code
+    /// (17 values), so both labels stay bounded.
+    pub fn grpc_request(&self, method: &'static str, code: tonic::Code) {
+        self.grpc_requests.with_label_values(&[method, &format!("{code:?}")]).inc();
+    }
+
+    /// Counts one inbound webhook request.
+    pub fn inbound_request(&self, outcome: InboundOutcome) {
+        self.inbound_requests.with_label_values(&[outcome.as_str()]).inc();
     }
 
     /// Counts acknowledged records.
@@ -191,10 +255,15 @@ mod tests {
         metrics.schema_validation_failed("avro");
         metrics.event_types("directory", 2);
         metrics.schema_registry_request("lookup", "not_found");
+        metrics.grpc_request("SendOutgoingEvent", tonic::Code::InvalidArgument);
         let text = metrics.render().unwrap();
         assert!(text.contains(r#"hookline_publish_requests_total{outcome="accepted"} 1"#), "{text}");
         assert!(text.contains(r#"hookline_publish_requests_total{outcome="broker_error"} 0"#), "{text}");
         assert!(text.contains("hookline_records_produced_total 3"), "{text}");
+        metrics.inbound_request(InboundOutcome::Stale);
+        let text = metrics.render().unwrap();
+        assert!(text.contains(r#"hookline_inbound_requests_total{outcome="stale"} 1"#), "{text}");
+        assert!(text.contains(r#"hookline_inbound_requests_total{outcome="accepted"} 0"#), "{text}");
         assert!(text.contains("hookline_produce_duration_seconds_count 1"), "{text}");
         assert!(text.contains(r#"hookline_api_requests_total{operation="create_customer",status="201"} 1"#), "{text}");
         assert!(text.contains(r#"hookline_schema_validation_failures_total{format="avro"} 1"#), "{text}");
@@ -203,6 +272,10 @@ mod tests {
         assert!(text.contains(r#"hookline_event_types{source="registry"} 0"#), "{text}");
         assert!(
             text.contains(r#"hookline_schema_registry_requests_total{kind="lookup",result="not_found"} 1"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"hookline_grpc_requests_total{code="InvalidArgument",method="SendOutgoingEvent"} 1"#),
             "{text}"
         );
     }

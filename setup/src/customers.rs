@@ -24,7 +24,7 @@ use crate::{CustomersCommand, Error, Result};
 
 /// Time allowed on top of `--timeout` for an operation that has its own timeout of that length,
 /// so that its own, more specific error wins.
-const SLACK: Duration = Duration::from_secs(5);
+pub(crate) const SLACK: Duration = Duration::from_secs(5);
 
 /// What a customers command needs besides its own arguments.
 #[derive(Debug)]
@@ -183,7 +183,7 @@ fn precheck(context: &Context<'_>, command: &CustomersCommand) -> Result<()> {
 
 /// A live tenant service on the customers topic. Commands that issue no secret work without the
 /// master key, so an ephemeral one stands in (it seals nothing).
-async fn connect(context: &Context<'_>) -> Result<Connected> {
+pub(crate) async fn connect(context: &Context<'_>) -> Result<Connected> {
     check_reachable(context.kafka, context.timeout).await?;
     // Without this check, a broker that auto-creates topics would make an uncompacted one.
     bounded(
@@ -217,7 +217,7 @@ async fn connect(context: &Context<'_>) -> Result<Connected> {
 }
 
 /// A tenant service whose directory follower stops when this is dropped.
-struct Connected {
+pub(crate) struct Connected {
     tenants: Tenants,
     _stop: DropGuard,
 }

@@ -1,6 +1,6 @@
-//! `hookline-setup`, the operator's CLI: creates and checks Hookline's topics, manages
-//! customers (the compacted customers topic), inspects, replays and purges dead letters, and
-//! generates keys.
+//! `hookline-setup`, the operator's CLI: creates and checks Hookline's topics, manages customers
+//! and inbound sources (the compacted customers topic), inspects, replays and purges dead letters,
+//! and generates keys.
 //!
 //! Everything is a library call so that tests and the in-process demo can run a command without
 //! spawning the binary: parse a [`Cli`] (or build one with `Cli::try_parse_from`), call [`run`]
@@ -19,6 +19,8 @@
 //! - `customers`: `customers create` (alias `add`) / `get` / `list` / `remove` / `set-webhook` /
 //!   `subscribe` / `set-public-key` / `clear-public-key` / `rotate-secret` / `reissue-api-key`,
 //!   through the same [`hookline_core::tenants::Tenants`] rules as the onboarding API.
+//! - `sources`: `sources add` / `list` / `remove`: inbound webhook sources, through the same
+//!   [`hookline_core::tenants::Tenants`].
 //! - `dlq`: `dlq list` / `replay` / `purge`: reads the dead-letter topic with a group-less reader,
 //!   re-produces selected dead letters to the delivery topic (progress kept in a compacted marker
 //!   topic so a re-run produces nothing twice), deletes old ones with Kafka's DeleteRecords.
@@ -31,6 +33,7 @@ mod customers;
 mod dlq;
 pub mod error;
 mod keys;
+mod sources;
 mod topics;
 
 use std::io::Write;
@@ -39,6 +42,7 @@ use std::time::{Duration, SystemTime};
 
 use clap::{Args, Parser, Subcommand};
 use hookline_core::config::{KafkaArgs, TopicArgs, parse_duration};
+use hookline_core::customer::SignatureScheme;
 use hookline_core::netguard::NetworkArgs;
 use hookline_core::secrets::{MasterKey, MasterKeyArgs};
 
@@ -80,9 +84,53 @@ pub enum Command {
     /// Inspect, replay and purge dead letters (the DLQ topic).
     #[command(subcommand)]
     Dlq(DlqCommand),
+    /// Manage inbound webhook sources: external senders whose signed webhooks Hookline receives
+    /// on `POST /inbound/{id}` and delivers to an internal endpoint.
+    #[command(subcommand)]
+    Sources(SourcesCommand),
     /// Generate keys: a customer's RSA key pair, or the operator's master key.
     #[command(subcommand)]
     Keys(KeysCommand),
+}
+
+/// `hookline-setup sources ...`
+#[derive(Debug, Clone, Subcommand)]
+pub enum SourcesCommand {
+    /// Register an inbound source: prints the sender's secret (when generated) and the secret
+    /// that signs deliveries to the internal endpoint, once.
+    Add(AddSource),
+    /// List the inbound sources (no secrets).
+    List(ListCustomers),
+    /// Remove an inbound source (its events still queued are dead-lettered).
+    Remove(CustomerId),
+}
+
+/// `sources add --id ID --scheme S --endpoint URL [--secret S]`
+#[derive(Debug, Clone, Args)]
+pub struct AddSource {
+    /// Source id (the path of `POST /inbound/{id}`): 1 to 128 characters of A-Z, a-z, 0-9, '.',
+    /// '_', '-', ':'.
+    #[arg(long, env = "HOOKLINE_SOURCE_ID")]
+    pub id: String,
+
+    /// How the sender signs: `standard-webhooks` (webhook-id / webhook-timestamp /
+    /// webhook-signature, `whsec_` secret) or `hub-signature-256` (X-Hub-Signature-256).
+    #[arg(long, env = "HOOKLINE_SOURCE_SCHEME")]
+    pub scheme: SignatureScheme,
+
+    /// The internal endpoint its events are delivered to (http or https; internal addresses
+    /// are allowed: the SSRF guard does not apply to operator-chosen endpoints).
+    #[arg(long, env = "HOOKLINE_SOURCE_ENDPOINT")]
+    pub endpoint: String,
+
+    /// The sender's secret (`whsec_...` for standard-webhooks, 16 to 1024 bytes for
+    /// hub-signature-256). Omitted: one is generated and printed once.
+    #[arg(long, env = "HOOKLINE_SOURCE_SECRET", hide_env_values = true)]
+    pub secret: Option<String>,
+
+    /// Print one JSON object (for scripts) instead of text.
+    #[arg(long, env = "HOOKLINE_OUTPUT_JSON")]
+    pub json: bool,
 }
 
 /// `hookline-setup topics ...`
@@ -349,19 +397,18 @@ fn parse_bits(raw: &str) -> Result<usize, String> {
 /// Runs one command, writing its report to `out` (errors are returned, not written).
 pub async fn run<W: Write + Send>(cli: Cli, out: &mut W) -> Result<()> {
     let Cli { kafka, topics, timeout, master_key, network, command } = cli;
+    let tenant_context = || customers::Context {
+        kafka: &kafka,
+        topics: &topics,
+        master_key: &master_key,
+        network: network.policy(),
+        timeout,
+    };
     match command {
         Command::Topics(TopicsCommand::Create(create)) => topics::create(&kafka, &topics, &create, timeout, out).await,
         Command::Topics(TopicsCommand::Describe) => topics::describe(&kafka, &topics, timeout, out).await,
-        Command::Customers(command) => {
-            let context = customers::Context {
-                kafka: &kafka,
-                topics: &topics,
-                master_key: &master_key,
-                network: network.policy(),
-                timeout,
-            };
-            customers::run(&context, command, out).await
-        }
+        Command::Customers(command) => customers::run(&tenant_context(), command, out).await,
+        Command::Sources(command) => sources::run(&tenant_context(), command, out).await,
         Command::Dlq(command) => dlq::run(&kafka, &topics, timeout, command, out).await,
         Command::Keys(KeysCommand::Generate(generate)) => {
             let (private, public) =
@@ -416,6 +463,38 @@ mod tests {
         assert_eq!(cli.timeout, Duration::from_secs(2));
         let Command::Customers(CustomersCommand::Create(add)) = cli.command else { panic!("wrong command") };
         assert_eq!(add.events, ["a.b", "c.d"]);
+    }
+
+    #[test]
+    fn source_schemes_are_checked_by_the_parser() {
+        let cli = Cli::try_parse_from([
+            "hookline-setup",
+            "sources",
+            "add",
+            "--id",
+            "github",
+            "--scheme",
+            "hub-signature-256",
+            "--endpoint",
+            "http://10.0.0.5/github",
+        ])
+        .unwrap();
+        let Command::Sources(SourcesCommand::Add(add)) = cli.command else { panic!("wrong command") };
+        assert_eq!(add.scheme, SignatureScheme::HubSignature256);
+        assert!(add.secret.is_none());
+        let error = Cli::try_parse_from([
+            "hookline-setup",
+            "sources",
+            "add",
+            "--id",
+            "x",
+            "--scheme",
+            "md5",
+            "--endpoint",
+            "http://x/",
+        ])
+        .unwrap_err();
+        assert_eq!(error.exit_code(), i32::from(EXIT_USAGE));
     }
 
     #[test]

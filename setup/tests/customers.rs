@@ -4,7 +4,7 @@ mod common;
 
 use std::path::PathBuf;
 
-use common::{args, args_without_master_key, assert_exit, binary, in_process, stderr, stdout};
+use common::{args, args_without_master_key, assert_exit, binary, field, in_process, stderr, stdout};
 use hookline_core::customer::{Customer, CustomerView};
 use hookline_core::secrets::MasterKey;
 use hookline_setup::{EXIT_FAILURE, EXIT_USAGE};
@@ -15,14 +15,6 @@ use rdkafka::message::Message;
 async fn create_topics(brokers: &str, prefix: &str) {
     let (result, out) = in_process(&args(brokers, prefix, &["topics", "create", "--partitions", "2"])).await;
     result.unwrap_or_else(|e| panic!("topics create failed: {e}\n{out}"));
-}
-
-/// The value after `label` on its line of `text`.
-fn field(text: &str, label: &str) -> String {
-    text.lines()
-        .find_map(|line| line.strip_prefix(label))
-        .map(|rest| rest.trim().to_owned())
-        .unwrap_or_else(|| panic!("no `{label}` line in {text}"))
 }
 
 /// The latest record of customer `id` on the customers topic, as stored.

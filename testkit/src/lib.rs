@@ -7,6 +7,7 @@
 //! # Layout
 //! - [`Broker`]: start/stop tansu (memory or SQLite storage), killed when dropped.
 //! - [`Endpoint`]: a recording webhook endpoint with a scripted response per request.
+//! - [`interop`]: run the Node.js scripts of `interop/` (off-the-shelf implementations).
 //! - [`kafka`]: produce events, read a topic back, read a group's committed offsets.
 //! - [`tenants`]: the tests' master key, the loopback allow-list, customers with signing secrets.
 //! - [`unique_name`]: topic prefixes and group ids unique per test.
@@ -14,6 +15,7 @@
 
 mod broker;
 mod endpoint;
+pub mod interop;
 pub mod kafka;
 pub mod tenants;
 

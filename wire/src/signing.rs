@@ -9,6 +9,9 @@
 //!
 //! The timestamp is covered by the signature and checked against the receiver's clock (5 minutes
 //! either way by default), so a captured delivery cannot be replayed later.
+//!
+//! [`verify_hub_signature`] checks the other common scheme, GitHub's `X-Hub-Signature-256:
+//! sha256=<hex HMAC-SHA256 of the body>` (no timestamp, so no replay protection of its own).
 
 use std::fmt;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -186,6 +189,41 @@ impl SignatureVerifier {
         }
         Err(Error::NoMatchingSignature)
     }
+}
+
+/// The header of [`verify_hub_signature`]'s scheme.
+pub const HUB_SIGNATURE_HEADER: &str = "x-hub-signature-256";
+
+/// Checks GitHub's `X-Hub-Signature-256: sha256=<hex>` header: the HMAC-SHA256 of the raw `body`
+/// keyed with the bytes of `secret`, compared in constant time.
+pub fn verify_hub_signature(secret: &[u8], headers: &HeaderMap, body: &[u8]) -> Result<()> {
+    let value = required_header(headers, HUB_SIGNATURE_HEADER)?;
+    let offered =
+        value.trim().strip_prefix("sha256=").and_then(decode_hex).ok_or(Error::InvalidHeader(HUB_SIGNATURE_HEADER))?;
+    if bool::from(hub_mac(secret, body).as_slice().ct_eq(&offered)) { Ok(()) } else { Err(Error::NoMatchingSignature) }
+}
+
+/// The `X-Hub-Signature-256` value a sender with `secret` puts on `body`: `sha256=<hex>`.
+pub fn hub_signature(secret: &[u8], body: &[u8]) -> String {
+    let hex: String = hub_mac(secret, body).iter().map(|byte| format!("{byte:02x}")).collect();
+    format!("sha256={hex}")
+}
+
+fn hub_mac(secret: &[u8], body: &[u8]) -> [u8; 32] {
+    // HMAC takes keys of any length, so this cannot fail.
+    let mut mac = <HmacSha256 as KeyInit>::new_from_slice(secret).expect("HMAC accepts any key length");
+    mac.update(body);
+    mac.finalize().into_bytes().into()
+}
+
+/// Lower- or upper-case hex to bytes; `None` unless every character is a hex digit, in pairs.
+fn decode_hex(text: &str) -> Option<Vec<u8>> {
+    let digit = |c: u8| (c as char).to_digit(16).and_then(|d| u8::try_from(d).ok());
+    let bytes = text.as_bytes();
+    if !bytes.len().is_multiple_of(2) {
+        return None;
+    }
+    bytes.chunks_exact(2).map(|pair| Some(digit(pair[0])? << 4 | digit(pair[1])?)).collect()
 }
 
 /// A header that must be present, as text.
@@ -394,5 +432,34 @@ mod tests {
         assert_eq!(verifier.verify_at(&request, SPEC_BODY, now), Err(Error::InvalidHeader(SIGNATURE_HEADER)));
         let extreme = headers(SPEC_ID, &i64::MIN.to_string(), SPEC_SIGNATURE);
         assert_eq!(verifier.verify_at(&extreme, SPEC_BODY, now), Err(Error::TimestampOutOfTolerance));
+    }
+
+    #[test]
+    fn hub_signature_matches_githubs_example() {
+        // The example of GitHub's "Validating webhook deliveries" documentation.
+        let secret = b"It's a Secret to Everybody";
+        let body = b"Hello, World!";
+        let with = |value: &str| {
+            let mut headers = HeaderMap::new();
+            headers.insert(HUB_SIGNATURE_HEADER, HeaderValue::from_str(value).expect("header"));
+            headers
+        };
+        let good = "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17";
+        assert_eq!(hub_signature(secret, body), good);
+        verify_hub_signature(secret, &with(good), body).expect("GitHub's example verifies");
+        verify_hub_signature(secret, &with(&good.to_uppercase().replace("SHA256=", "sha256=")), body)
+            .expect("upper-case hex");
+        assert!(matches!(verify_hub_signature(secret, &with(good), b"Hello, World?"), Err(Error::NoMatchingSignature)));
+        assert!(matches!(verify_hub_signature(b"other", &with(good), body), Err(Error::NoMatchingSignature)));
+        for malformed in ["757107ea", "sha1=757107ea", "sha256=zz", "sha256=abc"] {
+            assert!(
+                matches!(verify_hub_signature(secret, &with(malformed), body), Err(Error::InvalidHeader(_))),
+                "{malformed}"
+            );
+        }
+        assert!(matches!(
+            verify_hub_signature(secret, &HeaderMap::new(), body),
+            Err(Error::MissingHeader(HUB_SIGNATURE_HEADER))
+        ));
     }
 }

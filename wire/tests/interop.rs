@@ -2,80 +2,22 @@
 //! Webhooks library (npm `standardwebhooks`) and panva's JOSE library (npm `jose`), run with
 //! Node.js through the small scripts in `interop/`.
 //!
-//! The packages are installed by `scripts/ensure-interop.sh` (pinned by
-//! `interop/package-lock.json`); `make test` passes the install directory as
-//! `HOOKLINE_INTEROP_DIR`, and without it these tests run the script themselves. When Node.js or
-//! the packages cannot be had the tests fail, saying why: interoperability is a requirement, so it
-//! is never skipped silently.
+//! The scripts run through `hookline_testkit::interop::node`, which installs the packages with
+//! `scripts/ensure-interop.sh` when needed; when Node.js or the packages cannot be had the tests
+//! fail, saying why: interoperability is a requirement, so it is never skipped silently.
 
-use std::io::Write as _;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use hookline_testkit::interop::node;
 use hookline_wire::{
     ContentKeyPolicy, Decryptor, Encryptor, Error, PrivateKey, PublicKey, SignatureVerifier, SigningSecret,
     signature_header,
 };
 use http::{HeaderMap, HeaderValue};
 use serde_json::{Value, json};
-
-/// The installed interop directory (`node_modules` plus the scripts), found once per test binary.
-fn interop_dir() -> &'static Path {
-    static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| {
-        if let Some(dir) = std::env::var_os("HOOKLINE_INTEROP_DIR").filter(|dir| !dir.is_empty()) {
-            return PathBuf::from(dir);
-        }
-        let repo_root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("the crate lives in the workspace");
-        let script = repo_root.join("scripts/ensure-interop.sh");
-        let output = Command::new(&script)
-            .stderr(Stdio::inherit())
-            .output()
-            .unwrap_or_else(|error| panic!("cannot run {}: {error}", script.display()));
-        assert!(
-            output.status.success(),
-            "{} failed ({}); the interop tests need Node.js >= 20 with npm and access to the npm registry \
-             (see its messages above)",
-            script.display(),
-            output.status
-        );
-        PathBuf::from(String::from_utf8(output.stdout).expect("a UTF-8 path").trim())
-    })
-}
-
-/// Runs `node <interop dir>/<script>` with `input` on stdin and returns its JSON output.
-fn node(script: &str, input: &Value) -> Value {
-    let path = interop_dir().join(script);
-    let mut child = Command::new("node")
-        .arg(&path)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|error| {
-            panic!("cannot start `node` ({error}); the interop tests need Node.js >= 20 on the PATH")
-        });
-    let mut stdin = child.stdin.take().expect("piped stdin");
-    let payload = serde_json::to_vec(input).expect("JSON input");
-    // Written from a thread: a large input could otherwise fill the pipe while node's output does.
-    let writer = std::thread::spawn(move || stdin.write_all(&payload));
-    let output = child.wait_with_output().expect("node runs");
-    writer.join().expect("writer thread").expect("write node's stdin");
-    assert!(
-        output.status.success(),
-        "node {} failed ({}):\n{}",
-        path.display(),
-        output.status,
-        String::from_utf8_lossy(&output.stderr)
-    );
-    serde_json::from_slice(&output.stdout).unwrap_or_else(|error| {
-        panic!("node {} printed no JSON ({error}): {}", path.display(), String::from_utf8_lossy(&output.stdout))
-    })
-}
 
 fn key_2048() -> &'static PrivateKey {
     static KEY: OnceLock<PrivateKey> = OnceLock::new();

@@ -150,8 +150,11 @@ impl Env {
         config.network = tenants::loopback_network();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind publisher");
         let base = format!("http://{}", listener.local_addr().expect("publisher address"));
+        let grpc_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind gRPC");
+        let grpc = format!("http://{}", grpc_listener.local_addr().expect("gRPC address"));
         let shutdown = CancellationToken::new();
-        let handle = tokio::spawn(hookline_publisher::serve(config, listener, shutdown.clone()));
+        let handle =
+            tokio::spawn(hookline_publisher::serve_with_grpc(config, listener, Some(grpc_listener), shutdown.clone()));
         let http = reqwest::Client::new();
         let ready = tokio::time::Instant::now() + Duration::from_secs(60);
         // The publisher answers once its directory is loaded.
@@ -160,13 +163,15 @@ impl Env {
             assert!(tokio::time::Instant::now() < ready, "the publisher did not start within 60s");
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        Publisher { base, http, shutdown, handle }
+        Publisher { base, grpc, http, shutdown, handle }
     }
 }
 
 /// An in-process publisher.
 pub struct Publisher {
     pub base: String,
+    /// The gRPC event broker, `http://127.0.0.1:<port>`.
+    pub grpc: String,
     pub http: reqwest::Client,
     pub shutdown: CancellationToken,
     pub handle: JoinHandle<hookline_publisher::Result<()>>,

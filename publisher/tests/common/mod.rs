@@ -30,6 +30,8 @@ pub struct Harness {
     pub kafka: KafkaArgs,
     pub topics: TopicArgs,
     pub base: String,
+    /// The gRPC event broker's address, `127.0.0.1:<port>`.
+    pub grpc: String,
     pub client: reqwest::Client,
     pub shutdown: CancellationToken,
     pub server: JoinHandle<hookline_publisher::Result<()>>,
@@ -59,10 +61,13 @@ impl Harness {
         tweak(&mut config);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind publisher");
         let base = format!("http://{}", listener.local_addr().expect("publisher address"));
+        let grpc_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind gRPC");
+        let grpc = grpc_listener.local_addr().expect("gRPC address").to_string();
         let shutdown = CancellationToken::new();
-        let server = tokio::spawn(hookline_publisher::serve(config, listener, shutdown.clone()));
+        let server =
+            tokio::spawn(hookline_publisher::serve_with_grpc(config, listener, Some(grpc_listener), shutdown.clone()));
         let client = reqwest::Client::builder().timeout(Duration::from_secs(60)).build().expect("http client");
-        let mut harness = Self { broker, kafka, topics, base, client, shutdown, server };
+        let mut harness = Self { broker, kafka, topics, base, grpc, client, shutdown, server };
         harness.wait_ready().await;
         harness
     }

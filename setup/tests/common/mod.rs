@@ -23,6 +23,10 @@ const CLI_ENV: &[&str] = &[
     "HOOKLINE_CUSTOMER_EVENTS",
     "HOOKLINE_CUSTOMER_NAME",
     "HOOKLINE_CUSTOMER_PUBLIC_KEY_FILE",
+    "HOOKLINE_SOURCE_ID",
+    "HOOKLINE_SOURCE_SCHEME",
+    "HOOKLINE_SOURCE_ENDPOINT",
+    "HOOKLINE_SOURCE_SECRET",
     "HOOKLINE_OUTPUT_JSON",
     "HOOKLINE_SIGNING_SECRET_GRACE",
     "HOOKLINE_KEY_BITS",
@@ -112,4 +116,12 @@ pub fn assert_exit(output: &Output, code: i32) {
         stdout(output),
         stderr(output)
     );
+}
+
+/// The value after `label` on its line of `text`.
+pub fn field(text: &str, label: &str) -> String {
+    text.lines()
+        .find_map(|line| line.strip_prefix(label))
+        .map(|rest| rest.trim().to_owned())
+        .unwrap_or_else(|| panic!("no `{label}` line in {text}"))
 }

@@ -1,0 +1,194 @@
+//! Inbound webhooks (seed 000's event gateway): `POST /inbound/{source}` receives a webhook from
+//! an external sender, verifies its signature with the source's secret, and queues it for the
+//! source's internal endpoint like an outgoing event (the consumer delivers it, signed with
+//! Hookline's own Standard Webhooks signature).
+//!
+//! There is no bearer token: the signature is the credential. In order:
+//! 1. unknown source (or a customer's id) → `404`;
+//! 2. missing, malformed or wrong signature → `401`, stale `webhook-timestamp` → `401`; nothing
+//!    about the body is looked at before this;
+//! 3. not `application/json` → `415`, not JSON → `400`, too large → `413`, an invalid type → `422`;
+//! 4. queued through [`publish_event`] (the same validation and acknowledgement as
+//!    `POST /publish`), keyed by the source id → `202 {"event_id"}`.
+//!
+//! Event type: Standard Webhooks sources take the body's top-level string `type` (the shape of
+//! Standard Webhooks payloads); `hub-signature-256` sources the `X-GitHub-Event` header; failing
+//! those, `<source>.received`. The payload is the body, byte for byte. The sender's delivery id
+//! (`webhook-id`, or `X-GitHub-Delivery`) becomes the idempotency key `inbound:<source>:<id>`.
+
+use std::sync::Arc;
+
+use axum::extract::{Path, Request, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::{Json, Router};
+use hookline_core::customer::{Customer, SignatureScheme, validate_id};
+use hookline_wire::signing::{ID_HEADER, SignatureVerifier, SigningSecret, verify_hub_signature};
+use serde_json::value::RawValue;
+
+use crate::grpc::{default_incoming_type, idempotency_key};
+use crate::http::{
+    AppState, Direction, PublishRequest, TARGET_LOOKUP_TIMEOUT, is_json, publish_event, read_body,
+    validate_publish_type,
+};
+use crate::metrics::InboundOutcome;
+use crate::{Error, Result};
+
+/// The header GitHub-style senders name the event type in.
+const EVENT_HEADER: &str = "x-github-event";
+/// The header GitHub-style senders carry their delivery id in.
+const DELIVERY_HEADER: &str = "x-github-delivery";
+
+/// The inbound route.
+pub(crate) fn routes() -> Router<Arc<AppState>> {
+    Router::new().route("/inbound/{source}", post(receive))
+}
+
+async fn receive(State(state): State<Arc<AppState>>, Path(source): Path<String>, request: Request) -> Response {
+    match accept(&state, &source, request).await {
+        Ok(event_id) => {
+            state.metrics.inbound_request(InboundOutcome::Accepted);
+            (StatusCode::ACCEPTED, Json(serde_json::json!({ "event_id": event_id }))).into_response()
+        }
+        Err(error) => {
+            let outcome = inbound_outcome(&error);
+            state.metrics.inbound_request(outcome);
+            if error.status().is_server_error() {
+                tracing::warn!(%error, "inbound webhook failed");
+            } else {
+                // The source id comes from the path: log it only once it is known to be valid.
+                let source = (outcome != InboundOutcome::UnknownSource).then_some(source.as_str());
+                tracing::info!(?source, outcome = outcome.as_str(), %error, "inbound webhook refused");
+            }
+            error.into_response()
+        }
+    }
+}
+
+/// Verifies and queues one inbound request; the event id.
+async fn accept(state: &Arc<AppState>, source_id: &str, request: Request) -> Result<String> {
+    if validate_id(source_id).is_err() {
+        return Err(Error::UnknownSource(source_id.to_owned()));
+    }
+    let source = match state.directory.get_fresh(source_id, TARGET_LOOKUP_TIMEOUT).await.map_err(Error::Directory)? {
+        Some(source) if source.is_source() => source,
+        _ => return Err(Error::UnknownSource(source_id.to_owned())),
+    };
+    let headers = request.headers().clone();
+    let body = read_body(request, state).await?;
+    let scheme = verify(state, &source, &headers, &body)?;
+
+    if !is_json(&headers) {
+        return Err(Error::UnsupportedMediaType);
+    }
+    let text = String::from_utf8(body.to_vec()).map_err(|e| Error::MalformedJson(e.to_string()))?;
+    let payload = RawValue::from_string(text).map_err(|e| Error::MalformedJson(e.to_string()))?;
+    let event_type = event_type(scheme, &source.id, &headers, &payload);
+    validate_publish_type(&event_type)?;
+    let delivery_id = match scheme {
+        SignatureScheme::StandardWebhooks => header(&headers, ID_HEADER),
+        SignatureScheme::HubSignature256 => header(&headers, DELIVERY_HEADER),
+    };
+    // A sender's id that is not a valid key only loses de-duplication, not the event.
+    let idempotency_key = idempotency_key(delivery_id.map(|id| format!("inbound:{}:{id}", source.id))).unwrap_or(None);
+    let request = PublishRequest {
+        event_type,
+        payload,
+        target: Some(source.id.clone()),
+        idempotency_key,
+        direction: Direction::Incoming,
+    };
+    Ok(publish_event(state, request).await?.event_id)
+}
+
+/// Checks the sender's signature over the exact body with the source's secret.
+fn verify(state: &AppState, source: &Customer, headers: &HeaderMap, body: &[u8]) -> Result<SignatureScheme> {
+    let scheme =
+        source.inbound.as_ref().map(|inbound| inbound.scheme).ok_or_else(|| Error::UnknownSource(source.id.clone()))?;
+    let secret = state.tenants.inbound_secret(source).map_err(Error::Tenant)?;
+    let verified = match scheme {
+        SignatureScheme::StandardWebhooks => {
+            let secret = SigningSecret::parse(&secret)
+                .map_err(|e| Error::Tenant(hookline_core::Error::Invalid { field: "secret", reason: e.to_string() }))?;
+            SignatureVerifier::new(vec![secret]).verify(headers, body)
+        }
+        SignatureScheme::HubSignature256 => verify_hub_signature(secret.as_bytes(), headers, body),
+    };
+    verified.map(|()| scheme).map_err(|error| match error {
+        hookline_wire::Error::TimestampOutOfTolerance => Error::StaleSignature,
+        hookline_wire::Error::NoMatchingSignature => {
+            Error::BadSignature("the signature does not match the body".into())
+        }
+        other => Error::BadSignature(other.to_string()),
+    })
+}
+
+/// The event type of an inbound event (see the module documentation).
+fn event_type(scheme: SignatureScheme, source: &str, headers: &HeaderMap, payload: &RawValue) -> String {
+    #[derive(serde::Deserialize)]
+    struct Typed<'a> {
+        #[serde(rename = "type", borrow)]
+        event_type: Option<std::borrow::Cow<'a, str>>,
+    }
+    let named = match scheme {
+        SignatureScheme::StandardWebhooks => serde_json::from_str::<Typed<'_>>(payload.get())
+            .ok()
+            .and_then(|typed| typed.event_type)
+            .map(|t| t.into_owned()),
+        SignatureScheme::HubSignature256 => header(headers, EVENT_HEADER).map(str::to_owned),
+    };
+    named.filter(|t| !t.is_empty()).unwrap_or_else(|| default_incoming_type(source))
+}
+
+fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim).filter(|v| !v.is_empty())
+}
+
+/// The metrics outcome of a refused inbound request.
+fn inbound_outcome(error: &Error) -> InboundOutcome {
+    match error {
+        Error::UnknownSource(_) => InboundOutcome::UnknownSource,
+        Error::BadSignature(_) => InboundOutcome::BadSignature,
+        Error::StaleSignature => InboundOutcome::Stale,
+        error if error.status().is_client_error() => InboundOutcome::Invalid,
+        _ => InboundOutcome::Unavailable,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::http::HeaderValue;
+
+    use super::*;
+
+    fn raw(text: &str) -> Box<RawValue> {
+        RawValue::from_string(text.to_owned()).unwrap()
+    }
+
+    #[test]
+    fn event_types_follow_the_documented_rule() {
+        let none = HeaderMap::new();
+        let standard = SignatureScheme::StandardWebhooks;
+        let hub = SignatureScheme::HubSignature256;
+        assert_eq!(event_type(standard, "s", &none, &raw(r#"{"type":"user.created","data":{}}"#)), "user.created");
+        assert_eq!(event_type(standard, "s", &none, &raw(r#"{"type":5}"#)), "s.received");
+        assert_eq!(event_type(standard, "s", &none, &raw(r#"[1]"#)), "s.received");
+        assert_eq!(event_type(standard, "s", &none, &raw(r#"{"type":""}"#)), "s.received");
+        let mut github = HeaderMap::new();
+        github.insert(EVENT_HEADER, HeaderValue::from_static("pull_request"));
+        assert_eq!(event_type(hub, "gh", &github, &raw(r#"{"type":"ignored"}"#)), "pull_request");
+        assert_eq!(event_type(hub, "gh", &none, &raw("{}")), "gh.received");
+    }
+
+    #[test]
+    fn outcomes_are_bounded() {
+        assert_eq!(inbound_outcome(&Error::UnknownSource("x".into())), InboundOutcome::UnknownSource);
+        assert_eq!(inbound_outcome(&Error::StaleSignature), InboundOutcome::Stale);
+        assert_eq!(inbound_outcome(&Error::BadSignature("x".into())), InboundOutcome::BadSignature);
+        assert_eq!(inbound_outcome(&Error::UnsupportedMediaType), InboundOutcome::Invalid);
+        assert_eq!(inbound_outcome(&Error::MalformedJson("x".into())), InboundOutcome::Invalid);
+        let produce = Error::Produce { event_id: "e".into(), total: 1, failed: 1, produced: 0, reason: "x".into() };
+        assert_eq!(inbound_outcome(&produce), InboundOutcome::Unavailable);
+    }
+}
