@@ -312,7 +312,8 @@ pub struct DlqFilter {
     #[arg(long, env = "HOOKLINE_DLQ_UNTIL", value_parser = dlq::parse_time)]
     pub until: Option<SystemTime>,
 
-    /// At most this many dead letters, oldest first.
+    /// At most this many dead letters, oldest first (for `replay`: this many produced by this run,
+    /// those already replayed not counted, so it works as a batch size).
     #[arg(long, env = "HOOKLINE_DLQ_LIMIT", value_parser = clap::value_parser!(u64).range(1..))]
     pub limit: Option<u64>,
 }
