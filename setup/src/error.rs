@@ -47,6 +47,24 @@ pub enum Error {
     #[error("subject `{subject}`: {source}")]
     Schema { subject: String, source: hookline_core::Error },
 
+    /// A command line that parses but asks for something impossible; names the flag.
+    #[error("{0}")]
+    Usage(String),
+
+    /// A replay stopped part-way; a re-run replays the rest (what was replayed is skipped).
+    #[error(
+        "replayed {replayed} dead letter(s), then failed: {reason}; run the same command again to replay the rest \
+         (dead letters already replayed are skipped)"
+    )]
+    Replay { replayed: usize, reason: String },
+
+    /// The broker did not delete the records `dlq purge` asked it to.
+    #[error(
+        "the broker did not delete dead letters from {topic}: {reason}. Some brokers do not implement Kafka's \
+         DeleteRecords (tansu 0.6 does not); there, bound the DLQ with its retention.ms instead"
+    )]
+    Purge { topic: String, reason: String },
+
     #[error("cannot generate keys: {0}")]
     Keys(String),
 
@@ -64,7 +82,7 @@ impl Error {
             // `ensure_topics` reports a broker refusing a creation as `Invalid { field: "topic" }`;
             // that is the broker's verdict, not the operator's typo.
             Self::Core(hookline_core::Error::Invalid { field, .. }) if *field != "topic" => EXIT_USAGE,
-            Self::NoSchemaRegistry => EXIT_USAGE,
+            Self::NoSchemaRegistry | Self::Usage(_) => EXIT_USAGE,
             _ => EXIT_FAILURE,
         }
     }
@@ -81,6 +99,8 @@ mod tests {
         let refused = hookline_core::Error::Invalid { field: "topic", reason: "cannot create".into() };
         assert_eq!(Error::from(refused).exit_code(), EXIT_FAILURE);
         assert_eq!(Error::MissingTopics(vec!["t".into()]).exit_code(), EXIT_FAILURE);
+        assert_eq!(Error::Usage("--all".into()).exit_code(), EXIT_USAGE);
+        assert_eq!(Error::Purge { topic: "t".into(), reason: "r".into() }.exit_code(), EXIT_FAILURE);
         assert_eq!(Error::from(hookline_core::Error::UnknownCustomer("c".into())).exit_code(), EXIT_FAILURE);
     }
 }

@@ -1,5 +1,6 @@
 //! `hookline-setup`, the operator's CLI: creates and checks Hookline's topics, manages customers
-//! and inbound sources (the compacted customers topic) and generates keys.
+//! and inbound sources (the compacted customers topic), inspects, replays and purges dead letters,
+//! and generates keys.
 //!
 //! Everything is a library call so that tests and the in-process demo can run a command without
 //! spawning the binary: parse a [`Cli`] (or build one with `Cli::try_parse_from`), call [`run`]
@@ -8,7 +9,8 @@
 //! operational failure.
 //!
 //! Nothing here alters or deletes an existing topic: a topic laid out differently from what
-//! `topics create` asks for is reported, and the operator decides.
+//! `topics create` asks for is reported, and the operator decides. The one deletion is `dlq purge`,
+//! which removes dead letters older than a time the operator names.
 //!
 //! # Layout
 //! - [`Cli`] and its subcommands: the command line (flags also come from the environment).
@@ -21,12 +23,16 @@
 //!   [`hookline_core::tenants::Tenants`].
 //! - `schemas`: `schemas register` / `check` / `show`: the Avro schemas of the topics in the
 //!   Confluent Schema Registry.
+//! - `dlq`: `dlq list` / `replay` / `purge`: reads the dead-letter topic with a group-less reader,
+//!   re-produces selected dead letters to the delivery topic (progress kept in a compacted marker
+//!   topic so a re-run produces nothing twice), deletes old ones with Kafka's DeleteRecords.
 //! - `keys`: `keys generate` (a customer's RSA key pair) and `keys master-key`.
 //! - `broker`: the reachability probe and timeouts that bound every Kafka call by `--timeout`.
 //! - [`error`]: this crate's error type and exit codes.
 
 mod broker;
 mod customers;
+mod dlq;
 pub mod error;
 mod keys;
 mod schemas;
@@ -34,9 +40,8 @@ mod sources;
 mod topics;
 
 use std::io::Write;
-use std::time::Duration;
-
 use std::path::PathBuf;
+use std::time::{Duration, SystemTime};
 
 use clap::{Args, Parser, Subcommand};
 use hookline_core::codec::Codec;
@@ -47,7 +52,7 @@ use hookline_core::secrets::{MasterKey, MasterKeyArgs};
 
 pub use error::{EXIT_FAILURE, EXIT_USAGE, Error, Result};
 
-/// Hookline operations: topics and customers.
+/// Hookline operations: topics, customers, dead letters and keys.
 #[derive(Debug, Clone, Parser)]
 #[command(name = "hookline-setup", version, about, propagate_version = true)]
 pub struct Cli {
@@ -83,6 +88,9 @@ pub enum Command {
     /// Manage customers (tenants): create, configure, rotate credentials, remove.
     #[command(subcommand)]
     Customers(CustomersCommand),
+    /// Inspect, replay and purge dead letters (the DLQ topic).
+    #[command(subcommand)]
+    Dlq(DlqCommand),
     /// Manage inbound webhook sources: external senders whose signed webhooks Hookline receives
     /// on `POST /inbound/{id}` and delivers to an internal endpoint.
     #[command(subcommand)]
@@ -290,6 +298,98 @@ pub struct RotateSecret {
     pub grace: Duration,
 }
 
+/// `hookline-setup dlq ...`
+#[derive(Debug, Clone, Subcommand)]
+pub enum DlqCommand {
+    /// Show dead letters: a table, or one JSON object per line with --json.
+    List(ListDeadLetters),
+    /// Re-produce selected dead letters, unchanged, to the delivery topic so they are delivered
+    /// again (same event id). Needs a selector or --all; a re-run skips what was replayed.
+    Replay(ReplayDeadLetters),
+    /// Delete the dead letters written before a time (Kafka DeleteRecords).
+    Purge(PurgeDeadLetters),
+}
+
+/// Which dead letters a `dlq` command works on. Filters combine with AND; the values of one
+/// repeated (or comma-separated) filter combine with OR.
+#[derive(Debug, Clone, Default, Args)]
+pub struct DlqFilter {
+    /// Only these customers (the record key), comma-separated or repeated.
+    #[arg(long, env = "HOOKLINE_DLQ_CUSTOMER", value_delimiter = ',')]
+    pub customer: Vec<String>,
+
+    /// Only these event ids, comma-separated or repeated.
+    #[arg(long, env = "HOOKLINE_DLQ_EVENT_ID", value_delimiter = ',')]
+    pub event_id: Vec<String>,
+
+    /// Only these reasons (max_attempts, unknown_customer, ...), comma-separated or repeated.
+    #[arg(long, env = "HOOKLINE_DLQ_REASON", value_delimiter = ',')]
+    pub reason: Vec<String>,
+
+    /// Only dead letters written at or after this time: RFC 3339 (2026-11-23T18:00:00Z, with an
+    /// offset, or a date) or an age such as 2h, 30m, 7d.
+    #[arg(long, env = "HOOKLINE_DLQ_SINCE", value_parser = dlq::parse_time)]
+    pub since: Option<SystemTime>,
+
+    /// Only dead letters written before this time (same forms as --since).
+    #[arg(long, env = "HOOKLINE_DLQ_UNTIL", value_parser = dlq::parse_time)]
+    pub until: Option<SystemTime>,
+
+    /// At most this many dead letters, oldest first (for `replay`: this many produced by this run,
+    /// those already replayed not counted, so it works as a batch size).
+    #[arg(long, env = "HOOKLINE_DLQ_LIMIT", value_parser = clap::value_parser!(u64).range(1..))]
+    pub limit: Option<u64>,
+}
+
+/// `dlq list [filters] [--json]`
+#[derive(Debug, Clone, Args)]
+pub struct ListDeadLetters {
+    #[command(flatten)]
+    pub filter: DlqFilter,
+
+    /// One JSON object per line instead of a table (for scripts).
+    #[arg(long, env = "HOOKLINE_OUTPUT_JSON")]
+    pub json: bool,
+
+    /// The replay state topic, to show which dead letters were replayed (see `dlq replay`).
+    #[arg(long, env = "HOOKLINE_DLQ_REPLAY_STATE_TOPIC")]
+    pub state_topic: Option<String>,
+}
+
+/// `dlq replay (filters | --all) [--dry-run]`
+#[derive(Debug, Clone, Args)]
+pub struct ReplayDeadLetters {
+    #[command(flatten)]
+    pub filter: DlqFilter,
+
+    /// Replay every dead letter (required when no filter is given, so that a bare `replay`
+    /// never re-sends a whole DLQ by accident).
+    #[arg(long, env = "HOOKLINE_DLQ_REPLAY_ALL")]
+    pub all: bool,
+
+    /// Show what would be replayed; produce nothing.
+    #[arg(long, env = "HOOKLINE_DRY_RUN")]
+    pub dry_run: bool,
+
+    /// Compacted topic recording which dead letters were replayed (default: the DLQ topic's
+    /// name + `.replayed`); created on the first replay.
+    #[arg(long, env = "HOOKLINE_DLQ_REPLAY_STATE_TOPIC")]
+    pub state_topic: Option<String>,
+}
+
+/// `dlq purge --before TIME [--dry-run]`
+#[derive(Debug, Clone, Args)]
+pub struct PurgeDeadLetters {
+    /// Delete the dead letters written before this time (same forms as --since: RFC 3339 or an
+    /// age such as 30d).
+    #[arg(long, env = "HOOKLINE_DLQ_PURGE_BEFORE", value_parser = dlq::parse_time)]
+    pub before: SystemTime,
+
+    /// Show what would be deleted; delete nothing.
+    #[arg(long, env = "HOOKLINE_DRY_RUN")]
+    pub dry_run: bool,
+}
+
 /// `hookline-setup keys ...`
 #[derive(Debug, Clone, Subcommand)]
 pub enum KeysCommand {
@@ -336,6 +436,7 @@ pub async fn run<W: Write + Send>(cli: Cli, out: &mut W) -> Result<()> {
         Command::Topics(TopicsCommand::Describe) => topics::describe(&kafka, &topics, timeout, out).await,
         Command::Customers(command) => customers::run(&tenant_context()?, command, out).await,
         Command::Sources(command) => sources::run(&tenant_context()?, command, out).await,
+        Command::Dlq(command) => dlq::run(&kafka, &topics, timeout, command, out).await,
         Command::Keys(KeysCommand::Generate(generate)) => {
             let (private, public) =
                 keys::generate_key_pair(generate.bits, &generate.out).map_err(|e| Error::Keys(e.to_string()))?;

@@ -31,6 +31,9 @@ async fn unreachable_broker_fails_with_exit_1_and_says_so() {
         vec!["customers", "list"],
         vec!["customers", "remove", "c1"],
         vec!["customers", "add", "--id", "c1", "--webhook-url", "http://127.0.0.1:9000/webhook", "--events", "a"],
+        vec!["dlq", "list"],
+        vec!["dlq", "replay", "--all"],
+        vec!["dlq", "purge", "--before", "7d", "--dry-run"],
     ] {
         let output = binary(&with_short_timeout(args(&brokers, "unreachable", &command))).await;
         assert_exit(&output, 1);
@@ -53,6 +56,13 @@ async fn bad_command_lines_exit_2() {
         vec!["topics", "explode"],
         vec!["customers", "add", "--id", "c1"],
         vec!["topics", "describe", "--timeout", "soon"],
+        vec!["dlq", "list", "--since", "last tuesday"],
+        vec!["dlq", "list", "--limit", "0"],
+        vec!["dlq", "purge"],
+        // Refused before any broker is contacted (none runs here).
+        vec!["dlq", "replay"],
+        vec!["dlq", "replay", "--dry-run", "--limit", "5"],
+        vec!["dlq", "replay", "--all", "--reason", "max_attempts"],
     ] {
         let output = binary(&bad.iter().map(|a| (*a).to_owned()).collect::<Vec<_>>()).await;
         assert_exit(&output, 2);

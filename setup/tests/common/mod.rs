@@ -36,6 +36,16 @@ const CLI_ENV: &[&str] = &[
     "HOOKLINE_ALLOW_NETWORKS",
     "SCHEMA_REGISTRY_URL",
     "SCHEMA_REGISTRY_BASIC_AUTH",
+    "HOOKLINE_DLQ_CUSTOMER",
+    "HOOKLINE_DLQ_EVENT_ID",
+    "HOOKLINE_DLQ_REASON",
+    "HOOKLINE_DLQ_SINCE",
+    "HOOKLINE_DLQ_UNTIL",
+    "HOOKLINE_DLQ_LIMIT",
+    "HOOKLINE_DLQ_REPLAY_ALL",
+    "HOOKLINE_DLQ_REPLAY_STATE_TOPIC",
+    "HOOKLINE_DLQ_PURGE_BEFORE",
+    "HOOKLINE_DRY_RUN",
 ];
 
 /// The shared flags pointing at `brokers` and the topics `prefix`, `prefix.dlq`,
