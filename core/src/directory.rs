@@ -1,7 +1,7 @@
 //! The customer directory: an in-memory view of the compacted customers topic.
 //!
-//! A dedicated thread reads every partition of the topic from the beginning, then keeps following
-//! it, so the only infrastructure Hookline needs is Kafka. [`Directory::start`] returns once the
+//! A [`Follower`] thread reads every partition of the topic from the beginning, then keeps
+//! following it, so the only infrastructure Hookline needs is Kafka. [`Directory::start`] returns once the
 //! view has caught up with what the topic held at start-up. [`Directory::sync`] waits until the
 //! view has caught up with what the topic holds *now*: the consumer calls it before declaring a
 //! customer unknown, so a customer added a moment before its first event is not dead-lettered by
@@ -12,54 +12,26 @@
 //! retries the record rather than skip a customer.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::Message;
-use rdkafka::{Offset, TopicPartitionList};
-use tokio::sync::oneshot;
+use rdkafka::message::{BorrowedMessage, Message};
 use tokio_util::sync::CancellationToken;
 
 use crate::codec::Codec;
 use crate::config::KafkaArgs;
 use crate::customer::Customer;
+use crate::follower::{Apply, Follower};
 use crate::secrets::api_key_id;
 use crate::{Error, Result, kafka};
 
-const METADATA_TIMEOUT: Duration = Duration::from_secs(10);
-const POLL_INTERVAL: Duration = Duration::from_millis(100);
 /// Pause before decoding a record again while the schema registry is unreachable.
 const REGISTRY_RETRY: Duration = Duration::from_secs(1);
 
 /// Shared, cheaply cloneable handle on the directory.
 #[derive(Debug, Clone)]
 pub struct Directory {
-    inner: Arc<Inner>,
-}
-
-struct Inner {
-    topic: String,
-    partitions: Vec<i32>,
-    /// `None` once the follower stopped: the client is closed by the follower thread itself, so
-    /// that [`Directory::close`] returns with no Kafka connection left open.
-    reader: RwLock<Option<BaseConsumer>>,
-    customers: RwLock<Customers>,
-    progress: Mutex<Progress>,
-    stop: CancellationToken,
-    follower: Mutex<Option<std::thread::JoinHandle<()>>>,
-    codec: Codec,
-    /// The runtime registry look-ups run on (the follower is a plain thread).
-    runtime: tokio::runtime::Handle,
-}
-
-impl std::fmt::Debug for Inner {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Inner")
-            .field("topic", &self.topic)
-            .field("partitions", &self.partitions)
-            .finish_non_exhaustive()
-    }
+    follower: Follower<View>,
 }
 
 /// The customers by id, and the API key index.
@@ -95,34 +67,45 @@ impl Customers {
     }
 }
 
-/// How far the reader got, and who waits for it to get further.
-#[derive(Debug, Default)]
-struct Progress {
-    /// Next offset to read, per partition.
-    next_offset: HashMap<i32, i64>,
-    waiters: Vec<Waiter>,
-    stopped: bool,
+/// The view the follower thread keeps up to date.
+struct View {
+    topic: String,
+    customers: RwLock<Customers>,
+    codec: Codec,
+    /// The runtime registry look-ups run on (the follower is a plain thread).
+    runtime: tokio::runtime::Handle,
+    /// Stops the retries of a record while the registry is unreachable.
+    stop: CancellationToken,
 }
 
-#[derive(Debug)]
-struct Waiter {
-    targets: HashMap<i32, i64>,
-    done: oneshot::Sender<()>,
-}
-
-impl Progress {
-    fn reached(&self, targets: &HashMap<i32, i64>) -> bool {
-        targets.iter().all(|(p, target)| self.next_offset.get(p).copied().unwrap_or(0) >= *target)
+impl std::fmt::Debug for View {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("View").field("topic", &self.topic).finish_non_exhaustive()
     }
+}
 
-    fn wake_reached(&mut self) {
-        let waiters = std::mem::take(&mut self.waiters);
-        for waiter in waiters {
-            if self.reached(&waiter.targets) {
-                let _ = waiter.done.send(());
-            } else {
-                self.waiters.push(waiter);
+impl Apply for View {
+    fn apply(&self, message: &BorrowedMessage<'_>) {
+        let Some(key) = message.key().and_then(|k| std::str::from_utf8(k).ok()) else {
+            tracing::warn!(topic = %self.topic, "ignoring customer record without a UTF-8 key");
+            return;
+        };
+        let Some(value) = message.payload() else {
+            self.customers.write().unwrap_or_else(PoisonError::into_inner).remove(key);
+            return;
+        };
+        let decoded = loop {
+            match self.codec.decode_customer_blocking(&self.runtime, key, value) {
+                Err(error) if error.is_transient() && !self.stop.is_cancelled() => {
+                    tracing::warn!(topic = %self.topic, %error, "cannot decode a customer record yet; retrying");
+                    std::thread::sleep(REGISTRY_RETRY);
+                }
+                decoded => break decoded,
             }
+        };
+        match decoded {
+            Ok(customer) => self.customers.write().unwrap_or_else(PoisonError::into_inner).insert(customer),
+            Err(error) => tracing::warn!(topic = %self.topic, %error, "ignoring invalid customer record"),
         }
     }
 }
@@ -138,23 +121,15 @@ impl Directory {
         stop: CancellationToken,
         codec: Codec,
     ) -> Result<Self> {
-        let kafka = kafka.clone();
-        let topic_owned = topic.to_owned();
-        let runtime = tokio::runtime::Handle::current();
-        let inner = tokio::task::spawn_blocking(move || Inner::open(&kafka, topic_owned, stop, codec, runtime))
-            .await
-            .map_err(|_| Error::DirectoryStopped)??;
-        let inner = Arc::new(inner);
-        let follower = Arc::clone(&inner);
-        let handle = std::thread::Builder::new()
-            .name("hookline-directory".into())
-            .spawn(move || follower.follow())
-            .map_err(|_| Error::DirectoryStopped)?;
-        *inner.follower.lock().unwrap_or_else(PoisonError::into_inner) = Some(handle);
-        let directory = Self { inner };
-        tokio::time::timeout(load_timeout, directory.sync())
-            .await
-            .map_err(|_| Error::Timeout(load_timeout, "the customer directory to load"))??;
+        let view = View {
+            topic: topic.to_owned(),
+            customers: RwLock::default(),
+            codec,
+            runtime: tokio::runtime::Handle::current(),
+            stop: stop.clone(),
+        };
+        let follower = Follower::start(kafka, topic, view, load_timeout, "the customer directory to load", stop).await?;
+        let directory = Self { follower };
         tracing::info!(topic, customers = directory.len(), "customer directory loaded");
         Ok(directory)
     }
@@ -162,7 +137,7 @@ impl Directory {
     /// The codec records of the customers topic are read (and written, see
     /// [`crate::tenants`]) with.
     pub fn codec(&self) -> &Codec {
-        &self.inner.codec
+        &self.follower.view().codec
     }
 
     /// The customer with this id, as last read.
@@ -185,9 +160,7 @@ impl Directory {
         if let Some(customer) = self.by_api_key(presented) {
             return Ok(Some(customer));
         }
-        tokio::time::timeout(timeout, self.sync())
-            .await
-            .map_err(|_| Error::Timeout(timeout, "the customer directory to catch up"))??;
+        self.follower.sync_within(timeout, "the customer directory to catch up").await?;
         Ok(self.by_api_key(presented))
     }
 
@@ -196,9 +169,7 @@ impl Directory {
         if let Some(customer) = self.get(id) {
             return Ok(Some(customer));
         }
-        tokio::time::timeout(timeout, self.sync())
-            .await
-            .map_err(|_| Error::Timeout(timeout, "the customer directory to catch up"))??;
+        self.follower.sync_within(timeout, "the customer directory to catch up").await?;
         Ok(self.get(id))
     }
 
@@ -228,124 +199,18 @@ impl Directory {
 
     /// Waits until the view holds every record the topic holds now.
     pub async fn sync(&self) -> Result<()> {
-        let inner = Arc::clone(&self.inner);
-        let targets = tokio::task::spawn_blocking(move || inner.high_watermarks())
-            .await
-            .map_err(|_| Error::DirectoryStopped)??;
-        let (done, reached) = oneshot::channel();
-        {
-            let mut progress = self.inner.progress.lock().unwrap_or_else(PoisonError::into_inner);
-            if progress.stopped {
-                return Err(Error::DirectoryStopped);
-            }
-            progress.waiters.push(Waiter { targets, done });
-            progress.wake_reached();
-        }
-        reached.await.map_err(|_| Error::DirectoryStopped)
+        self.follower.sync().await
     }
 
     /// Stops following the topic and waits for the reader thread to end, so that its Kafka
     /// client is closed when this returns (the stop token given to [`Directory::start`] does the
     /// same without waiting).
     pub async fn close(&self) {
-        self.inner.stop.cancel();
-        let handle = self.inner.follower.lock().unwrap_or_else(PoisonError::into_inner).take();
-        if let Some(handle) = handle {
-            let _ = tokio::task::spawn_blocking(move || handle.join()).await;
-        }
+        self.follower.close().await;
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, Customers> {
-        self.inner.customers.read().unwrap_or_else(PoisonError::into_inner)
-    }
-}
-
-impl Inner {
-    fn open(
-        kafka: &KafkaArgs,
-        topic: String,
-        stop: CancellationToken,
-        codec: Codec,
-        runtime: tokio::runtime::Handle,
-    ) -> Result<Self> {
-        let reader = kafka::reader(kafka, "hookline-directory")?;
-        let partitions = kafka::topic_partitions(&reader, &topic, METADATA_TIMEOUT)?;
-        let mut assignment = TopicPartitionList::new();
-        let mut next_offset = HashMap::new();
-        for &partition in &partitions {
-            let (low, _high) = reader.fetch_watermarks(&topic, partition, METADATA_TIMEOUT)?;
-            next_offset.insert(partition, low);
-            assignment.add_partition_offset(&topic, partition, Offset::Beginning)?;
-        }
-        reader.assign(&assignment)?;
-        Ok(Self {
-            topic,
-            partitions,
-            reader: RwLock::new(Some(reader)),
-            customers: RwLock::default(),
-            progress: Mutex::new(Progress { next_offset, ..Progress::default() }),
-            stop,
-            follower: Mutex::new(None),
-            codec,
-            runtime,
-        })
-    }
-
-    fn high_watermarks(&self) -> Result<HashMap<i32, i64>> {
-        let reader = self.reader.read().unwrap_or_else(PoisonError::into_inner);
-        let reader = reader.as_ref().ok_or(Error::DirectoryStopped)?;
-        let mut targets = HashMap::new();
-        for &partition in &self.partitions {
-            let (_low, high) = reader.fetch_watermarks(&self.topic, partition, METADATA_TIMEOUT)?;
-            targets.insert(partition, high);
-        }
-        Ok(targets)
-    }
-
-    /// The follower thread: applies records until `stop` fires.
-    fn follow(&self) {
-        while !self.stop.is_cancelled() {
-            let reader = self.reader.read().unwrap_or_else(PoisonError::into_inner);
-            let Some(reader) = reader.as_ref() else { break };
-            match reader.poll(POLL_INTERVAL) {
-                Some(Ok(message)) => {
-                    self.apply(message.key(), message.payload());
-                    let mut progress = self.progress.lock().unwrap_or_else(PoisonError::into_inner);
-                    progress.next_offset.insert(message.partition(), message.offset() + 1);
-                    progress.wake_reached();
-                }
-                Some(Err(error)) => tracing::warn!(topic = %self.topic, %error, "customer directory read failed"),
-                None => {}
-            }
-        }
-        drop(self.reader.write().unwrap_or_else(PoisonError::into_inner).take());
-        let mut progress = self.progress.lock().unwrap_or_else(PoisonError::into_inner);
-        progress.stopped = true;
-        progress.waiters.clear();
-    }
-
-    fn apply(&self, key: Option<&[u8]>, value: Option<&[u8]>) {
-        let Some(key) = key.and_then(|k| std::str::from_utf8(k).ok()) else {
-            tracing::warn!(topic = %self.topic, "ignoring customer record without a UTF-8 key");
-            return;
-        };
-        let Some(value) = value else {
-            self.customers.write().unwrap_or_else(PoisonError::into_inner).remove(key);
-            return;
-        };
-        let decoded = loop {
-            match self.codec.decode_customer_blocking(&self.runtime, key, value) {
-                Err(error) if error.is_transient() && !self.stop.is_cancelled() => {
-                    tracing::warn!(topic = %self.topic, %error, "cannot decode a customer record yet; retrying");
-                    std::thread::sleep(REGISTRY_RETRY);
-                }
-                decoded => break decoded,
-            }
-        };
-        match decoded {
-            Ok(customer) => self.customers.write().unwrap_or_else(PoisonError::into_inner).insert(customer),
-            Err(error) => tracing::warn!(topic = %self.topic, %error, "ignoring invalid customer record"),
-        }
+        self.follower.view().customers.read().unwrap_or_else(PoisonError::into_inner)
     }
 }
 

@@ -23,7 +23,7 @@ pub enum Error {
     #[error("timed out after {0:?} waiting for {1}")]
     Timeout(std::time::Duration, &'static str),
 
-    #[error("the customer directory has stopped")]
+    #[error("the view of a state topic (the customer directory, the idempotency keys) has stopped")]
     DirectoryStopped,
 
     #[error("json: {0}")]
