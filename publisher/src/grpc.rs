@@ -261,6 +261,8 @@ mod tests {
             (Error::UnknownCustomer("c".into()), Code::NotFound),
             (Error::UnknownSource("s".into()), Code::NotFound),
             (Error::Conflict("x".into()), Code::FailedPrecondition),
+            (Error::IdempotencyInProgress, Code::Aborted),
+            (Error::IdempotencyKeyReused, Code::InvalidArgument),
             (Error::Tenant(hookline_core::Error::CustomerExists("c".into())), Code::AlreadyExists),
             (
                 Error::Produce { event_id: "e".into(), total: 1, failed: 1, produced: 0, reason: "x".into() },

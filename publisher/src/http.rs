@@ -488,8 +488,11 @@ impl Error {
     /// derived from the HTTP status so that both transports refuse alike.
     pub fn grpc_code(&self) -> tonic::Code {
         use tonic::Code;
-        if let Self::Tenant(hookline_core::Error::CustomerExists(_)) = self {
-            return Code::AlreadyExists;
+        match self {
+            Self::Tenant(hookline_core::Error::CustomerExists(_)) => return Code::AlreadyExists,
+            // A concurrent request holds the key: gRPC's code for "retry the whole call".
+            Self::IdempotencyInProgress => return Code::Aborted,
+            _ => {}
         }
         match self.status() {
             StatusCode::BAD_REQUEST
