@@ -128,7 +128,8 @@ impl Directory {
             runtime: tokio::runtime::Handle::current(),
             stop: stop.clone(),
         };
-        let follower = Follower::start(kafka, topic, view, load_timeout, "the customer directory to load", stop).await?;
+        let follower =
+            Follower::start(kafka, topic, view, load_timeout, "the customer directory to load", stop).await?;
         let directory = Self { follower };
         tracing::info!(topic, customers = directory.len(), "customer directory loaded");
         Ok(directory)
