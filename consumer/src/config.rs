@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser};
 pub use hookline_core::config::ListenAddr;
-use hookline_core::config::{KafkaArgs, SchemaRegistryArgs, TopicArgs, parse_duration};
+use hookline_core::config::{KafkaArgs, LogArgs, SchemaRegistryArgs, TopicArgs, parse_duration};
 use hookline_core::netguard::NetworkArgs;
 use hookline_core::secrets::MasterKeyArgs;
 
@@ -49,6 +49,9 @@ pub struct Config {
     /// How long to wait for the customer directory to load at start-up.
     #[arg(long, env = "HOOKLINE_DIRECTORY_LOAD_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
     pub directory_load_timeout: Duration,
+
+    #[command(flatten)]
+    pub log: LogArgs,
 
     /// Opens customers' signing secrets (required: every delivery is signed).
     #[command(flatten)]
@@ -103,6 +106,7 @@ impl Config {
             shutdown_grace: Duration::from_secs(10),
             dedup_window: Window(Some(DEFAULT_DEDUP_WINDOW)),
             directory_load_timeout: Duration::from_secs(30),
+            log: LogArgs::default(),
             master_key: MasterKeyArgs::default(),
             network: NetworkArgs::default(),
         }

@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex, OnceLock, PoisonError, Weak};
 use rdkafka::consumer::stream_consumer::StreamPartitionQueue;
 use rdkafka::consumer::{BaseConsumer, ConsumerContext, Rebalance, StreamConsumer};
 use rdkafka::error::KafkaResult;
+use rdkafka::statistics::Statistics;
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{ClientContext, TopicPartitionList};
 use tokio::sync::mpsc;
@@ -40,6 +41,8 @@ impl std::fmt::Debug for Assignment {
 /// Rebalance and commit callbacks of the group consumer.
 pub struct HooklineContext {
     consumer: OnceLock<Weak<HooklineConsumer>>,
+    /// The delivery topic, whose lag the statistics report.
+    topic: String,
     assignments: mpsc::UnboundedSender<Assignment>,
     owned: Mutex<HashMap<(String, i32), CancellationToken>>,
     metrics: Metrics,
@@ -52,8 +55,8 @@ impl std::fmt::Debug for HooklineContext {
 }
 
 impl HooklineContext {
-    pub fn new(assignments: mpsc::UnboundedSender<Assignment>, metrics: Metrics) -> Self {
-        Self { consumer: OnceLock::new(), assignments, owned: Mutex::default(), metrics }
+    pub fn new(topic: &str, assignments: mpsc::UnboundedSender<Assignment>, metrics: Metrics) -> Self {
+        Self { consumer: OnceLock::new(), topic: topic.to_owned(), assignments, owned: Mutex::default(), metrics }
     }
 
     /// Gives the context a handle on its consumer, needed to split partition queues. Must be
@@ -101,6 +104,7 @@ impl HooklineContext {
             if let Some(token) = owned.remove(&(element.topic().to_owned(), element.partition())) {
                 token.cancel();
             }
+            let _ = self.metrics.consumer_lag.remove_label_values(&[&element.partition().to_string()]);
         }
         self.metrics.assigned_partitions.set(i64::try_from(owned.len()).unwrap_or(i64::MAX));
     }
@@ -112,7 +116,19 @@ fn describe(partitions: &TopicPartitionList) -> String {
     format!("{ids:?}")
 }
 
-impl ClientContext for HooklineContext {}
+impl ClientContext for HooklineContext {
+    /// librdkafka's statistics (every `statistics.interval.ms`): the lag of each partition this
+    /// member consumes. A lag of -1 (not known yet) is not exported.
+    fn stats(&self, statistics: Statistics) {
+        let Some(topic) = statistics.topics.get(&self.topic) else { return };
+        let owned = self.owned.lock().unwrap_or_else(PoisonError::into_inner);
+        for (partition, stats) in &topic.partitions {
+            if *partition >= 0 && stats.consumer_lag >= 0 && owned.contains_key(&(self.topic.clone(), *partition)) {
+                self.metrics.consumer_lag.with_label_values(&[&partition.to_string()]).set(stats.consumer_lag);
+            }
+        }
+    }
+}
 
 impl ConsumerContext for HooklineContext {
     fn pre_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {

@@ -104,6 +104,7 @@ pub async fn run_partition(
         };
         let offset = record.offset();
         committer.tracker.begin(offset);
+        pipeline.metrics.clocks.started(partition, record.timestamp().to_millis());
         let outcome = {
             let mut processing = pin!(pipeline.process(&record, delivered.as_ref(), &stops.stopping));
             loop {
@@ -116,6 +117,7 @@ pub async fn run_partition(
                 }
             }
         };
+        pipeline.metrics.clocks.finished(partition);
         match outcome {
             Some(Outcome::Delivered { receipt, .. }) => match (&pipeline.ledger, delivered.as_mut()) {
                 (Some(ledger), Some(set)) => {
@@ -138,6 +140,7 @@ pub async fn run_partition(
             }
         }
     }
+    pipeline.metrics.clocks.released(partition);
     finish_recording(&mut committer, &mut recording, &revoked, &stops).await;
     tracing::debug!(topic, partition, "partition worker stopped");
 }

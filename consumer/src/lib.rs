@@ -67,6 +67,8 @@ use pipeline::Pipeline;
 /// tells librdkafka the application is alive (`max.poll.interval.ms`) and serves callbacks.
 const KEEPALIVE_POLL: Duration = Duration::from_millis(500);
 const FLUSH_TIMEOUT: Duration = Duration::from_secs(10);
+/// librdkafka's statistics period, unless set with `--kafka-property`.
+const STATISTICS_INTERVAL_MS: &str = "5000";
 
 /// Runs the consumer until `shutdown` is cancelled, then drains and commits.
 pub async fn run(config: Config, shutdown: CancellationToken) -> Result<()> {
@@ -129,12 +131,17 @@ pub async fn run_with_metrics(config: Config, shutdown: CancellationToken, metri
     });
 
     let (assignments_tx, mut assignments) = mpsc::unbounded_channel();
-    let context = HooklineContext::new(assignments_tx, metrics.clone());
-    let consumer: Arc<HooklineConsumer> =
-        Arc::new(kafka::group_consumer_config(&config.kafka, &client_id, &config.group).create_with_context(context)?);
+    let context = HooklineContext::new(&config.topics.deliveries, assignments_tx, metrics.clone());
+    let mut consumer_config = kafka::group_consumer_config(&config.kafka, &client_id, &config.group);
+    if !config.kafka.kafka_properties.iter().any(|(key, _)| key == "statistics.interval.ms") {
+        // Feeds `hookline_consumer_lag`.
+        consumer_config.set("statistics.interval.ms", STATISTICS_INTERVAL_MS);
+    }
+    let consumer: Arc<HooklineConsumer> = Arc::new(consumer_config.create_with_context(context)?);
     consumer.context().attach(&consumer);
     consumer.subscribe(&[&config.topics.deliveries])?;
     tracing::info!(group = %config.group, topic = %config.topics.deliveries, "consumer started");
+    metrics.readiness.set_started(true);
 
     let stops = Stops { stopping: shutdown.clone(), hard_stop: CancellationToken::new() };
     let mut workers: HashMap<i32, JoinHandle<()>> = HashMap::new();
@@ -169,6 +176,7 @@ pub async fn run_with_metrics(config: Config, shutdown: CancellationToken, metri
         }
     }
 
+    metrics.readiness.set_started(false);
     drain(&consumer, workers, stops, config.shutdown_grace).await;
     drop(assignments);
     let directory = pipeline.directory.clone();

@@ -1,11 +1,23 @@
 //! Prometheus metrics of the delivery worker, and the `/metrics` endpoint.
 //!
-//! Labels are bounded: outcomes, status classes, DLQ reasons and rebalance kinds; nothing per
-//! event or per customer.
+//! Labels are bounded: outcomes, status classes, DLQ reasons, rebalance kinds and partition
+//! numbers; nothing per event or per customer.
+//!
+//! The per-partition gauges that measure time (how old the record in progress is, how long the
+//! partition has been blocked by its retries) are computed when scraped, from the state the
+//! partition workers keep in [`PartitionClocks`].
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry, TextEncoder};
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use prometheus::{
+    GaugeVec, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
+};
 use tokio_util::sync::CancellationToken;
 
 use crate::{Error, Result};
@@ -50,6 +62,17 @@ pub struct Metrics {
     pub ledger_restored: IntCounter,
     /// `hookline_ledger_restore_duration_seconds`: how long reading a partition's ledger took.
     pub ledger_restore_duration: Histogram,
+    /// `hookline_delivery_latency_seconds`: from the event's acceptance by the publisher to the
+    /// endpoint's ACK.
+    pub delivery_latency: Histogram,
+    /// `hookline_consumer_lag{partition}`: records of the delivery topic not yet consumed, per
+    /// assigned partition (librdkafka statistics, every `statistics.interval.ms`).
+    pub consumer_lag: IntGaugeVec,
+    /// `hookline_oldest_undelivered_age_seconds{partition}` and
+    /// `hookline_partition_blocked_seconds{partition}`, computed at scrape time.
+    pub clocks: PartitionClocks,
+    /// What `/readyz` answers.
+    pub readiness: Readiness,
     /// `hookline_decode_errors_total{reason}`: record values that could not be decoded
     /// (dead-lettered as `undecodable`, except `registry_unavailable`, which is retried).
     pub decode_errors: IntCounterVec,
@@ -87,7 +110,28 @@ impl Metrics {
             .buckets(vec![0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0]),
         )?;
         registry.register(Box::new(ledger_restore_duration.clone()))?;
+        let delivery_latency = Histogram::with_opts(
+            HistogramOpts::new(
+                "hookline_delivery_latency_seconds",
+                "From the publisher accepting the event to the endpoint's ACK (retries included).",
+            )
+            .buckets(vec![0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0]),
+        )?;
+        registry.register(Box::new(delivery_latency.clone()))?;
+        let consumer_lag = IntGaugeVec::new(
+            Opts::new(
+                "hookline_consumer_lag",
+                "Records of the delivery topic not consumed yet, per assigned partition.",
+            ),
+            &["partition"],
+        )?;
+        registry.register(Box::new(consumer_lag.clone()))?;
+        let clocks = PartitionClocks::new(&registry)?;
         Ok(Self {
+            delivery_latency,
+            consumer_lag,
+            clocks,
+            readiness: Readiness::default(),
             attempts: counter_vec(
                 "hookline_delivery_attempts_total",
                 "HTTP delivery attempts by outcome (ack, failed) and status class (2xx..5xx, timeout, connect, other).",
@@ -159,22 +203,147 @@ impl Metrics {
 
     /// The registry in Prometheus text format.
     pub fn render(&self) -> String {
+        self.clocks.refresh();
         TextEncoder::new().encode_to_string(&self.registry.gather()).unwrap_or_default()
     }
 }
 
-/// Serves `GET /metrics` on `address` until `shutdown`. Returns the bound address.
+/// When each assigned partition's record in progress was published, and since when its
+/// retries block the partition.
+#[derive(Debug, Clone)]
+pub struct PartitionClocks {
+    clocks: Arc<Mutex<HashMap<i32, Clock>>>,
+    oldest_age: GaugeVec,
+    blocked: GaugeVec,
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+struct Clock {
+    /// The record in progress's timestamp (Unix milliseconds), if a record is in progress.
+    record_ms: Option<i64>,
+    /// When the record in progress first failed.
+    blocked_since: Option<Instant>,
+}
+
+impl PartitionClocks {
+    fn new(registry: &Registry) -> prometheus::Result<Self> {
+        let oldest_age = GaugeVec::new(
+            Opts::new(
+                "hookline_oldest_undelivered_age_seconds",
+                "Age of the oldest record of the partition not yet delivered or dead-lettered (the one in progress).",
+            ),
+            &["partition"],
+        )?;
+        let blocked = GaugeVec::new(
+            Opts::new(
+                "hookline_partition_blocked_seconds",
+                "How long the partition has been held by its current record's retries (0 when it is not).",
+            ),
+            &["partition"],
+        )?;
+        registry.register(Box::new(oldest_age.clone()))?;
+        registry.register(Box::new(blocked.clone()))?;
+        Ok(Self { clocks: Arc::default(), oldest_age, blocked })
+    }
+
+    fn with(&self, partition: i32, change: impl FnOnce(&mut Clock)) {
+        change(self.clocks.lock().unwrap_or_else(PoisonError::into_inner).entry(partition).or_default());
+    }
+
+    /// A record published at `record_ms` (Unix milliseconds) is in progress on `partition`.
+    pub fn started(&self, partition: i32, record_ms: Option<i64>) {
+        self.with(partition, |clock| *clock = Clock { record_ms, blocked_since: None });
+    }
+
+    /// The record in progress on `partition` failed and waits to retry.
+    pub fn blocked(&self, partition: i32) {
+        self.with(partition, |clock| {
+            clock.blocked_since.get_or_insert_with(Instant::now);
+        });
+    }
+
+    /// The record in progress on `partition` is done.
+    pub fn finished(&self, partition: i32) {
+        self.with(partition, |clock| *clock = Clock::default());
+    }
+
+    /// `partition` is no longer worked on here: its series go away.
+    pub fn released(&self, partition: i32) {
+        self.clocks.lock().unwrap_or_else(PoisonError::into_inner).remove(&partition);
+        let label = partition.to_string();
+        let _ = self.oldest_age.remove_label_values(&[&label]);
+        let _ = self.blocked.remove_label_values(&[&label]);
+    }
+
+    /// Sets the gauges from the clocks, as of now.
+    pub fn refresh(&self) {
+        let now_ms = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64() * 1000.0);
+        for (partition, clock) in self.clocks.lock().unwrap_or_else(PoisonError::into_inner).iter() {
+            let label = partition.to_string();
+            let age = clock.record_ms.map_or(0.0, |ms| ((now_ms - ms as f64) / 1000.0).max(0.0));
+            self.oldest_age.with_label_values(&[&label]).set(age);
+            let blocked = clock.blocked_since.map_or(0.0, |since| since.elapsed().as_secs_f64());
+            self.blocked.with_label_values(&[&label]).set(blocked);
+        }
+    }
+}
+
+/// What `/readyz` checks: the customer directory loaded and the member subscribed (set by
+/// [`crate::run`]), and at least one partition assigned.
+#[derive(Debug, Clone, Default)]
+pub struct Readiness {
+    started: Arc<AtomicBool>,
+}
+
+impl Readiness {
+    /// The directory is loaded and the consumer subscribed.
+    pub fn set_started(&self, started: bool) {
+        self.started.store(started, Ordering::SeqCst);
+    }
+
+    fn waiting_for(&self, metrics: &Metrics) -> Vec<&'static str> {
+        let mut waiting = Vec::new();
+        if !self.started.load(Ordering::SeqCst) {
+            waiting.push("the customer directory and the group subscription");
+        }
+        if metrics.assigned_partitions.get() == 0 {
+            waiting.push("a partition assignment");
+        }
+        waiting
+    }
+}
+
+/// Serves `GET /metrics`, `GET /healthz` (live) and `GET /readyz` (directory loaded, subscribed,
+/// partitions assigned) on `address` until `shutdown`. Returns the bound address.
 pub async fn serve(address: SocketAddr, metrics: Metrics, shutdown: CancellationToken) -> Result<SocketAddr> {
     let listener =
         tokio::net::TcpListener::bind(address).await.map_err(|source| Error::MetricsListen { address, source })?;
     let bound = listener.local_addr().map_err(|source| Error::MetricsListen { address, source })?;
-    let app = axum::Router::new().route(
-        "/metrics",
-        axum::routing::get(move || {
-            let metrics = metrics.clone();
-            async move { ([("content-type", "text/plain; version=0.0.4")], metrics.render()) }
-        }),
-    );
+    let for_metrics = metrics.clone();
+    let app = axum::Router::new()
+        .route(
+            "/metrics",
+            axum::routing::get(move || {
+                let metrics = for_metrics.clone();
+                async move { ([("content-type", "text/plain; version=0.0.4")], metrics.render()) }
+            }),
+        )
+        .route("/healthz", axum::routing::get(|| async { axum::Json(serde_json::json!({ "status": "ok" })) }))
+        .route(
+            "/readyz",
+            axum::routing::get(move || {
+                let metrics = metrics.clone();
+                async move {
+                    let waiting = metrics.readiness.waiting_for(&metrics);
+                    if waiting.is_empty() {
+                        (StatusCode::OK, axum::Json(serde_json::json!({ "status": "ready" }))).into_response()
+                    } else {
+                        let body = serde_json::json!({ "status": "not_ready", "waiting_for": waiting });
+                        (StatusCode::SERVICE_UNAVAILABLE, axum::Json(body)).into_response()
+                    }
+                }
+            }),
+        );
     tokio::spawn(async move {
         if let Err(error) = axum::serve(listener, app).with_graceful_shutdown(shutdown.cancelled_owned()).await {
             tracing::warn!(%error, "metrics endpoint stopped");

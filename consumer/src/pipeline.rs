@@ -164,6 +164,9 @@ impl Pipeline {
                     self.metrics.attempts.with_label_values(&["ack", "2xx"]).inc();
                     self.metrics.attempt_duration.observe(took.as_secs_f64());
                     self.metrics.deliveries.with_label_values(&["delivered"]).inc();
+                    if let Some(latency) = since(&event.timestamp) {
+                        self.metrics.delivery_latency.observe(latency);
+                    }
                     tracing::debug!(parent: &span, status, attempts, "delivered (ACK)");
                     let receipt = Receipt { customer: customer_id.to_owned(), event_id: event.event_id.clone() };
                     return Outcome::Delivered { attempts, receipt };
@@ -187,6 +190,7 @@ impl Pipeline {
                 return self.dead_letter(record, DlqReason::MaxAttempts, &error, attempts, last_status).await;
             };
             self.metrics.retries.inc();
+            self.metrics.clocks.blocked(record.partition());
             tracing::info!(parent: &span, attempt = attempts, error = %failure.error, retry_in = ?delay, "delivery failed; will retry");
             self.metrics.partitions_in_backoff.inc();
             let waited = wait(delay, stopping).await;
@@ -215,6 +219,12 @@ impl Pipeline {
         self.metrics.abandoned.with_label_values(&[cause]).inc();
         Outcome::Abandoned
     }
+}
+
+/// Seconds since `timestamp` (RFC 3339), if it parses and is not in the future.
+fn since(timestamp: &str) -> Option<f64> {
+    let at = humantime::parse_rfc3339_weak(timestamp).ok()?;
+    std::time::SystemTime::now().duration_since(at).ok().map(|d| d.as_secs_f64())
 }
 
 /// Sleeps for `delay` unless `stopping` fires first (then `Err`).

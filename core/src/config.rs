@@ -197,6 +197,24 @@ impl TopicArgs {
     }
 }
 
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Logging settings every binary shares.
+#[derive(Debug, Clone, Default, Args)]
+pub struct LogArgs {
+    /// Log line format on stderr: `text` or `json` (filter with `RUST_LOG`).
+    #[arg(long = "log-format", env = "HOOKLINE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]
+    pub format: LogFormat,
+}
+
 /// Parses `KEY=VALUE` (the value may itself contain `=`).
 pub fn parse_key_value(raw: &str) -> Result<(String, String), String> {
     match raw.split_once('=') {

@@ -5,7 +5,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
-use hookline_core::config::{KafkaArgs, ListenAddr, SchemaRegistryArgs, SecretString, TopicArgs, parse_duration};
+use hookline_core::config::{
+    KafkaArgs, ListenAddr, LogArgs, SchemaRegistryArgs, SecretString, TopicArgs, parse_duration,
+};
 use hookline_core::netguard::NetworkArgs;
 use hookline_core::secrets::MasterKeyArgs;
 
@@ -88,6 +90,9 @@ pub struct Config {
     pub idempotency_window: Duration,
 
     #[command(flatten)]
+    pub log: LogArgs,
+
+    #[command(flatten)]
     pub master_key: MasterKeyArgs,
 
     #[command(flatten)]
@@ -128,6 +133,7 @@ impl Config {
             producer_tokens: Vec::new(),
             signing_secret_grace: DEFAULT_SIGNING_SECRET_GRACE,
             idempotency_window: DEFAULT_IDEMPOTENCY_WINDOW,
+            log: LogArgs::default(),
             master_key: MasterKeyArgs::default(),
             network: NetworkArgs::default(),
             event_schemas_dir: None,

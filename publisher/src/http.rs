@@ -46,6 +46,9 @@ pub(crate) const TARGET_LOOKUP_TIMEOUT: Duration = Duration::from_secs(2);
 /// librdkafka's own `message.timeout.ms` verdict (a definite answer) normally arrives first.
 pub(crate) const ACK_GRACE: Duration = Duration::from_secs(1);
 
+/// How long `/readyz` waits for the broker.
+const READINESS_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// The request header that makes a publish idempotent.
 const IDEMPOTENCY_KEY: &str = "idempotency-key";
 /// The answer header saying the answer is that of an earlier request with the same key.
@@ -90,6 +93,7 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
         .merge(crate::event_types::routes())
         .merge(crate::inbound::routes())
         .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .fallback(no_route)
         .method_not_allowed_fallback(method_not_allowed)
@@ -429,6 +433,26 @@ pub(crate) async fn produce_copies(
 
 async fn healthz() -> Response {
     Json(serde_json::json!({ "status": "ok" })).into_response()
+}
+
+/// Ready when the broker answers a metadata request (the directory and the idempotency keys are
+/// loaded before the server answers anything).
+async fn readyz(State(state): State<Arc<AppState>>) -> Response {
+    let producer = state.producer.clone();
+    let topic = state.topic.clone();
+    let reachable = tokio::task::spawn_blocking(move || {
+        use rdkafka::producer::Producer as _;
+        producer.client().fetch_metadata(Some(&topic), READINESS_TIMEOUT).map(|_| ())
+    })
+    .await;
+    match reachable {
+        Ok(Ok(())) => Json(serde_json::json!({ "status": "ready" })).into_response(),
+        Ok(Err(error)) => {
+            let body = serde_json::json!({ "status": "not_ready", "error": format!("kafka: {error}") });
+            (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response()
+        }
+        Err(_) => error_response(StatusCode::SERVICE_UNAVAILABLE, "the readiness check failed"),
+    }
 }
 
 async fn metrics(State(state): State<Arc<AppState>>) -> Response {

@@ -6,7 +6,7 @@ use hookline_publisher::Config;
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let config = Config::parse();
-    hookline_core::telemetry::init_logging();
+    hookline_core::telemetry::init_logging_as(config.log.format);
     let shutdown = hookline_core::shutdown::on_signal();
     hookline_publisher::run(config, shutdown).await?;
     Ok(())

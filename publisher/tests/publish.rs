@@ -232,6 +232,8 @@ async fn broker_down_answers_503() {
     // Works while the broker is up...
     let (status, answer) = harness.publish(json!({"type": "order.created", "payload": {"n": 1}})).await;
     assert_eq!(status, 202, "{answer}");
+    let (status, body) = harness.get("/readyz").await;
+    assert_eq!(status, 200, "{body}");
 
     // ...and answers 503 with a JSON error, not a hang or a 202, once it is gone.
     harness.broker.kill();
@@ -241,8 +243,12 @@ async fn broker_down_answers_503() {
     assert!(error.contains("could not publish event evt_"), "{error}");
     assert!(error.contains("1 of 1 deliveries failed"), "{error}");
 
+    // Alive, but not ready.
     let (status, _) = harness.get("/healthz").await;
     assert_eq!(status, 200);
+    let (status, body) = harness.get("/readyz").await;
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("not_ready"), "{body}");
     let (_, metrics) = harness.get("/metrics").await;
     assert!(metrics.contains(r#"hookline_publish_requests_total{outcome="broker_error"} 1"#), "{metrics}");
 
