@@ -38,6 +38,10 @@ pub enum Error {
     #[error("missing topic(s): {}; create them with `hookline-setup topics create`", .0.join(", "))]
     MissingTopics(Vec<String>),
 
+    /// `check` found something wrong; its report says what and what to do.
+    #[error("{} check(s) failed: {}; see the FAIL lines above for what to do", .0.len(), .0.join(", "))]
+    ChecksFailed(Vec<String>),
+
     #[error(
         "no schema registry given: pass --schema-registry-url (or set SCHEMA_REGISTRY_URL), e.g. \
          --schema-registry-url http://127.0.0.1:8081"
