@@ -214,7 +214,16 @@ async fn check_group(kafka: &KafkaArgs, group: &str, timeout: Duration, report: 
             check,
             format!("the broker did not describe the group ({reason}); its state and members are not checked"),
         ),
-        Ok(found) if found.members.is_empty() => report.add(
+        // Apache Kafka lists a group with members or committed offsets; tansu 0.6 lists none.
+        Ok(None) => report.add(
+            Status::Warn,
+            check,
+            format!(
+                "not listed by the broker: no consumer has joined it (or the broker does not list groups, as tansu \
+                 0.6 does not); make sure the consumers run (`hookline-consumer --group {group}`)"
+            ),
+        ),
+        Ok(Some(found)) if found.members.is_empty() => report.add(
             Status::Warn,
             check,
             format!(
@@ -222,7 +231,7 @@ async fn check_group(kafka: &KafkaArgs, group: &str, timeout: Duration, report: 
                 found.state
             ),
         ),
-        Ok(found) => {
+        Ok(Some(found)) => {
             let status = if found.state == "Stable" { Status::Ok } else { Status::Warn };
             let rebalancing = if status == Status::Ok { "" } else { " (rebalancing; check again shortly)" };
             report.add(

@@ -92,24 +92,21 @@ pub async fn snapshot(
     blocking(timeout, "the broker to answer", move || read_snapshot(&kafka, &names, group.as_deref(), timeout)).await
 }
 
-/// The group's state and members, or the broker's refusal (some brokers do not implement
-/// ListGroups/DescribeGroups), as text.
-pub async fn group(kafka: &KafkaArgs, group: &str, timeout: Duration) -> Result<Result<Group, String>> {
+/// The group's state and members (`None` when the broker does not list it), or the broker's
+/// refusal (some brokers do not implement ListGroups/DescribeGroups), as text.
+pub async fn group(kafka: &KafkaArgs, group: &str, timeout: Duration) -> Result<Result<Option<Group>, String>> {
     let kafka = kafka.clone();
     let group = group.to_owned();
     blocking(timeout, "the group description", move || {
         let reader: BaseConsumer = kafka::reader(&kafka, "hookline-setup")?;
+        // librdkafka lists the groups (ListGroups) and describes those named `group`
+        // (DescribeGroups): a group no member ever joined, or whose offsets expired, is not listed.
         let answer = reader.fetch_group_list(Some(&group), timeout);
         let found = match answer {
-            Ok(list) => match list.groups().iter().find(|g| g.name() == group) {
-                Some(info) => Ok(Group {
-                    state: info.state().to_owned(),
-                    members: info.members().iter().map(|m| format!("{}@{}", m.client_id(), m.client_host())).collect(),
-                }),
-                // Kafka describes an unknown group as `Dead` with no members; an empty list is
-                // the same news from a broker that leaves it out.
-                None => Ok(Group { state: "Dead".to_owned(), members: Vec::new() }),
-            },
+            Ok(list) => Ok(list.groups().iter().find(|g| g.name() == group).map(|info| Group {
+                state: info.state().to_owned(),
+                members: info.members().iter().map(|m| format!("{}@{}", m.client_id(), m.client_host())).collect(),
+            })),
             Err(error) => Err(error.to_string()),
         };
         drop(reader);
