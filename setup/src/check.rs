@@ -70,7 +70,7 @@ pub async fn run<W: Write + Send>(
     match cluster::snapshot(kafka, names, Some(&args.group), timeout).await {
         Ok(snapshot) => {
             report.add(Status::Ok, "broker", format!("{} broker(s), bootstrap {}", snapshot.brokers, kafka.brokers));
-            check_topics(kafka, &snapshot, timeout, &mut report).await;
+            check_topics(kafka, names, &snapshot, timeout, &mut report).await;
             check_group(kafka, &args.group, timeout, &mut report).await?;
             check_lag(&snapshot, args, &mut report);
         }
@@ -102,19 +102,18 @@ pub async fn run<W: Write + Send>(
 
 /// Each topic exists, with as many partitions as its relation to the delivery topic asks, every
 /// partition led, and the cleanup policy `topics create` gives it.
-async fn check_topics(kafka: &KafkaArgs, snapshot: &Snapshot, timeout: Duration, report: &mut Report) {
+async fn check_topics(
+    kafka: &KafkaArgs,
+    names: &TopicArgs,
+    snapshot: &Snapshot,
+    timeout: Duration,
+    report: &mut Report,
+) {
     let delivery_partitions = snapshot.deliveries().partitions.as_ref().map(Vec::len);
-    let names = TopicArgs {
-        deliveries: snapshot.topics[0].name.clone(),
-        dlq: snapshot.topics[1].name.clone(),
-        customers: snapshot.topics[2].name.clone(),
-        delivered: snapshot.topics[3].name.clone(),
-        idempotency: snapshot.topics[4].name.clone(),
-    };
     // The expected layout is `topics create`'s, with the delivery topic's actual partition count
     // (any count is fine for it; the DLQ and the ledger must follow it).
     let count = delivery_partitions.and_then(|n| i32::try_from(n).ok()).unwrap_or(1);
-    let specs = topics::specs(&names, count, 1);
+    let specs = topics::specs(names, count, 1);
     let policies = cleanup_policies(kafka, snapshot, timeout).await;
 
     for (index, (topic, spec)) in snapshot.topics.iter().zip(&specs).enumerate() {
@@ -148,9 +147,25 @@ async fn check_topics(kafka: &KafkaArgs, snapshot: &Snapshot, timeout: Duration,
         {
             problems.push(format!("has cleanup.policy={policy}, expected {}", spec.cleanup_policy));
         }
+        // Fewer in-sync replicas than replicas: still served, but one broker less from data loss.
+        let under_replicated: Vec<String> =
+            found.iter().filter(|p| p.isr.len() < p.replicas.len()).map(|p| p.id.to_string()).collect();
         if problems.is_empty() {
             let policy = policy.map_or_else(String::new, |p| format!(", cleanup.policy={p}"));
-            report.add(Status::Ok, check, format!("{}{policy}", partitions(found.len() as i64)));
+            let layout = format!("{}{policy}", partitions(found.len() as i64));
+            if under_replicated.is_empty() {
+                report.add(Status::Ok, check, layout);
+            } else {
+                report.add(
+                    Status::Warn,
+                    check,
+                    format!(
+                        "{layout}; partition(s) {} under-replicated (fewer in-sync replicas than replicas): check \
+                         the brokers",
+                        under_replicated.join(",")
+                    ),
+                );
+            }
         } else {
             report.add(
                 Status::Fail,
@@ -361,4 +376,57 @@ async fn list_subjects(url: &str, args: &SchemaRegistryArgs, timeout: Duration) 
         return Err(format!("GET /subjects answered {status}: {}", body.trim()));
     }
     response.json().await.map_err(|e| format!("GET /subjects answered something else than a list of subjects ({e})"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cluster::{Partition, Topic};
+
+    fn snapshot(watermarks: &[(i64, i64)], committed: Result<HashMap<i32, i64>, String>) -> Snapshot {
+        let partitions = watermarks
+            .iter()
+            .zip(0..)
+            .map(|(w, id)| Partition { id, leader: 1, replicas: vec![1], isr: vec![1], watermarks: Some(*w) })
+            .collect();
+        let topic = |role, name: &str, partitions| Topic { role, name: name.to_owned(), partitions };
+        Snapshot {
+            brokers: 1,
+            topics: vec![
+                topic("deliveries", "t", Some(partitions)),
+                topic("dead letters", "t.dlq", None),
+                topic("customers", "t.customers", None),
+                topic("delivery ledger", "t.delivered", None),
+                topic("idempotency", "t.idempotency", None),
+            ],
+            committed: Some(committed),
+        }
+    }
+
+    fn lag_report(snapshot: &Snapshot, max_lag: Option<u64>) -> Finding {
+        let mut report = Report::default();
+        check_lag(snapshot, &CheckArgs { group: "g".into(), max_lag, json: false }, &mut report);
+        assert_eq!(report.0.len(), 1);
+        report.0.remove(0)
+    }
+
+    #[test]
+    fn lag_is_summed_and_warned_about_above_the_limit() {
+        let found = snapshot(&[(0, 10), (5, 8)], Ok(HashMap::from([(0, 4)])));
+        let finding = lag_report(&found, None);
+        assert_eq!((finding.status, finding.detail.as_str()), (Status::Ok, "total 9 on t (p0 6, p1 3)"));
+        assert_eq!(lag_report(&found, Some(9)).status, Status::Ok);
+        let above = lag_report(&found, Some(8));
+        assert_eq!(above.status, Status::Warn);
+        assert!(above.detail.contains("above --max-lag 8"), "{}", above.detail);
+
+        let nothing = lag_report(&snapshot(&[(0, 2)], Ok(HashMap::new())), None);
+        assert!(
+            nothing.detail.ends_with("nothing committed yet, counted from the earliest record"),
+            "{}",
+            nothing.detail
+        );
+        let refused = lag_report(&snapshot(&[(0, 2)], Err("not coordinator".into())), None);
+        assert_eq!(refused.status, Status::Warn);
+    }
 }

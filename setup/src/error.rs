@@ -103,6 +103,7 @@ mod tests {
         let refused = hookline_core::Error::Invalid { field: "topic", reason: "cannot create".into() };
         assert_eq!(Error::from(refused).exit_code(), EXIT_FAILURE);
         assert_eq!(Error::MissingTopics(vec!["t".into()]).exit_code(), EXIT_FAILURE);
+        assert_eq!(Error::ChecksFailed(vec!["broker".into()]).exit_code(), EXIT_FAILURE);
         assert_eq!(Error::Usage("--all".into()).exit_code(), EXIT_USAGE);
         assert_eq!(Error::Purge { topic: "t".into(), reason: "r".into() }.exit_code(), EXIT_FAILURE);
         assert_eq!(Error::from(hookline_core::Error::UnknownCustomer("c".into())).exit_code(), EXIT_FAILURE);
