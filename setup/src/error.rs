@@ -38,6 +38,10 @@ pub enum Error {
     #[error("missing topic(s): {}; create them with `hookline-setup topics create`", .0.join(", "))]
     MissingTopics(Vec<String>),
 
+    /// `check` found something wrong; its report says what and what to do.
+    #[error("{} check(s) failed: {}; see the FAIL lines above for what to do", .0.len(), .0.join(", "))]
+    ChecksFailed(Vec<String>),
+
     #[error(
         "no schema registry given: pass --schema-registry-url (or set SCHEMA_REGISTRY_URL), e.g. \
          --schema-registry-url http://127.0.0.1:8081"
@@ -99,6 +103,7 @@ mod tests {
         let refused = hookline_core::Error::Invalid { field: "topic", reason: "cannot create".into() };
         assert_eq!(Error::from(refused).exit_code(), EXIT_FAILURE);
         assert_eq!(Error::MissingTopics(vec!["t".into()]).exit_code(), EXIT_FAILURE);
+        assert_eq!(Error::ChecksFailed(vec!["broker".into()]).exit_code(), EXIT_FAILURE);
         assert_eq!(Error::Usage("--all".into()).exit_code(), EXIT_USAGE);
         assert_eq!(Error::Purge { topic: "t".into(), reason: "r".into() }.exit_code(), EXIT_FAILURE);
         assert_eq!(Error::from(hookline_core::Error::UnknownCustomer("c".into())).exit_code(), EXIT_FAILURE);

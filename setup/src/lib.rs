@@ -16,6 +16,8 @@
 //! - [`Cli`] and its subcommands: the command line (flags also come from the environment).
 //! - [`run`]: executes one command, writing its report to a writer.
 //! - `topics`: `topics create` / `topics describe`.
+//! - `check`: the health of the whole: broker, topics, consumer group and lag, schema registry.
+//! - `cluster`: one look at brokers, topics, watermarks and the group (`describe` and `check`).
 //! - `customers`: `customers create` (alias `add`) / `get` / `list` / `remove` / `set-webhook` /
 //!   `subscribe` / `set-public-key` / `clear-public-key` / `rotate-secret` / `reissue-api-key`,
 //!   through the same [`hookline_core::tenants::Tenants`] rules as the onboarding API.
@@ -31,6 +33,8 @@
 //! - [`error`]: this crate's error type and exit codes.
 
 mod broker;
+mod check;
+mod cluster;
 mod customers;
 mod dlq;
 pub mod error;
@@ -101,6 +105,34 @@ pub enum Command {
     /// Register or check the topics' Avro schemas in the Confluent Schema Registry.
     #[command(subcommand)]
     Schemas(SchemasCommand),
+    /// Check that everything Hookline needs is in place: the broker, the topics and their layout,
+    /// the consumer group and its lag, the schema registry and its subjects. One line per check
+    /// (`ok`, `warn` or `FAIL` with what to do); exit 1 if any check fails.
+    Check(CheckArgs),
+}
+
+/// The consumer group to look at.
+#[derive(Debug, Clone, Args)]
+pub struct GroupArg {
+    /// Consumer group id of the consumers (as given to `hookline-consumer --group`).
+    #[arg(long, env = "HOOKLINE_GROUP", default_value = "hookline")]
+    pub group: String,
+}
+
+/// `check [--group G] [--max-lag N] [--json]`
+#[derive(Debug, Clone, Args)]
+pub struct CheckArgs {
+    /// Consumer group id of the consumers (as given to `hookline-consumer --group`).
+    #[arg(long, env = "HOOKLINE_GROUP", default_value = "hookline")]
+    pub group: String,
+
+    /// Warn when the group's total lag on the delivery topic is above this many records.
+    #[arg(long, env = "HOOKLINE_MAX_LAG")]
+    pub max_lag: Option<u64>,
+
+    /// Print one JSON object (`{"ok", "checks": [{"check", "status", "detail"}]}`) instead of text.
+    #[arg(long, env = "HOOKLINE_OUTPUT_JSON")]
+    pub json: bool,
 }
 
 /// `hookline-setup schemas ...`
@@ -161,8 +193,9 @@ pub struct AddSource {
 pub enum TopicsCommand {
     /// Create every Hookline topic if missing (idempotent); report existing ones that differ.
     Create(CreateTopics),
-    /// Show each topic's partitions with their low and high watermarks.
-    Describe,
+    /// Show each topic's partitions: leader, replicas, in-sync replicas, low and high watermarks,
+    /// and on the delivery topic the group's committed offset and lag.
+    Describe(GroupArg),
 }
 
 /// Layout of the topics `topics create` makes.
@@ -433,7 +466,10 @@ pub async fn run<W: Write + Send>(cli: Cli, out: &mut W) -> Result<()> {
     };
     match command {
         Command::Topics(TopicsCommand::Create(create)) => topics::create(&kafka, &topics, &create, timeout, out).await,
-        Command::Topics(TopicsCommand::Describe) => topics::describe(&kafka, &topics, timeout, out).await,
+        Command::Topics(TopicsCommand::Describe(group)) => {
+            topics::describe(&kafka, &topics, &group.group, timeout, out).await
+        }
+        Command::Check(args) => check::run(&kafka, &topics, &schema_registry, &args, timeout, out).await,
         Command::Customers(command) => customers::run(&tenant_context()?, command, out).await,
         Command::Sources(command) => sources::run(&tenant_context()?, command, out).await,
         Command::Dlq(command) => dlq::run(&kafka, &topics, timeout, command, out).await,

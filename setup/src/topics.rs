@@ -7,7 +7,7 @@ use hookline_core::config::{KafkaArgs, TopicArgs};
 use hookline_core::topics::{self, TopicOutcome};
 
 use crate::broker::{bounded, check_reachable};
-use crate::{CreateTopics, Error, Result};
+use crate::{CreateTopics, Error, Result, cluster};
 
 /// Creates the missing topics and reports each one; fails if any existing topic differs.
 pub async fn create<W: Write + Send>(
@@ -38,46 +38,77 @@ pub async fn create<W: Write + Send>(
     if differing.is_empty() { Ok(()) } else { Err(Error::TopicsDiffer(differing)) }
 }
 
-/// Prints each topic's partitions with their watermarks; fails if any topic is missing.
+/// Prints each topic's partitions (leader, replicas, in-sync replicas, watermarks) and, for the
+/// delivery topic, `group`'s committed offset and lag; fails if any topic is missing.
 pub async fn describe<W: Write + Send>(
     kafka: &KafkaArgs,
     names: &TopicArgs,
+    group: &str,
     timeout: Duration,
     out: &mut W,
 ) -> Result<()> {
-    check_reachable(kafka, timeout).await?;
+    let snapshot = cluster::snapshot(kafka, names, Some(group), timeout).await?;
     let mut missing = Vec::new();
-    for (role, name) in [
-        ("deliveries", &names.deliveries),
-        ("dead letters", &names.dlq),
-        ("customers", &names.customers),
-        ("delivery ledger", &names.delivered),
-        ("idempotency", &names.idempotency),
-    ] {
-        match bounded(timeout, "partition watermarks", topics::watermarks(kafka, name)).await {
-            Ok(found) => {
-                // For the compacted customers topic this counts offsets, not live records.
-                let records: i64 = found.iter().map(|(_, low, high)| high - low).sum();
-                writeln!(
-                    out,
-                    "{name} ({role}): {}, {records} records",
-                    partitions(i64::try_from(found.len()).unwrap_or(i64::MAX))
-                )?;
-                for (partition, low, high) in found {
-                    writeln!(out, "  partition {partition:>3}  low {low:>10}  high {high:>10}")?;
-                }
+    for (index, topic) in snapshot.topics.iter().enumerate() {
+        let (name, role) = (&topic.name, topic.role);
+        let Some(found) = &topic.partitions else {
+            writeln!(out, "{name} ({role}): MISSING")?;
+            missing.push(name.clone());
+            continue;
+        };
+        // For the compacted customers topic this counts offsets, not live records.
+        let records: i64 = found.iter().filter_map(|p| p.watermarks).map(|(low, high)| high - low).sum();
+        writeln!(
+            out,
+            "{name} ({role}): {}, {records} records",
+            partitions(i64::try_from(found.len()).unwrap_or(i64::MAX))
+        )?;
+        // Only the delivery topic is consumed by the group.
+        let committed = match (index, &snapshot.committed) {
+            (0, Some(Ok(committed))) => Some(committed),
+            (0, Some(Err(reason))) => {
+                writeln!(out, "  group {group}: committed offsets unavailable ({reason})")?;
+                None
             }
-            Err(Error::Core(hookline_core::Error::MissingTopic { .. })) => {
-                writeln!(out, "{name} ({role}): MISSING")?;
-                missing.push(name.clone());
+            _ => None,
+        };
+        if index == 0 && committed.is_some() {
+            let total: i64 = found
+                .iter()
+                .filter_map(|p| cluster::lag(p.watermarks, committed.and_then(|c| c.get(&p.id).copied())))
+                .sum();
+            writeln!(out, "  group {group}: lag {total}")?;
+        }
+        for partition in found {
+            let (low, high) = partition
+                .watermarks
+                .map_or_else(|| ("?".to_owned(), "?".to_owned()), |(low, high)| (low.to_string(), high.to_string()));
+            write!(
+                out,
+                "  partition {:>3}  leader {:>3}  replicas {}  isr {}  low {low:>10}  high {high:>10}",
+                partition.id,
+                partition.leader,
+                ids(&partition.replicas),
+                ids(&partition.isr)
+            )?;
+            if let Some(committed) = committed {
+                let offset = committed.get(&partition.id).copied();
+                let lag = cluster::lag(partition.watermarks, offset).map_or_else(|| "?".to_owned(), |l| l.to_string());
+                let offset = offset.map_or_else(|| "-".to_owned(), |o| o.to_string());
+                write!(out, "  committed {offset:>10}  lag {lag:>10}")?;
             }
-            Err(other) => return Err(other),
+            writeln!(out)?;
         }
     }
     out.flush()?;
     if missing.is_empty() { Ok(()) } else { Err(Error::MissingTopics(missing)) }
 }
 
-fn partitions(count: i64) -> String {
+/// Broker ids as kafka-topics prints them: `1,2,3`.
+fn ids(ids: &[i32]) -> String {
+    if ids.is_empty() { "-".to_owned() } else { ids.iter().map(i32::to_string).collect::<Vec<_>>().join(",") }
+}
+
+pub(crate) fn partitions(count: i64) -> String {
     if count == 1 { "1 partition".to_owned() } else { format!("{count} partitions") }
 }

@@ -59,6 +59,8 @@ async fn bad_command_lines_exit_2() {
         vec!["dlq", "list", "--since", "last tuesday"],
         vec!["dlq", "list", "--limit", "0"],
         vec!["dlq", "purge"],
+        vec!["check", "--max-lag", "lots"],
+        vec!["check", "--max-lag", "-1"],
         // Refused before any broker is contacted (none runs here).
         vec!["dlq", "replay"],
         vec!["dlq", "replay", "--dry-run", "--limit", "5"],

@@ -35,8 +35,19 @@ async fn create_is_idempotent_and_describe_shows_partitions() {
     assert!(described.contains(&format!("{prefix} (deliveries): 3 partitions, 0 records")), "{described}");
     assert!(described.contains(&format!("{prefix}.dlq (dead letters): 3 partitions")), "{described}");
     assert!(described.contains(&format!("{prefix}.customers (customers): 1 partition")), "{described}");
+    // kafka-topics style: leader, replicas, in-sync replicas (one broker here), then watermarks;
+    // the delivery topic adds the group's committed offset and lag (nothing committed yet).
+    assert!(
+        described.contains(&format!("{prefix} (deliveries): 3 partitions, 0 records\n  group hookline: lag 0\n")),
+        "{described}"
+    );
     for partition in 0..3 {
-        assert!(described.contains(&format!("partition {partition:>3}  low")), "{described}");
+        let line = described
+            .lines()
+            .find(|l| l.starts_with(&format!("  partition {partition:>3}  leader")))
+            .unwrap_or_else(|| panic!("partition {partition} in\n{described}"));
+        assert!(line.contains("  replicas ") && line.contains("  isr ") && line.contains("  low "), "{line}");
+        assert!(line.ends_with("committed          -  lag          0"), "{line}");
     }
     assert!(!described.contains("partition   3"), "{described}");
 }

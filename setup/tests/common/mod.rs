@@ -46,6 +46,10 @@ const CLI_ENV: &[&str] = &[
     "HOOKLINE_DLQ_REPLAY_STATE_TOPIC",
     "HOOKLINE_DLQ_PURGE_BEFORE",
     "HOOKLINE_DRY_RUN",
+    "HOOKLINE_GROUP",
+    "HOOKLINE_MAX_LAG",
+    "HOOKLINE_DELIVERED_TOPIC",
+    "HOOKLINE_IDEMPOTENCY_TOPIC",
 ];
 
 /// The shared flags pointing at `brokers` and the topics `prefix`, `prefix.dlq`,
