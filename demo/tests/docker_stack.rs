@@ -8,6 +8,8 @@
 //! - every Grafana dashboard parses, and every `hookline_*` metric its queries use is one that
 //!   `hookline_publisher::metrics::Metrics::new()` or `hookline_consumer::Metrics::new()` registers.
 //! - the Dockerfile builds and installs every `[[bin]]` of the workspace (from `cargo metadata`).
+//! - the command lines of the compose services (and of `setup`'s script) parse with the
+//!   binaries' own argument parsers.
 //!
 //! Each check is a function returning the problems it found; the `*_catches_*` tests feed each one
 //! a broken input to show it can fail.
@@ -451,6 +453,69 @@ fn check_dockerfile(dockerfile: &str, binaries: &[(String, String)]) -> Vec<Stri
         _ => problems.push("the image does not end as a non-root USER".to_owned()),
     }
     problems
+}
+
+/// The `hookline-*` command lines of a service: its `command` list, or the `hookline-setup ...`
+/// commands of a `sh -c` script (split at `|`, `||`, `&&`, `;` and line ends; quotes dropped).
+fn command_lines(service: &Value) -> Vec<Vec<String>> {
+    let command = strings(service.get("command"));
+    if command.first().is_some_and(|program| program.starts_with("hookline-")) {
+        return vec![command];
+    }
+    let Some(script) = command.last() else {
+        return Vec::new();
+    };
+    script
+        .split(['\n', ';', '|', '&'])
+        .map(|segment| {
+            segment
+                .split_whitespace()
+                .map(|word| word.trim_matches(|quote| quote == '\'' || quote == '"').to_owned())
+                .collect::<Vec<_>>()
+        })
+        .filter(|words| words.first().is_some_and(|program| program.starts_with("hookline-")))
+        .collect()
+}
+
+/// Problems of the compose services' command lines: each `hookline-*` command must parse with
+/// that binary's argument parser (the receiver's lives in its `main.rs`, so it is not checked).
+fn check_command_lines(compose: &Value) -> Vec<String> {
+    use clap::Parser;
+    let mut problems = Vec::new();
+    for (name, service) in services(compose) {
+        let name = name.as_str().unwrap_or("?");
+        for args in command_lines(service) {
+            let parsed = match args[0].as_str() {
+                "hookline-publisher" => hookline_publisher::Config::try_parse_from(&args).map(drop),
+                "hookline-consumer" => hookline_consumer::Config::try_parse_from(&args).map(drop),
+                "hookline-setup" => hookline_setup::Cli::try_parse_from(&args).map(drop),
+                _ => Ok(()),
+            };
+            if let Err(error) = parsed {
+                problems.push(format!("{name}: `{}` does not parse: {}", args.join(" "), error.kind()));
+            }
+        }
+    }
+    problems
+}
+
+#[test]
+fn compose_commands_parse_with_the_binaries_arguments() {
+    let compose = compose();
+    let setup = command_lines(&services(&compose)["setup"]);
+    assert!(setup.len() >= 4, "setup's script: {setup:?}");
+    let problems = check_command_lines(&compose);
+    assert!(problems.is_empty(), "docker/compose.yaml:\n{}", problems.join("\n"));
+}
+
+#[test]
+fn command_check_catches_unknown_flags() {
+    let text = read(&docker_dir().join("compose.yaml"))
+        .replace("\"--metrics-listen\"", "\"--metrics-address\"")
+        .replace("schemas register", "schemas registre");
+    let problems = check_command_lines(&parse_yaml(&text).expect("still YAML")).join("\n");
+    assert!(problems.contains("consumer: `hookline-consumer --group hookline --metrics-address"), "{problems}");
+    assert!(problems.contains("setup: `hookline-setup schemas registre`"), "{problems}");
 }
 
 #[test]
