@@ -182,6 +182,23 @@ fn check_compose(compose: &Value, base: &Path) -> Vec<String> {
             }
         }
     }
+    // A health check over /dev/tcp must knock on a port the service listens on.
+    for (name, service) in services(compose) {
+        let name = name.as_str().unwrap_or("?");
+        let listening: Vec<u16> = ["--listen", "--metrics-listen", "--grpc-listen"]
+            .iter()
+            .filter_map(|flag| command_flag(service, flag))
+            .filter_map(|address| port_of(&address))
+            .collect();
+        let test = strings(service.get("healthcheck").and_then(|check| check.get("test"))).join(" ");
+        if let Some((_, rest)) = test.split_once("/dev/tcp/127.0.0.1/") {
+            let port = rest.split(|c: char| !c.is_ascii_digit()).next().and_then(|port| port.parse().ok());
+            if !port.is_some_and(|port| listening.contains(&port)) {
+                problems
+                    .push(format!("{name}: the health check's port {port:?} is not one it listens on {listening:?}"));
+            }
+        }
+    }
     if let Some(consumer) = services(compose).get("consumer") {
         for key in ["container_name", "ports"] {
             if consumer.get(key).is_some() {
@@ -595,14 +612,17 @@ fn compose_check_catches_missing_files_fixed_names_and_unknown_services() {
     let text = read(&docker_dir().join("compose.yaml"))
         .replace("./prometheus.yaml:", "./no-such-file.yaml:")
         .replace("dockerfile: docker/Dockerfile", "dockerfile: docker/Nope")
-        .replace("http://lgtm:4317", "http://otel-collector:4317");
+        .replace("http://lgtm:4317", "http://otel-collector:4317")
+        .replace("/dev/tcp/127.0.0.1/9464", "/dev/tcp/127.0.0.1/9465");
     let mut compose = parse_yaml(&text).expect("still YAML");
     let consumer = compose["services"]["consumer"].as_mapping_mut().expect("consumer");
     consumer.insert("container_name".into(), "consumer".into());
     let depends_on = compose["services"]["publisher"]["depends_on"].as_mapping_mut().expect("depends_on");
     depends_on.insert("zookeeper".into(), Value::Mapping(Mapping::new()));
     let problems = check_compose(&compose, &docker_dir()).join("\n");
-    for expected in ["no-such-file.yaml", "zookeeper", "docker/Nope", "otel-collector", "container_name"] {
+    let expected =
+        ["no-such-file.yaml", "zookeeper", "docker/Nope", "otel-collector", "container_name", "port Some(9465)"];
+    for expected in expected {
         assert!(problems.contains(expected), "{expected} not reported in:\n{problems}");
     }
     assert!(parse_yaml("services: [unclosed").is_err());
