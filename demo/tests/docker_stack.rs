@@ -2,7 +2,8 @@
 //!
 //! - `compose.yaml` parses; the files it references (build context, Dockerfile and its ignore
 //!   file, bind-mounted configuration) exist; `depends_on` and the addresses in the environment
-//!   name services of the file; the `consumer` service can be scaled.
+//!   name services of the file; the `consumer` service can be scaled; health checks knock on
+//!   ports the services listen on.
 //! - `prometheus.yaml` parses and scrapes the publisher and every consumer replica at the ports
 //!   they listen on, and only services of `compose.yaml`.
 //! - every Grafana dashboard parses, and every `hookline_*` metric its queries use is one that
