@@ -2,9 +2,11 @@
 # `make test` installs the test broker if absent and runs every test.
 
 CARGO ?= cargo
+COMPOSE ?= docker compose -f docker/compose.yaml
+CONSUMERS ?= 1
 export HOOKLINE_TOOLS_DIR ?= $(HOME)/.cache/hookline/tools
 
-.PHONY: all build test test-unit lint fmt demo tools interop clean-tools
+.PHONY: all build test test-unit lint fmt demo tools interop clean-tools up down
 
 all: build
 
@@ -39,6 +41,15 @@ fmt:
 ## The demo: in-process mock Kafka cluster, publisher, a consumer group, demo receivers.
 demo:
 	$(CARGO) run --release -p hookline-demo
+
+## The Docker stack (docker/README.md): Kafka, Schema Registry, setup, publisher, CONSUMERS
+## consumer replicas (`make up CONSUMERS=3`), demo receiver, Grafana LGTM on localhost:3000.
+up:
+	$(COMPOSE) up --build --detach --scale consumer=$(CONSUMERS)
+
+## Stops the stack and removes its containers and network (Kafka keeps no volume).
+down:
+	$(COMPOSE) down --remove-orphans
 
 clean-tools:
 	rm -rf "$(HOOKLINE_TOOLS_DIR)"
