@@ -276,6 +276,18 @@ mod tests {
         assert!(!extract_kafka(Some(&garbage)).span().span_context().is_valid());
     }
 
+    /// The OTLP exporter builds inside a runtime (as in the binaries' `main`), and shutting the
+    /// provider down there neither panics nor hangs with no collector listening.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_otlp_exporter_builds_and_shuts_down_inside_a_runtime() {
+        let provider = tracer_provider("hookline-test").expect("exporter");
+        let tracer = provider.tracer("hookline-test");
+        opentelemetry::trace::Tracer::in_span(&tracer, "probe", |_| {});
+        let started = std::time::Instant::now();
+        let _ = provider.shutdown();
+        assert!(started.elapsed() < std::time::Duration::from_secs(30));
+    }
+
     #[test]
     fn trace_context_is_read_from_http_headers() {
         let mut map = http::HeaderMap::new();
