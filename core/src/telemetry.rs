@@ -84,7 +84,7 @@ impl Drop for Telemetry {
 pub fn init(format: LogFormat, service: &'static str) -> Telemetry {
     opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
     let provider = if otlp_configured() {
-        match tracer_provider(service) {
+        match tracer_provider(service, None) {
             Ok(provider) => Some(provider),
             Err(error) => {
                 eprintln!("hookline: OpenTelemetry export disabled: {error}");
@@ -133,8 +133,16 @@ fn otlp_configured() -> bool {
     (set("OTEL_EXPORTER_OTLP_ENDPOINT") || set("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")) && !disabled && !no_exporter
 }
 
-fn tracer_provider(service: &'static str) -> Result<SdkTracerProvider, opentelemetry_otlp::ExporterBuildError> {
-    let exporter = opentelemetry_otlp::SpanExporter::builder().with_http().build()?;
+/// The provider exporting to `endpoint` (a full URL, for tests), or where the `OTEL_*` variables say.
+fn tracer_provider(
+    service: &'static str,
+    endpoint: Option<String>,
+) -> Result<SdkTracerProvider, opentelemetry_otlp::ExporterBuildError> {
+    let mut builder = opentelemetry_otlp::SpanExporter::builder().with_http();
+    if let Some(endpoint) = endpoint {
+        builder = opentelemetry_otlp::WithExportConfig::with_endpoint(builder, endpoint);
+    }
+    let exporter = builder.build()?;
     // The resource reads OTEL_SERVICE_NAME and OTEL_RESOURCE_ATTRIBUTES; the binary's own name
     // only fills in when neither names the service.
     let named = env::var("OTEL_SERVICE_NAME").is_ok_and(|name| !name.trim().is_empty())
@@ -277,15 +285,36 @@ mod tests {
     }
 
     /// The OTLP exporter builds inside a runtime (as in the binaries' `main`), and shutting the
-    /// provider down there neither panics nor hangs with no collector listening.
+    /// provider down there flushes the batch: a protobuf POST reaches the collector.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn the_otlp_exporter_builds_and_shuts_down_inside_a_runtime() {
-        let provider = tracer_provider("hookline-test").expect("exporter");
+    async fn the_otlp_exporter_posts_the_batch_on_shutdown_inside_a_runtime() {
+        use std::io::{Read, Write};
+
+        let collector = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let endpoint = format!("http://{}/v1/traces", collector.local_addr().expect("address"));
+        let received = std::thread::spawn(move || {
+            let (mut stream, _) = collector.accept().expect("accept");
+            stream.set_read_timeout(Some(std::time::Duration::from_secs(10))).expect("timeout");
+            let mut request = Vec::new();
+            let mut buffer = [0_u8; 4096];
+            while !String::from_utf8_lossy(&request).contains("\r\n\r\n") {
+                let read = stream.read(&mut buffer).expect("read");
+                if read == 0 {
+                    break;
+                }
+                request.extend_from_slice(&buffer[..read]);
+            }
+            let _ = stream.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
+            String::from_utf8_lossy(&request).into_owned()
+        });
+
+        let provider = tracer_provider("hookline-test", Some(endpoint)).expect("exporter");
         let tracer = provider.tracer("hookline-test");
         opentelemetry::trace::Tracer::in_span(&tracer, "probe", |_| {});
-        let started = std::time::Instant::now();
-        let _ = provider.shutdown();
-        assert!(started.elapsed() < std::time::Duration::from_secs(30));
+        provider.shutdown().expect("shutdown");
+        let request = received.join().expect("collector");
+        assert!(request.starts_with("POST /v1/traces "), "{request}");
+        assert!(request.to_ascii_lowercase().contains("content-type: application/x-protobuf"), "{request}");
     }
 
     #[test]
