@@ -298,30 +298,11 @@ async fn publish(
     auth: Result<Producer, Error>,
     request: Result<Publish, Error>,
 ) -> Response {
-    // One span per request, joining the caller's trace when it sent a `traceparent`; the records
-    // carry this span's context on to the consumer (see `produce_copies`).
-    let span = tracing::info_span!(
-        "publish",
-        event_type = tracing::field::Empty,
-        target = tracing::field::Empty,
-        event_id = tracing::field::Empty,
-        deliveries = tracing::field::Empty,
-    );
-    telemetry::set_parent(&span, telemetry::extract_http(&http_headers));
+    let span = publish_span(telemetry::extract_http(&http_headers));
     let result = match (auth, request) {
         (Err(error), _) | (Ok(_), Err(error)) => Err(error),
-        (Ok(Producer), Ok(Publish(request))) => {
-            span.record("event_type", request.event_type.as_str());
-            if let Some(target) = &request.target {
-                span.record("target", target.as_str());
-            }
-            publish_event(&state, request).instrument(span.clone()).await
-        }
+        (Ok(Producer), Ok(Publish(request))) => publish_traced(&state, request, &span).await,
     };
-    if let Ok(accepted) = &result {
-        span.record("event_id", accepted.event_id.as_str());
-        span.record("deliveries", accepted.deliveries);
-    }
     let _entered = span.enter();
     match result {
         Ok(accepted) if accepted.replayed => {
@@ -343,6 +324,39 @@ async fn publish(
             error.into_response()
         }
     }
+}
+
+/// The span of one publish request (`POST /publish`, inbound webhook, gRPC call), a child of the
+/// caller's span when `parent` (extracted from its `traceparent`) holds one. The records carry
+/// its context on to the consumer (see [`produce_copies`]).
+pub(crate) fn publish_span(parent: telemetry::TraceContext) -> tracing::Span {
+    let span = tracing::info_span!(
+        "publish",
+        event_type = tracing::field::Empty,
+        target = tracing::field::Empty,
+        event_id = tracing::field::Empty,
+        deliveries = tracing::field::Empty,
+    );
+    telemetry::set_parent(&span, parent);
+    span
+}
+
+/// [`publish_event`] within `span` (from [`publish_span`]), recording the request's fields on it.
+pub(crate) async fn publish_traced(
+    state: &AppState,
+    request: PublishRequest,
+    span: &tracing::Span,
+) -> Result<Accepted> {
+    span.record("event_type", request.event_type.as_str());
+    if let Some(target) = &request.target {
+        span.record("target", target.as_str());
+    }
+    let result = publish_event(state, request).instrument(span.clone()).await;
+    if let Ok(accepted) = &result {
+        span.record("event_id", accepted.event_id.as_str());
+        span.record("deliveries", accepted.deliveries);
+    }
+    result
 }
 
 /// Checks the payload against its type's schema, then writes one copy of the event per
