@@ -7,6 +7,8 @@
 use std::sync::OnceLock;
 
 use hookline_core::envelope::headers;
+use hookline_publisher::grpc::pb::SendOutgoingEventRequest;
+use hookline_publisher::grpc::pb::event_broker_client::EventBrokerClient;
 use opentelemetry::trace::{SpanId, TraceId, TracerProvider as _};
 use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider};
 use serde_json::json;
@@ -88,6 +90,29 @@ async fn records_carry_the_callers_trace() {
     let copy = records.iter().find(|record| record.value.event_id == event_id).expect("the copy for bob");
     let traceparent = copy.headers.get(headers::TRACEPARENT).expect("traceparent header");
     assert!(traceparent.starts_with("00-") && !traceparent.contains(TRACE_ID), "{traceparent}");
+
+    // The gRPC event broker reads the caller's context from the request metadata.
+    let grpc_span = "b7ad6b7169203331";
+    let mut client = EventBrokerClient::connect(format!("http://{}", harness.grpc)).await.expect("connect");
+    let mut request = tonic::Request::new(SendOutgoingEventRequest {
+        r#type: "order.created".into(),
+        payload: r#"{"n":3}"#.into(),
+        target: Some("alice".into()),
+        idempotency_key: None,
+    });
+    request.metadata_mut().insert("authorization", format!("Bearer {PRODUCER_TOKEN}").parse().expect("ascii"));
+    request.metadata_mut().insert("traceparent", format!("00-{TRACE_ID}-{grpc_span}-01").parse().expect("ascii"));
+    let answer = client.send_outgoing_event(request).await.expect("published").into_inner();
+    let spans = exporter.get_finished_spans().expect("finished spans");
+    let publish = spans
+        .iter()
+        .find(|span| span.name == "publish" && span.parent_span_id == SpanId::from_hex(grpc_span).unwrap())
+        .unwrap_or_else(|| panic!("no `publish` span under the gRPC caller's: {spans:#?}"));
+    assert_eq!(publish.span_context.trace_id(), TraceId::from_hex(TRACE_ID).unwrap());
+    let records = read_all(&harness.kafka, &harness.topics.deliveries).await;
+    let copy = records.iter().find(|record| record.value.event_id == answer.event_id).expect("the copy for alice");
+    let expected = format!("00-{TRACE_ID}-{}-01", publish.span_context.span_id());
+    assert_eq!(copy.headers.get(headers::TRACEPARENT), Some(&expected));
 
     harness.stop().await;
 }
