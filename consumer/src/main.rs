@@ -6,8 +6,11 @@ use hookline_consumer::Config;
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let config = Config::parse();
-    hookline_core::telemetry::init_logging_as(config.log.format);
+    // Kept until exit: dropping it flushes the spans not exported yet.
+    let telemetry = hookline_core::telemetry::init(config.log.format, "hookline-consumer");
     let shutdown = hookline_core::shutdown::on_signal();
-    hookline_consumer::run(config, shutdown).await?;
+    let result = hookline_consumer::run(config, shutdown).await;
+    telemetry.shutdown();
+    result?;
     Ok(())
 }

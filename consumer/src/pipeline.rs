@@ -16,8 +16,10 @@ use bytes::Bytes;
 use hookline_core::codec::Codec;
 use hookline_core::customer::unix_now;
 use hookline_core::directory::Directory;
+use hookline_core::telemetry;
 use rdkafka::message::{Message, OwnedMessage};
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use crate::dlq::{DeadLetter, DlqReason, DlqWriter};
 use crate::ledger::{DeliveredSet, Ledger, Receipt};
@@ -71,13 +73,25 @@ impl Pipeline {
         delivered: Option<&DeliveredSet>,
         stopping: &CancellationToken,
     ) -> Outcome {
+        // The record's whole processing; a child of the publish request's span when the record
+        // carries its trace context (`traceparent`), with one child per attempt and one for the
+        // DLQ write.
+        let span = tracing::info_span!(
+            "deliver",
+            topic = record.topic(),
+            partition = record.partition(),
+            offset = record.offset(),
+            event_id = tracing::field::Empty,
+            customer = tracing::field::Empty,
+        );
+        telemetry::set_parent(&span, telemetry::extract_kafka(record.headers()));
         let Some(customer_id) = record.key().and_then(|k| std::str::from_utf8(k).ok()) else {
-            return self
-                .dead_letter(record, DlqReason::Undecodable, "record key is not a UTF-8 customer id", 0, None)
-                .await;
+            let error = "record key is not a UTF-8 customer id";
+            return self.dead_letter(&span, record, DlqReason::Undecodable, error, 0, None).await;
         };
+        span.record("customer", customer_id);
         let Some(value) = record.payload() else {
-            return self.dead_letter(record, DlqReason::Undecodable, "record has no value", 0, None).await;
+            return self.dead_letter(&span, record, DlqReason::Undecodable, "record has no value", 0, None).await;
         };
         let event = loop {
             match self.codec.decode_delivery(value).await {
@@ -86,7 +100,7 @@ impl Pipeline {
                     self.metrics.decode_errors.with_label_values(&[error.decode_reason()]).inc();
                     if !error.is_transient() {
                         let error = format!("record value is not a Hookline event: {error}");
-                        return self.dead_letter(record, DlqReason::Undecodable, &error, 0, None).await;
+                        return self.dead_letter(&span, record, DlqReason::Undecodable, &error, 0, None).await;
                     }
                     // The record may be fine: only the registry holding its schema is away.
                     tracing::warn!(topic = record.topic(), partition = record.partition(), offset = record.offset(), %error, "cannot decode the record yet; waiting");
@@ -96,6 +110,7 @@ impl Pipeline {
                 }
             }
         };
+        span.record("event_id", tracing::field::display(&event.event_id));
         if delivered.is_some_and(|set| set.contains(customer_id, &event.event_id)) {
             self.metrics.duplicates_skipped.inc();
             tracing::info!(
@@ -112,21 +127,15 @@ impl Pipeline {
         let mut schedule = self.policy.schedule();
         let mut attempts = 0_u32;
         let mut last_status = None;
-        let span = tracing::info_span!(
-            "deliver",
-            topic = record.topic(),
-            partition = record.partition(),
-            offset = record.offset(),
-            event_id = %event.event_id,
-            customer = customer_id,
-        );
 
         loop {
             let customer = match self.directory.get_fresh(customer_id, LOOKUP_TIMEOUT).await {
                 Ok(Some(customer)) => customer,
                 Ok(None) => {
                     let error = format!("customer `{customer_id}` does not exist");
-                    return self.dead_letter(record, DlqReason::UnknownCustomer, &error, attempts, last_status).await;
+                    return self
+                        .dead_letter(&span, record, DlqReason::UnknownCustomer, &error, attempts, last_status)
+                        .await;
                 }
                 Err(error) => {
                     tracing::warn!(parent: &span, %error, "customer directory unavailable; waiting");
@@ -138,14 +147,16 @@ impl Pipeline {
             };
             let Some(url) = customer.webhook_url.as_deref() else {
                 let error = format!("customer `{customer_id}` has no webhook URL");
-                return self.dead_letter(record, DlqReason::NoWebhookUrl, &error, attempts, last_status).await;
+                return self.dead_letter(&span, record, DlqReason::NoWebhookUrl, &error, attempts, last_status).await;
             };
 
             let sealed = match self.sealer.seal(&customer, &event.event_id, &envelope, unix_now()) {
                 Ok(sealed) => sealed,
                 Err(refused) => {
                     tracing::error!(parent: &span, reason = refused.reason.as_str(), error = %refused.error, "cannot prepare the delivery");
-                    return self.dead_letter(record, refused.reason, &refused.error, attempts, last_status).await;
+                    return self
+                        .dead_letter(&span, record, refused.reason, &refused.error, attempts, last_status)
+                        .await;
                 }
             };
             let request = WebhookRequest {
@@ -159,7 +170,33 @@ impl Pipeline {
                 internal: customer.is_source(),
             };
             attempts += 1;
-            let failure = match self.client.attempt(&request).await {
+            let attempt_span = tracing::info_span!(
+                parent: &span,
+                "attempt",
+                attempt = attempts,
+                status = tracing::field::Empty,
+                error_class = tracing::field::Empty,
+                "otel.status_code" = tracing::field::Empty,
+            );
+            let attempt = self.client.attempt(&request).instrument(attempt_span.clone()).await;
+            match &attempt {
+                Attempt::Acked { status, .. } => {
+                    attempt_span.record("status", status);
+                }
+                Attempt::Failed(failure) => {
+                    if let Some(status) = failure.status {
+                        attempt_span.record("status", status);
+                    }
+                    attempt_span.record("error_class", failure.class);
+                    attempt_span.record("otel.status_code", "ERROR");
+                }
+                Attempt::Blocked { .. } => {
+                    attempt_span.record("error_class", "blocked");
+                    attempt_span.record("otel.status_code", "ERROR");
+                }
+            }
+            drop(attempt_span);
+            let failure = match attempt {
                 Attempt::Acked { status, took } => {
                     self.metrics.attempts.with_label_values(&["ack", "2xx"]).inc();
                     self.metrics.attempt_duration.observe(took.as_secs_f64());
@@ -177,7 +214,7 @@ impl Pipeline {
                     tracing::warn!(parent: &span, %reason, "webhook destination blocked by the SSRF guard");
                     let error = format!("destination blocked: {reason}");
                     return self
-                        .dead_letter(record, DlqReason::BlockedDestination, &error, attempts, last_status)
+                        .dead_letter(&span, record, DlqReason::BlockedDestination, &error, attempts, last_status)
                         .await;
                 }
             };
@@ -187,7 +224,7 @@ impl Pipeline {
 
             let Some(delay) = schedule.next_delay(failure.retry_after) else {
                 let error = format!("{} after {attempts} attempts", failure.error);
-                return self.dead_letter(record, DlqReason::MaxAttempts, &error, attempts, last_status).await;
+                return self.dead_letter(&span, record, DlqReason::MaxAttempts, &error, attempts, last_status).await;
             };
             self.metrics.retries.inc();
             self.metrics.clocks.blocked(record.partition());
@@ -203,6 +240,7 @@ impl Pipeline {
 
     async fn dead_letter(
         &self,
+        deliver: &tracing::Span,
         record: &OwnedMessage,
         reason: DlqReason,
         error: &str,
@@ -210,7 +248,8 @@ impl Pipeline {
         last_status: Option<u16>,
     ) -> Outcome {
         let letter = DeadLetter { reason, error: error.to_owned(), attempts, last_status };
-        self.dlq.write(record, &letter).await;
+        let span = tracing::info_span!(parent: deliver, "dead_letter", reason = reason.as_str(), attempts);
+        self.dlq.write(record, &letter).instrument(span).await;
         self.metrics.deliveries.with_label_values(&["dead_lettered"]).inc();
         Outcome::DeadLettered(reason)
     }

@@ -30,6 +30,11 @@ pub mod headers {
     pub const ORIGINAL_TOPIC: &str = "hookline-original-topic";
     pub const ORIGINAL_PARTITION: &str = "hookline-original-partition";
     pub const ORIGINAL_OFFSET: &str = "hookline-original-offset";
+    /// W3C trace context of the span that produced the record (the publish request), so that
+    /// delivery attempts and the DLQ write join the publisher's trace. Kept on DLQ records.
+    pub const TRACEPARENT: &str = "traceparent";
+    /// W3C vendor trace state accompanying [`TRACEPARENT`], when there is one.
+    pub const TRACESTATE: &str = "tracestate";
 }
 
 /// The value of a record on the delivery topic: `dev.hookline.DeliveryRecord` in Avro (see

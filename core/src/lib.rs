@@ -19,7 +19,8 @@
 //!   hashed) and operator bearer tokens, all compared in constant time.
 //! - [`netguard`]: the SSRF guard on webhook destinations.
 //! - [`shutdown`]: one cancellation token fired by SIGINT/SIGTERM.
-//! - [`telemetry`]: logging set-up.
+//! - [`telemetry`]: logging and OpenTelemetry tracing set-up, W3C trace-context propagation
+//!   through Kafka record headers.
 //! - [`topics`]: creating and checking the three topics.
 //! - [`error`]: this crate's error type.
 

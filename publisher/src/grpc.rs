@@ -9,6 +9,7 @@
 
 use std::sync::Arc;
 
+use hookline_core::telemetry;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::server::TcpIncoming;
@@ -17,7 +18,8 @@ use tonic_health::ServingStatus;
 
 use crate::auth::{identify_bearer, require_producer};
 use crate::http::{
-    AppState, Direction, PublishRequest, parse_payload, publish_event, validate_id_field, validate_publish_type,
+    AppState, Direction, PublishRequest, parse_payload, publish_span, publish_traced, validate_id_field,
+    validate_publish_type,
 };
 use crate::{Error, Result};
 
@@ -96,8 +98,9 @@ impl Broker {
 
     async fn send_outgoing(&self, request: Request<SendOutgoingEventRequest>) -> Result<SendOutgoingEventResponse> {
         self.authorize(&request).await?;
+        let span = publish_span(telemetry::extract_http(&request.metadata().clone().into_headers()));
         let request = outgoing_request(request.into_inner())?;
-        let accepted = publish_event(&self.state, request).await?;
+        let accepted = publish_traced(&self.state, request, &span).await?;
         Ok(SendOutgoingEventResponse {
             event_id: accepted.event_id,
             deliveries: u32::try_from(accepted.deliveries).unwrap_or(u32::MAX),
@@ -109,8 +112,9 @@ impl Broker {
         request: Request<HandleIncomingEventRequest>,
     ) -> Result<HandleIncomingEventResponse> {
         self.authorize(&request).await?;
+        let span = publish_span(telemetry::extract_http(&request.metadata().clone().into_headers()));
         let request = incoming_request(request.into_inner())?;
-        let accepted = publish_event(&self.state, request).await?;
+        let accepted = publish_traced(&self.state, request, &span).await?;
         Ok(HandleIncomingEventResponse { event_id: accepted.event_id })
     }
 }

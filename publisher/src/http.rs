@@ -23,6 +23,7 @@ use hookline_core::customer::{ALL_EVENTS, Customer, validate_event_type, validat
 use hookline_core::directory::Directory;
 use hookline_core::envelope::{EventRecord, headers};
 use hookline_core::secrets::TokenSet;
+use hookline_core::telemetry;
 use hookline_core::tenants::Tenants;
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
@@ -30,6 +31,7 @@ use rdkafka::util::Timeout;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
+use tracing::Instrument;
 
 use crate::auth::Producer;
 use crate::event_types::EventTypes;
@@ -292,13 +294,16 @@ pub(crate) async fn read_body(request: Request, state: &Arc<AppState>) -> Result
 
 async fn publish(
     State(state): State<Arc<AppState>>,
+    http_headers: HeaderMap,
     auth: Result<Producer, Error>,
     request: Result<Publish, Error>,
 ) -> Response {
+    let span = publish_span(telemetry::extract_http(&http_headers));
     let result = match (auth, request) {
         (Err(error), _) | (Ok(_), Err(error)) => Err(error),
-        (Ok(Producer), Ok(Publish(request))) => publish_event(&state, request).await,
+        (Ok(Producer), Ok(Publish(request))) => publish_traced(&state, request, &span).await,
     };
+    let _entered = span.enter();
     match result {
         Ok(accepted) if accepted.replayed => {
             state.metrics.request(Outcome::Replayed);
@@ -319,6 +324,39 @@ async fn publish(
             error.into_response()
         }
     }
+}
+
+/// The span of one publish request (`POST /publish`, inbound webhook, gRPC call), a child of the
+/// caller's span when `parent` (extracted from its `traceparent`) holds one. The records carry
+/// its context on to the consumer (see [`produce_copies`]).
+pub(crate) fn publish_span(parent: telemetry::TraceContext) -> tracing::Span {
+    let span = tracing::info_span!(
+        "publish",
+        event_type = tracing::field::Empty,
+        target = tracing::field::Empty,
+        event_id = tracing::field::Empty,
+        deliveries = tracing::field::Empty,
+    );
+    telemetry::set_parent(&span, parent);
+    span
+}
+
+/// [`publish_event`] within `span` (from [`publish_span`]), recording the request's fields on it.
+pub(crate) async fn publish_traced(
+    state: &AppState,
+    request: PublishRequest,
+    span: &tracing::Span,
+) -> Result<Accepted> {
+    span.record("event_type", request.event_type.as_str());
+    if let Some(target) = &request.target {
+        span.record("target", target.as_str());
+    }
+    let result = publish_event(state, request).instrument(span.clone()).await;
+    if let Ok(accepted) = &result {
+        span.record("event_id", accepted.event_id.as_str());
+        span.record("deliveries", accepted.deliveries);
+    }
+    result
 }
 
 /// Checks the payload against its type's schema, then writes one copy of the event per
@@ -382,6 +420,9 @@ pub(crate) async fn produce_copies(
     let record_headers = OwnedHeaders::new()
         .insert(Header { key: headers::EVENT_ID, value: Some(record.event_id.as_str()) })
         .insert(Header { key: headers::EVENT_TYPE, value: Some(record.event_type.as_str()) });
+    // The current span's W3C context (`traceparent`, `tracestate`), so that the deliveries join
+    // this trace; nothing without the OpenTelemetry layer.
+    let record_headers = telemetry::with_trace_headers(record_headers, &telemetry::current_trace_headers());
     let total = recipients.len();
     let started = Instant::now();
     // All copies go out at once on the shared producer; linger.ms batches them (and those of

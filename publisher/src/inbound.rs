@@ -24,12 +24,13 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
 use hookline_core::customer::{Customer, SignatureScheme, validate_id};
+use hookline_core::telemetry;
 use hookline_wire::signing::{ID_HEADER, SignatureVerifier, SigningSecret, verify_hub_signature};
 use serde_json::value::RawValue;
 
 use crate::grpc::{default_incoming_type, idempotency_key};
 use crate::http::{
-    AppState, Direction, PublishRequest, TARGET_LOOKUP_TIMEOUT, is_json, publish_event, read_body,
+    AppState, Direction, PublishRequest, TARGET_LOOKUP_TIMEOUT, is_json, publish_span, publish_traced, read_body,
     validate_publish_type,
 };
 use crate::metrics::InboundOutcome;
@@ -99,7 +100,8 @@ async fn accept(state: &Arc<AppState>, source_id: &str, request: Request) -> Res
         idempotency_key,
         direction: Direction::Incoming,
     };
-    Ok(publish_event(state, request).await?.event_id)
+    let span = publish_span(telemetry::extract_http(&headers));
+    Ok(publish_traced(state, request, &span).await?.event_id)
 }
 
 /// Checks the sender's signature over the exact body with the source's secret.
