@@ -613,7 +613,7 @@ fn compose_check_catches_missing_files_fixed_names_and_unknown_services() {
     let text = read(&docker_dir().join("compose.yaml"))
         .replace("./prometheus.yaml:", "./no-such-file.yaml:")
         .replace("dockerfile: docker/Dockerfile", "dockerfile: docker/Nope")
-        .replace("http://lgtm:4317", "http://otel-collector:4317")
+        .replace("http://lgtm:4318", "http://otel-collector:4318")
         .replace("/dev/tcp/127.0.0.1/9464", "/dev/tcp/127.0.0.1/9465");
     let mut compose = parse_yaml(&text).expect("still YAML");
     let consumer = compose["services"]["consumer"].as_mapping_mut().expect("consumer");
