@@ -6,7 +6,7 @@ COMPOSE ?= docker compose -f docker/compose.yaml
 CONSUMERS ?= 1
 export HOOKLINE_TOOLS_DIR ?= $(HOME)/.cache/hookline/tools
 
-.PHONY: all build test test-unit lint fmt demo tools interop clean-tools up down
+.PHONY: all build test test-unit lint fmt demo bench tools interop clean-tools up down
 
 all: build
 
@@ -41,6 +41,14 @@ fmt:
 ## The demo: in-process mock Kafka cluster, publisher, a consumer group, demo receivers.
 demo:
 	$(CARGO) run --release -p hookline-demo
+
+## Benchmarks (BENCHMARKS.md): release binaries against a tansu broker and a fast receiver on
+## loopback, every figure the median of BENCH_RUNS runs; the results table goes between the
+## markers of BENCHMARKS.md and into bench/results.json. `make bench BENCH_ARGS="--scenarios drain"`
+## runs a part; `hookline-bench --help` lists the settings.
+bench: tools
+	$(CARGO) build --release -p hookline-bench -p hookline-consumer -p hookline-publisher
+	TANSU_BIN="$$(scripts/ensure-tansu.sh)" $(CARGO) run --release -p hookline-bench -- $(BENCH_ARGS)
 
 ## The Docker stack (docker/README.md): Kafka, Schema Registry, setup, publisher, CONSUMERS
 ## consumer replicas (`make up CONSUMERS=3`), demo receiver, Grafana LGTM on localhost:3000.

@@ -102,6 +102,11 @@ impl Broker {
         KafkaArgs::new(self.bootstrap())
     }
 
+    /// The broker process's id while it runs (the benchmarks read its CPU time).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// Kills the broker (SIGKILL) and waits for it to exit.
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {

@@ -1,0 +1,172 @@
+//! Flags and environment variables of `hookline-bench`.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Parser;
+use hookline_core::config::parse_duration;
+
+/// The scenarios, in the order they run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Scenario {
+    /// The machine's ceiling: the receiver alone under an HTTP load, and the broker's raw
+    /// produce and consume rates.
+    Ceiling,
+    /// The publisher: events accepted per second from concurrent keep-alive clients.
+    Publisher,
+    /// The consumer draining a prefilled topic: signing only, and signing + JWE; one and three
+    /// consumer processes.
+    Drain,
+    /// The drain with one customer answering 503 to everything.
+    HeadOfLine,
+    /// Publish-to-delivery latency at fixed offered rates.
+    EndToEnd,
+}
+
+/// How deliveries are sealed in a drain.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Sealing {
+    /// Signed (Standard Webhooks), JSON body.
+    Signing,
+    /// Signed, body encrypted as a JWE to the customer's RSA key.
+    Jwe,
+}
+
+impl Sealing {
+    pub fn id(self) -> &'static str {
+        match self {
+            Self::Signing => "signing",
+            Self::Jwe => "jwe",
+        }
+    }
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Signing => "signing only",
+            Self::Jwe => "signing + JWE",
+        }
+    }
+}
+
+/// Settings of a benchmark run. The defaults are the workload; `--smoke` shrinks it to
+/// seconds (what the test suite runs to keep the harness from rotting).
+#[derive(Debug, Clone, Parser)]
+#[command(
+    name = "hookline-bench",
+    version,
+    about = "Benchmarks Hookline against a real broker (tansu) and a fast loopback receiver; writes BENCHMARKS.md and JSON."
+)]
+pub struct Config {
+    /// Scenarios to run (comma-separated); all by default.
+    #[arg(long, env = "BENCH_SCENARIOS", value_delimiter = ',', value_enum)]
+    pub scenarios: Vec<Scenario>,
+
+    /// Runs of every figure; the report gives their median, min and max.
+    #[arg(long, env = "BENCH_RUNS", default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=50))]
+    pub runs: u32,
+
+    /// Events prefilled for a drain (one delivery record each).
+    #[arg(long, env = "BENCH_EVENTS", default_value_t = 100_000)]
+    pub events: usize,
+
+    /// Customers the events are spread over (keys of the delivery topic).
+    #[arg(long, env = "BENCH_CUSTOMERS", default_value_t = 100, value_parser = clap::value_parser!(u32).range(2..=10_000))]
+    pub customers: u32,
+
+    /// Partitions of the delivery topic.
+    #[arg(long, env = "BENCH_PARTITIONS", default_value_t = 6, value_parser = clap::value_parser!(i32).range(1..=256))]
+    pub partitions: i32,
+
+    /// Size of the customers' RSA keys (JWE scenarios). Keys are generated once and cached.
+    #[arg(long, env = "BENCH_RSA_BITS", default_value_t = 4096)]
+    pub rsa_bits: usize,
+
+    /// Consumer processes of the drains: one run set per count.
+    #[arg(long, env = "BENCH_CONSUMERS", value_delimiter = ',', default_values_t = [1_u32, 3], value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub consumers: Vec<u32>,
+
+    /// How the drains' deliveries are sealed: one run set per choice.
+    #[arg(long, env = "BENCH_SEALING", value_delimiter = ',', value_enum, default_values_t = [Sealing::Signing, Sealing::Jwe])]
+    pub sealing: Vec<Sealing>,
+
+    /// Concurrent keep-alive clients of the publisher benchmark.
+    #[arg(long, env = "BENCH_CLIENTS", default_value_t = 64)]
+    pub clients: usize,
+
+    /// Measured time of the publisher and ceiling load runs (after a warm-up of a fifth of it).
+    #[arg(long, env = "BENCH_LOAD_DURATION", value_parser = parse_duration, default_value = "10s")]
+    pub load_duration: Duration,
+
+    /// Offered rates (events/s) of the end-to-end latency runs.
+    #[arg(long, env = "BENCH_RATES", value_delimiter = ',', default_values_t = [1000_u32, 5000])]
+    pub rates: Vec<u32>,
+
+    /// Measured time of each end-to-end run (after a warm-up of a fifth of it).
+    #[arg(long, env = "BENCH_E2E_DURATION", value_parser = parse_duration, default_value = "10s")]
+    pub e2e_duration: Duration,
+
+    /// Where `hookline-consumer` and `hookline-publisher` are; by default the directory of
+    /// this binary (`target/release` under `make bench`).
+    #[arg(long, env = "BENCH_BIN_DIR")]
+    pub bin_dir: Option<PathBuf>,
+
+    /// Where generated RSA keys are kept between runs (they take seconds each to make).
+    #[arg(long, env = "BENCH_KEY_CACHE")]
+    pub key_cache: Option<PathBuf>,
+
+    /// The Markdown report: the results go between its `<!-- bench:results -->` markers, so the
+    /// text around them is kept (the file is created when missing).
+    #[arg(long, env = "BENCH_MARKDOWN", default_value = "BENCHMARKS.md")]
+    pub markdown: PathBuf,
+
+    /// The machine-readable results.
+    #[arg(long, env = "BENCH_JSON", default_value = "bench/results.json")]
+    pub json: PathBuf,
+
+    /// Do not write the reports (print the table only).
+    #[arg(long, env = "BENCH_NO_WRITE")]
+    pub no_write: bool,
+
+    /// A run of seconds with a tiny workload: checks that the harness works, measures nothing.
+    #[arg(long, env = "BENCH_SMOKE")]
+    pub smoke: bool,
+}
+
+impl Config {
+    /// The settings for `args` (as on a command line, without the program name).
+    pub fn from_args<I: IntoIterator<Item = S>, S: Into<std::ffi::OsString> + Clone>(args: I) -> Self {
+        Self::parse_from(std::iter::once("hookline-bench".into()).chain(args.into_iter().map(Into::into)))
+    }
+
+    /// The workload after `--smoke`.
+    pub fn effective(mut self) -> Self {
+        if self.smoke {
+            self.runs = 1;
+            self.events = self.events.min(600);
+            self.customers = self.customers.min(4);
+            self.rsa_bits = self.rsa_bits.min(2048);
+            self.clients = self.clients.min(8);
+            self.load_duration = self.load_duration.min(Duration::from_secs(1));
+            self.e2e_duration = self.e2e_duration.min(Duration::from_secs(1));
+            self.rates = vec![200];
+            self.consumers = vec![1, 2];
+        }
+        if self.scenarios.is_empty() {
+            self.scenarios =
+                vec![Scenario::Ceiling, Scenario::Publisher, Scenario::Drain, Scenario::HeadOfLine, Scenario::EndToEnd];
+        }
+        self.scenarios.sort();
+        self.scenarios.dedup();
+        self
+    }
+
+    pub fn runs(&self, scenario: Scenario) -> bool {
+        self.scenarios.contains(&scenario)
+    }
+
+    /// The warm-up before a measured window of `measured`.
+    pub fn warmup(measured: Duration) -> Duration {
+        measured / 5
+    }
+}

@@ -1,0 +1,632 @@
+//! The benchmarks themselves. Each function runs one scenario `--runs` times, every run on a
+//! fresh broker, and returns its figures.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use hookline_core::customer::StoredPublicKey;
+use hookline_core::kafka;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::{Offset, TopicPartitionList};
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{Config, Scenario, Sealing};
+use crate::load::{self, MakeRequest};
+use crate::receiver::FastReceiver;
+use crate::stack::{self, HooklineProcess, Stack};
+use crate::stats::{Figure, Latencies};
+use crate::{Error, Result};
+
+const GROUP_READY_TIMEOUT: Duration = Duration::from_secs(120);
+/// How long the group must stay as it is (every partition assigned and waiting at the gate)
+/// before a drain's clock starts.
+const GROUP_SETTLED: Duration = Duration::from_secs(1);
+/// A head-of-line drain ends when the healthy customers' deliveries stop for this long.
+const HEAD_OF_LINE_QUIET: Duration = Duration::from_secs(3);
+
+/// Everything one scenario needs.
+#[derive(Debug)]
+pub struct Bench<'a> {
+    pub config: &'a Config,
+    pub bin_dir: &'a Path,
+    /// The customers' public keys (JWE scenarios).
+    pub keys: &'a [StoredPublicKey],
+    pub shutdown: &'a CancellationToken,
+}
+
+/// What one drain run measured.
+#[derive(Debug)]
+struct DrainRun {
+    /// Distinct deliveries to healthy customers per second, from the gate opening to the last.
+    per_second: f64,
+    delivered: usize,
+    expected: usize,
+    /// CPU seconds per 1000 deliveries: the consumer processes together, and the broker.
+    consumer_cpu_per_1k: f64,
+    broker_cpu_per_1k: f64,
+}
+
+impl Bench<'_> {
+    fn check_stop(&self) -> Result<()> {
+        if self.shutdown.is_cancelled() { Err(Error::Invalid("interrupted".into())) } else { Ok(()) }
+    }
+
+    fn progress(&self, what: &str, run: u32) {
+        eprintln!("[{}] {what}: run {}/{}", now_hms(), run + 1, self.config.runs);
+    }
+
+    /// The ceiling: the receiver alone (as many sequential clients as partitions, then as many
+    /// as the publisher benchmark uses), the broker's produce and raw consume rates.
+    pub async fn ceiling(&self) -> Result<Vec<Figure>> {
+        let config = self.config;
+        let (mut sequential, mut concurrent, mut produce, mut consume) = (vec![], vec![], vec![], vec![]);
+        let body = Bytes::from(vec![b'x'; 1400]);
+        for run in 0..config.runs {
+            self.check_stop()?;
+            self.progress("ceiling", run);
+            let receiver = FastReceiver::start(false, None).await?;
+            let url = receiver.url(1);
+            let body = body.clone();
+            let make: Arc<MakeRequest> = Arc::new(move |client, n| {
+                client
+                    .post(&url)
+                    .header("content-type", "application/jose")
+                    .header("webhook-id", format!("evt_{n}"))
+                    .header("webhook-timestamp", "1764410000")
+                    .header("webhook-signature", "v1,K5oZfzN95Z9UVu1EsfQmfVNQhnkZ2pj9o9NDN/H/pI4=")
+                    .body(body.clone())
+            });
+            let warmup = Config::warmup(config.load_duration);
+            let clients = usize::try_from(config.partitions).unwrap_or(1);
+            let one = load::closed_loop(load::client(), clients, warmup, config.load_duration, Arc::clone(&make)).await;
+            let many = load::closed_loop(load::client(), config.clients, warmup, config.load_duration, make).await;
+            for result in [&one, &many] {
+                if result.failed > 0 || result.completed == 0 {
+                    return Err(Error::Invalid(format!("receiver ceiling: {result:?}")));
+                }
+            }
+            sequential.push(one.per_second());
+            concurrent.push(many.per_second());
+
+            let stack = Stack::start(config.partitions).await?;
+            let started = Instant::now();
+            stack.prefill(config.events, config.customers).await?;
+            produce.push(config.events as f64 / started.elapsed().as_secs_f64());
+            consume.push(raw_consume_rate(&stack, config.events).await?);
+        }
+        Ok(vec![
+            Figure::new(
+                "ceiling.receiver.sequential",
+                &format!("Receiver alone, {} sequential clients (one per partition)", config.partitions),
+                "requests/s",
+                sequential,
+            ),
+            Figure::new(
+                "ceiling.receiver.concurrent",
+                &format!("Receiver alone, {} concurrent clients", config.clients),
+                "requests/s",
+                concurrent,
+            ),
+            Figure::new(
+                "ceiling.broker.produce",
+                &format!("Broker: produce {} records (acks=all, idempotent, lz4)", config.events),
+                "records/s",
+                produce,
+            ),
+            Figure::new(
+                "ceiling.broker.consume",
+                &format!("Broker: raw consume of {} records, {} partitions", config.events, config.partitions),
+                "records/s",
+                consume,
+            ),
+        ])
+    }
+
+    /// The publisher under `--clients` keep-alive clients, each event for one customer.
+    pub async fn publisher(&self) -> Result<Vec<Figure>> {
+        let config = self.config;
+        let (mut rates, mut p50, mut p99, mut cpu) = (vec![], vec![], vec![], vec![]);
+        for run in 0..config.runs {
+            self.check_stop()?;
+            self.progress("publisher", run);
+            let stack = Stack::start(config.partitions).await?;
+            stack.put_customers(config.customers, |n| format!("http://127.0.0.1:9/c/{n}"), &[]).await?;
+            let publisher = stack.spawn_publisher(self.bin_dir).await?;
+            let url = format!("http://{}/publish", publisher.address);
+            let customers = u64::from(config.customers);
+            let make: Arc<MakeRequest> = Arc::new(move |client, n| {
+                let n_customer = u32::try_from(n % customers).unwrap_or(0);
+                let body = format!(
+                    r#"{{"type":"{}","payload":{},"target":"{}"}}"#,
+                    stack::EVENT_TYPE,
+                    stack::payload(usize::try_from(n).unwrap_or(0)),
+                    stack::customer_id(n_customer)
+                );
+                client
+                    .post(&url)
+                    .bearer_auth(stack::PRODUCER_TOKEN)
+                    .header("content-type", "application/json")
+                    .body(body)
+            });
+            let before = Cpu::read(&[&publisher], &stack);
+            let warmup = Config::warmup(config.load_duration);
+            let result = load::closed_loop(load::client(), config.clients, warmup, config.load_duration, make).await;
+            let after = Cpu::read(&[&publisher], &stack);
+            if result.failed > 0 || result.completed == 0 {
+                return Err(Error::Invalid(format!(
+                    "publisher: {} accepted, {} failed; first failure: {:?}",
+                    result.completed, result.failed, result.first_failure
+                )));
+            }
+            let total_requests = result.completed as f64 * (warmup + config.load_duration).as_secs_f64()
+                / config.load_duration.as_secs_f64();
+            rates.push(result.per_second());
+            p50.push(result.latencies.quantile_ms(0.50));
+            p99.push(result.latencies.quantile_ms(0.99));
+            cpu.push(after.since(&before).hookline.as_secs_f64() * 1000.0 / total_requests);
+            publisher.stop().await;
+        }
+        let clients = config.clients;
+        Ok(vec![
+            Figure::new(
+                "publisher.events_per_second",
+                &format!("Publisher: events accepted, {clients} keep-alive clients, acks=all"),
+                "events/s",
+                rates,
+            ),
+            Figure::new("publisher.latency.p50", "Publisher: request latency p50", "ms", p50),
+            Figure::new("publisher.latency.p99", "Publisher: request latency p99", "ms", p99),
+            Figure::new("publisher.cpu_per_1k", "Publisher: CPU per 1000 events (publisher process)", "CPU s", cpu)
+                .with_note("approximate: the warm-up's requests are counted in proportion to the window"),
+        ])
+    }
+
+    /// Drains of a prefilled topic: both sealings, one consumer and `--consumers`.
+    pub async fn drains(&self) -> Result<Vec<Figure>> {
+        let mut figures = vec![];
+        for &sealing in &self.config.sealing {
+            for &consumers in &self.config.consumers {
+                let runs = self.drain_runs(sealing, consumers, None).await?;
+                figures.extend(drain_figures(
+                    &format!("drain.{}.{consumers}", sealing.id()),
+                    &format!(
+                        "Consumer drain, {}, {consumers} consumer{}",
+                        sealing.label(),
+                        if consumers == 1 { "" } else { "s" }
+                    ),
+                    &runs,
+                ));
+            }
+        }
+        Ok(figures)
+    }
+
+    /// The drain with customer 0 answering 503 to everything: the throughput of the others.
+    pub async fn head_of_line(&self) -> Result<Vec<Figure>> {
+        let runs = self.drain_runs(Sealing::Jwe, 1, Some(0)).await?;
+        let mut figures = drain_figures(
+            "head_of_line.jwe.1",
+            "Head-of-line: drain with 1 customer always 503 (the other customers' deliveries)",
+            &runs,
+        );
+        let stuck: Vec<f64> = runs.iter().map(|r| (r.expected - r.delivered) as f64).collect();
+        figures.push(
+            Figure::new(
+                "head_of_line.jwe.1.stuck",
+                "Head-of-line: healthy deliveries left behind the failing customer",
+                "deliveries",
+                stuck,
+            )
+            .with_note(
+                "records queued behind the failing customer's in its partition (partition-sequential mode, \
+                 production retry schedule: 8 attempts from 1 s); the run ends when the other deliveries stop",
+            ),
+        );
+        Ok(figures)
+    }
+
+    async fn drain_runs(&self, sealing: Sealing, consumers: u32, failing: Option<u32>) -> Result<Vec<DrainRun>> {
+        let config = self.config;
+        let mut runs = vec![];
+        let name = format!(
+            "drain, {}, {consumers} consumer(s){}",
+            sealing.label(),
+            if failing.is_some() { ", one customer failing" } else { "" }
+        );
+        for run in 0..config.runs {
+            self.check_stop()?;
+            self.progress(&name, run);
+            let stack = Stack::start(config.partitions).await?;
+            let receiver = FastReceiver::start(true, failing).await?;
+            let keys = if sealing == Sealing::Jwe { self.keys } else { &[] };
+            stack.put_customers(config.customers, |n| receiver.url(n), keys).await?;
+            let prefill_started = Instant::now();
+            let per_partition = stack.prefill(config.events, config.customers).await?;
+            eprintln!(
+                "    prefilled {} records in {:.1} s: {per_partition:?}",
+                config.events,
+                prefill_started.elapsed().as_secs_f64()
+            );
+            let failing_events = failing.map_or(0, |n| events_of(config.events, config.customers, n));
+            let expected = config.events - failing_events;
+
+            let group = hookline_testkit::unique_name("bench-group");
+            let mut processes = (0..consumers)
+                .map(|n| stack.spawn_consumer(self.bin_dir, &group, &format!("consumer-{n}")))
+                .collect::<Result<Vec<_>>>()?;
+            let joining = Instant::now();
+            wait_group_ready(&mut processes, &receiver, stack.partitions, per_partition.len(), self.shutdown).await?;
+            let pids: Vec<u32> = processes.iter().filter_map(HooklineProcess::pid).collect();
+            eprintln!("    group settled in {:.1} s; consumer pids {pids:?}", joining.elapsed().as_secs_f64());
+
+            let before = Cpu::read(&processes.iter().collect::<Vec<_>>(), &stack);
+            let opened = receiver.open();
+            let ended = wait_drained(&mut processes, &receiver, expected, failing.is_some(), self.shutdown).await?;
+            let after = Cpu::read(&processes.iter().collect::<Vec<_>>(), &stack);
+            if receiver.unsigned() > 0 {
+                return Err(Error::Invalid(format!("{} deliveries were not signed", receiver.unsigned())));
+            }
+            let delivered = receiver.healthy_delivered();
+            if failing.is_none() && delivered != expected {
+                return Err(Error::Invalid(format!("{delivered} of {expected} deliveries arrived")));
+            }
+            let last = last_healthy_delivery(&receiver, failing).unwrap_or(ended);
+            let elapsed = last.saturating_duration_since(opened).as_secs_f64().max(1e-6);
+            let cpu = after.since(&before);
+            let thousands = (receiver.delivered().max(1)) as f64 / 1000.0;
+            runs.push(DrainRun {
+                per_second: delivered as f64 / elapsed,
+                delivered,
+                expected,
+                consumer_cpu_per_1k: cpu.hookline.as_secs_f64() / thousands,
+                broker_cpu_per_1k: cpu.broker.as_secs_f64() / thousands,
+            });
+            eprintln!(
+                "    {delivered} deliveries in {elapsed:.2} s: {:.0}/s (CPU s: consumers {:.2}, broker {:.2}, receiver {:.2})",
+                delivered as f64 / elapsed,
+                cpu.hookline.as_secs_f64(),
+                cpu.broker.as_secs_f64(),
+                cpu.bench.as_secs_f64()
+            );
+        }
+        Ok(runs)
+    }
+
+    /// Publish-to-delivery latency at each offered rate: publisher, one consumer, JWE customers.
+    pub async fn end_to_end(&self) -> Result<Vec<Figure>> {
+        let config = self.config;
+        let mut figures = vec![];
+        for &rate in &config.rates {
+            let (mut p50, mut p99, mut p999, mut achieved) = (vec![], vec![], vec![], vec![]);
+            for run in 0..config.runs {
+                self.check_stop()?;
+                self.progress(&format!("end to end at {rate}/s"), run);
+                let latencies = self.end_to_end_run(rate).await?;
+                p50.push(latencies.0.quantile_ms(0.50));
+                p99.push(latencies.0.quantile_ms(0.99));
+                p999.push(latencies.0.quantile_ms(0.999));
+                achieved.push(latencies.1);
+            }
+            let label = format!("End to end at {rate} events/s (publisher → 1 consumer, signing + JWE)");
+            figures.push(Figure::new(&format!("end_to_end.{rate}.p50"), &format!("{label}: p50"), "ms", p50));
+            figures.push(Figure::new(&format!("end_to_end.{rate}.p99"), &format!("{label}: p99"), "ms", p99));
+            figures.push(Figure::new(&format!("end_to_end.{rate}.p999"), &format!("{label}: p99.9"), "ms", p999));
+            figures.push(Figure::new(
+                &format!("end_to_end.{rate}.delivered_per_second"),
+                &format!("{label}: deliveries/s achieved"),
+                "deliveries/s",
+                achieved,
+            ));
+        }
+        Ok(figures)
+    }
+
+    /// One end-to-end run: the latencies (from when each publish was due to its first delivery)
+    /// of the events due after the warm-up, and the deliveries per second in the window.
+    async fn end_to_end_run(&self, rate: u32) -> Result<(Latencies, f64)> {
+        let config = self.config;
+        let stack = Stack::start(config.partitions).await?;
+        let receiver = FastReceiver::start(false, None).await?;
+        stack.put_customers(config.customers, |n| receiver.url(n), self.keys).await?;
+        let publisher = stack.spawn_publisher(self.bin_dir).await?;
+        let group = hookline_testkit::unique_name("bench-group");
+        let mut consumer = vec![stack.spawn_consumer(self.bin_dir, &group, "consumer-0")?];
+        wait_assigned(&mut consumer, stack.partitions, self.shutdown).await?;
+        // The partition workers read their (empty) ledgers after the assignment.
+        tokio::time::sleep(GROUP_SETTLED).await;
+
+        let url = format!("http://{}/publish", publisher.address);
+        let customers = u64::from(config.customers);
+        let make: Arc<MakeRequest> = Arc::new(move |client, n| {
+            let body = format!(
+                r#"{{"type":"{}","payload":{},"target":"{}"}}"#,
+                stack::EVENT_TYPE,
+                stack::payload(usize::try_from(n).unwrap_or(0)),
+                stack::customer_id(u32::try_from(n % customers).unwrap_or(0))
+            );
+            client.post(&url).bearer_auth(stack::PRODUCER_TOKEN).header("content-type", "application/json").body(body)
+        });
+        let warmup = Config::warmup(config.e2e_duration);
+        let started = Instant::now();
+        let sent = load::open_loop(load::client(), rate, warmup + config.e2e_duration, 4096, make).await;
+        if sent.failed > 0 || sent.shed > 0 {
+            return Err(Error::Invalid(format!(
+                "end to end at {rate}/s: {} publishes failed, {} shed; first failure: {:?}",
+                sent.failed, sent.shed, sent.first_failure
+            )));
+        }
+        let mut due_by_event = HashMap::with_capacity(sent.answered.len());
+        for answered in &sent.answered {
+            let accepted: serde_json::Value = serde_json::from_slice(&answered.body)?;
+            let event_id = accepted["event_id"].as_str().unwrap_or_default().to_owned();
+            due_by_event.insert(event_id, answered.due);
+        }
+        let expected = due_by_event.len();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while receiver.delivered() < expected {
+            consumer[0].check_alive()?;
+            self.check_stop()?;
+            if Instant::now() > deadline {
+                return Err(Error::Timeout {
+                    what: format!("{expected} deliveries ({} arrived)", receiver.delivered()),
+                    seconds: 60,
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let window_start = started + warmup;
+        let mut latencies = Latencies::default();
+        let mut in_window = 0_usize;
+        for arrival in receiver.arrivals().iter().filter(|a| a.first_delivery) {
+            let Some(due) = due_by_event.get(&arrival.webhook_id) else {
+                return Err(Error::Invalid(format!("a delivery of unknown event {}", arrival.webhook_id)));
+            };
+            if *due >= window_start {
+                latencies.record(arrival.at.saturating_duration_since(*due));
+            }
+            if arrival.at >= window_start && arrival.at < window_start + config.e2e_duration {
+                in_window += 1;
+            }
+        }
+        eprintln!(
+            "    {expected} events: p50 {:.2} ms, p99 {:.2} ms, p99.9 {:.2} ms",
+            latencies.quantile_ms(0.5),
+            latencies.quantile_ms(0.99),
+            latencies.quantile_ms(0.999)
+        );
+        publisher.stop().await;
+        Ok((latencies, in_window as f64 / config.e2e_duration.as_secs_f64()))
+    }
+
+    /// Runs `scenario`.
+    pub async fn run(&self, scenario: Scenario) -> Result<Vec<Figure>> {
+        match scenario {
+            Scenario::Ceiling => self.ceiling().await,
+            Scenario::Publisher => self.publisher().await,
+            Scenario::Drain => self.drains().await,
+            Scenario::HeadOfLine => self.head_of_line().await,
+            Scenario::EndToEnd => self.end_to_end().await,
+        }
+    }
+}
+
+/// The figures of a set of drain runs under `id`.
+fn drain_figures(id: &str, label: &str, runs: &[DrainRun]) -> Vec<Figure> {
+    vec![
+        Figure::new(id, label, "deliveries/s", runs.iter().map(|r| r.per_second).collect()),
+        Figure::new(
+            &format!("{id}.consumer_cpu_per_1k"),
+            &format!("{label}: consumer CPU per 1000 deliveries"),
+            "CPU s",
+            runs.iter().map(|r| r.consumer_cpu_per_1k).collect(),
+        ),
+        Figure::new(
+            &format!("{id}.broker_cpu_per_1k"),
+            &format!("{label}: broker CPU per 1000 deliveries"),
+            "CPU s",
+            runs.iter().map(|r| r.broker_cpu_per_1k).collect(),
+        ),
+    ]
+}
+
+/// How many of `events` (spread round-robin over `customers`) are customer `n`'s.
+fn events_of(events: usize, customers: u32, n: u32) -> usize {
+    let (customers, n) = (customers as usize, n as usize);
+    events / customers + usize::from(n < events % customers)
+}
+
+/// Waits until the consumers share every partition, each worker holds its first delivery at the
+/// receiver's gate (`busy_partitions` of them: the partitions with records), and this stays so
+/// for [`GROUP_SETTLED`].
+async fn wait_group_ready(
+    processes: &mut [HooklineProcess],
+    receiver: &FastReceiver,
+    partitions: i32,
+    busy_partitions: usize,
+    shutdown: &CancellationToken,
+) -> Result<()> {
+    let deadline = Instant::now() + GROUP_READY_TIMEOUT;
+    let mut settled_since: Option<Instant> = None;
+    loop {
+        if shutdown.is_cancelled() {
+            return Err(Error::Invalid("interrupted".into()));
+        }
+        let mut assigned = vec![];
+        for process in processes.iter_mut() {
+            process.check_alive()?;
+            assigned.push(process.metric("hookline_assigned_partitions").await);
+        }
+        let every_member_works = assigned.iter().all(|a| *a >= 1.0) || processes.len() > partitions as usize;
+        let ready = assigned.iter().sum::<f64>() == f64::from(partitions)
+            && every_member_works
+            && receiver.held() >= busy_partitions;
+        match (ready, settled_since) {
+            (true, Some(since)) if since.elapsed() >= GROUP_SETTLED => return Ok(()),
+            (true, None) => settled_since = Some(Instant::now()),
+            (true, Some(_)) => {}
+            (false, _) => settled_since = None,
+        }
+        if Instant::now() > deadline {
+            return Err(Error::Timeout {
+                what: format!(
+                    "the group to settle (assigned {assigned:?} of {partitions}, {} of {busy_partitions} held)",
+                    receiver.held()
+                ),
+                seconds: GROUP_READY_TIMEOUT.as_secs(),
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Waits until the consumer processes have every partition.
+async fn wait_assigned(processes: &mut [HooklineProcess], partitions: i32, shutdown: &CancellationToken) -> Result<()> {
+    let deadline = Instant::now() + GROUP_READY_TIMEOUT;
+    loop {
+        if shutdown.is_cancelled() {
+            return Err(Error::Invalid("interrupted".into()));
+        }
+        let mut assigned = 0.0;
+        for process in processes.iter_mut() {
+            process.check_alive()?;
+            assigned += process.metric("hookline_assigned_partitions").await;
+        }
+        if assigned == f64::from(partitions) {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            return Err(Error::Timeout {
+                what: "the partition assignment".into(),
+                seconds: GROUP_READY_TIMEOUT.as_secs(),
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Waits until `expected` healthy deliveries arrived, or (`until_quiet`) until they stop
+/// arriving for [`HEAD_OF_LINE_QUIET`]. Returns when it noticed.
+async fn wait_drained(
+    processes: &mut [HooklineProcess],
+    receiver: &FastReceiver,
+    expected: usize,
+    until_quiet: bool,
+    shutdown: &CancellationToken,
+) -> Result<Instant> {
+    let timeout = Duration::from_secs(120).max(Duration::from_millis(expected as u64 * 2));
+    let deadline = Instant::now() + timeout;
+    let (mut last_count, mut last_change) = (0, Instant::now());
+    loop {
+        let delivered = receiver.healthy_delivered();
+        if delivered >= expected {
+            return Ok(Instant::now());
+        }
+        if delivered != last_count {
+            (last_count, last_change) = (delivered, Instant::now());
+        } else if until_quiet && delivered > 0 && last_change.elapsed() >= HEAD_OF_LINE_QUIET {
+            return Ok(last_change);
+        }
+        if shutdown.is_cancelled() {
+            return Err(Error::Invalid("interrupted".into()));
+        }
+        for process in processes.iter_mut() {
+            process.check_alive()?;
+        }
+        if Instant::now() > deadline {
+            return Err(Error::Timeout {
+                what: format!("{expected} deliveries ({delivered} arrived)"),
+                seconds: timeout.as_secs(),
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// When the last first delivery to a customer other than `failing` arrived.
+fn last_healthy_delivery(receiver: &FastReceiver, failing: Option<u32>) -> Option<Instant> {
+    receiver.arrivals().iter().filter(|a| a.first_delivery && Some(a.customer) != failing).map(|a| a.at).max()
+}
+
+/// The broker's raw consume rate: one reader assigned every partition from the start, counting
+/// `records` records without looking at them.
+async fn raw_consume_rate(stack: &Stack, records: usize) -> Result<f64> {
+    let kafka = stack.kafka.clone();
+    let (topic, partitions) = (stack.topics.deliveries.clone(), stack.partitions);
+    tokio::task::spawn_blocking(move || -> Result<f64> {
+        let reader: BaseConsumer = kafka::reader_config(&kafka, "hookline-bench-raw").create()?;
+        let mut assignment = TopicPartitionList::new();
+        for partition in 0..partitions {
+            assignment.add_partition_offset(&topic, partition, Offset::Beginning)?;
+        }
+        reader.assign(&assignment)?;
+        let deadline = Instant::now() + Duration::from_secs(300);
+        // The clock starts at the first record, leaving connection and metadata set-up out.
+        let mut first: Option<Instant> = None;
+        let mut seen = 0;
+        while seen < records {
+            if Instant::now() > deadline {
+                return Err(Error::Timeout { what: format!("reading {records} records ({seen} read)"), seconds: 300 });
+            }
+            if let Some(message) = reader.poll(Duration::from_millis(100)) {
+                message?;
+                first.get_or_insert_with(Instant::now);
+                seen += 1;
+            }
+        }
+        let elapsed = first.map_or(Duration::ZERO, |first| first.elapsed()).as_secs_f64().max(1e-6);
+        Ok((records - 1) as f64 / elapsed)
+    })
+    .await
+    .map_err(|e| Error::Invalid(format!("reader task: {e}")))?
+}
+
+/// CPU time used so far by Hookline's processes (together) and by the broker.
+#[derive(Debug, Clone, Copy, Default)]
+struct Cpu {
+    hookline: Duration,
+    broker: Duration,
+    /// This process: the receiver and the load generators.
+    bench: Duration,
+}
+
+impl Cpu {
+    fn read(processes: &[&HooklineProcess], stack: &Stack) -> Self {
+        let of = |pid: Option<u32>| pid.and_then(stack::cpu_time).unwrap_or_default();
+        Self {
+            hookline: processes.iter().map(|p| of(p.pid())).sum(),
+            broker: of(stack.broker.pid()),
+            bench: of(Some(std::process::id())),
+        }
+    }
+
+    fn since(&self, earlier: &Self) -> Self {
+        Self {
+            hookline: self.hookline.saturating_sub(earlier.hookline),
+            broker: self.broker.saturating_sub(earlier.broker),
+            bench: self.bench.saturating_sub(earlier.bench),
+        }
+    }
+}
+
+/// `HH:MM:SS` (UTC) for progress lines.
+fn now_hms() -> String {
+    let rfc3339 = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
+    rfc3339.get(11..19).unwrap_or_default().to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_of_a_customer_under_round_robin() {
+        assert_eq!(events_of(100_000, 100, 0), 1000);
+        assert_eq!(events_of(10, 4, 0), 3);
+        assert_eq!(events_of(10, 4, 1), 3);
+        assert_eq!(events_of(10, 4, 2), 2);
+        assert_eq!((0..4).map(|n| events_of(10, 4, n)).sum::<usize>(), 10);
+    }
+}

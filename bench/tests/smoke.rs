@@ -1,0 +1,69 @@
+//! The harness end to end with `--smoke` (a tiny workload, one run): every scenario runs
+//! against a real tansu broker and Hookline's binaries, and the report holds every figure.
+//! It asserts what the runs did (every delivery arrived and was signed, reports written with the
+//! analysis kept), never how fast: speed is measured by `make bench`, not by tests.
+
+use hookline_bench::report::{BEGIN, END};
+use hookline_bench::{Config, run};
+use tokio_util::sync::CancellationToken;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_smoke_run_measures_every_scenario_and_writes_the_reports() {
+    let dir = std::env::temp_dir().join(format!("hookline-bench-smoke-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let markdown = dir.join("BENCHMARKS.md");
+    std::fs::write(&markdown, format!("# Ours\n\nThe analysis.\n\n{BEGIN}\nold figures\n{END}\n\nMore.\n")).unwrap();
+    let json = dir.join("results.json");
+    let config = Config::from_args([
+        "--smoke",
+        "--markdown",
+        markdown.to_str().unwrap(),
+        "--json",
+        json.to_str().unwrap(),
+        "--key-cache",
+        dir.join("keys").to_str().unwrap(),
+    ]);
+
+    let report = run(config, CancellationToken::new()).await.expect("smoke run");
+
+    let ids: Vec<&str> = report.figures.iter().map(|f| f.id.as_str()).collect();
+    for id in [
+        "ceiling.receiver.sequential",
+        "ceiling.receiver.concurrent",
+        "ceiling.broker.produce",
+        "ceiling.broker.consume",
+        "publisher.events_per_second",
+        "publisher.latency.p99",
+        "drain.signing.1",
+        "drain.signing.2",
+        "drain.jwe.1",
+        "drain.jwe.2",
+        "head_of_line.jwe.1",
+        "head_of_line.jwe.1.stuck",
+        "end_to_end.200.p50",
+        "end_to_end.200.p999",
+        "end_to_end.200.delivered_per_second",
+    ] {
+        assert!(ids.contains(&id), "{id} missing from {ids:?}");
+    }
+    for figure in &report.figures {
+        assert_eq!(figure.runs.len(), 1, "{}", figure.id);
+        assert!(figure.median.is_finite() && figure.median >= 0.0, "{figure:?}");
+    }
+    for rate in ["drain.signing.1", "drain.jwe.2", "head_of_line.jwe.1", "publisher.events_per_second"] {
+        assert!(report.figure(rate).unwrap().median > 0.0, "{rate}");
+    }
+    assert!(report.figure("drain.jwe.1").unwrap().of_ceiling.is_some());
+    // 600 events over 4 customers: customer 0's 150, in one partition, block whatever follows
+    // them there; the other partitions drain.
+    let stuck = report.figure("head_of_line.jwe.1.stuck").unwrap().median;
+    assert!(stuck < 450.0, "{stuck} of the healthy customers' 450 deliveries stuck");
+
+    let written = std::fs::read_to_string(&markdown).unwrap();
+    assert!(written.starts_with("# Ours\n\nThe analysis.\n") && written.ends_with("\n\nMore.\n"), "{written}");
+    assert!(!written.contains("old figures") && written.contains("| Consumer drain, signing + JWE, 2 consumers |"));
+    let parsed: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert_eq!(parsed["figures"].as_array().map(Vec::len), Some(report.figures.len()));
+    assert_eq!(parsed["workload"]["smoke"], true);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
