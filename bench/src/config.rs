@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
-use hookline_core::config::parse_duration;
+use hookline_core::config::{parse_duration, parse_key_value};
 
 /// The scenarios, in the order they run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, clap::ValueEnum, serde::Serialize)]
@@ -105,6 +105,38 @@ pub struct Config {
     /// Measured time of each end-to-end run (after a warm-up of a fifth of it).
     #[arg(long, env = "BENCH_E2E_DURATION", value_parser = parse_duration, default_value = "10s")]
     pub e2e_duration: Duration,
+
+    /// librdkafka property KEY=VALUE for every Kafka client of the run, Hookline's processes and
+    /// the harness's own (repeatable; `;`-separated in the environment). The default works
+    /// around tansu 0.6, which answers a waiting fetch only when `fetch.wait.max.ms` is over,
+    /// not when records arrive as Apache Kafka does: with librdkafka's 500 ms every record would
+    /// wait a quarter of a second on average at low rates.
+    #[arg(
+        long = "kafka-property",
+        env = "BENCH_KAFKA_PROPERTIES",
+        value_name = "KEY=VALUE",
+        value_parser = parse_key_value,
+        value_delimiter = ';',
+        default_value = "fetch.wait.max.ms=5"
+    )]
+    pub kafka_properties: Vec<(String, String)>,
+
+    /// Tokio worker threads of each Hookline process (`--worker-threads`) in the throughput
+    /// scenarios (publisher, drains, head-of-line); `0` keeps their default (one per core). One
+    /// thread spends less CPU per delivery where the processes share two cores (BENCHMARKS.md).
+    #[arg(long, env = "BENCH_WORKER_THREADS", default_value_t = 1)]
+    pub worker_threads: usize,
+
+    /// The same for the end-to-end latency scenario. Its default, `0`, keeps the processes'
+    /// own default: a second thread shortens the latency tail at moderate load (BENCHMARKS.md).
+    #[arg(long, env = "BENCH_E2E_WORKER_THREADS", default_value_t = 0)]
+    pub e2e_worker_threads: usize,
+
+    /// Tokio worker threads of the tansu broker; `0` keeps its default (one per core). The
+    /// broker stands in for a Kafka cluster that runs on machines of its own; here it shares the
+    /// cores with what is measured, and one thread costs it and its neighbours less CPU.
+    #[arg(long, env = "BENCH_BROKER_WORKER_THREADS", default_value_t = 1)]
+    pub broker_worker_threads: usize,
 
     /// Where `hookline-consumer` and `hookline-publisher` are; by default the directory of
     /// this binary (`target/release` under `make bench`).

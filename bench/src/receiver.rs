@@ -86,14 +86,22 @@ impl FastReceiver {
             gate,
             failing,
         });
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+        listener.set_nonblocking(true)?;
         let address = listener.local_addr()?;
         let app = axum::Router::new().route("/c/{customer}", post(deliver)).with_state(Arc::clone(&shared));
         let stop = CancellationToken::new();
         let stopped = stop.clone();
-        tokio::spawn(async move {
-            let _ = axum::serve(listener, app).with_graceful_shutdown(stopped.cancelled_owned()).await;
-        });
+        // One thread with its own single-threaded runtime, like an event-loop server's worker:
+        // on a machine this small, a second worker thread costs more CPU in wake-ups than it
+        // adds, and the receiver's CPU is CPU the system under test does not get.
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+        std::thread::Builder::new().name("fast-receiver".into()).spawn(move || {
+            runtime.block_on(async move {
+                let Ok(listener) = tokio::net::TcpListener::from_std(listener) else { return };
+                let _ = axum::serve(listener, app).with_graceful_shutdown(stopped.cancelled_owned()).await;
+            });
+        })?;
         Ok(Self { address, shared, stop })
     }
 

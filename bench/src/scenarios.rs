@@ -63,6 +63,8 @@ impl Bench<'_> {
     pub async fn ceiling(&self) -> Result<Vec<Figure>> {
         let config = self.config;
         let (mut sequential, mut concurrent, mut produce, mut consume) = (vec![], vec![], vec![], vec![]);
+        // Per end-to-end rate: the broker's own produce-to-consume p50 and p99 of each run.
+        let mut broker_latency_runs: Vec<(Vec<f64>, Vec<f64>)> = vec![(vec![], vec![]); config.rates.len()];
         let body = Bytes::from(vec![b'x'; 1400]);
         for run in 0..config.runs {
             self.check_stop()?;
@@ -91,13 +93,18 @@ impl Bench<'_> {
             sequential.push(one.per_second());
             concurrent.push(many.per_second());
 
-            let stack = Stack::start(config.partitions).await?;
+            let stack = Stack::start(config).await?;
             let started = Instant::now();
             stack.prefill(config.events, config.customers).await?;
             produce.push(config.events as f64 / started.elapsed().as_secs_f64());
             consume.push(raw_consume_rate(&stack, config.events).await?);
+            for (rate, (p50, p99)) in config.rates.iter().zip(&mut broker_latency_runs) {
+                let probe = broker_latency(&stack, *rate, config.e2e_duration).await?;
+                p50.push(probe.quantile_ms(0.5));
+                p99.push(probe.quantile_ms(0.99));
+            }
         }
-        Ok(vec![
+        let mut figures = vec![
             Figure::new(
                 "ceiling.receiver.sequential",
                 &format!("Receiver alone, {} sequential clients (one per partition)", config.partitions),
@@ -122,7 +129,21 @@ impl Bench<'_> {
                 "records/s",
                 consume,
             ),
-        ])
+        ];
+        for (rate, (p50, p99)) in config.rates.iter().zip(broker_latency_runs) {
+            let label = format!("Broker: produce-to-consume latency at {rate} records/s");
+            figures.push(
+                Figure::new(&format!("ceiling.broker.latency.{rate}.p50"), &format!("{label}: p50"), "ms", p50)
+                    .with_note("the publisher's producer settings, Hookline's consumer settings: the floor under the end-to-end latency at this rate"),
+            );
+            figures.push(Figure::new(
+                &format!("ceiling.broker.latency.{rate}.p99"),
+                &format!("{label}: p99"),
+                "ms",
+                p99,
+            ));
+        }
+        Ok(figures)
     }
 
     /// The publisher under `--clients` keep-alive clients, each event for one customer.
@@ -132,7 +153,7 @@ impl Bench<'_> {
         for run in 0..config.runs {
             self.check_stop()?;
             self.progress("publisher", run);
-            let stack = Stack::start(config.partitions).await?;
+            let stack = Stack::start(config).await?;
             stack.put_customers(config.customers, |n| format!("http://127.0.0.1:9/c/{n}"), &[]).await?;
             let publisher = stack.spawn_publisher(self.bin_dir).await?;
             let url = format!("http://{}/publish", publisher.address);
@@ -173,7 +194,10 @@ impl Bench<'_> {
         Ok(vec![
             Figure::new(
                 "publisher.events_per_second",
-                &format!("Publisher: events accepted, {clients} keep-alive clients, acks=all"),
+                &format!(
+                    "Publisher: events accepted, {clients} keep-alive clients, acks=all{}",
+                    threads_label(config.worker_threads)
+                ),
                 "events/s",
                 rates,
             ),
@@ -193,9 +217,10 @@ impl Bench<'_> {
                 figures.extend(drain_figures(
                     &format!("drain.{}.{consumers}", sealing.id()),
                     &format!(
-                        "Consumer drain, {}, {consumers} consumer{}",
+                        "Consumer drain, {}, {consumers} consumer{}{}",
                         sealing.label(),
-                        if consumers == 1 { "" } else { "s" }
+                        if consumers == 1 { "" } else { "s" },
+                        threads_label(self.config.worker_threads)
                     ),
                     &runs,
                 ));
@@ -239,7 +264,7 @@ impl Bench<'_> {
         for run in 0..config.runs {
             self.check_stop()?;
             self.progress(&name, run);
-            let stack = Stack::start(config.partitions).await?;
+            let stack = Stack::start(config).await?;
             let receiver = FastReceiver::start(true, failing).await?;
             let keys = if sealing == Sealing::Jwe { self.keys } else { &[] };
             stack.put_customers(config.customers, |n| receiver.url(n), keys).await?;
@@ -310,7 +335,11 @@ impl Bench<'_> {
                 p999.push(latencies.0.quantile_ms(0.999));
                 achieved.push(latencies.1);
             }
-            let label = format!("End to end at {rate} events/s (publisher → 1 consumer, signing + JWE)");
+            let threads = match config.e2e_worker_threads {
+                0 => "default threads".to_owned(),
+                n => format!("{n} worker thread{}", if n == 1 { "" } else { "s" }),
+            };
+            let label = format!("End to end at {rate} events/s (publisher → 1 consumer, signing + JWE, {threads})");
             figures.push(Figure::new(&format!("end_to_end.{rate}.p50"), &format!("{label}: p50"), "ms", p50));
             figures.push(Figure::new(&format!("end_to_end.{rate}.p99"), &format!("{label}: p99"), "ms", p99));
             figures.push(Figure::new(&format!("end_to_end.{rate}.p999"), &format!("{label}: p99.9"), "ms", p999));
@@ -328,7 +357,7 @@ impl Bench<'_> {
     /// of the events due after the warm-up, and the deliveries per second in the window.
     async fn end_to_end_run(&self, rate: u32) -> Result<(Latencies, f64)> {
         let config = self.config;
-        let stack = Stack::start(config.partitions).await?;
+        let stack = Stack::start_with_threads(config, config.e2e_worker_threads).await?;
         let receiver = FastReceiver::start(false, None).await?;
         stack.put_customers(config.customers, |n| receiver.url(n), self.keys).await?;
         let publisher = stack.spawn_publisher(self.bin_dir).await?;
@@ -410,6 +439,15 @@ impl Bench<'_> {
             Scenario::HeadOfLine => self.head_of_line().await,
             Scenario::EndToEnd => self.end_to_end().await,
         }
+    }
+}
+
+/// `, N worker thread(s)` for a label, or nothing for the processes' default.
+fn threads_label(threads: usize) -> String {
+    match threads {
+        0 => String::new(),
+        1 => ", 1 worker thread".to_owned(),
+        n => format!(", {n} worker threads"),
     }
 }
 
@@ -581,6 +619,88 @@ async fn raw_consume_rate(stack: &Stack, records: usize) -> Result<f64> {
     })
     .await
     .map_err(|e| Error::Invalid(format!("reader task: {e}")))?
+}
+
+/// Produce-to-consume latency through the broker alone: records produced at `rate` per second
+/// (to one partition) for a second of warm-up then `duration`, with the publisher's producer
+/// settings, read by a consumer with Hookline's consumer settings, each timed from its send to
+/// its arrival.
+async fn broker_latency(stack: &Stack, rate: u32, duration: Duration) -> Result<Latencies> {
+    let topic = stack.topics.dlq.clone();
+    let reader_kafka = stack.kafka.clone();
+    let reader_topic = topic.clone();
+    let stop = CancellationToken::new();
+    let reader_stop = stop.clone();
+    let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
+    // Arrivals by sequence number, recorded on a thread of its own (librdkafka's poll blocks).
+    let reader = tokio::task::spawn_blocking(move || -> Result<Vec<(u64, Instant)>> {
+        let reader: BaseConsumer = kafka::group_consumer_config(&reader_kafka, "hookline-bench-probe", "bench-probe")
+            .set("enable.auto.commit", "false")
+            .create()?;
+        let mut assignment = TopicPartitionList::new();
+        assignment.add_partition_offset(&reader_topic, 0, Offset::End)?;
+        reader.assign(&assignment)?;
+        let _ = ready_tx.send(());
+        let mut arrivals = vec![];
+        while !reader_stop.is_cancelled() {
+            if let Some(message) = reader.poll(Duration::from_millis(50)) {
+                let at = Instant::now();
+                let message = message?;
+                let sequence = rdkafka::message::Message::payload(&message)
+                    .and_then(|p| std::str::from_utf8(p).ok())
+                    .and_then(|p| p.parse::<u64>().ok());
+                if let Some(sequence) = sequence {
+                    arrivals.push((sequence, at));
+                }
+            }
+        }
+        Ok(arrivals)
+    });
+    let _ = ready_rx.await;
+    // The reader's assignment at the end of the partition takes effect after its first fetch.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    // The publisher's producer settings (its shorter linger), since that producer is the one on
+    // the path from a publish to a delivery.
+    let mut producer_config = kafka::producer_config(&stack.kafka, "hookline-bench-probe");
+    if !stack.kafka.kafka_properties.iter().any(|(key, _)| key == "linger.ms") {
+        producer_config.set("linger.ms", "1");
+    }
+    let producer: rdkafka::producer::FutureProducer = producer_config.create()?;
+    // The first second is a warm-up (connections, the reader's first fetches), not counted.
+    let warmup = u64::from(rate);
+    let count = warmup + (f64::from(rate) * duration.as_secs_f64()).round() as u64;
+    let mut sent = Vec::with_capacity(usize::try_from(count).unwrap_or(0));
+    // Sent in 1 ms steps (the timer's resolution), as many as are due, like the open-loop load.
+    let mut ticker = tokio::time::interval(Duration::from_millis(1));
+    let started = Instant::now();
+    for sequence in 0..count {
+        let due = started + Duration::from_secs_f64(sequence as f64 / f64::from(rate));
+        while Instant::now() < due {
+            ticker.tick().await;
+        }
+        let payload = sequence.to_string();
+        sent.push(Instant::now());
+        let record = rdkafka::producer::FutureRecord::<str, str>::to(&topic).partition(0).payload(&payload);
+        // Not awaited: the probe times the record's way to the reader, not its acknowledgement.
+        let _ = producer.send_result(record);
+    }
+    tokio::task::spawn_blocking(move || rdkafka::producer::Producer::flush(&producer, Duration::from_secs(30)))
+        .await
+        .map_err(|e| Error::Invalid(format!("flush task: {e}")))??;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    stop.cancel();
+    let arrivals = reader.await.map_err(|e| Error::Invalid(format!("probe reader: {e}")))??;
+    let mut latencies = Latencies::default();
+    for (sequence, at) in arrivals.into_iter().filter(|(sequence, _)| *sequence >= warmup) {
+        if let Some(sent_at) = usize::try_from(sequence).ok().and_then(|n| sent.get(n)) {
+            latencies.record(at.saturating_duration_since(*sent_at));
+        }
+    }
+    let measured = count - warmup;
+    if latencies.count() < measured {
+        return Err(Error::Invalid(format!("broker probe: {} of {measured} records read", latencies.count())));
+    }
+    Ok(latencies)
 }
 
 /// CPU time used so far by Hookline's processes (together) and by the broker.

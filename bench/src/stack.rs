@@ -24,7 +24,7 @@ use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use serde_json::value::RawValue;
 use tokio::process::{Child, Command};
 
-use crate::{Error, Result};
+use crate::{Config, Error, Result};
 
 /// The event type of every benchmark event.
 pub const EVENT_TYPE: &str = "order.created";
@@ -54,18 +54,35 @@ pub struct Stack {
     pub partitions: i32,
     /// Where the child processes write their logs (kept for a failed run).
     pub log_dir: PathBuf,
+    /// `--worker-threads` of the Hookline processes (0: their default).
+    pub worker_threads: usize,
 }
 
 impl Stack {
     /// A fresh broker with the delivery, DLQ, customers and ledger topics.
-    pub async fn start(partitions: i32) -> Result<Self> {
-        let broker = Broker::start();
-        let kafka = broker.kafka_args();
+    /// A fresh broker with the delivery, DLQ, customers and ledger topics; Hookline's processes
+    /// will run `worker_threads` Tokio threads (0: their default).
+    pub async fn start_with_threads(config: &Config, worker_threads: usize) -> Result<Self> {
+        let mut stack = Self::start(config).await?;
+        stack.worker_threads = worker_threads;
+        Ok(stack)
+    }
+
+    pub async fn start(config: &Config) -> Result<Self> {
+        let partitions = config.partitions;
+        let broker = match config.broker_worker_threads {
+            0 => Broker::start(),
+            threads => Broker::start_with_worker_threads(threads),
+        };
+        let kafka = config
+            .kafka_properties
+            .iter()
+            .fold(broker.kafka_args(), |kafka, (key, value)| kafka.with_property(key, value));
         let topics = TopicArgs::with_prefix(&unique_name("bench"));
         topics::ensure_topics(&kafka, &topics::specs(&topics, partitions, 1)).await?;
         let log_dir = std::env::temp_dir().join("hookline-bench").join(&topics.deliveries);
         std::fs::create_dir_all(&log_dir)?;
-        Ok(Self { broker, kafka, topics, partitions, log_dir })
+        Ok(Self { broker, kafka, topics, partitions, log_dir, worker_threads: config.worker_threads })
     }
 
     /// Writes `count` customers subscribed to everything, customer `n` at `url(n)`, each with a
@@ -139,7 +156,7 @@ impl Stack {
             .args(["--delivered-topic", &self.topics.delivered])
             .args(["--group", group])
             .args(["--metrics-listen", &metrics.to_string()]);
-        HooklineProcess::spawn(command, name, &self.log_dir, metrics)
+        HooklineProcess::spawn(command, self, name, metrics)
     }
 
     /// Starts a `hookline-publisher` process; its HTTP API and `/metrics` are at the returned
@@ -155,7 +172,7 @@ impl Stack {
             .args(["--idempotency-topic", &self.topics.idempotency])
             .args(["--listen", &listen.to_string(), "--grpc-listen", "off"])
             .env("HOOKLINE_PRODUCER_TOKENS", PRODUCER_TOKEN);
-        let mut process = HooklineProcess::spawn(command, "publisher", &self.log_dir, listen)?;
+        let mut process = HooklineProcess::spawn(command, self, "publisher", listen)?;
         process.wait_http_ok("/healthz").await?;
         Ok(process)
     }
@@ -178,10 +195,17 @@ pub struct HooklineProcess {
 }
 
 impl HooklineProcess {
-    fn spawn(mut command: Command, name: &str, log_dir: &Path, address: SocketAddr) -> Result<Self> {
+    fn spawn(mut command: Command, stack: &Stack, name: &str, address: SocketAddr) -> Result<Self> {
+        let (kafka, log_dir, worker_threads) = (&stack.kafka, &stack.log_dir, stack.worker_threads);
         let log = log_dir.join(format!("{name}.log"));
         let log_file = std::fs::File::create(&log)?;
         let binary = PathBuf::from(command.as_std().get_program());
+        for (key, value) in &kafka.kafka_properties {
+            command.args(["--kafka-property", &format!("{key}={value}")]);
+        }
+        if worker_threads > 0 {
+            command.args(["--worker-threads", &worker_threads.to_string()]);
+        }
         command
             .env("HOOKLINE_MASTER_KEY", tenants::TEST_MASTER_KEY)
             .env("HOOKLINE_ALLOW_NETWORKS", tenants::LOOPBACK_NETWORKS)

@@ -32,6 +32,8 @@ async fn a_smoke_run_measures_every_scenario_and_writes_the_reports() {
         "ceiling.receiver.concurrent",
         "ceiling.broker.produce",
         "ceiling.broker.consume",
+        "ceiling.broker.latency.200.p50",
+        "ceiling.broker.latency.200.p99",
         "publisher.events_per_second",
         "publisher.latency.p99",
         "drain.signing.1",
@@ -61,7 +63,10 @@ async fn a_smoke_run_measures_every_scenario_and_writes_the_reports() {
 
     let written = std::fs::read_to_string(&markdown).unwrap();
     assert!(written.starts_with("# Ours\n\nThe analysis.\n") && written.ends_with("\n\nMore.\n"), "{written}");
-    assert!(!written.contains("old figures") && written.contains("| Consumer drain, signing + JWE, 2 consumers |"));
+    assert!(
+        !written.contains("old figures")
+            && written.contains("| Consumer drain, signing + JWE, 2 consumers, 1 worker thread |")
+    );
     let parsed: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
     assert_eq!(parsed["figures"].as_array().map(Vec::len), Some(report.figures.len()));
     assert_eq!(parsed["workload"]["smoke"], true);

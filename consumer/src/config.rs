@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser};
 pub use hookline_core::config::ListenAddr;
-use hookline_core::config::{KafkaArgs, LogArgs, SchemaRegistryArgs, TopicArgs, parse_duration};
+use hookline_core::config::{KafkaArgs, LogArgs, RuntimeArgs, SchemaRegistryArgs, TopicArgs, parse_duration};
 use hookline_core::netguard::NetworkArgs;
 use hookline_core::secrets::MasterKeyArgs;
 
@@ -52,6 +52,9 @@ pub struct Config {
 
     #[command(flatten)]
     pub log: LogArgs,
+
+    #[command(flatten)]
+    pub runtime: RuntimeArgs,
 
     /// Opens customers' signing secrets (required: every delivery is signed).
     #[command(flatten)]
@@ -107,6 +110,7 @@ impl Config {
             dedup_window: Window(Some(DEFAULT_DEDUP_WINDOW)),
             directory_load_timeout: Duration::from_secs(30),
             log: LogArgs::default(),
+            runtime: RuntimeArgs::default(),
             master_key: MasterKeyArgs::default(),
             network: NetworkArgs::default(),
         }

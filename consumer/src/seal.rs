@@ -8,19 +8,21 @@
 //! pass over the body and one HMAC per active secret.
 
 use std::collections::HashMap;
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use bytes::Bytes;
 use hookline_core::customer::Customer;
 use hookline_core::secrets::MasterKey;
 use hookline_wire::jwe::{self, ContentKeyPolicy, Encryptor};
 use hookline_wire::keys::PublicKey;
-use hookline_wire::signing::signature_header;
+use hookline_wire::signing::{SigningSecret, signature_header};
 
 use crate::dlq::DlqReason;
 
 /// Parsed public keys kept at most; beyond this the cache starts over (it only saves parsing).
 const MAX_CACHED_KEYS: usize = 10_000;
+/// Opened signing secrets kept at most; beyond this the cache starts over.
+const MAX_CACHED_SECRETS: usize = 10_000;
 
 /// The wire form of one attempt.
 #[derive(Debug, Clone)]
@@ -47,13 +49,18 @@ pub struct Sealer {
     master_key: MasterKey,
     encryptor: Encryptor,
     /// Public keys by kid, so that a key is parsed once, not per attempt.
-    keys: Mutex<HashMap<String, PublicKey>>,
+    keys: Mutex<HashMap<String, Arc<PublicKey>>>,
+    /// Opened signing secrets by their sealed text, so that a secret is opened (AES-GCM, then
+    /// parsed) once, not per attempt: that was a twentieth of a delivery's CPU (BENCHMARKS.md).
+    /// A sealed text is unique (random nonce) and bound to its customer, and a rotation seals a
+    /// new one, so an entry never goes stale. The secrets are wiped when dropped.
+    secrets: Mutex<HashMap<String, SigningSecret>>,
 }
 
 impl Sealer {
     /// A sealer opening signing secrets with `master_key`.
     pub fn new(master_key: MasterKey, policy: ContentKeyPolicy) -> Self {
-        Self { master_key, encryptor: Encryptor::new(policy), keys: Mutex::default() }
+        Self { master_key, encryptor: Encryptor::new(policy), keys: Mutex::default(), secrets: Mutex::default() }
     }
 
     /// The request body, content type and signature of an attempt at `timestamp` (Unix seconds)
@@ -65,10 +72,7 @@ impl Sealer {
         envelope: &[u8],
         timestamp: i64,
     ) -> Result<Sealed, SealError> {
-        let secrets = customer.active_signing_secrets(&self.master_key, timestamp).map_err(|error| SealError {
-            reason: DlqReason::SigningFailed,
-            error: format!("cannot open the signing secret: {error}"),
-        })?;
+        let secrets = self.signing_secrets(customer, timestamp)?;
         if secrets.is_empty() {
             return Err(SealError {
                 reason: DlqReason::SigningFailed,
@@ -90,10 +94,36 @@ impl Sealer {
         Ok(Sealed { body, content_type, signature, timestamp })
     }
 
-    fn public_key(&self, kid: &str, pem: &str) -> Result<PublicKey, SealError> {
+    /// The customer's signing secrets active at `now`, opened.
+    fn signing_secrets(&self, customer: &Customer, now: i64) -> Result<Vec<SigningSecret>, SealError> {
+        let active: Vec<&str> =
+            customer.signing_secrets.iter().filter(|s| s.is_active(now)).map(|s| s.sealed.as_str()).collect();
+        {
+            let cache = self.secrets.lock().unwrap_or_else(PoisonError::into_inner);
+            if let Some(cached) = active.iter().map(|sealed| cache.get(*sealed).cloned()).collect() {
+                return Ok(cached);
+            }
+        }
+        // Opened in the same order as `active` was filtered.
+        let opened = customer.active_signing_secrets(&self.master_key, now).map_err(|error| SealError {
+            reason: DlqReason::SigningFailed,
+            error: format!("cannot open the signing secret: {error}"),
+        })?;
+        let mut cache = self.secrets.lock().unwrap_or_else(PoisonError::into_inner);
+        if cache.len() + opened.len() > MAX_CACHED_SECRETS {
+            cache.clear();
+        }
+        for (sealed, secret) in active.iter().zip(&opened) {
+            cache.insert((*sealed).to_owned(), secret.clone());
+        }
+        Ok(opened)
+    }
+
+    /// Shared, not cloned: an RSA key is a few heap-allocated big integers.
+    fn public_key(&self, kid: &str, pem: &str) -> Result<Arc<PublicKey>, SealError> {
         let mut keys = self.keys.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(key) = keys.get(kid) {
-            return Ok(key.clone());
+            return Ok(Arc::clone(key));
         }
         let key = PublicKey::from_pem(pem).map_err(|error| SealError {
             reason: DlqReason::EncryptionFailed,
@@ -102,7 +132,38 @@ impl Sealer {
         if keys.len() >= MAX_CACHED_KEYS {
             keys.clear();
         }
-        keys.insert(kid.to_owned(), key.clone());
+        let key = Arc::new(key);
+        keys.insert(kid.to_owned(), Arc::clone(&key));
         Ok(key)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signs_with_the_secrets_active_at_the_time_even_when_opened_ones_are_cached() {
+        let master = MasterKey::generate();
+        let sealer = Sealer::new(master.clone(), ContentKeyPolicy::default());
+        let mut customer = Customer::new("c-1", "https://example.com/hook", vec!["*".into()]).unwrap();
+        let (first, _) = customer.rotate_signing_secret(&master, std::time::Duration::ZERO);
+        let now = hookline_core::customer::unix_now();
+        let sealed = sealer.seal(&customer, "evt_1", b"{}", now).unwrap();
+        assert_eq!(sealed.signature, signature_header(std::slice::from_ref(&first), "evt_1", now, b"{}"));
+        let again = sealer.seal(&customer, "evt_2", b"{}", now).unwrap();
+        assert_eq!(again.signature, signature_header(std::slice::from_ref(&first), "evt_2", now, b"{}"));
+
+        // A rotation with a grace period: both sign until the old one expires, then the new one.
+        let (second, expires) = customer.rotate_signing_secret(&master, std::time::Duration::from_secs(60));
+        let during = sealer.seal(&customer, "evt_3", b"{}", now).unwrap();
+        assert_eq!(during.signature, signature_header(&[second.clone(), first], "evt_3", now, b"{}"));
+        let after = expires.unwrap() + 1;
+        let later = sealer.seal(&customer, "evt_4", b"{}", after).unwrap();
+        assert_eq!(later.signature, signature_header(&[second], "evt_4", after, b"{}"));
+
+        // A secret that cannot be opened is refused, cached or not.
+        let other = Sealer::new(MasterKey::generate(), ContentKeyPolicy::default());
+        assert_eq!(other.seal(&customer, "evt_5", b"{}", now).unwrap_err().reason, DlqReason::SigningFailed);
     }
 }

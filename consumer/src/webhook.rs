@@ -26,10 +26,11 @@
 //! [`WebhookRequest::internal`] go through a second client without the guard (still without
 //! proxies or redirects).
 
+use std::collections::HashMap;
 use std::error::Error as StdError;
 use std::fmt;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
@@ -98,6 +99,9 @@ pub struct Failure {
     pub took: Duration,
 }
 
+/// Parsed URLs kept at most; beyond this the cache starts over (it only saves parsing).
+const MAX_CACHED_URLS: usize = 10_000;
+
 /// HTTP client shared by every partition of a consumer (one connection pool).
 #[derive(Debug, Clone)]
 pub struct WebhookClient {
@@ -105,6 +109,9 @@ pub struct WebhookClient {
     /// For [`WebhookRequest::internal`] requests: the system resolver, no guard.
     internal: reqwest::Client,
     policy: Arc<NetworkPolicy>,
+    /// Webhook URLs parsed, by their text: parsing one (with IDNA host processing) cost about
+    /// as much CPU as sealing a delivery (BENCHMARKS.md), and a customer's URL rarely changes.
+    urls: Arc<Mutex<HashMap<String, reqwest::Url>>>,
 }
 
 impl WebhookClient {
@@ -124,7 +131,21 @@ impl WebhookClient {
         };
         let client = builder().dns_resolver(GuardedResolver { policy: Arc::clone(&policy) }).build()?;
         let internal = builder().build()?;
-        Ok(Self { client, internal, policy })
+        Ok(Self { client, internal, policy, urls: Arc::default() })
+    }
+
+    /// `text` parsed, from the cache when it was parsed before.
+    fn parse_url(&self, text: &str) -> Result<reqwest::Url, url::ParseError> {
+        let mut urls = self.urls.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(url) = urls.get(text) {
+            return Ok(url.clone());
+        }
+        let url = reqwest::Url::parse(text)?;
+        if urls.len() >= MAX_CACHED_URLS {
+            urls.clear();
+        }
+        urls.insert(text.to_owned(), url.clone());
+        Ok(url)
     }
 
     /// POSTs `request.body` to `request.url` as event `request.event_id`.
@@ -134,7 +155,7 @@ impl WebhookClient {
             Attempt::Failed(Failure { status: None, error, retry_after: None, class: "other", took: started.elapsed() })
         };
         // The parser's messages do not quote the URL.
-        let url = match reqwest::Url::parse(request.url) {
+        let url = match self.parse_url(request.url) {
             Ok(url) => url,
             Err(error) => return failed(format!("invalid webhook URL: {error}")),
         };

@@ -215,6 +215,29 @@ pub struct LogArgs {
     pub format: LogFormat,
 }
 
+/// The async runtime of a binary.
+#[derive(Debug, Clone, Default, Args)]
+pub struct RuntimeArgs {
+    /// Tokio worker threads; by default one per CPU core. On a machine shared with other busy
+    /// processes (the broker, other consumers), fewer threads spend less CPU on waking and
+    /// stealing work: `make bench` measured 15-20% less CPU per delivery with one thread on two
+    /// cores (BENCHMARKS.md). Scale out with more processes rather than more threads.
+    #[arg(long, env = "HOOKLINE_WORKER_THREADS", value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub worker_threads: Option<u16>,
+}
+
+impl RuntimeArgs {
+    /// The multi-threaded Tokio runtime these settings describe.
+    pub fn build(&self) -> std::io::Result<tokio::runtime::Runtime> {
+        let mut builder = tokio::runtime::Builder::new_multi_thread();
+        builder.enable_all();
+        if let Some(threads) = self.worker_threads {
+            builder.worker_threads(usize::from(threads));
+        }
+        builder.build()
+    }
+}
+
 /// Parses `KEY=VALUE` (the value may itself contain `=`).
 pub fn parse_key_value(raw: &str) -> Result<(String, String), String> {
     match raw.split_once('=') {

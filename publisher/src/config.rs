@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use hookline_core::config::{
-    KafkaArgs, ListenAddr, LogArgs, SchemaRegistryArgs, SecretString, TopicArgs, parse_duration,
+    KafkaArgs, ListenAddr, LogArgs, RuntimeArgs, SchemaRegistryArgs, SecretString, TopicArgs, parse_duration,
 };
 use hookline_core::netguard::NetworkArgs;
 use hookline_core::secrets::MasterKeyArgs;
@@ -93,6 +93,9 @@ pub struct Config {
     pub log: LogArgs,
 
     #[command(flatten)]
+    pub runtime: RuntimeArgs,
+
+    #[command(flatten)]
     pub master_key: MasterKeyArgs,
 
     #[command(flatten)]
@@ -134,6 +137,7 @@ impl Config {
             signing_secret_grace: DEFAULT_SIGNING_SECRET_GRACE,
             idempotency_window: DEFAULT_IDEMPOTENCY_WINDOW,
             log: LogArgs::default(),
+            runtime: RuntimeArgs::default(),
             master_key: MasterKeyArgs::default(),
             network: NetworkArgs::default(),
             event_schemas_dir: None,

@@ -3,9 +3,12 @@
 use clap::Parser;
 use hookline_publisher::Config;
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
     let config = Config::parse();
+    config.runtime.build()?.block_on(run(config))
+}
+
+async fn run(config: Config) -> anyhow::Result<()> {
     // Kept until exit: dropping it flushes the spans not exported yet.
     let telemetry = hookline_core::telemetry::init(config.log.format, "hookline-publisher");
     let shutdown = hookline_core::shutdown::on_signal();

@@ -13,6 +13,8 @@ pub struct Broker {
     child: Option<Child>,
     port: u16,
     storage: String,
+    /// Tokio worker threads of the broker process (its default, one per core, when `None`).
+    worker_threads: Option<usize>,
 }
 
 /// Where the tansu binary is: `$TANSU_BIN`, else `tansu` in `$HOOKLINE_TOOLS_DIR/bin` (default
@@ -50,8 +52,21 @@ impl Broker {
         Self::start_with_storage(format!("sqlite://{}", path.display()), free_port())
     }
 
+    /// A broker keeping everything in memory, running `threads` Tokio worker threads (the
+    /// benchmarks: on a small machine the broker shares the cores with what is measured).
+    pub fn start_with_worker_threads(threads: usize) -> Self {
+        let mut broker = Self {
+            child: None,
+            port: free_port(),
+            storage: "memory://tansu/".to_owned(),
+            worker_threads: Some(threads),
+        };
+        broker.spawn();
+        broker
+    }
+
     fn start_with_storage(storage: String, port: u16) -> Self {
-        let mut broker = Self { child: None, port, storage };
+        let mut broker = Self { child: None, port, storage, worker_threads: None };
         broker.spawn();
         broker
     }
@@ -59,7 +74,11 @@ impl Broker {
     fn spawn(&mut self) {
         let url = format!("tcp://127.0.0.1:{}", self.port);
         let binary = tansu_binary();
-        let child = Command::new(&binary)
+        let mut command = Command::new(&binary);
+        if let Some(threads) = self.worker_threads {
+            command.env("TOKIO_WORKER_THREADS", threads.to_string());
+        }
+        let child = command
             .args(["broker", "--listener-url", &url, "--advertised-listener-url", &url])
             .args(["--storage-engine", &self.storage])
             .env("RUST_LOG", std::env::var("TANSU_LOG").unwrap_or_else(|_| "warn".into()))
