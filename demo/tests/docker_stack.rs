@@ -453,7 +453,9 @@ fn check_dockerfile(dockerfile: &str, binaries: &[(String, String)]) -> Vec<Stri
     };
     let words: Vec<&str> = build.split_whitespace().collect();
     let whole_workspace = words.contains(&"--workspace") && !words.contains(&"--bin");
-    for (package, binary) in binaries {
+    // Packages left out on purpose (`--exclude`): neither built nor installed.
+    let excluded: Vec<&str> = words.windows(2).filter(|pair| pair[0] == "--exclude").map(|pair| pair[1]).collect();
+    for (package, binary) in binaries.iter().filter(|(package, _)| !excluded.contains(&package.as_str())) {
         let selected = whole_workspace || words.windows(2).any(|pair| pair == ["-p", package.as_str()]);
         if !selected {
             problems.push(format!("`cargo build` does not build package {package} (binary {binary})"));
@@ -667,7 +669,11 @@ fn dockerfile_check_catches_a_missing_binary() {
     let problems = check_dockerfile(&dockerfile, &binaries).join("\n");
     assert!(problems.contains("binary hookline-demo is not copied"), "{problems}");
     assert!(problems.contains("non-root"), "{problems}");
-    let narrow = dockerfile.replace("--workspace --bins", "-p hookline-publisher");
+    let narrow = dockerfile.replace("--workspace --exclude hookline-bench --bins", "-p hookline-publisher");
     let problems = check_dockerfile(&narrow, &binaries).join("\n");
     assert!(problems.contains("does not build package hookline-consumer"), "{problems}");
+    // Only a package excluded on purpose may be missing from the image.
+    let unexcluded = dockerfile.replace("--exclude hookline-bench ", "");
+    let problems = check_dockerfile(&unexcluded, &binaries).join("\n");
+    assert!(problems.contains("binary hookline-bench is not copied"), "{problems}");
 }
