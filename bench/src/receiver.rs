@@ -110,10 +110,6 @@ impl FastReceiver {
         format!("http://{}/c/{customer}", self.address)
     }
 
-    pub fn address(&self) -> SocketAddr {
-        self.address
-    }
-
     /// Lets held and further requests through; returns when that happened.
     pub fn open(&self) -> Instant {
         self.shared.gate.send_replace(true);

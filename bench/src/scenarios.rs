@@ -156,22 +156,7 @@ impl Bench<'_> {
             let stack = Stack::start(config).await?;
             stack.put_customers(config.customers, |n| format!("http://127.0.0.1:9/c/{n}"), &[]).await?;
             let publisher = stack.spawn_publisher(self.bin_dir).await?;
-            let url = format!("http://{}/publish", publisher.address);
-            let customers = u64::from(config.customers);
-            let make: Arc<MakeRequest> = Arc::new(move |client, n| {
-                let n_customer = u32::try_from(n % customers).unwrap_or(0);
-                let body = format!(
-                    r#"{{"type":"{}","payload":{},"target":"{}"}}"#,
-                    stack::EVENT_TYPE,
-                    stack::payload(usize::try_from(n).unwrap_or(0)),
-                    stack::customer_id(n_customer)
-                );
-                client
-                    .post(&url)
-                    .bearer_auth(stack::PRODUCER_TOKEN)
-                    .header("content-type", "application/json")
-                    .body(body)
-            });
+            let make = publish_requests(&publisher, config.customers);
             let before = Cpu::read(&[&publisher], &stack);
             let warmup = Config::warmup(config.load_duration);
             let result = load::closed_loop(load::client(), config.clients, warmup, config.load_duration, make).await;
@@ -367,17 +352,7 @@ impl Bench<'_> {
         // The partition workers read their (empty) ledgers after the assignment.
         tokio::time::sleep(GROUP_SETTLED).await;
 
-        let url = format!("http://{}/publish", publisher.address);
-        let customers = u64::from(config.customers);
-        let make: Arc<MakeRequest> = Arc::new(move |client, n| {
-            let body = format!(
-                r#"{{"type":"{}","payload":{},"target":"{}"}}"#,
-                stack::EVENT_TYPE,
-                stack::payload(usize::try_from(n).unwrap_or(0)),
-                stack::customer_id(u32::try_from(n % customers).unwrap_or(0))
-            );
-            client.post(&url).bearer_auth(stack::PRODUCER_TOKEN).header("content-type", "application/json").body(body)
-        });
+        let make = publish_requests(&publisher, config.customers);
         let warmup = Config::warmup(config.e2e_duration);
         let started = Instant::now();
         let sent = load::open_loop(load::client(), rate, warmup + config.e2e_duration, 4096, make).await;
@@ -442,6 +417,31 @@ impl Bench<'_> {
     }
 }
 
+/// `POST /publish` number `n`: an event of a typical size for customer `n % customers`.
+fn publish_requests(publisher: &HooklineProcess, customers: u32) -> Arc<MakeRequest> {
+    let url = format!("http://{}/publish", publisher.address);
+    let customers = u64::from(customers);
+    Arc::new(move |client, n| {
+        let body = format!(
+            r#"{{"type":"{}","payload":{},"target":"{}"}}"#,
+            stack::EVENT_TYPE,
+            stack::payload(usize::try_from(n).unwrap_or(0)),
+            stack::customer_id(u32::try_from(n % customers).unwrap_or(0))
+        );
+        client.post(&url).bearer_auth(stack::PRODUCER_TOKEN).header("content-type", "application/json").body(body)
+    })
+}
+
+/// Each process's `hookline_assigned_partitions`; fails if one has exited.
+async fn assigned_partitions(processes: &mut [HooklineProcess]) -> Result<Vec<f64>> {
+    let mut assigned = Vec::with_capacity(processes.len());
+    for process in processes.iter_mut() {
+        process.check_alive()?;
+        assigned.push(process.metric("hookline_assigned_partitions").await);
+    }
+    Ok(assigned)
+}
+
 /// `, N worker thread(s)` for a label, or nothing for the processes' default.
 fn threads_label(threads: usize) -> String {
     match threads {
@@ -492,11 +492,7 @@ async fn wait_group_ready(
         if shutdown.is_cancelled() {
             return Err(Error::Invalid("interrupted".into()));
         }
-        let mut assigned = vec![];
-        for process in processes.iter_mut() {
-            process.check_alive()?;
-            assigned.push(process.metric("hookline_assigned_partitions").await);
-        }
+        let assigned = assigned_partitions(processes).await?;
         let every_member_works = assigned.iter().all(|a| *a >= 1.0) || processes.len() > partitions as usize;
         let ready = assigned.iter().sum::<f64>() == f64::from(partitions)
             && every_member_works
@@ -527,12 +523,7 @@ async fn wait_assigned(processes: &mut [HooklineProcess], partitions: i32, shutd
         if shutdown.is_cancelled() {
             return Err(Error::Invalid("interrupted".into()));
         }
-        let mut assigned = 0.0;
-        for process in processes.iter_mut() {
-            process.check_alive()?;
-            assigned += process.metric("hookline_assigned_partitions").await;
-        }
-        if assigned == f64::from(partitions) {
+        if assigned_partitions(processes).await?.iter().sum::<f64>() == f64::from(partitions) {
             return Ok(());
         }
         if Instant::now() > deadline {

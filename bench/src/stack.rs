@@ -17,7 +17,7 @@ use hookline_core::codec::Codec;
 use hookline_core::config::{KafkaArgs, SchemaRegistryArgs, TopicArgs};
 use hookline_core::customer::{Customer, StoredPublicKey};
 use hookline_core::envelope::{EventRecord, headers};
-use hookline_core::{kafka, topics};
+use hookline_core::{directory, kafka, topics};
 use hookline_testkit::{Broker, tenants, unique_name};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
@@ -59,15 +59,15 @@ pub struct Stack {
 }
 
 impl Stack {
-    /// A fresh broker with the delivery, DLQ, customers and ledger topics.
-    /// A fresh broker with the delivery, DLQ, customers and ledger topics; Hookline's processes
-    /// will run `worker_threads` Tokio threads (0: their default).
+    /// [`Stack::start`], with Hookline's processes running `worker_threads` Tokio threads (0:
+    /// their default) instead of `--worker-threads`.
     pub async fn start_with_threads(config: &Config, worker_threads: usize) -> Result<Self> {
         let mut stack = Self::start(config).await?;
         stack.worker_threads = worker_threads;
         Ok(stack)
     }
 
+    /// A fresh broker with the delivery, DLQ, customers and ledger topics.
     pub async fn start(config: &Config) -> Result<Self> {
         let partitions = config.partitions;
         let broker = match config.broker_worker_threads {
@@ -88,20 +88,16 @@ impl Stack {
     /// Writes `count` customers subscribed to everything, customer `n` at `url(n)`, each with a
     /// signing secret, and with `keys[n % len]` as its public key when `keys` is not empty.
     pub async fn put_customers(&self, count: u32, url: impl Fn(u32) -> String, keys: &[StoredPublicKey]) -> Result<()> {
-        let producer: FutureProducer = kafka::producer_config(&self.kafka, "hookline-bench-customers").create()?;
-        let codec = Codec::single_object();
-        for n in 0..count {
-            let (mut customer, _secret): (Customer, _) = tenants::signed_customer(&customer_id(n), &url(n), &["*"]);
-            if !keys.is_empty() {
-                customer.set_public_key(keys[n as usize % keys.len()].clone());
-            }
-            let value = codec.encode_customer(&self.topics.customers, &customer).await?;
-            // One record at a time, as `directory::put_customer` writes them: tansu 0.6's high
-            // watermark undercounts batches, and the directory's catch-up trusts it.
-            let record = FutureRecord::to(&self.topics.customers).key(&customer.id).payload(&value);
-            producer.send(record, Duration::from_secs(30)).await.map_err(|(error, _)| error)?;
-        }
-        tokio::task::spawn_blocking(move || drop(producer)).await.ok();
+        let customers: Vec<Customer> = (0..count)
+            .map(|n| {
+                let (mut customer, _secret) = tenants::signed_customer(&customer_id(n), &url(n), &["*"]);
+                if !keys.is_empty() {
+                    customer.set_public_key(keys[n as usize % keys.len()].clone());
+                }
+                customer
+            })
+            .collect();
+        directory::put_customers_with(&self.kafka, &Codec::single_object(), &self.topics.customers, &customers).await?;
         Ok(())
     }
 
@@ -149,10 +145,6 @@ impl Stack {
         let metrics = free_address()?;
         let mut command = Command::new(bin_dir.join("hookline-consumer"));
         command
-            .args(["--brokers", &self.kafka.brokers])
-            .args(["--topic", &self.topics.deliveries])
-            .args(["--dlq-topic", &self.topics.dlq])
-            .args(["--customers-topic", &self.topics.customers])
             .args(["--delivered-topic", &self.topics.delivered])
             .args(["--group", group])
             .args(["--metrics-listen", &metrics.to_string()]);
@@ -165,10 +157,6 @@ impl Stack {
         let listen = free_address()?;
         let mut command = Command::new(bin_dir.join("hookline-publisher"));
         command
-            .args(["--brokers", &self.kafka.brokers])
-            .args(["--topic", &self.topics.deliveries])
-            .args(["--dlq-topic", &self.topics.dlq])
-            .args(["--customers-topic", &self.topics.customers])
             .args(["--idempotency-topic", &self.topics.idempotency])
             .args(["--listen", &listen.to_string(), "--grpc-listen", "off"])
             .env("HOOKLINE_PRODUCER_TOKENS", PRODUCER_TOKEN);
@@ -195,11 +183,18 @@ pub struct HooklineProcess {
 }
 
 impl HooklineProcess {
+    /// Starts `command` with what every Hookline binary of the stack takes: the broker, the
+    /// shared topics, the Kafka properties, worker threads, credentials and loopback access.
     fn spawn(mut command: Command, stack: &Stack, name: &str, address: SocketAddr) -> Result<Self> {
-        let (kafka, log_dir, worker_threads) = (&stack.kafka, &stack.log_dir, stack.worker_threads);
-        let log = log_dir.join(format!("{name}.log"));
+        let (kafka, topics, worker_threads) = (&stack.kafka, &stack.topics, stack.worker_threads);
+        let log = stack.log_dir.join(format!("{name}.log"));
         let log_file = std::fs::File::create(&log)?;
         let binary = PathBuf::from(command.as_std().get_program());
+        command
+            .args(["--brokers", &kafka.brokers])
+            .args(["--topic", &topics.deliveries])
+            .args(["--dlq-topic", &topics.dlq])
+            .args(["--customers-topic", &topics.customers]);
         for (key, value) in &kafka.kafka_properties {
             command.args(["--kafka-property", &format!("{key}={value}")]);
         }

@@ -94,29 +94,27 @@ impl Sealer {
         Ok(Sealed { body, content_type, signature, timestamp })
     }
 
-    /// The customer's signing secrets active at `now`, opened.
+    /// The customer's signing secrets active at `now`, opened (from the cache when they were
+    /// opened before).
     fn signing_secrets(&self, customer: &Customer, now: i64) -> Result<Vec<SigningSecret>, SealError> {
-        let active: Vec<&str> =
-            customer.signing_secrets.iter().filter(|s| s.is_active(now)).map(|s| s.sealed.as_str()).collect();
-        {
-            let cache = self.secrets.lock().unwrap_or_else(PoisonError::into_inner);
-            if let Some(cached) = active.iter().map(|sealed| cache.get(*sealed).cloned()).collect() {
-                return Ok(cached);
-            }
-        }
-        // Opened in the same order as `active` was filtered.
-        let opened = customer.active_signing_secrets(&self.master_key, now).map_err(|error| SealError {
-            reason: DlqReason::SigningFailed,
-            error: format!("cannot open the signing secret: {error}"),
-        })?;
         let mut cache = self.secrets.lock().unwrap_or_else(PoisonError::into_inner);
-        if cache.len() + opened.len() > MAX_CACHED_SECRETS {
-            cache.clear();
-        }
-        for (sealed, secret) in active.iter().zip(&opened) {
-            cache.insert((*sealed).to_owned(), secret.clone());
-        }
-        Ok(opened)
+        customer
+            .active_sealed_secrets(now)
+            .map(|sealed| {
+                if let Some(secret) = cache.get(&sealed.sealed) {
+                    return Ok(secret.clone());
+                }
+                let secret = customer.open_signing_secret(&self.master_key, sealed).map_err(|error| SealError {
+                    reason: DlqReason::SigningFailed,
+                    error: format!("cannot open the signing secret: {error}"),
+                })?;
+                if cache.len() >= MAX_CACHED_SECRETS {
+                    cache.clear();
+                }
+                cache.insert(sealed.sealed.clone(), secret.clone());
+                Ok(secret)
+            })
+            .collect()
     }
 
     /// Shared, not cloned: an RSA key is a few heap-allocated big integers.

@@ -383,15 +383,18 @@ impl Customer {
     /// opened with `master`. An error means the record cannot be signed (wrong master key or a
     /// corrupt record): nothing must be sent unsigned.
     pub fn active_signing_secrets(&self, master: &MasterKey, now: i64) -> Result<Vec<SigningSecret>> {
-        let context = secret_context(&self.id);
-        self.signing_secrets
-            .iter()
-            .filter(|s| s.is_active(now))
-            .map(|s| {
-                let text = master.open_string(&context, &s.sealed)?;
-                SigningSecret::parse(&text).map_err(wire_error)
-            })
-            .collect()
+        self.active_sealed_secrets(now).map(|sealed| self.open_signing_secret(master, sealed)).collect()
+    }
+
+    /// The sealed signing secrets that sign a delivery made at `now`, newest first.
+    pub fn active_sealed_secrets(&self, now: i64) -> impl Iterator<Item = &SealedSecret> {
+        self.signing_secrets.iter().filter(move |s| s.is_active(now))
+    }
+
+    /// One of this customer's sealed signing secrets, opened with `master`.
+    pub fn open_signing_secret(&self, master: &MasterKey, sealed: &SealedSecret) -> Result<SigningSecret> {
+        let text = master.open_string(&secret_context(&self.id), &sealed.sealed)?;
+        SigningSecret::parse(&text).map_err(wire_error)
     }
 
     /// Encodes the record value for the customers topic in Avro single-object encoding. With a

@@ -223,24 +223,42 @@ pub async fn put_customer(kafka: &KafkaArgs, topic: &str, customer: &Customer) -
 
 /// [`put_customer`] encoding with `codec` (e.g. through a schema registry).
 pub async fn put_customer_with(kafka: &KafkaArgs, codec: &Codec, topic: &str, customer: &Customer) -> Result<()> {
-    let value = codec.encode_customer(topic, customer).await?;
-    write_customer_record(kafka, topic, &customer.id, Some(value)).await
+    put_customers_with(kafka, codec, topic, std::slice::from_ref(customer)).await
+}
+
+/// Writes (upserts) several customers through one producer, in order, each acknowledged before
+/// the next is written.
+pub async fn put_customers_with(kafka: &KafkaArgs, codec: &Codec, topic: &str, customers: &[Customer]) -> Result<()> {
+    let mut records = Vec::with_capacity(customers.len());
+    for customer in customers {
+        records.push((customer.id.as_str(), Some(codec.encode_customer(topic, customer).await?)));
+    }
+    write_customer_records(kafka, topic, &records).await
 }
 
 /// Removes a customer: writes a tombstone, which compaction turns into the key's removal.
 pub async fn remove_customer(kafka: &KafkaArgs, topic: &str, id: &str) -> Result<()> {
-    write_customer_record(kafka, topic, id, None).await
+    write_customer_records(kafka, topic, &[(id, None)]).await
 }
 
-async fn write_customer_record(kafka: &KafkaArgs, topic: &str, id: &str, value: Option<Vec<u8>>) -> Result<()> {
+/// Writes `(id, value)` records (`None`: a tombstone) one at a time, each in a batch of its own:
+/// tansu 0.6's high watermark undercounts batches of several records, and the directory's
+/// catch-up trusts the watermark.
+async fn write_customer_records(kafka: &KafkaArgs, topic: &str, records: &[(&str, Option<Vec<u8>>)]) -> Result<()> {
     use rdkafka::producer::{FutureProducer, FutureRecord};
     let producer: FutureProducer = kafka::producer_config(kafka, "hookline-setup").create()?;
-    let mut record: FutureRecord<'_, str, Vec<u8>> = FutureRecord::to(topic).key(id);
-    if let Some(value) = value.as_ref() {
-        record = record.payload(value);
+    let mut sent = Ok(());
+    for (id, value) in records {
+        let mut record: FutureRecord<'_, str, Vec<u8>> = FutureRecord::to(topic).key(id);
+        if let Some(value) = value.as_ref() {
+            record = record.payload(value);
+        }
+        if let Err((error, _)) = producer.send(record, Duration::from_secs(30)).await {
+            sent = Err(Error::Kafka(error));
+            break;
+        }
     }
-    let sent = producer.send(record, Duration::from_secs(30)).await;
     // Dropping a producer flushes and may block; keep that off the async runtime.
     tokio::task::spawn_blocking(move || drop(producer)).await.ok();
-    sent.map(|_| ()).map_err(|(error, _)| Error::Kafka(error))
+    sent
 }

@@ -35,6 +35,9 @@ pub fn tansu_binary() -> PathBuf {
     PathBuf::from("tansu")
 }
 
+/// tansu's in-memory storage engine.
+const MEMORY_STORAGE: &str = "memory://tansu/";
+
 fn free_port() -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind a free port");
     listener.local_addr().expect("local addr").port()
@@ -43,30 +46,24 @@ fn free_port() -> u16 {
 impl Broker {
     /// A broker keeping everything in memory.
     pub fn start() -> Self {
-        Self::start_with_storage("memory://tansu/".to_owned(), free_port())
+        Self::start_with(MEMORY_STORAGE.to_owned(), None)
     }
 
     /// A broker storing its data in the SQLite file `path`, so a restarted broker (see
     /// [`Broker::restart`]) keeps topics, records and committed offsets.
     pub fn start_persistent(path: &Path) -> Self {
-        Self::start_with_storage(format!("sqlite://{}", path.display()), free_port())
+        Self::start_with(format!("sqlite://{}", path.display()), None)
     }
 
     /// A broker keeping everything in memory, running `threads` Tokio worker threads (the
     /// benchmarks: on a small machine the broker shares the cores with what is measured).
     pub fn start_with_worker_threads(threads: usize) -> Self {
-        let mut broker = Self {
-            child: None,
-            port: free_port(),
-            storage: "memory://tansu/".to_owned(),
-            worker_threads: Some(threads),
-        };
-        broker.spawn();
-        broker
+        Self::start_with(MEMORY_STORAGE.to_owned(), Some(threads))
     }
 
-    fn start_with_storage(storage: String, port: u16) -> Self {
-        let mut broker = Self { child: None, port, storage, worker_threads: None };
+    /// A broker on a free port.
+    fn start_with(storage: String, worker_threads: Option<usize>) -> Self {
+        let mut broker = Self { child: None, port: free_port(), storage, worker_threads };
         broker.spawn();
         broker
     }
