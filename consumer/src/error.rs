@@ -39,4 +39,8 @@ pub enum Error {
 
     #[error("cannot read the delivery ledger: {0}")]
     LedgerRead(String),
+
+    /// A blocking start-up task (a metadata check) panicked or was cancelled.
+    #[error("the {0} failed to run")]
+    StartupTask(&'static str),
 }

@@ -67,6 +67,8 @@ use pipeline::Pipeline;
 /// tells librdkafka the application is alive (`max.poll.interval.ms`) and serves callbacks.
 const KEEPALIVE_POLL: Duration = Duration::from_millis(500);
 const FLUSH_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long the start-up check of the DLQ topic waits for the broker's metadata.
+const DLQ_CHECK_TIMEOUT: Duration = Duration::from_secs(10);
 /// librdkafka's statistics period, unless set with `--kafka-property`.
 const STATISTICS_INTERVAL_MS: &str = "5000";
 
@@ -99,6 +101,7 @@ pub async fn run_with_metrics(config: Config, shutdown: CancellationToken, metri
     let instance = INSTANCE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let client_id = format!("hookline-consumer-{}-{instance}", std::process::id());
     let producer: FutureProducer = kafka::producer_config(&config.kafka, &client_id).create()?;
+    check_dlq_topic(&config).await?;
     let ledger = match config.dedup_window.0 {
         Some(window) => {
             let ledger = Ledger::new(
@@ -183,6 +186,21 @@ pub async fn run_with_metrics(config: Config, shutdown: CancellationToken, metri
     close(consumer, pipeline).await;
     directory.close().await;
     failure.map_or(Ok(()), Err)
+}
+
+/// Refuses to start without the DLQ topic. Without it every record that must be dead-lettered
+/// would be retried forever, uncommitted, holding its partition back for every customer there:
+/// a stall nobody sees. (librdkafka does not create topics for a producer unless the broker does,
+/// and Hookline never relies on auto-creation.)
+async fn check_dlq_topic(config: &Config) -> Result<()> {
+    let (kafka, dlq) = (config.kafka.clone(), config.topics.dlq.clone());
+    tokio::task::spawn_blocking(move || {
+        let reader = kafka::reader(&kafka, "hookline-consumer-check")?;
+        kafka::topic_partitions(&reader, &dlq, DLQ_CHECK_TIMEOUT).map(|_| ())
+    })
+    .await
+    .map_err(|_| Error::StartupTask("DLQ topic check"))?
+    .map_err(Error::from)
 }
 
 /// Lets workers finish what is in flight within `grace`, while still polling the consumer so

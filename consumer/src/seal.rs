@@ -10,6 +10,8 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 
+use sha2::{Digest, Sha256};
+
 use bytes::Bytes;
 use hookline_core::customer::Customer;
 use hookline_core::secrets::MasterKey;
@@ -48,13 +50,19 @@ pub struct SealError {
 pub struct Sealer {
     master_key: MasterKey,
     encryptor: Encryptor,
-    /// Public keys by kid, so that a key is parsed once, not per attempt.
-    keys: Mutex<HashMap<String, Arc<PublicKey>>>,
-    /// Opened signing secrets by their sealed text, so that a secret is opened (AES-GCM, then
-    /// parsed) once, not per attempt: that was a twentieth of a delivery's CPU (BENCHMARKS.md).
-    /// A sealed text is unique (random nonce) and bound to its customer, and a rotation seals a
-    /// new one, so an entry never goes stale. The secrets are wiped when dropped.
-    secrets: Mutex<HashMap<String, SigningSecret>>,
+    /// Public keys by customer and by a digest of the stored PEM, so that a key is parsed once,
+    /// not per attempt. Never by the stored `kid`: that is a label on the record, and a record
+    /// whose label names another key must still be encrypted to its own key (the kid sent is
+    /// computed from the parsed key).
+    keys: Mutex<HashMap<(String, [u8; 32]), Arc<PublicKey>>>,
+    /// Opened signing secrets by customer and sealed text, so that a secret is opened (AES-GCM,
+    /// then parsed) once, not per attempt: that was a twentieth of a delivery's CPU
+    /// (BENCHMARKS.md). The customer is part of the key because opening is what checks that a
+    /// sealed text belongs to its record (the customer id is its associated data): a sealed
+    /// secret copied onto another customer's record must fail to open there, not be found in the
+    /// cache. A rotation seals a new text, so an entry never goes stale. The secrets are wiped
+    /// when dropped.
+    secrets: Mutex<HashMap<(String, String), SigningSecret>>,
 }
 
 impl Sealer {
@@ -82,10 +90,10 @@ impl Sealer {
         let (body, content_type) = match &customer.public_key {
             None => (Bytes::copy_from_slice(envelope), "application/json"),
             Some(stored) => {
-                let key = self.public_key(&stored.kid, &stored.pem)?;
+                let key = self.public_key(&customer.id, &stored.pem)?;
                 let compact = self.encryptor.encrypt(&key, envelope).map_err(|error| SealError {
                     reason: DlqReason::EncryptionFailed,
-                    error: format!("cannot encrypt to key {}: {error}", stored.kid),
+                    error: format!("cannot encrypt to key {}: {error}", key.kid()),
                 })?;
                 (Bytes::from(compact), jwe::CONTENT_TYPE)
             }
@@ -101,7 +109,8 @@ impl Sealer {
         customer
             .active_sealed_secrets(now)
             .map(|sealed| {
-                if let Some(secret) = cache.get(&sealed.sealed) {
+                let key = (customer.id.clone(), sealed.sealed.clone());
+                if let Some(secret) = cache.get(&key) {
                     return Ok(secret.clone());
                 }
                 let secret = customer.open_signing_secret(&self.master_key, sealed).map_err(|error| SealError {
@@ -111,16 +120,18 @@ impl Sealer {
                 if cache.len() >= MAX_CACHED_SECRETS {
                     cache.clear();
                 }
-                cache.insert(sealed.sealed.clone(), secret.clone());
+                cache.insert(key, secret.clone());
                 Ok(secret)
             })
             .collect()
     }
 
-    /// Shared, not cloned: an RSA key is a few heap-allocated big integers.
-    fn public_key(&self, kid: &str, pem: &str) -> Result<Arc<PublicKey>, SealError> {
+    /// `customer`'s key, parsed from `pem`. Shared, not cloned: an RSA key is a few
+    /// heap-allocated big integers.
+    fn public_key(&self, customer: &str, pem: &str) -> Result<Arc<PublicKey>, SealError> {
+        let cache_key = (customer.to_owned(), <[u8; 32]>::from(Sha256::digest(pem.as_bytes())));
         let mut keys = self.keys.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(key) = keys.get(kid) {
+        if let Some(key) = keys.get(&cache_key) {
             return Ok(Arc::clone(key));
         }
         let key = PublicKey::from_pem(pem).map_err(|error| SealError {
@@ -131,7 +142,7 @@ impl Sealer {
             keys.clear();
         }
         let key = Arc::new(key);
-        keys.insert(kid.to_owned(), Arc::clone(&key));
+        keys.insert(cache_key, Arc::clone(&key));
         Ok(key)
     }
 }
@@ -163,5 +174,49 @@ mod tests {
         // A secret that cannot be opened is refused, cached or not.
         let other = Sealer::new(MasterKey::generate(), ContentKeyPolicy::default());
         assert_eq!(other.seal(&customer, "evt_5", b"{}", now).unwrap_err().reason, DlqReason::SigningFailed);
+    }
+
+    #[test]
+    fn a_sealed_secret_copied_onto_another_customer_does_not_sign_for_it() {
+        let master = MasterKey::generate();
+        let sealer = Sealer::new(master.clone(), ContentKeyPolicy::default());
+        let mut acme = Customer::new("acme", "https://example.com/hook", vec!["*".into()]).unwrap();
+        acme.rotate_signing_secret(&master, std::time::Duration::ZERO);
+        let now = hookline_core::customer::unix_now();
+        // Opened once for acme, so it is in the cache.
+        sealer.seal(&acme, "evt_1", b"{}", now).unwrap();
+
+        let mut mallory = Customer::new("mallory", "https://example.com/hook", vec!["*".into()]).unwrap();
+        mallory.signing_secrets = acme.signing_secrets.clone();
+        let refused = sealer.seal(&mallory, "evt_1", b"{}", now).unwrap_err();
+        assert_eq!(refused.reason, DlqReason::SigningFailed, "{refused:?}");
+    }
+
+    #[test]
+    fn encrypts_to_the_stored_key_whatever_kid_the_record_claims() {
+        use hookline_core::customer::StoredPublicKey;
+        use hookline_wire::jwe::Decryptor;
+        use hookline_wire::keys::PrivateKey;
+
+        let master = MasterKey::generate();
+        let sealer = Sealer::new(master.clone(), ContentKeyPolicy::default());
+        let (first, second) = (PrivateKey::generate(2048).unwrap(), PrivateKey::generate(2048).unwrap());
+        let customer = |id: &str, key: &PrivateKey| {
+            let mut customer = Customer::new(id, "https://example.com/hook", vec!["*".into()]).unwrap();
+            customer.rotate_signing_secret(&master, std::time::Duration::ZERO);
+            customer.set_public_key(StoredPublicKey::from_pem(&key.public_key().to_spki_pem()).unwrap());
+            customer
+        };
+        let now = hookline_core::customer::unix_now();
+        let acme = customer("acme", &first);
+        sealer.seal(&acme, "evt_1", b"{}", now).unwrap();
+
+        // A record holding the second key but labelled with the first key's kid.
+        let mut relabelled = customer("globex", &second);
+        relabelled.public_key.as_mut().unwrap().kid = first.kid().to_owned();
+        let sealed = sealer.seal(&relabelled, "evt_2", b"{\"n\":2}", now).unwrap();
+        let compact = std::str::from_utf8(&sealed.body).unwrap();
+        assert_eq!(Decryptor::new(second).decrypt(compact).unwrap(), b"{\"n\":2}");
+        assert!(Decryptor::new(first).decrypt(compact).is_err(), "must not be readable with the other key");
     }
 }

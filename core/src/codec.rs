@@ -231,12 +231,14 @@ pub fn registry_settings(args: &SchemaRegistryArgs, timeout: Duration) -> Result
     let Some(url) = args.url.as_deref().map(|u| u.trim_end_matches('/')) else {
         return Ok(None);
     };
-    let parsed = url::Url::parse(url)
-        .map_err(|e| Error::Invalid { field: "schema-registry-url", reason: format!("`{url}`: {e}") })?;
+    let parsed = url::Url::parse(url).map_err(|e| Error::Invalid {
+        field: "schema-registry-url",
+        reason: format!("`{}`: {e}", crate::quote::url(url)),
+    })?;
     if !matches!(parsed.scheme(), "http" | "https") {
         return Err(Error::Invalid {
             field: "schema-registry-url",
-            reason: format!("`{url}` is not an http or https URL"),
+            reason: format!("`{}` is not an http or https URL", crate::quote::url(url)),
         });
     }
     let mut builder = SrSettings::new_builder(url.to_owned());

@@ -24,6 +24,8 @@ pub struct KafkaArgs {
         value_name = "KEY=VALUE",
         value_parser = parse_key_value,
         value_delimiter = ';',
+        // May hold `sasl.password` and the like: `--help` must not print it.
+        hide_env_values = true,
         global = true
     )]
     pub kafka_properties: Vec<(String, String)>,
@@ -103,6 +105,8 @@ pub struct SchemaRegistryArgs {
         long = "schema-registry-url",
         env = "SCHEMA_REGISTRY_URL",
         value_name = "URL",
+        // A URL may carry credentials (`https://user:password@...`).
+        hide_env_values = true,
         global = true
     )]
     pub url: Option<String>,

@@ -24,6 +24,7 @@ use serde::{Deserialize, Serialize};
 use url::Url;
 use zeroize::Zeroizing;
 
+use crate::quote;
 use crate::secrets::{ApiKey, ApiKeyHash, MasterKey};
 use crate::{Error, Result};
 
@@ -126,7 +127,7 @@ impl std::str::FromStr for SignatureScheme {
             "hub-signature-256" => Ok(Self::HubSignature256),
             other => Err(Error::Invalid {
                 field: "scheme",
-                reason: format!("`{other}` is not `standard-webhooks` or `hub-signature-256`"),
+                reason: format!("`{}` is not `standard-webhooks` or `hub-signature-256`", quote::clip(other)),
             }),
         }
     }
@@ -566,7 +567,10 @@ pub fn validate_id(id: &str) -> Result<()> {
     if id.is_empty() || id.len() > MAX_ID_LEN || !id.chars().all(ok_char) {
         return Err(Error::Invalid {
             field: "id",
-            reason: format!("`{id}` must be 1 to {MAX_ID_LEN} characters of A-Z, a-z, 0-9, '.', '_', '-', ':'"),
+            reason: format!(
+                "`{}` must be 1 to {MAX_ID_LEN} characters of A-Z, a-z, 0-9, '.', '_', '-', ':'",
+                quote::clip(id)
+            ),
         });
     }
     Ok(())
@@ -582,7 +586,8 @@ pub fn validate_event_type(event_type: &str) -> Result<()> {
         return Err(Error::Invalid {
             field: "type",
             reason: format!(
-                "`{event_type}` must be 1 to {MAX_EVENT_TYPE_LEN} characters of A-Z, a-z, 0-9, '.', '_', '-', ':'"
+                "`{}` must be 1 to {MAX_EVENT_TYPE_LEN} characters of A-Z, a-z, 0-9, '.', '_', '-', ':'",
+                quote::clip(event_type)
             ),
         });
     }
@@ -595,7 +600,7 @@ pub fn validate_webhook_url(raw: &str) -> Result<Url> {
     if raw.len() > MAX_URL_LEN {
         return Err(invalid(format!("the URL is longer than {MAX_URL_LEN} characters")));
     }
-    let url = Url::parse(raw).map_err(|e| invalid(format!("`{raw}` is not a URL ({e})")))?;
+    let url = Url::parse(raw).map_err(|e| invalid(format!("`{}` is not a URL ({e})", quote::url(raw))))?;
     if !matches!(url.scheme(), "http" | "https") {
         return Err(invalid(format!("scheme `{}` is not http or https", url.scheme())));
     }

@@ -18,6 +18,7 @@
 //! - [`secrets`]: the operator's master key that seals signing secrets at rest, API keys (stored
 //!   hashed) and operator bearer tokens, all compared in constant time.
 //! - [`netguard`]: the SSRF guard on webhook destinations.
+//! - [`quote`]: how input appears in messages: clipped, URLs without credentials.
 //! - [`shutdown`]: one cancellation token fired by SIGINT/SIGTERM.
 //! - [`telemetry`]: logging and OpenTelemetry tracing set-up, W3C trace-context propagation
 //!   through Kafka record headers.
@@ -33,6 +34,7 @@ pub mod error;
 pub mod follower;
 pub mod kafka;
 pub mod netguard;
+pub mod quote;
 pub mod secrets;
 pub mod shutdown;
 pub mod telemetry;

@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use ipnet::IpNet;
 
-use crate::{Error, Result};
+use crate::{Error, Result, quote};
 
 /// How long registration waits for DNS before refusing the URL.
 const RESOLVE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -83,7 +83,7 @@ impl NetworkPolicy {
     pub fn check_without_dns<'u>(&self, url: &'u url::Url) -> Result<Option<&'u str>, String> {
         let scheme = url.scheme();
         if scheme != "http" && scheme != "https" {
-            return Err(format!("the scheme must be http or https, not `{scheme}`"));
+            return Err(format!("the scheme must be http or https, not `{}`", quote::clip(scheme)));
         }
         match url.host().ok_or_else(|| "the URL has no host".to_owned())? {
             url::Host::Ipv4(ip) => self.check_ip(IpAddr::V4(ip)).map(|()| None),
@@ -107,18 +107,22 @@ impl NetworkPolicy {
         let port = url.port_or_known_default().unwrap_or(if scheme == "https" { 443 } else { 80 });
         let addresses = match tokio::time::timeout(RESOLVE_TIMEOUT, tokio::net::lookup_host((domain, port))).await {
             Ok(Ok(addresses)) => addresses.collect::<Vec<_>>(),
-            Ok(Err(error)) => return Err(invalid(format!("cannot resolve host `{domain}`: {error}"))),
+            Ok(Err(error)) => return Err(invalid(format!("cannot resolve host `{}`: {error}", quote::clip(domain)))),
             Err(_) => {
-                return Err(invalid(format!("cannot resolve host `{domain}`: no answer within {RESOLVE_TIMEOUT:?}")));
+                return Err(invalid(format!(
+                    "cannot resolve host `{}`: no answer within {RESOLVE_TIMEOUT:?}",
+                    quote::clip(domain)
+                )));
             }
         };
         if addresses.is_empty() {
-            return Err(invalid(format!("host `{domain}` has no addresses")));
+            return Err(invalid(format!("host `{}` has no addresses", quote::clip(domain))));
         }
         // Every address, not just one: the client may connect to any of them.
         for address in addresses {
-            self.check_ip(address.ip())
-                .map_err(|reason| invalid(format!("host `{domain}` resolves to a forbidden address: {reason}")))?;
+            self.check_ip(address.ip()).map_err(|reason| {
+                invalid(format!("host `{}` resolves to a forbidden address: {reason}", quote::clip(domain)))
+            })?;
         }
         Ok(())
     }
@@ -138,6 +142,12 @@ fn ipv4_category(ip: Ipv4Addr) -> Option<&'static str> {
         (192, 0, 0) => "an IETF protocol assignment (192.0.0.0/24)",
         (192, 0, 2) | (198, 51, 100) | (203, 0, 113) => "a documentation address",
         (198, 18..=19, _) => "a benchmarking address (198.18.0.0/15)",
+        // Deprecated 6to4 relay anycast (RFC 7526): whichever relay is nearest, often inside the
+        // provider's own network.
+        (192, 88, 99) => "a 6to4 relay anycast address (192.88.99.0/24)",
+        // Azure's WireServer: a public-looking address every Azure VM reaches on the host, which
+        // serves the VM's configuration (and, to the guest agent, its certificates).
+        _ if ip == Ipv4Addr::new(168, 63, 129, 16) => "Azure's WireServer (168.63.129.16)",
         (224..=239, _, _) => "a multicast address",
         _ if ip == Ipv4Addr::BROADCAST => "the broadcast address",
         (240..=255, _, _) => "a reserved address (240.0.0.0/4)",
@@ -296,6 +306,11 @@ mod tests {
         ("198.18.0.1", "benchmarking"),
         ("198.19.255.255", "benchmarking"),
         ("2001:2::1", "benchmarking"),
+        // Deprecated 6to4 relay anycast.
+        ("192.88.99.1", "6to4 relay"),
+        ("192.88.99.255", "6to4 relay"),
+        // Azure's WireServer, reachable from every Azure VM.
+        ("168.63.129.16", "WireServer"),
         // Reserved for future use.
         ("240.0.0.1", "reserved"),
         ("254.1.2.3", "reserved"),
@@ -343,7 +358,10 @@ mod tests {
         "100.128.0.0",     // just above 100.64/10
         "169.253.255.255", // just below 169.254/16
         "192.0.1.1",       // between 192.0.0/24 and 192.0.2/24
-        "192.88.99.1",     // former 6to4 relay anycast: public
+        "192.88.98.255",   // just below the 6to4 relay anycast 192.88.99/24
+        "192.88.100.0",    // just above it
+        "168.63.129.15",   // next to Azure's WireServer
+        "168.63.129.17",   // next to Azure's WireServer
         "198.17.255.255",  // just below 198.18/15
         "198.20.0.0",      // just above 198.18/15
         "223.255.255.255", // just below multicast

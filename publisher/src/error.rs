@@ -33,11 +33,11 @@ pub enum Error {
     BodyUnreadable(String),
 
     /// `target` names a customer the directory does not know (404).
-    #[error("unknown customer `{0}`")]
+    #[error("unknown customer `{}`", hookline_core::quote::clip(.0))]
     UnknownCustomer(String),
 
     /// An incoming event names no inbound source (404).
-    #[error("unknown inbound source `{0}`")]
+    #[error("unknown inbound source `{}`", hookline_core::quote::clip(.0))]
     UnknownSource(String),
 
     /// `POST /inbound/{source}`: the sender's signature is missing, malformed or wrong (401).
@@ -66,11 +66,11 @@ pub enum Error {
     Conflict(String),
 
     /// No route for this path (404).
-    #[error("no route for {0}")]
+    #[error("no route for {}", hookline_core::quote::clip(.0))]
     NoRoute(String),
 
     /// The path exists but not with this method (405).
-    #[error("method {method} is not allowed on {path}")]
+    #[error("method {} is not allowed on {}", hookline_core::quote::clip(method), hookline_core::quote::clip(path))]
     MethodNotAllowed { method: String, path: String },
 
     /// Producing one or more copies of an event failed (503). This is a partial failure when

@@ -234,11 +234,7 @@ fn invalid_field(field: &str, error: hookline_core::Error) -> Error {
 
 /// The start of `text`, for error messages that quote the client's input.
 fn abbreviate(text: &str) -> String {
-    const MAX: usize = 32;
-    match text.char_indices().nth(MAX) {
-        Some((cut, _)) => format!("{}…", &text[..cut]),
-        None => text.to_owned(),
-    }
+    hookline_core::quote::clip_to(text, 32)
 }
 
 /// Whether the request says its body is JSON (`application/json` or `application/*+json`,
@@ -514,7 +510,10 @@ async fn method_not_allowed(method: Method, uri: Uri) -> Response {
     Error::MethodNotAllowed { method: method.to_string(), path: uri.path().to_owned() }.into_response()
 }
 
+/// A JSON error answer. The message is clipped: it may quote the caller's input (a JSON parser's
+/// message does), and an error must not echo a megabyte back.
 fn error_response(status: StatusCode, message: &str) -> Response {
+    let message = hookline_core::quote::clip_to(message, hookline_core::quote::MAX_MESSAGE_CHARS);
     (status, Json(serde_json::json!({ "error": message }))).into_response()
 }
 
@@ -748,6 +747,24 @@ mod tests {
     #[test]
     fn abbreviates_long_input() {
         assert_eq!(abbreviate("short"), "short");
-        assert_eq!(abbreviate(&"é".repeat(40)).chars().count(), 33);
+        assert!(abbreviate(&"é".repeat(40)).starts_with(&"é".repeat(32)));
+        assert!(!abbreviate(&"é".repeat(40)).contains(&"é".repeat(33)));
+    }
+
+    #[tokio::test]
+    async fn errors_do_not_echo_whole_inputs() {
+        let huge = "x".repeat(1_000_000);
+        let target = invalid(&format!(r#"{{"type":"a","payload":1,"target":"{huge}"}}"#));
+        assert!(target.starts_with("invalid `target`") && target.len() < 300, "{} bytes", target.len());
+        let event_type = invalid(&format!(r#"{{"type":"{huge}!","payload":1}}"#));
+        assert!(event_type.starts_with("invalid `type`") && event_type.len() < 300, "{} bytes", event_type.len());
+        // A parser's own message quoting the input (serde names an unknown field) is clipped
+        // where it is answered.
+        let unknown_field = invalid(&format!(r#"{{"type":"a","payload":1,"{huge}":1}}"#));
+        let answered = Error::InvalidRequest(unknown_field).into_response();
+        let body = axum::body::to_bytes(answered.into_body(), usize::MAX).await.unwrap();
+        assert!(body.len() < 2_000, "{} bytes answered", body.len());
+        let unknown = Error::UnknownSource(huge).to_string();
+        assert!(unknown.len() < 200, "{} bytes", unknown.len());
     }
 }

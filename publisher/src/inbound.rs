@@ -13,8 +13,14 @@
 //!
 //! Event type: Standard Webhooks sources take the body's top-level string `type` (the shape of
 //! Standard Webhooks payloads); `hub-signature-256` sources the `X-GitHub-Event` header; failing
-//! those, `<source>.received`. The payload is the body, byte for byte. The sender's delivery id
-//! (`webhook-id`, or `X-GitHub-Delivery`) becomes the idempotency key `inbound:<source>:<id>`.
+//! those, `<source>.received`. The payload is the body, byte for byte.
+//!
+//! De-duplication only trusts what the signature covers. A Standard Webhooks `webhook-id` is
+//! signed, so it becomes the idempotency key `inbound:<source>:<id>`. An `X-Hub-Signature-256`
+//! covers the body alone (not `X-GitHub-Delivery`, not `X-GitHub-Event`), so there the key is
+//! `inbound:<source>:body-<SHA-256 of the body>`: a captured request replayed with another
+//! delivery id is answered as the first one, and with another event type it is refused (422, the
+//! key's content differs).
 
 use std::sync::Arc;
 
@@ -33,13 +39,12 @@ use crate::http::{
     AppState, Direction, PublishRequest, TARGET_LOOKUP_TIMEOUT, is_json, publish_span, publish_traced, read_body,
     validate_publish_type,
 };
+use crate::idempotency::fingerprint;
 use crate::metrics::InboundOutcome;
 use crate::{Error, Result};
 
 /// The header GitHub-style senders name the event type in.
 const EVENT_HEADER: &str = "x-github-event";
-/// The header GitHub-style senders carry their delivery id in.
-const DELIVERY_HEADER: &str = "x-github-delivery";
 
 /// The inbound route.
 pub(crate) fn routes() -> Router<Arc<AppState>> {
@@ -57,10 +62,12 @@ async fn receive(State(state): State<Arc<AppState>>, Path(source): Path<String>,
             state.metrics.inbound_request(outcome);
             if error.status().is_server_error() {
                 tracing::warn!(%error, "inbound webhook failed");
+            } else if outcome == InboundOutcome::UnknownSource {
+                // The id comes from the path, from anyone: not logged, and neither is the error,
+                // which names it (a scanner's noise, or a secret pasted into a URL).
+                tracing::info!(outcome = outcome.as_str(), "inbound webhook refused: unknown source");
             } else {
-                // The source id comes from the path: log it only once it is known to be valid.
-                let source = (outcome != InboundOutcome::UnknownSource).then_some(source.as_str());
-                tracing::info!(?source, outcome = outcome.as_str(), %error, "inbound webhook refused");
+                tracing::info!(%source, outcome = outcome.as_str(), %error, "inbound webhook refused");
             }
             error.into_response()
         }
@@ -88,8 +95,11 @@ async fn accept(state: &Arc<AppState>, source_id: &str, request: Request) -> Res
     let event_type = event_type(scheme, &source.id, &headers, &payload);
     validate_publish_type(&event_type)?;
     let delivery_id = match scheme {
-        SignatureScheme::StandardWebhooks => header(&headers, ID_HEADER),
-        SignatureScheme::HubSignature256 => header(&headers, DELIVERY_HEADER),
+        // `webhook-id` is part of what the signature covers.
+        SignatureScheme::StandardWebhooks => header(&headers, ID_HEADER).map(str::to_owned),
+        // `X-GitHub-Delivery` is not: a captured request replayed with a fresh delivery id would
+        // pass as a new event. The body is covered, so the body is the de-duplication id.
+        SignatureScheme::HubSignature256 => Some(format!("body-{}", fingerprint(&[&body]))),
     };
     // A sender's id that is not a valid key only loses de-duplication, not the event.
     let idempotency_key = idempotency_key(delivery_id.map(|id| format!("inbound:{}:{id}", source.id))).unwrap_or(None);

@@ -231,7 +231,8 @@ async fn check_schemas(codec: &Codec, config: &Config) -> Result<()> {
     {
         let subject = format!("{topic}-value");
         let id = codec.writer_id(&subject, record).await?;
-        tracing::info!(registry = url, subject, id, "writing records in the Confluent wire format");
+        let registry = hookline_core::quote::url(url);
+        tracing::info!(%registry, subject, id, "writing records in the Confluent wire format");
     }
     Ok(())
 }

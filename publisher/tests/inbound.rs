@@ -146,3 +146,38 @@ async fn only_verified_requests_are_queued() {
     }
     harness.stop().await;
 }
+
+/// `X-GitHub-Delivery` and `X-GitHub-Event` are not covered by an `X-Hub-Signature-256`: a captured
+/// request replayed with a fresh delivery id must not become a second event. De-duplication is
+/// bound to the signed body.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hub_signed_replays_with_another_delivery_id_are_not_new_events() {
+    let harness = Harness::start(&[], |_| {}).await;
+    add_source(&harness, "github", SignatureScheme::HubSignature256, Some(HUB_SECRET)).await;
+    let request = |delivery: &str, event: &str, body: &str| {
+        vec![
+            ("content-type", "application/json".to_owned()),
+            ("x-github-event", event.to_owned()),
+            ("x-github-delivery", delivery.to_owned()),
+            ("x-hub-signature-256", hub_signature(HUB_SECRET.as_bytes(), body.as_bytes())),
+        ]
+    };
+    let push = r#"{"ref": "refs/heads/main", "after": "1f2e3d"}"#;
+    let (status, first) = post(&harness, "github", &request("d-1", "push", push), push).await;
+    assert_eq!(status, 202, "{first}");
+    let (status, replayed) = post(&harness, "github", &request("d-forged", "push", push), push).await;
+    assert_eq!(status, 202, "{replayed}");
+    assert_eq!(replayed["event_id"], first["event_id"], "a replayed body is answered as the first request");
+    // The unsigned event type cannot turn the captured body into another event either.
+    let (status, retyped) = post(&harness, "github", &request("d-other", "release", push), push).await;
+    assert_eq!(status, 422, "{retyped}");
+    // Another signed body is another event, whatever its delivery id says.
+    let other = r#"{"ref": "refs/heads/main", "after": "4c5b6a"}"#;
+    let (status, second) = post(&harness, "github", &request("d-1", "push", other), other).await;
+    assert_eq!(status, 202, "{second}");
+    assert_ne!(second["event_id"], first["event_id"]);
+
+    let records = read_all(&harness.kafka, &harness.topics.deliveries).await;
+    assert_eq!(records.len(), 2, "{records:?}");
+    harness.stop().await;
+}

@@ -73,3 +73,23 @@ async fn bad_command_lines_exit_2() {
     assert_exit(&binary(&["--help".to_owned()]).await, 0);
     assert_exit(&binary(&["topics".to_owned(), "create".to_owned(), "--help".to_owned()]).await, 0);
 }
+
+/// `--help` shows where a flag's value may come from, never the value of a variable that may hold
+/// a credential. The flags are core's `KafkaArgs` and `SchemaRegistryArgs`, which the publisher and
+/// the consumer flatten too.
+#[tokio::test]
+async fn help_does_not_print_credentials_from_the_environment() {
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_hookline-setup"))
+        .arg("--help")
+        .env("KAFKA_PROPERTIES", "security.protocol=SASL_SSL;sasl.password=hunter2-kafka")
+        .env("SCHEMA_REGISTRY_URL", "https://registry-user:hunter2-registry@registry.example.com")
+        .env("SCHEMA_REGISTRY_BASIC_AUTH", "key:hunter2-basic")
+        .output()
+        .await
+        .expect("run --help");
+    let help = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success() && help.contains("KAFKA_PROPERTIES"), "{help}");
+    for secret in ["hunter2-kafka", "hunter2-registry", "hunter2-basic"] {
+        assert!(!help.contains(secret), "--help prints `{secret}`:\n{help}");
+    }
+}
