@@ -19,7 +19,8 @@
 //!   signing for `--signing-secret-grace`.
 //! - `POST /v1/customer/test-event` → `202 {"event_id", "deliveries"}`: a `hookline.test` event.
 //!
-//! Customers are shown without credentials ([`hookline_core::customer::CustomerView`]).
+//! Customers are shown without credentials ([`hookline_core::customer::CustomerView`]). Every
+//! route checks the caller's credentials before it reads the request body.
 
 use std::sync::Arc;
 
@@ -74,7 +75,9 @@ fn answer(state: &AppState, operation: &'static str, result: Result<(StatusCode,
 }
 
 /// Runs `work` for an authenticated caller (or answers the authentication error), then answers
-/// and counts the result under `operation`.
+/// and counts the result under `operation`. Handlers that take a body receive the raw request
+/// and read it inside `work`: a caller that fails authentication is refused without a byte of
+/// its body being read.
 async fn respond<Caller, Work>(
     state: &AppState,
     operation: &'static str,
@@ -116,13 +119,9 @@ struct CreateCustomer {
     name: Option<String>,
 }
 
-async fn create_customer(
-    State(state): State<Arc<AppState>>,
-    auth: Result<Admin, Error>,
-    body: Result<JsonBody<CreateCustomer>, Error>,
-) -> Response {
+async fn create_customer(State(state): State<Arc<AppState>>, auth: Result<Admin, Error>, request: Request) -> Response {
     respond(&state, "create_customer", auth, |_admin| async {
-        let JsonBody(body) = body?;
+        let JsonBody(body) = JsonBody::<CreateCustomer>::from_request(request, &state).await?;
         let issued = state.tenants.create(&body.id, body.name.as_deref()).await.map_err(Error::Tenant)?;
         Ok((
             StatusCode::CREATED,
@@ -221,11 +220,11 @@ impl FromRequest<Arc<AppState>> for PemUpload {
 async fn set_public_key(
     State(state): State<Arc<AppState>>,
     auth: Result<AuthenticatedCustomer, Error>,
-    pem: Result<PemUpload, Error>,
+    request: Request,
 ) -> Response {
-    let state = &*state;
+    let state = &state;
     respond(state, "set_public_key", auth, |AuthenticatedCustomer(customer)| async move {
-        let PemUpload(pem) = pem?;
+        let PemUpload(pem) = PemUpload::from_request(request, state).await?;
         let updated = state.tenants.set_public_key(&customer.id, &pem).await.map_err(field_named("public_key"))?;
         Ok((StatusCode::OK, view(&updated)))
     })
@@ -251,11 +250,11 @@ struct WebhookBody {
 async fn set_webhook(
     State(state): State<Arc<AppState>>,
     auth: Result<AuthenticatedCustomer, Error>,
-    body: Result<JsonBody<WebhookBody>, Error>,
+    request: Request,
 ) -> Response {
-    let state = &*state;
+    let state = &state;
     respond(state, "set_webhook", auth, |AuthenticatedCustomer(customer)| async move {
-        let JsonBody(body) = body?;
+        let JsonBody(body) = JsonBody::<WebhookBody>::from_request(request, state).await?;
         let updated = state.tenants.set_webhook_url(&customer.id, &body.url).await.map_err(field_named("url"))?;
         Ok((StatusCode::OK, view(&updated)))
     })
@@ -272,11 +271,11 @@ struct SubscriptionsBody {
 async fn set_subscriptions(
     State(state): State<Arc<AppState>>,
     auth: Result<AuthenticatedCustomer, Error>,
-    body: Result<JsonBody<SubscriptionsBody>, Error>,
+    request: Request,
 ) -> Response {
-    let state = &*state;
+    let state = &state;
     respond(state, "set_subscriptions", auth, |AuthenticatedCustomer(customer)| async move {
-        let JsonBody(body) = body?;
+        let JsonBody(body) = JsonBody::<SubscriptionsBody>::from_request(request, state).await?;
         let updated = state.tenants.set_events(&customer.id, body.events).await.map_err(field_named("events"))?;
         Ok((StatusCode::OK, view(&updated)))
     })

@@ -27,6 +27,11 @@ pub const DEFAULT_IDEMPOTENCY_WINDOW: Duration = Duration::from_secs(24 * 3600);
 pub const DEFAULT_SIGNING_SECRET_GRACE: Duration = Duration::from_secs(24 * 3600);
 /// Default `--event-schemas-refresh`.
 pub const DEFAULT_EVENT_SCHEMAS_REFRESH: Duration = Duration::from_secs(60);
+/// Default `--http-request-timeout`: above the longest a publish may legitimately take (a schema
+/// registry look-up, a target look-up, `--produce-timeout` and its grace).
+pub const DEFAULT_HTTP_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// Default `--http-header-read-timeout`: request headers arrive in one packet or two.
+pub const DEFAULT_HTTP_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Settings of the publisher.
 #[derive(Debug, Clone, Parser)]
@@ -115,6 +120,26 @@ pub struct Config {
     /// How often the schema registry's event-type schemas are reloaded (e.g. `60s`).
     #[arg(long, env = "HOOKLINE_EVENT_SCHEMAS_REFRESH", value_parser = parse_duration, default_value = "60s")]
     pub event_schemas_refresh: Duration,
+
+    /// The longest an HTTP request may take from its headers to its answer, body included, and
+    /// the longest a gRPC call may take. A body still arriving then gets 408; a request still
+    /// being handled 503 (gRPC: CANCELLED). Not the consumer's `--request-timeout` (its webhook
+    /// calls).
+    #[arg(long, env = "HOOKLINE_HTTP_REQUEST_TIMEOUT", value_parser = positive_duration, default_value = "30s")]
+    pub http_request_timeout: Duration,
+
+    /// How long a client may take to send a request's line and headers (also the longest a
+    /// keep-alive connection may stay idle) before its HTTP connection is closed.
+    #[arg(long, env = "HOOKLINE_HTTP_HEADER_READ_TIMEOUT", value_parser = positive_duration, default_value = "10s")]
+    pub http_header_read_timeout: Duration,
+}
+
+/// A duration that is not zero (a zero time limit would refuse everything).
+fn positive_duration(raw: &str) -> Result<Duration, String> {
+    match parse_duration(raw)? {
+        Duration::ZERO => Err(format!("`{raw}` must be more than zero")),
+        duration => Ok(duration),
+    }
 }
 
 impl Config {
@@ -143,6 +168,8 @@ impl Config {
             event_schemas_dir: None,
             require_schemas: false,
             event_schemas_refresh: DEFAULT_EVENT_SCHEMAS_REFRESH,
+            http_request_timeout: DEFAULT_HTTP_REQUEST_TIMEOUT,
+            http_header_read_timeout: DEFAULT_HTTP_HEADER_READ_TIMEOUT,
         }
     }
 }
@@ -171,6 +198,26 @@ mod tests {
         assert_eq!(parsed.require_schemas, built.require_schemas);
         assert_eq!(parsed.schema_registry.url, built.schema_registry.url);
         assert_eq!(parsed.event_schemas_refresh, built.event_schemas_refresh);
+        assert_eq!(parsed.http_request_timeout, built.http_request_timeout);
+        assert_eq!(parsed.http_header_read_timeout, built.http_header_read_timeout);
+    }
+
+    #[test]
+    fn timeout_flags_parse() {
+        let parsed = Config::try_parse_from([
+            "hookline-publisher",
+            "--http-request-timeout",
+            "45s",
+            "--http-header-read-timeout",
+            "2s",
+        ])
+        .unwrap();
+        assert_eq!(parsed.http_request_timeout, Duration::from_secs(45));
+        assert_eq!(parsed.http_header_read_timeout, Duration::from_secs(2));
+        for flag in ["--http-request-timeout", "--http-header-read-timeout"] {
+            let error = Config::try_parse_from(["hookline-publisher", flag, "0s"]).unwrap_err().to_string();
+            assert!(error.contains("more than zero"), "{flag}: {error}");
+        }
     }
 
     #[test]

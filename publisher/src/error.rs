@@ -32,6 +32,15 @@ pub enum Error {
     #[error("cannot read the request body: {0}")]
     BodyUnreadable(String),
 
+    /// The request body did not arrive within `--http-request-timeout` (408).
+    #[error("the request body did not arrive within {limit:?}")]
+    BodyTimeout { limit: std::time::Duration },
+
+    /// The request was not answered within `--http-request-timeout` (503): retry it, as after any
+    /// 503 (an event may have been written meanwhile).
+    #[error("the request was not answered within {limit:?}; retry")]
+    AnswerTimeout { limit: std::time::Duration },
+
     /// `target` names a customer the directory does not know (404).
     #[error("unknown customer `{}`", hookline_core::quote::clip(.0))]
     UnknownCustomer(String),
@@ -148,4 +157,8 @@ pub enum Error {
     /// The gRPC server could not be built or stopped with an error.
     #[error("grpc server: {0}")]
     Grpc(String),
+
+    /// A bug: work that should not fail did (500).
+    #[error("internal error: {0}")]
+    Internal(String),
 }

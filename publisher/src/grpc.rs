@@ -6,12 +6,22 @@
 //! the same: a producer token as metadata `authorization: Bearer <token>`, the same validation,
 //! the same fan-out and acknowledgement semantics. Errors become gRPC status codes
 //! ([`Error::grpc_code`]) whose message names the offending field.
+//!
+//! The token is checked before the call's message is read (`ProducerOnly`: tonic decodes the
+//! message before the handler runs). Every call is bounded by `--http-request-timeout` (tonic
+//! answers `CANCELLED` "Timeout expired" beyond it), and each connection by the HTTP/2 limits
+//! below.
 
+use std::convert::Infallible;
 use std::sync::Arc;
+use std::time::Duration;
 
 use hookline_core::telemetry;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+use tonic::body::Body;
+use tonic::codegen::{BoxFuture, Context, Poll, Service, http};
+use tonic::server::NamedService;
 use tonic::transport::server::TcpIncoming;
 use tonic::{Request, Response, Status};
 use tonic_health::ServingStatus;
@@ -40,6 +50,15 @@ use pb::{
 /// The fully-qualified service name, as served by the health service.
 pub const SERVICE_NAME: &str = "hookline.v1.EventBroker";
 
+/// Calls one HTTP/2 connection may have in flight at once.
+const MAX_CONCURRENT_STREAMS: u32 = 100;
+/// The largest header block (metadata) a call may send: the default would be 16 MiB.
+const MAX_HEADER_LIST_SIZE: u32 = 16 * 1024;
+/// How often an idle connection is pinged, and how long the answer may take before the
+/// connection is closed, so that dead peers do not hold connections forever.
+const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(30);
+const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Serves the event broker, health and reflection on `listener` until `shutdown` is cancelled;
 /// calls in flight then finish.
 pub(crate) async fn serve(state: Arc<AppState>, listener: TcpListener, shutdown: CancellationToken) -> Result<()> {
@@ -52,8 +71,15 @@ pub(crate) async fn serve(state: Arc<AppState>, listener: TcpListener, shutdown:
         .map_err(|e| Error::Grpc(e.to_string()))?;
     // Messages are bounded like HTTP bodies (a payload travels as text in both).
     let limit = state.max_body_size.saturating_add(64 * 1024);
-    let broker = EventBrokerServer::new(Broker { state }).max_decoding_message_size(limit);
+    let timeout = state.request_timeout;
+    let broker = EventBrokerServer::new(Broker { state: Arc::clone(&state) }).max_decoding_message_size(limit);
+    let broker = ProducerOnly { inner: broker, state };
     tonic::transport::Server::builder()
+        .timeout(timeout)
+        .max_concurrent_streams(MAX_CONCURRENT_STREAMS)
+        .http2_max_header_list_size(MAX_HEADER_LIST_SIZE)
+        .http2_keepalive_interval(Some(KEEPALIVE_INTERVAL))
+        .http2_keepalive_timeout(Some(KEEPALIVE_TIMEOUT))
         .add_service(health)
         .add_service(reflection)
         .add_service(broker)
@@ -62,20 +88,77 @@ pub(crate) async fn serve(state: Arc<AppState>, listener: TcpListener, shutdown:
         .map_err(|e| Error::Grpc(e.to_string()))
 }
 
-/// The `EventBroker` service.
+/// The `EventBroker` service behind a check of the caller's token that runs before the call's
+/// message is read or decoded (as the HTTP API reads no body before authentication): a caller
+/// without a producer token cannot make the server read and decode up to the message size limit.
+#[derive(Debug, Clone)]
+struct ProducerOnly<S> {
+    inner: S,
+    state: Arc<AppState>,
+}
+
+impl<S: NamedService> NamedService for ProducerOnly<S> {
+    const NAME: &'static str = S::NAME;
+}
+
+impl<S> Service<http::Request<Body>> for ProducerOnly<S>
+where
+    S: Service<http::Request<Body>, Response = http::Response<Body>, Error = Infallible> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+{
+    type Response = http::Response<Body>;
+    type Error = Infallible;
+    type Future = BoxFuture<http::Response<Body>, Infallible>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: http::Request<Body>) -> Self::Future {
+        // The service polled ready serves this call; the clone left in its place is polled next.
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let state = Arc::clone(&self.state);
+        Box::pin(async move {
+            // Metadata that is not ASCII text is reported like a malformed header.
+            let header = request.headers().get("authorization").map(|v| v.to_str().unwrap_or_default());
+            let authorized = identify_bearer(&state, header).await.and_then(require_producer);
+            match authorized {
+                Ok(()) => inner.call(request).await,
+                Err(error) => Ok(refuse(&state, method_name(request.uri().path()), &error).into_http()),
+            }
+        })
+    }
+}
+
+/// The RPC a request path (`/hookline.v1.EventBroker/<method>`) names, as a metrics label.
+fn method_name(path: &str) -> &'static str {
+    match path.rsplit('/').next() {
+        Some("SendOutgoingEvent") => "SendOutgoingEvent",
+        Some("HandleIncomingEvent") => "HandleIncomingEvent",
+        _ => "unknown",
+    }
+}
+
+/// The status a call refused with `error` is answered with, counted and logged.
+fn refuse(state: &AppState, method: &'static str, error: &Error) -> Status {
+    let code = error.grpc_code();
+    state.metrics.grpc_request(method, code);
+    if matches!(code, tonic::Code::Unavailable | tonic::Code::Internal) {
+        tracing::warn!(method, %error, "gRPC call failed");
+    } else {
+        tracing::debug!(method, %error, "gRPC call refused");
+    }
+    Status::new(code, error.to_string())
+}
+
+/// The `EventBroker` service. Served only behind [`ProducerOnly`], which checks the token.
 #[derive(Debug)]
 pub(crate) struct Broker {
     state: Arc<AppState>,
 }
 
 impl Broker {
-    /// The caller must hold a producer token.
-    async fn authorize<T>(&self, request: &Request<T>) -> Result<()> {
-        // Metadata that is not ASCII text is reported like a malformed header.
-        let header = request.metadata().get("authorization").map(|v| v.to_str().unwrap_or_default());
-        require_producer(identify_bearer(&self.state, header).await?)
-    }
-
     /// Answers `result`, counting it and logging failures.
     fn answer<T>(&self, method: &'static str, result: Result<T>) -> Result<Response<T>, Status> {
         match result {
@@ -83,21 +166,11 @@ impl Broker {
                 self.state.metrics.grpc_request(method, tonic::Code::Ok);
                 Ok(Response::new(answer))
             }
-            Err(error) => {
-                let code = error.grpc_code();
-                self.state.metrics.grpc_request(method, code);
-                if matches!(code, tonic::Code::Unavailable | tonic::Code::Internal) {
-                    tracing::warn!(method, %error, "gRPC call failed");
-                } else {
-                    tracing::debug!(method, %error, "gRPC call refused");
-                }
-                Err(Status::new(code, error.to_string()))
-            }
+            Err(error) => Err(refuse(&self.state, method, &error)),
         }
     }
 
     async fn send_outgoing(&self, request: Request<SendOutgoingEventRequest>) -> Result<SendOutgoingEventResponse> {
-        self.authorize(&request).await?;
         let span = publish_span(telemetry::extract_http(&request.metadata().clone().into_headers()));
         let request = outgoing_request(request.into_inner())?;
         let accepted = publish_traced(&self.state, request, &span).await?;
@@ -111,7 +184,6 @@ impl Broker {
         &self,
         request: Request<HandleIncomingEventRequest>,
     ) -> Result<HandleIncomingEventResponse> {
-        self.authorize(&request).await?;
         let span = publish_span(telemetry::extract_http(&request.metadata().clone().into_headers()));
         let request = incoming_request(request.into_inner())?;
         let accepted = publish_traced(&self.state, request, &span).await?;
@@ -253,6 +325,14 @@ mod tests {
             idempotency_key: None,
         };
         assert!(invalid(incoming_request(no_source)).starts_with("invalid `source`"));
+    }
+
+    #[test]
+    fn method_labels_are_bounded() {
+        assert_eq!(method_name("/hookline.v1.EventBroker/SendOutgoingEvent"), "SendOutgoingEvent");
+        assert_eq!(method_name("/hookline.v1.EventBroker/HandleIncomingEvent"), "HandleIncomingEvent");
+        assert_eq!(method_name("/hookline.v1.EventBroker/Anything"), "unknown");
+        assert_eq!(method_name(""), "unknown");
     }
 
     #[test]

@@ -5,6 +5,11 @@
 //! Every error answer is JSON `{"error": "..."}`, including axum's own rejections (body too
 //! large, wrong content type), unknown routes and wrong methods, so that clients can always
 //! decode the body. A rejected request produces nothing.
+//!
+//! Routes with a body authenticate the caller first and read the body only then, so that
+//! credentials nobody issued cost no body read (inbound webhooks, whose credential is a signature
+//! over the body, read it once the source is known). Every request is bounded in time by the
+//! router's outermost layer (`server`).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -13,6 +18,7 @@ use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, FromRequest, Request, State};
 use axum::http::header::CONTENT_TYPE;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
+use axum::middleware;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -37,6 +43,7 @@ use crate::auth::Producer;
 use crate::event_types::EventTypes;
 use crate::idempotency::{self, Begin, Idempotency};
 use crate::metrics::{Metrics, Outcome};
+use crate::server::{RequestTimeout, limit_request_time};
 use crate::{Error, Result};
 
 /// How long a targeted request waits for the directory to catch up with the customers topic
@@ -75,6 +82,8 @@ pub(crate) struct AppState {
     pub signing_secret_grace: Duration,
     /// Event-type schemas, checked before anything is produced.
     pub event_types: Arc<EventTypes>,
+    /// The longest an HTTP request or gRPC call may take, body included.
+    pub request_timeout: Duration,
 }
 
 impl std::fmt::Debug for AppState {
@@ -100,6 +109,11 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
         .fallback(no_route)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(state.max_body_size))
+        // Outermost, so that it bounds everything above, the body included.
+        .layer(middleware::from_fn_with_state(
+            RequestTimeout::new(state.request_timeout, state.metrics.clone()),
+            limit_request_time,
+        ))
         .with_state(state)
 }
 
@@ -288,16 +302,17 @@ pub(crate) async fn read_body(request: Request, state: &Arc<AppState>) -> Result
     })
 }
 
-async fn publish(
-    State(state): State<Arc<AppState>>,
-    http_headers: HeaderMap,
-    auth: Result<Producer, Error>,
-    request: Result<Publish, Error>,
-) -> Response {
-    let span = publish_span(telemetry::extract_http(&http_headers));
-    let result = match (auth, request) {
-        (Err(error), _) | (Ok(_), Err(error)) => Err(error),
-        (Ok(Producer), Ok(Publish(request))) => publish_traced(&state, request, &span).await,
+/// `POST /publish`. The body is taken as the raw request and read only once the caller is known
+/// to hold a producer token: anyone else is refused without a byte of it being read, however large
+/// or slow it is.
+async fn publish(State(state): State<Arc<AppState>>, auth: Result<Producer, Error>, request: Request) -> Response {
+    let span = publish_span(telemetry::extract_http(request.headers()));
+    let result = match auth {
+        Err(error) => Err(error),
+        Ok(Producer) => match Publish::from_request(request, &state).await {
+            Ok(Publish(request)) => publish_traced(&state, request, &span).await,
+            Err(error) => Err(error),
+        },
     };
     let _entered = span.enter();
     match result {
@@ -522,6 +537,8 @@ impl Error {
     pub fn status(&self) -> StatusCode {
         match self {
             Self::MalformedJson(_) | Self::BodyUnreadable(_) => StatusCode::BAD_REQUEST,
+            Self::BodyTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
+            Self::AnswerTimeout { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Self::InvalidRequest(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
@@ -544,7 +561,8 @@ impl Error {
             | Self::Metrics(_)
             | Self::Bind { .. }
             | Self::Serve(_)
-            | Self::Grpc(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            | Self::Grpc(_)
+            | Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
@@ -568,6 +586,7 @@ impl Error {
             StatusCode::NOT_FOUND => Code::NotFound,
             StatusCode::CONFLICT => Code::FailedPrecondition,
             StatusCode::METHOD_NOT_ALLOWED => Code::Unimplemented,
+            StatusCode::REQUEST_TIMEOUT => Code::DeadlineExceeded,
             StatusCode::SERVICE_UNAVAILABLE => Code::Unavailable,
             _ => Code::Internal,
         }
@@ -578,6 +597,7 @@ impl Error {
         match self {
             Self::MalformedJson(_)
             | Self::BodyUnreadable(_)
+            | Self::BodyTimeout { .. }
             | Self::UnsupportedMediaType
             | Self::NoRoute(_)
             | Self::MethodNotAllowed { .. } => Outcome::BadRequest,
@@ -607,7 +627,9 @@ impl Error {
             | Self::Metrics(_)
             | Self::Bind { .. }
             | Self::Serve(_)
-            | Self::Grpc(_) => Outcome::BrokerError,
+            | Self::Grpc(_)
+            | Self::AnswerTimeout { .. }
+            | Self::Internal(_) => Outcome::BrokerError,
         }
     }
 }

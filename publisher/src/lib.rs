@@ -30,6 +30,8 @@
 //!   Schema Registry, payload validation, and `GET /v1/event-types`.
 //! - [`grpc`]: the gRPC event broker (`SendOutgoingEvent`, `HandleIncomingEvent`), health and
 //!   reflection; the generated code in [`grpc::pb`].
+//! - `server`: the HTTP server beneath the router (hyper connections with a header read
+//!   timeout, the whole-request timeout layer, graceful drain).
 //! - [`metrics`]: Prometheus counters and histogram served on `GET /metrics`.
 //! - [`error`]: this crate's error type.
 //! - [`run`] / [`serve`] / [`serve_with_grpc`]: start-up and graceful shutdown (here).
@@ -44,6 +46,7 @@ pub mod http;
 pub mod idempotency;
 mod inbound;
 pub mod metrics;
+mod server;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -111,6 +114,14 @@ pub async fn serve_with_grpc(
     if producer_tokens.is_empty() {
         tracing::warn!("no producer tokens configured (HOOKLINE_PRODUCER_TOKENS): every publish is refused");
     }
+    if config.http_request_timeout <= config.produce_timeout + http::ACK_GRACE {
+        tracing::warn!(
+            http_request_timeout = ?config.http_request_timeout,
+            produce_timeout = ?config.produce_timeout,
+            "--http-request-timeout is not above --produce-timeout: publishes the broker is slow to acknowledge \
+             are answered 503 by the request timeout rather than by the produce timeout"
+        );
+    }
     let metrics = Metrics::new()?;
     // Schemas first: a bad schema file is reported before anything connects to Kafka.
     let event_types = tokio::select! {
@@ -174,17 +185,15 @@ pub async fn serve_with_grpc(
         max_body_size: config.max_body_size,
         metrics,
         event_types,
+        request_timeout: config.http_request_timeout,
     });
     tracing::info!(%address, topic = %config.topics.deliveries, "publisher listening");
 
     // Either server failing stops the other, so the process does not run half a publisher.
     let stop = shutdown.child_token();
     let http_server = async {
-        let served = axum::serve(listener, http::router(Arc::clone(&state)))
-            .with_graceful_shutdown(stop.clone().cancelled_owned())
-            .await;
+        server::serve(listener, http::router(Arc::clone(&state)), config.http_header_read_timeout, stop.clone()).await;
         stop.cancel();
-        served.map_err(Error::Serve)
     };
     let grpc_server = async {
         let Some(grpc) = grpc else { return Ok(()) };
@@ -195,7 +204,7 @@ pub async fn serve_with_grpc(
         stop.cancel();
         served
     };
-    let (served, grpc_served) = tokio::join!(http_server, grpc_server);
+    let ((), grpc_served) = tokio::join!(http_server, grpc_server);
 
     // Every answered request already waited for its copies; this catches records of requests
     // whose client went away before the answer. librdkafka blocks, so keep it off the runtime,
@@ -216,7 +225,6 @@ pub async fn serve_with_grpc(
     }
     directory.close().await;
     idempotency.close().await;
-    served?;
     grpc_served?;
     tracing::info!("publisher stopped");
     Ok(())

@@ -100,6 +100,7 @@ pub struct Metrics {
     schema_registry_requests: IntCounterVec,
     grpc_requests: IntCounterVec,
     inbound_requests: IntCounterVec,
+    request_timeouts: IntCounterVec,
 }
 
 impl Metrics {
@@ -161,6 +162,17 @@ impl Metrics {
             ),
             &["outcome"],
         )?;
+        let request_timeouts = IntCounterVec::new(
+            Opts::new(
+                "hookline_http_request_timeouts_total",
+                "HTTP requests cut off by --http-request-timeout, by stage: body (408) or answer (503).",
+            ),
+            &["stage"],
+        )?;
+        for stage in ["body", "answer"] {
+            request_timeouts.with_label_values(&[stage]);
+        }
+        registry.register(Box::new(request_timeouts.clone()))?;
         registry.register(Box::new(inbound_requests.clone()))?;
         registry.register(Box::new(requests.clone()))?;
         registry.register(Box::new(grpc_requests.clone()))?;
@@ -185,6 +197,7 @@ impl Metrics {
             schema_registry_requests,
             grpc_requests,
             inbound_requests,
+            request_timeouts,
         })
     }
 
@@ -225,6 +238,12 @@ impl Metrics {
         self.inbound_requests.with_label_values(&[outcome.as_str()]).inc();
     }
 
+    /// Counts one HTTP request cut off by the request timeout; `stage` is `body` (its body was
+    /// still arriving) or `answer` (its handler was still at work).
+    pub fn request_timed_out(&self, stage: &'static str) {
+        self.request_timeouts.with_label_values(&[stage]).inc();
+    }
+
     /// Counts acknowledged records.
     pub fn produced(&self, records: usize) {
         self.records_produced.inc_by(u64::try_from(records).unwrap_or(u64::MAX));
@@ -256,7 +275,10 @@ mod tests {
         metrics.event_types("directory", 2);
         metrics.schema_registry_request("lookup", "not_found");
         metrics.grpc_request("SendOutgoingEvent", tonic::Code::InvalidArgument);
+        metrics.request_timed_out("body");
         let text = metrics.render().unwrap();
+        assert!(text.contains(r#"hookline_http_request_timeouts_total{stage="body"} 1"#), "{text}");
+        assert!(text.contains(r#"hookline_http_request_timeouts_total{stage="answer"} 0"#), "{text}");
         assert!(text.contains(r#"hookline_publish_requests_total{outcome="accepted"} 1"#), "{text}");
         assert!(text.contains(r#"hookline_publish_requests_total{outcome="broker_error"} 0"#), "{text}");
         assert!(text.contains("hookline_records_produced_total 3"), "{text}");

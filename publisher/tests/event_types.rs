@@ -376,6 +376,48 @@ async fn registry_schemas_validate_payloads_and_follow_the_registry() {
     harness.stop().await;
 }
 
+/// A recursive record whose links `{"N": ...}` each read both as the record `N` and as Avro-JSON's
+/// wrapper for the union branch `N`: a checker that tries every reading does 2^depth work.
+const RECURSIVE_AVSC: &str = r#"{"type": "record", "name": "N", "fields": [{"name": "N", "type": ["null", "N"]}]}"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_payloads_of_recursive_schemas_are_refused_promptly() {
+    let dir = SchemaDir::new(&[("tree.grown.avsc", RECURSIVE_AVSC)]);
+    let path = dir.path();
+    let harness = Harness::start(&[("alice", &["*"])], |config| config.event_schemas_dir = Some(path)).await;
+    // Generous: the design target is well under a second.
+    let prompt = Duration::from_secs(5);
+    let nest = |depth: usize, last: Value| (0..depth).fold(last, |inner, _| json!({ "N": inner }));
+
+    // 60 levels, wrong at the bottom; more requests at once than there are cores.
+    let hostile = json!({"type": "tree.grown", "payload": nest(60, json!(5))});
+    let requests: Vec<_> = (0..6)
+        .map(|_| {
+            let request = harness.client.post(format!("{}/publish", harness.base)).bearer_auth(PRODUCER_TOKEN);
+            let body = hostile.clone();
+            tokio::spawn(async move { decode(request.json(&body).send().await.expect("publish")).await })
+        })
+        .collect();
+    // The server keeps answering meanwhile.
+    let (status, _) = tokio::time::timeout(prompt, harness.get("/healthz")).await.expect("/healthz answers");
+    assert_eq!(status, 200);
+    for request in requests {
+        let (status, answer) = tokio::time::timeout(prompt, request).await.expect("answered promptly").expect("task");
+        assert_eq!(status, 422, "{answer}");
+        let error = error_of(&answer);
+        assert!(error.starts_with("invalid payload at /N"), "{error}");
+        assert!(error.contains("too complex to validate against the schema"), "{error}");
+    }
+    nothing_produced(&harness).await;
+
+    // Deep payloads the schema allows are accepted.
+    let (status, answer) = harness.publish(json!({"type": "tree.grown", "payload": nest(100, Value::Null)})).await;
+    assert_eq!(status, 202, "{answer}");
+    let (_, metrics) = harness.get("/metrics").await;
+    assert!(metrics.contains(r#"hookline_schema_validation_failures_total{format="avro"} 6"#), "{metrics}");
+    harness.stop().await;
+}
+
 /// A publisher that must stop during start-up: its error.
 async fn start_up_error(tweak: impl FnOnce(&mut Config)) -> String {
     // Nothing listens on port 1: the schemas must be refused before Kafka is needed.

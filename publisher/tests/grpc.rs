@@ -122,6 +122,34 @@ async fn send_outgoing_event_publishes_like_http() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn credentials_are_checked_before_the_message_is_read() {
+    let harness = Harness::start(&[("alice", &["*"])], |config| config.max_body_size = 1024).await;
+    let mut client = client(&harness).await;
+    // Far larger than the server would decode (the body limit and 64 KiB): a server that read and
+    // decoded it first would refuse it for its size.
+    let large = format!(r#""{}""#, "x".repeat(256 * 1024));
+
+    let message = refused(&mut client, with_token(outgoing("a", &large, None), None), Code::Unauthenticated).await;
+    assert!(message.contains("Authorization"), "{message}");
+    refused(&mut client, with_token(outgoing("a", &large, None), Some("wrong")), Code::Unauthenticated).await;
+    refused(&mut client, with_token(outgoing("a", &large, None), Some(ADMIN_TOKEN)), Code::PermissionDenied).await;
+    let incoming =
+        HandleIncomingEventRequest { source: "github".into(), r#type: None, payload: large, idempotency_key: None };
+    let status = client.handle_incoming_event(with_token(incoming, None)).await.expect_err("no token");
+    assert_eq!(status.code(), Code::Unauthenticated, "{status:?}");
+
+    let (_, metrics) = harness.get("/metrics").await;
+    for line in [
+        r#"hookline_grpc_requests_total{code="Unauthenticated",method="SendOutgoingEvent"} 2"#,
+        r#"hookline_grpc_requests_total{code="PermissionDenied",method="SendOutgoingEvent"} 1"#,
+        r#"hookline_grpc_requests_total{code="Unauthenticated",method="HandleIncomingEvent"} 1"#,
+    ] {
+        assert!(metrics.contains(line), "missing {line}:\n{metrics}");
+    }
+    harness.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn handle_incoming_event_needs_a_known_source() {
     let harness = Harness::start(&[("alice", &["*"])], |_| {}).await;
     let mut client = client(&harness).await;

@@ -15,24 +15,46 @@
 //! - `record` is a JSON object. A field is required unless it has a `default` or its type is a
 //!   union containing `null`. Unknown members are rejected: an Avro record is closed, and a
 //!   member the schema does not name would be dropped (or break) on encoding.
-//! - A union accepts the value if its first matching branch does. Avro's JSON encoding wraps
-//!   non-null union values as `{"<type name>": value}`; such a wrapper is accepted too, when the
-//!   plain value matches no branch.
+//! - A union accepts the value if one of its branches does. Avro's JSON encoding wraps non-null
+//!   union values as `{"<type name>": value}`; such a wrapper is accepted too, when the plain
+//!   value matches no branch.
 //! - Logical types are checked loosely, by their underlying type: `date`, `time-millis` are ints;
 //!   `time-micros` and the timestamps longs; `uuid` a string; `decimal` a string (its bytes or
 //!   fixed form) or, leniently, a number.
 //!
 //! Fields are checked in schema order, then unknown members in key order, so "first" is
 //! deterministic.
+//!
+//! # Bounded work
+//!
+//! Payloads come from producers and may be hostile. Trying every branch of a union, recursively,
+//! is exponential in the payload's depth with a recursive schema (`{"name": "N", "fields":
+//! [{"name": "next", "type": ["null", "N", ...]}]}`), so a union only tries the branches that can
+//! take the value: those of its JSON kind (null, boolean, number, string, array, object) and, for
+//! an object, only the records whose fields it fits (every required field present, no member the
+//! record does not name), then the wrapper form. That is one branch for almost every schema.
+//! Where several still remain (records of the same shape), the walk is bounded anyway: it may take
+//! [`STEPS_PER_VALUE`] steps (schema nodes checked) per JSON value of the payload, and at least
+//! [`MIN_STEPS`]; beyond that the payload is refused as too complex, at the path where the work ran
+//! out. A valid payload needs a few steps per value, whatever its size. Depth needs no bound of
+//! its own: `serde_json` refuses JSON nested more than 128 levels deep.
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
 
 use apache_avro::Schema;
-use apache_avro::schema::{Name, RecordSchema, ResolvedSchema, UnionSchema};
+use apache_avro::schema::{Name, RecordField, RecordSchema, ResolvedSchema, UnionSchema};
 use serde_json::{Map, Value};
 
 use super::{PayloadError, pointer};
+
+/// The steps a validation may take per JSON value of the payload: a linear walk takes one to
+/// four (a union, a named reference, the record, a scalar branch tried before the right one).
+pub const STEPS_PER_VALUE: usize = 16;
+
+/// The steps a validation may take whatever the payload's size, so that small payloads of
+/// schemas with wide unions are never refused for their cost.
+pub const MIN_STEPS: usize = 10_000;
 
 /// A parsed Avro schema, ready to validate JSON values.
 #[derive(Debug)]
@@ -55,110 +77,26 @@ impl AvroValidator {
         Ok(Self { root, names })
     }
 
-    /// Checks `value`; the error names the first offending location.
+    /// Checks `value`; the error names the first offending location. The work is bounded by the
+    /// size of `value` (see the module documentation).
     pub fn validate(&self, value: &Value) -> Result<(), PayloadError> {
-        let mut path = Vec::new();
-        self.check(&self.root, value, &mut path).map_err(|reason| PayloadError { path: pointer(&path), reason })
+        let steps = count_values(value).saturating_mul(STEPS_PER_VALUE).max(MIN_STEPS);
+        self.validate_within(value, steps)
     }
 
-    /// Checks `value` against `schema` at `path`. On a mismatch `path` is left pointing at it.
-    fn check(&self, schema: &Schema, value: &Value, path: &mut Vec<String>) -> Result<(), String> {
+    /// [`AvroValidator::validate`] with at most `steps` steps.
+    fn validate_within(&self, value: &Value, steps: usize) -> Result<(), PayloadError> {
+        let mut walk =
+            Walk { validator: self, path: Vec::new(), steps: Steps { left: steps, limit: steps, ran_out: false } };
+        walk.check(&self.root, value).map_err(|reason| PayloadError { path: pointer(&walk.path), reason })
+    }
+
+    /// `schema`, or the named type it refers to.
+    fn resolve<'s>(&'s self, schema: &'s Schema) -> &'s Schema {
         match schema {
-            Schema::Decimal(_) => expect(value.is_string() || value.is_number(), "decimal (a string or a number)"),
-            Schema::Fixed(fixed) | Schema::Duration(fixed) => match value.as_str() {
-                Some(text) if text.chars().count() == fixed.size => Ok(()),
-                Some(_) => Err(format!("expected fixed {} of {} characters", fixed.name, fixed.size)),
-                None => Err(format!("expected fixed {} (a string)", fixed.name)),
-            },
-            Schema::Enum(schema) => match value.as_str() {
-                Some(symbol) if schema.symbols.iter().any(|s| s == symbol) => Ok(()),
-                _ => Err(format!("expected one of the symbols {}", list(&schema.symbols))),
-            },
-            Schema::Array(array) => {
-                let items = value.as_array().ok_or_else(|| "expected array".to_owned())?;
-                for (index, item) in items.iter().enumerate() {
-                    path.push(index.to_string());
-                    self.check(&array.items, item, path)?;
-                    path.pop();
-                }
-                Ok(())
-            }
-            Schema::Map(map) => {
-                let entries = value.as_object().ok_or_else(|| "expected map (a JSON object)".to_owned())?;
-                for (key, item) in entries {
-                    path.push(key.clone());
-                    self.check(&map.types, item, path)?;
-                    path.pop();
-                }
-                Ok(())
-            }
-            Schema::Record(record) => self.record(record, value, path),
-            Schema::Union(union) => self.union(union, value, path),
-            Schema::Ref { name } => match self.names.get(name) {
-                Some(named) => self.check(named, value, path),
-                // ResolvedSchema checked every reference at parse time.
-                None => Err(format!("the schema refers to an unknown type {name}")),
-            },
-            other => match primitive(other) {
-                Some("null") => expect(value.is_null(), "null"),
-                Some("boolean") => expect(value.is_boolean(), "boolean"),
-                Some("int") => integer(value, "int", i64::from(i32::MIN), i64::from(i32::MAX)),
-                Some("long") => integer(value, "long", i64::MIN, i64::MAX),
-                Some(number @ ("float" | "double")) => expect(value.is_number(), &format!("{number} (a number)")),
-                Some(text) => expect(value.is_string(), text),
-                None => Err("unsupported schema type".to_owned()),
-            },
+            Schema::Ref { name } => self.names.get(name).unwrap_or(schema),
+            other => other,
         }
-    }
-
-    fn record(&self, record: &RecordSchema, value: &Value, path: &mut Vec<String>) -> Result<(), String> {
-        let object: &Map<String, Value> =
-            value.as_object().ok_or_else(|| format!("expected record {} (a JSON object)", record.name))?;
-        for field in &record.fields {
-            path.push(field.name.clone());
-            match object.get(&field.name) {
-                Some(item) => self.check(&field.schema, item, path)?,
-                None if field.default.is_some() || is_nullable(&field.schema) => {}
-                None => return Err("missing required field".to_owned()),
-            }
-            path.pop();
-        }
-        if let Some(unknown) = object.keys().find(|key| !record.lookup.contains_key(key.as_str())) {
-            path.push(unknown.clone());
-            return Err(format!("unknown field: record {} has no such field (Avro records are closed)", record.name));
-        }
-        Ok(())
-    }
-
-    fn union(&self, union: &UnionSchema, value: &Value, path: &mut Vec<String>) -> Result<(), String> {
-        let branches = union.variants();
-        let depth = path.len();
-        let mut errors = Vec::with_capacity(branches.len());
-        for branch in branches {
-            match self.check(branch, value, path) {
-                Ok(()) => return Ok(()),
-                Err(error) => {
-                    errors.push((path[depth..].to_vec(), error));
-                    path.truncate(depth);
-                }
-            }
-        }
-        // Avro's JSON encoding: `{"<branch type name>": value}`.
-        if let Some((type_name, inner)) = value.as_object().filter(|o| o.len() == 1).and_then(|o| o.iter().next())
-            && let Some(branch) = branches.iter().find(|b| self.type_name(b) == *type_name)
-        {
-            path.push(type_name.clone());
-            return self.check(branch, inner, path);
-        }
-        // When only one branch takes this kind of JSON value (say, the record of a nullable
-        // record), its error points deeper and says more than "no branch matched".
-        let mut plausible = branches.iter().zip(errors).filter(|(branch, _)| self.accepts_kind(branch, value));
-        if let (Some((_, (rest, error))), None) = (plausible.next(), plausible.next()) {
-            path.extend(rest);
-            return Err(error);
-        }
-        let names: Vec<String> = branches.iter().map(|b| self.type_name(b)).collect();
-        Err(format!("matches no branch of the union [{}]", names.join(", ")))
     }
 
     /// Whether `value` has the JSON kind `schema` is written as (ignoring its content).
@@ -179,6 +117,23 @@ impl AvroValidator {
         }
     }
 
+    /// Whether `schema` may match `value` as a plain (unwrapped) union branch: its JSON kind and,
+    /// for a record, its members. `false` means [`Walk::check`] would refuse it.
+    fn may_match(&self, schema: &Schema, value: &Value) -> bool {
+        match (self.resolve(schema), value) {
+            (Schema::Record(record), Value::Object(object)) => fits(record, object),
+            (other, _) => self.accepts_kind(other, value),
+        }
+    }
+
+    /// `value` in Avro's JSON encoding of a union value, `{"<branch type name>": inner}`: the
+    /// type name, the branch and the inner value.
+    fn wrapped<'v>(&self, branches: &'v [Schema], value: &'v Value) -> Option<(&'v String, &'v Schema, &'v Value)> {
+        let (type_name, inner) = value.as_object().filter(|o| o.len() == 1)?.iter().next()?;
+        let branch = branches.iter().find(|b| self.type_name(b) == *type_name)?;
+        Some((type_name, branch, inner))
+    }
+
     /// The name a union branch goes by in Avro's JSON encoding: the full name of a named type,
     /// else the (underlying) type name.
     fn type_name(&self, schema: &Schema) -> String {
@@ -188,6 +143,169 @@ impl AvroValidator {
             Schema::Fixed(fixed) | Schema::Duration(fixed) => fixed.name.fullname(None),
             other => kind_name(other).to_owned(),
         }
+    }
+}
+
+/// The work left to a validation.
+#[derive(Debug)]
+struct Steps {
+    left: usize,
+    limit: usize,
+    /// A step was refused: every check from then on fails, and no other union branch is tried.
+    ran_out: bool,
+}
+
+impl Steps {
+    fn take(&mut self) -> Result<(), String> {
+        if self.left == 0 {
+            self.ran_out = true;
+            return Err(format!("too complex to validate against the schema (gave up after {} steps)", self.limit));
+        }
+        self.left -= 1;
+        Ok(())
+    }
+}
+
+/// One validation: where it is in the payload and the work it may still do.
+struct Walk<'a> {
+    validator: &'a AvroValidator,
+    /// The path of the value being checked; on a mismatch, left pointing at it.
+    path: Vec<String>,
+    steps: Steps,
+}
+
+impl Walk<'_> {
+    /// Checks `value` against `schema` at `self.path`.
+    fn check(&mut self, schema: &Schema, value: &Value) -> Result<(), String> {
+        self.steps.take()?;
+        match schema {
+            Schema::Decimal(_) => expect(value.is_string() || value.is_number(), "decimal (a string or a number)"),
+            Schema::Fixed(fixed) | Schema::Duration(fixed) => match value.as_str() {
+                Some(text) if text.chars().count() == fixed.size => Ok(()),
+                Some(_) => Err(format!("expected fixed {} of {} characters", fixed.name, fixed.size)),
+                None => Err(format!("expected fixed {} (a string)", fixed.name)),
+            },
+            Schema::Enum(schema) => match value.as_str() {
+                Some(symbol) if schema.symbols.iter().any(|s| s == symbol) => Ok(()),
+                _ => Err(format!("expected one of the symbols {}", list(&schema.symbols))),
+            },
+            Schema::Array(array) => {
+                let items = value.as_array().ok_or_else(|| "expected array".to_owned())?;
+                for (index, item) in items.iter().enumerate() {
+                    self.path.push(index.to_string());
+                    self.check(&array.items, item)?;
+                    self.path.pop();
+                }
+                Ok(())
+            }
+            Schema::Map(map) => {
+                let entries = value.as_object().ok_or_else(|| "expected map (a JSON object)".to_owned())?;
+                for (key, item) in entries {
+                    self.path.push(key.clone());
+                    self.check(&map.types, item)?;
+                    self.path.pop();
+                }
+                Ok(())
+            }
+            Schema::Record(record) => self.record(record, value),
+            Schema::Union(union) => self.union(union, value),
+            Schema::Ref { name } => match self.validator.names.get(name) {
+                Some(named) => self.check(named, value),
+                // ResolvedSchema checked every reference at parse time.
+                None => Err(format!("the schema refers to an unknown type {name}")),
+            },
+            other => match primitive(other) {
+                Some("null") => expect(value.is_null(), "null"),
+                Some("boolean") => expect(value.is_boolean(), "boolean"),
+                Some("int") => integer(value, "int", i64::from(i32::MIN), i64::from(i32::MAX)),
+                Some("long") => integer(value, "long", i64::MIN, i64::MAX),
+                Some(number @ ("float" | "double")) => expect(value.is_number(), &format!("{number} (a number)")),
+                Some(text) => expect(value.is_string(), text),
+                None => Err("unsupported schema type".to_owned()),
+            },
+        }
+    }
+
+    fn record(&mut self, record: &RecordSchema, value: &Value) -> Result<(), String> {
+        let object: &Map<String, Value> =
+            value.as_object().ok_or_else(|| format!("expected record {} (a JSON object)", record.name))?;
+        for field in &record.fields {
+            self.path.push(field.name.clone());
+            match object.get(&field.name) {
+                Some(item) => self.check(&field.schema, item)?,
+                None if !required(field) => {}
+                None => return Err("missing required field".to_owned()),
+            }
+            self.path.pop();
+        }
+        if let Some(unknown) = object.keys().find(|key| !record.lookup.contains_key(key.as_str())) {
+            self.path.push(unknown.clone());
+            return Err(format!("unknown field: record {} has no such field (Avro records are closed)", record.name));
+        }
+        Ok(())
+    }
+
+    /// Tries the branches that may take `value` (see the module documentation), then the wrapper
+    /// form. A failure is explained by the one branch that was tried, or by the one branch of the
+    /// value's kind, when there is one.
+    fn union(&mut self, union: &UnionSchema, value: &Value) -> Result<(), String> {
+        let validator = self.validator;
+        let branches = union.variants();
+        let depth = self.path.len();
+        let mut tried = 0;
+        let mut failure = None;
+        for branch in branches.iter().filter(|b| validator.may_match(b, value)) {
+            tried += 1;
+            match self.check(branch, value) {
+                Ok(()) => return Ok(()),
+                // Out of steps: stop, pointing where the work ran out.
+                Err(error) if self.steps.ran_out => return Err(error),
+                Err(error) => failure = Some((self.path.split_off(depth), error)),
+            }
+        }
+        if let Some((type_name, branch, inner)) = validator.wrapped(branches, value) {
+            self.path.push(type_name.clone());
+            return self.check(branch, inner);
+        }
+        // The error of the only branch that fits the value (say, the record of a nullable
+        // record) points deeper and says more than "no branch matched"; so does that of the only
+        // branch of the value's JSON kind, if none fits.
+        match (tried, failure) {
+            (1, Some((rest, error))) => {
+                self.path.extend(rest);
+                return Err(error);
+            }
+            (0, _) => {
+                let mut by_kind = branches.iter().filter(|b| validator.accepts_kind(b, value));
+                if let (Some(branch), None) = (by_kind.next(), by_kind.next()) {
+                    return self.check(branch, value);
+                }
+            }
+            _ => {}
+        }
+        let names: Vec<String> = branches.iter().map(|b| validator.type_name(b)).collect();
+        Err(format!("matches no branch of the union [{}]", names.join(", ")))
+    }
+}
+
+/// Whether a record's field must be present: it has no default and cannot be null.
+fn required(field: &RecordField) -> bool {
+    field.default.is_none() && !is_nullable(&field.schema)
+}
+
+/// Whether `object` has every field `record` requires and no member it does not name: exactly
+/// what the record check refuses at the top level, without walking the members' values.
+fn fits(record: &RecordSchema, object: &Map<String, Value>) -> bool {
+    record.fields.iter().all(|field| !required(field) || object.contains_key(&field.name))
+        && object.keys().all(|key| record.lookup.contains_key(key.as_str()))
+}
+
+/// How many JSON values `value` holds, itself included.
+fn count_values(value: &Value) -> usize {
+    1 + match value {
+        Value::Array(items) => items.iter().map(count_values).sum(),
+        Value::Object(members) => members.values().map(count_values).sum(),
+        _ => 0,
     }
 }
 
@@ -422,6 +540,90 @@ mod tests {
         validator.validate(&json!({"value": 1, "children": [{"value": 2, "children": [{"value": 3}]}]})).unwrap();
         let error = validator.validate(&json!({"value": 1, "children": [{"value": 2, "children": [{}]}]})).unwrap_err();
         assert_eq!(error.path, "/children/0/children/0/value");
+    }
+
+    /// Links of two record types with different fields, each checking its link first: trying
+    /// both at every level takes 2^depth steps on a chain whose last link is wrong.
+    const TWO_LINKS: &str = r#"{"type": "record", "name": "A", "fields": [
+        {"name": "next", "type": ["null", "A", {"type": "record", "name": "B", "fields": [
+            {"name": "next", "type": ["null", "A", "B"]},
+            {"name": "b", "type": "int"}
+        ]}]},
+        {"name": "a", "type": "int"}
+    ]}"#;
+
+    /// `depth` links `{"next": ..., <field>: 1}`, the innermost with `{"next": null, <field>: last}`.
+    fn chain(depth: usize, field: &str, last: Value) -> Value {
+        let mut value = json!({"next": null, field: last});
+        for _ in 1..depth {
+            value = json!({"next": value, field: 1});
+        }
+        value
+    }
+
+    #[test]
+    fn unions_try_only_the_branches_the_value_fits() {
+        let validator = AvroValidator::parse(TWO_LINKS).unwrap();
+        validator.validate(&chain(100, "a", json!(7))).unwrap();
+        // A `B` link among `A`s.
+        let mut mixed = chain(30, "a", json!(7));
+        mixed["next"] = json!({"next": mixed["next"].take(), "b": 2});
+        validator.validate(&mixed).unwrap();
+
+        // Deep and wrong at the bottom: found in one pass, and explained by the only fitting branch.
+        let error = validator.validate(&chain(100, "a", json!("seven"))).unwrap_err();
+        assert_eq!(error.path, format!("{}/a", "/next".repeat(99)));
+        assert_eq!(error.reason, "expected int");
+        // No branch fits: the message says so.
+        let error = validator.validate(&json!({"next": {"next": null, "a": 1, "b": 2}, "a": 1})).unwrap_err();
+        assert_eq!(
+            (error.path.as_str(), error.reason.as_str()),
+            ("/next", "matches no branch of the union [null, A, B]")
+        );
+    }
+
+    #[test]
+    fn ambiguous_recursive_unions_run_out_of_steps() {
+        // `{"N": x}` is both a record N and Avro-JSON's wrapper for the branch N, at every level.
+        let wrapped = AvroValidator::parse(
+            r#"{"type": "record", "name": "N", "fields": [{"name": "N", "type": ["null", "N"]}]}"#,
+        )
+        .unwrap();
+        let nest = |depth: usize, last: Value| (0..depth).fold(last, |inner, _| json!({ "N": inner }));
+        wrapped.validate(&nest(100, json!(null))).unwrap();
+        // Two records of the same shape: both fit every link.
+        let twins = AvroValidator::parse(
+            r#"{"type": "record", "name": "A", "fields": [{"name": "next", "type": ["null", "A",
+                {"type": "record", "name": "B", "fields": [{"name": "next", "type": ["null", "A", "B"]}]}]}]}"#,
+        )
+        .unwrap();
+        let link = |depth: usize, last: Value| (0..depth).fold(last, |inner, _| json!({ "next": inner }));
+        twins.validate(&link(100, json!(null))).unwrap();
+
+        // Wrong at the bottom of a deep payload: 2^depth ways to read it, refused once the steps run out.
+        for (validator, payload, first) in [(&wrapped, nest(60, json!(5)), "/N"), (&twins, link(60, json!(5)), "/next")]
+        {
+            let error = validator.validate(&payload).unwrap_err();
+            assert!(error.reason.starts_with("too complex to validate against the schema"), "{error}");
+            assert!(error.reason.contains(&format!("after {MIN_STEPS} steps")), "{error}");
+            assert!(error.path.starts_with(first), "{error}");
+        }
+    }
+
+    #[test]
+    fn steps_grow_with_the_payload() {
+        let validator = AvroValidator::parse(r#"{"type": "array", "items": ["null", "int"]}"#).unwrap();
+        // Far more values than the minimum: a valid payload never runs out.
+        let large = Value::Array((0..100_000).map(|n| if n % 2 == 0 { json!(n) } else { json!(null) }).collect());
+        validator.validate(&large).unwrap();
+        // The array, then a union and its branch per item.
+        let small = json!([1, null, 3]);
+        validator.validate_within(&small, 7).unwrap();
+        let error = validator.validate_within(&small, 6).unwrap_err();
+        assert_eq!(error.path, "/2");
+        assert_eq!(error.reason, "too complex to validate against the schema (gave up after 6 steps)");
+        assert_eq!(count_values(&small), 4);
+        assert_eq!(count_values(&json!({"a": [1, {"b": null}]})), 5);
     }
 
     #[test]

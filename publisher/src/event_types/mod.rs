@@ -17,6 +17,10 @@
 //! refused (422 `no schema for event type x`). A payload that does not match is refused with 422
 //! naming the JSON pointer of the first mismatch (`invalid payload at /items/0/sku: expected
 //! string`); payload values are never quoted back (they may be personal data).
+//!
+//! Payloads are validated on Tokio's blocking pool, one per core at a time, so that a payload that
+//! is costly to check never stalls the async workers; the Avro walker's work is bounded by the
+//! payload's size ([`avro`]).
 
 pub mod avro;
 pub mod registry;
@@ -36,6 +40,7 @@ use jsonschema::error::ValidationErrorKind;
 use serde::Serialize;
 use serde_json::Value;
 use serde_json::value::RawValue;
+use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use crate::auth::AnyRole;
@@ -194,6 +199,8 @@ pub(crate) struct EventTypes {
     registry: Option<Registry>,
     require_schemas: bool,
     metrics: Metrics,
+    /// Payload validations that may run at once: one per core.
+    validations: Arc<Semaphore>,
 }
 
 impl fmt::Debug for EventTypes {
@@ -221,7 +228,13 @@ impl EventTypes {
             }
             None => None,
         };
-        let types = Self { directory, registry, require_schemas: config.require_schemas, metrics };
+        let types = Self {
+            directory,
+            registry,
+            require_schemas: config.require_schemas,
+            metrics,
+            validations: Arc::new(Semaphore::new(validation_slots())),
+        };
         if types.require_schemas && types.directory.is_empty() && types.registry.as_ref().is_none_or(Registry::is_empty)
         {
             tracing::warn!("--require-schemas is set but no event type has a schema yet: every publish is refused");
@@ -262,6 +275,12 @@ impl EventTypes {
 
     /// Checks `payload` against the schema of `event_type`: 422 if it does not match, or if the
     /// type has no schema and schemas are required.
+    ///
+    /// Parsing and validating run on Tokio's blocking pool, at most one per core at a time
+    /// (requests beyond wait their turn): a payload that is costly to check (bounded,
+    /// see [`avro`]; the `jsonschema` crate can be slow on hostile input too) then never holds up
+    /// the async workers that serve every other request, and a flood of them cannot start more
+    /// threads than there are cores.
     pub async fn check(&self, event_type: &str, payload: &RawValue) -> Result<()> {
         let Some(schema) = self.find(event_type).await? else {
             if self.require_schemas {
@@ -269,10 +288,26 @@ impl EventTypes {
             }
             return Ok(());
         };
-        let value: Value = serde_json::from_str(payload.get()).map_err(|e| Error::InvalidRequest(e.to_string()))?;
-        schema.validate(&value).map_err(|error| {
-            self.metrics.schema_validation_failed(schema.format.as_str());
-            Error::InvalidRequest(error.to_string())
+        // Never closed, so acquiring only waits.
+        let permit = Arc::clone(&self.validations)
+            .acquire_owned()
+            .await
+            .map_err(|_| Error::Internal("the payload validation pool is closed".into()))?;
+        // A copy for the blocking thread, taken once a slot is free, so that waiting requests
+        // hold no more than their body.
+        let text = payload.get().to_owned();
+        let format = schema.format;
+        let checked = tokio::task::spawn_blocking(move || {
+            // Held until the work is done, even if the request is dropped meanwhile.
+            let _permit = permit;
+            let value: Value = serde_json::from_str(&text).map_err(|e| e.to_string())?;
+            schema.validate(&value).map_err(|error| error.to_string())
+        })
+        .await
+        .map_err(|error| Error::Internal(format!("the payload validation failed: {error}")))?;
+        checked.map_err(|error| {
+            self.metrics.schema_validation_failed(format.as_str());
+            Error::InvalidRequest(error)
         })
     }
 
@@ -320,6 +355,12 @@ impl EventTypes {
         self.metrics.event_types(Source::Directory.as_str(), self.directory.len());
         self.metrics.event_types(Source::Registry.as_str(), registry);
     }
+}
+
+/// How many payload validations may run at once: one per core (the blocking pool would otherwise
+/// start up to 512 threads under a flood of costly payloads).
+fn validation_slots() -> usize {
+    std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
 }
 
 /// Reads every schema of `dir` (see the module docs for the file names).
