@@ -41,7 +41,8 @@ pub fn clip_to(text: &str, max: usize) -> String {
 /// up to an `@` and from a `?` or `#` on.
 pub fn url(raw: &str) -> String {
     let shown = match url::Url::parse(raw) {
-        Ok(parsed) => {
+        // `host:port` parses as a scheme and a path: shown as text.
+        Ok(parsed) if !parsed.cannot_be_a_base() => {
             let mut shown = format!("{}://", parsed.scheme());
             if !parsed.username().is_empty() || parsed.password().is_some() {
                 shown.push_str("…@");
@@ -61,7 +62,7 @@ pub fn url(raw: &str) -> String {
             }
             shown
         }
-        Err(_) => {
+        _ => {
             let before_query = raw.split(['?', '#']).next().unwrap_or_default();
             match before_query.rsplit_once('@') {
                 Some((_, rest)) => format!("…@{rest}"),
@@ -96,6 +97,8 @@ mod tests {
             ("ftp://s3cret@example.com/", "ftp://…@example.com/"),
             ("https://s3cret@exa mple.com/?token=abc", "…@exa mple.com/"),
             ("not a url ?token=abc", "not a url "),
+            ("registry:8081", "registry:8081"),
+            ("https://key:secret@registry.example/api", "https://…@registry.example/api"),
         ] {
             assert_eq!(url(raw), shown, "{raw}");
         }

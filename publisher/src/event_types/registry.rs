@@ -58,7 +58,7 @@ impl fmt::Debug for Registry {
 impl Registry {
     /// Connects to the registry at `url` and loads every event-type schema.
     pub async fn connect(url: &str, settings: SrSettings, refresh: Duration, metrics: Metrics) -> Result<Self> {
-        let url = redact(url);
+        let url = hookline_core::quote::url(url);
         let registry = Self { settings, url, refresh, types: RwLock::default(), misses: Mutex::default(), metrics };
         registry.load_all().await.map_err(|reason| Error::SchemaRegistry(format!("{}: {reason}", registry.url)))?;
         Ok(registry)
@@ -230,19 +230,6 @@ fn is_not_found(error: &SRCError) -> bool {
     raw.is_some_and(|raw| raw.error_code / 100 == 404) || error.error.contains("status 404")
 }
 
-/// `url` without the password of its user info, for logs and errors.
-fn redact(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else { return url.to_owned() };
-    let authority_end = rest.find('/').unwrap_or(rest.len());
-    match rest[..authority_end].rsplit_once('@') {
-        Some((user_info, host)) => {
-            let user = user_info.split(':').next().unwrap_or_default();
-            format!("{scheme}://{user}:***@{host}{}", &rest[authority_end..])
-        }
-        None => url.to_owned(),
-    }
-}
-
 /// A one-line description of a client error (its `Display` is verbose).
 fn describe(error: &SRCError) -> String {
     match &error.cause {
@@ -254,14 +241,6 @@ fn describe(error: &SRCError) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn urls_are_redacted() {
-        assert_eq!(redact("http://registry:8081"), "http://registry:8081");
-        assert_eq!(redact("https://key:secret@registry.example/api"), "https://key:***@registry.example/api");
-        assert_eq!(redact("https://key@registry.example"), "https://key:***@registry.example");
-        assert_eq!(redact("registry:8081"), "registry:8081");
-    }
 
     #[test]
     fn registry_schemas_compile_by_type() {
