@@ -60,6 +60,12 @@ async fn create_configure_rotate_remove_round_trip() {
     let api_key = field(&created, "api_key:");
     let secret = field(&created, "signing_secret:");
     assert!(api_key.starts_with("hk_") && secret.starts_with("whsec_"), "{created}");
+    // One record holds the whole configuration: one write, not one per setting.
+    let records = hookline_testkit::kafka::read_topic(&broker.kafka_args(), &format!("{prefix}.customers")).await;
+    assert_eq!(records.iter().filter(|r| r.key() == Some(&b"acme"[..])).count(), 1, "records written for acme");
+    let acme = stored(&broker, &prefix, "acme").await;
+    assert_eq!(acme.webhook_url.as_deref(), Some("http://127.0.0.1:9001/webhook"));
+    assert_eq!(acme.events, ["order.created", "order.paid"]);
 
     let globex = binary(&command(&["customers", "create", "--id", "globex", "--events", "*", "--json"])).await;
     assert_exit(&globex, 0);

@@ -50,6 +50,7 @@ const CLI_ENV: &[&str] = &[
     "HOOKLINE_MAX_LAG",
     "HOOKLINE_DELIVERED_TOPIC",
     "HOOKLINE_IDEMPOTENCY_TOPIC",
+    "HOOKLINE_IMPORT_OUT",
 ];
 
 /// The shared flags pointing at `brokers` and the topics `prefix`, `prefix.dlq`,
