@@ -26,6 +26,22 @@ async fn records(broker: &Broker, prefix: &str) -> Vec<(String, Option<Vec<u8>>)
         .collect()
 }
 
+/// The customers topic's high watermark (it has one partition).
+async fn high_watermark(broker: &Broker, prefix: &str) -> i64 {
+    let kafka = broker.kafka_args();
+    let topic = format!("{prefix}.customers");
+    tokio::task::spawn_blocking(move || {
+        let reader: rdkafka::consumer::BaseConsumer =
+            hookline_core::kafka::reader(&kafka, "hookline-test-watermark").expect("reader");
+        let (_low, high) =
+            rdkafka::consumer::Consumer::fetch_watermarks(&reader, &topic, 0, std::time::Duration::from_secs(10))
+                .expect("watermarks");
+        high
+    })
+    .await
+    .expect("watermark task")
+}
+
 /// The latest record of each customer, decoded.
 fn latest(records: &[(String, Option<Vec<u8>>)]) -> HashMap<String, Customer> {
     let mut found = HashMap::new();
@@ -172,6 +188,9 @@ async fn import_creates_refuses_with_reasons_and_a_rerun_changes_nothing() {
     // out file (owner-only) are the ones stored.
     let written = records(&broker, &prefix).await;
     assert_eq!(written.len(), before + CUSTOMERS, "one record per created customer");
+    // Every process that loads the directory up to the high watermark sees every record, on a
+    // broker that counts the watermark from the first record of the last batch too (tansu).
+    assert_eq!(high_watermark(&broker, &prefix).await, i64::try_from(written.len()).unwrap(), "high watermark");
     let stored = latest(&written);
     let credentials = issued(&out);
     assert_eq!(credentials.len(), CUSTOMERS);
@@ -219,6 +238,7 @@ async fn import_creates_refuses_with_reasons_and_a_rerun_changes_nothing() {
     }
     assert!(report.contains(&format!("0 created, {} existed, {} refused", CUSTOMERS + 1, bad.len())), "{report}");
     assert_eq!(records(&broker, &prefix).await.len(), written.len(), "nothing written");
+    assert_eq!(high_watermark(&broker, &prefix).await, i64::try_from(written.len()).unwrap(), "high watermark");
     assert_eq!(std::fs::read(&out).expect("out file"), out_before, "no credentials issued");
 
     // A clean file exits 0; the same --out collects the new credentials.
