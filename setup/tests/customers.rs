@@ -4,18 +4,13 @@ mod common;
 
 use std::path::PathBuf;
 
-use common::{args, args_without_master_key, assert_exit, binary, field, in_process, stderr, stdout};
+use common::{args, args_without_master_key, assert_exit, binary, create_topics, field, in_process, stderr, stdout};
 use hookline_core::customer::{Customer, CustomerView};
 use hookline_core::secrets::MasterKey;
 use hookline_setup::{EXIT_FAILURE, EXIT_USAGE};
 use hookline_testkit::{Broker, init_test_logging, tenants, unique_name};
 use hookline_wire::keys::PublicKey;
 use rdkafka::message::Message;
-
-async fn create_topics(brokers: &str, prefix: &str) {
-    let (result, out) = in_process(&args(brokers, prefix, &["topics", "create", "--partitions", "2"])).await;
-    result.unwrap_or_else(|e| panic!("topics create failed: {e}\n{out}"));
-}
 
 /// The latest record of customer `id` on the customers topic, as stored.
 async fn stored(broker: &Broker, prefix: &str, id: &str) -> Customer {

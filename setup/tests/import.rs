@@ -6,7 +6,7 @@ mod common;
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
-use common::{args, assert_exit, binary, in_process, stderr, stdout};
+use common::{args, assert_exit, binary, create_topics, in_process, stderr, stdout};
 use hookline_core::customer::{Customer, unix_now};
 use hookline_setup::EXIT_USAGE;
 use hookline_testkit::{Broker, init_test_logging, tenants, unique_name};
@@ -81,8 +81,7 @@ async fn import_creates_refuses_with_reasons_and_a_rerun_changes_nothing() {
     let brokers = broker.bootstrap();
     let prefix = unique_name("setup-import");
     let command = |extra: &[&str]| args(&brokers, &prefix, extra);
-    let (result, out) = in_process(&command(&["topics", "create", "--partitions", "2"])).await;
-    result.unwrap_or_else(|e| panic!("topics create failed: {e}\n{out}"));
+    create_topics(&brokers, &prefix).await;
     let (result, out) = in_process(&command(&["customers", "create", "--id", "already-here"])).await;
     result.unwrap_or_else(|e| panic!("customers create failed: {e}\n{out}"));
     let (result, out) = in_process(&command(&[
@@ -270,8 +269,7 @@ async fn credentials_never_go_to_a_file_others_can_read() {
     let brokers = broker.bootstrap();
     let prefix = unique_name("setup-import-out");
     let command = |extra: &[&str]| args(&brokers, &prefix, extra);
-    let (result, out) = in_process(&command(&["topics", "create", "--partitions", "1"])).await;
-    result.unwrap_or_else(|e| panic!("topics create failed: {e}\n{out}"));
+    create_topics(&brokers, &prefix).await;
     let file = temp_path("import.jsonl");
     std::fs::write(&file, "{\"id\": \"c1\"}\n").unwrap();
 

@@ -96,6 +96,13 @@ pub async fn in_process(args: &[String]) -> (Result<()>, String) {
     (result, String::from_utf8(out).expect("utf-8 output"))
 }
 
+/// Creates the topics `prefix`, `prefix.dlq`, `prefix.customers`, ... with two partitions each
+/// (one for the customers topic).
+pub async fn create_topics(brokers: &str, prefix: &str) {
+    let (result, out) = in_process(&args(brokers, prefix, &["topics", "create", "--partitions", "2"])).await;
+    result.unwrap_or_else(|e| panic!("topics create failed: {e}\n{out}"));
+}
+
 /// Runs the real binary.
 pub async fn binary(args: &[String]) -> Output {
     let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_hookline-setup"));
