@@ -11,17 +11,17 @@ use std::time::Duration;
 
 use hookline_core::codec::Codec;
 use hookline_core::config::{KafkaArgs, TopicArgs};
-use hookline_core::customer::{Customer, StoredPublicKey, validate_id, validate_name};
+use hookline_core::customer::{Customer, StoredPublicKey, validate_id};
 use hookline_core::directory::Directory;
 use hookline_core::netguard::NetworkPolicy;
 use hookline_core::secrets::{MasterKey, MasterKeyArgs};
-use hookline_core::tenants::Tenants;
+use hookline_core::tenants::{NewCustomer, Tenants};
 use rdkafka::producer::FutureProducer;
 use serde_json::json;
 use tokio_util::sync::{CancellationToken, DropGuard};
 
 use crate::broker::{bounded, check_reachable, for_writes};
-use crate::{CustomersCommand, Error, Result};
+use crate::{CreateCustomer, CustomersCommand, Error, Result};
 
 /// Time allowed on top of `--timeout` for an operation that has its own timeout of that length,
 /// so that its own, more specific error wins.
@@ -41,6 +41,9 @@ pub struct Context<'a> {
 
 /// Runs one `customers` subcommand.
 pub async fn run<W: Write + Send>(context: &Context<'_>, command: CustomersCommand, out: &mut W) -> Result<()> {
+    if let CustomersCommand::Import(import) = command {
+        return crate::import::run(context, import, out).await;
+    }
     // Validate what can be validated before touching Kafka, so bad input is reported as such
     // even without a broker.
     precheck(context, &command)?;
@@ -48,19 +51,10 @@ pub async fn run<W: Write + Send>(context: &Context<'_>, command: CustomersComma
     let timeout = context.timeout + SLACK;
     match command {
         CustomersCommand::Create(create) => {
+            // One record with the whole configuration: one write, one acknowledgement.
             let issued =
-                bounded(timeout, "the customer to be created", tenants.create(&create.id, create.name.as_deref()))
-                    .await?;
-            let mut customer = Arc::new(issued.customer);
-            if let Some(url) = &create.webhook_url {
-                customer =
-                    bounded(timeout, "the webhook URL to be saved", tenants.set_webhook_url(&create.id, url)).await?;
-            }
-            if !create.events.is_empty() {
-                customer =
-                    bounded(timeout, "the subscriptions to be saved", tenants.set_events(&create.id, create.events))
-                        .await?;
-            }
+                bounded(timeout, "the customer to be created", tenants.create_customer(&new_customer(&create))).await?;
+            let customer = &issued.customer;
             if create.json {
                 let shown = json!({
                     "id": customer.id,
@@ -74,9 +68,10 @@ pub async fn run<W: Write + Send>(context: &Context<'_>, command: CustomersComma
                 writeln!(out, "api_key:        {}", issued.api_key.expose())?;
                 writeln!(out, "signing_secret: {}", issued.signing_secret.expose())?;
                 writeln!(out, "(shown once: give both to the customer; only a hash of the key is stored)")?;
-                write_details(&customer, out)?;
+                write_details(customer, out)?;
             }
         }
+        CustomersCommand::Import(_) => {}
         CustomersCommand::Get(get) => {
             let customer = bounded(timeout, "the customer directory", tenants.get(&get.id)).await?;
             if get.json {
@@ -151,14 +146,10 @@ pub async fn run<W: Write + Send>(context: &Context<'_>, command: CustomersComma
 fn precheck(context: &Context<'_>, command: &CustomersCommand) -> Result<()> {
     match command {
         CustomersCommand::Create(create) => {
-            validate_id(&create.id)?;
-            create.name.as_deref().map(validate_name).transpose()?;
-            if let Some(url) = &create.webhook_url {
-                hookline_core::customer::validate_webhook_url(url)?;
-            }
-            hookline_core::customer::normalize_events(create.events.clone())?;
+            new_customer(create).validate()?;
             context.master_key.require()?;
         }
+        CustomersCommand::Import(_) => {}
         CustomersCommand::Get(get) => validate_id(&get.id)?,
         CustomersCommand::List(_) => {}
         CustomersCommand::Remove(remove) => validate_id(&remove.id)?,
@@ -182,6 +173,17 @@ fn precheck(context: &Context<'_>, command: &CustomersCommand) -> Result<()> {
         CustomersCommand::ReissueApiKey(reissue) => validate_id(&reissue.id)?,
     }
     Ok(())
+}
+
+/// The customer `customers create` asks for.
+fn new_customer(create: &CreateCustomer) -> NewCustomer {
+    NewCustomer {
+        id: create.id.clone(),
+        name: create.name.clone(),
+        webhook_url: create.webhook_url.clone(),
+        events: create.events.clone(),
+        public_key: None,
+    }
 }
 
 /// A live tenant service on the customers topic. Commands that issue no secret work without the

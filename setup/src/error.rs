@@ -69,6 +69,20 @@ pub enum Error {
     )]
     Purge { topic: String, reason: String },
 
+    /// `customers import` refused some lines for bad input; the others were imported.
+    #[error(
+        "{refused} of {lines} customer line(s) refused (see the report); fix them and run the same import again: \
+         the customers already created are skipped"
+    )]
+    ImportRefused { refused: usize, lines: usize },
+
+    /// `customers import` stopped part-way.
+    #[error(
+        "the import stopped after creating {created} customer(s) (their credentials are in {out}): {reason}; run the \
+         same import again to import the rest: the customers already created are skipped"
+    )]
+    Import { created: usize, out: String, reason: String },
+
     #[error("cannot generate keys: {0}")]
     Keys(String),
 
@@ -86,7 +100,7 @@ impl Error {
             // `ensure_topics` reports a broker refusing a creation as `Invalid { field: "topic" }`;
             // that is the broker's verdict, not the operator's typo.
             Self::Core(hookline_core::Error::Invalid { field, .. }) if *field != "topic" => EXIT_USAGE,
-            Self::NoSchemaRegistry | Self::Usage(_) => EXIT_USAGE,
+            Self::NoSchemaRegistry | Self::Usage(_) | Self::ImportRefused { .. } => EXIT_USAGE,
             _ => EXIT_FAILURE,
         }
     }
@@ -105,6 +119,9 @@ mod tests {
         assert_eq!(Error::MissingTopics(vec!["t".into()]).exit_code(), EXIT_FAILURE);
         assert_eq!(Error::ChecksFailed(vec!["broker".into()]).exit_code(), EXIT_FAILURE);
         assert_eq!(Error::Usage("--all".into()).exit_code(), EXIT_USAGE);
+        assert_eq!(Error::ImportRefused { refused: 1, lines: 2 }.exit_code(), EXIT_USAGE);
+        let stopped = Error::Import { created: 1, out: "creds.jsonl".into(), reason: "broker gone".into() };
+        assert_eq!(stopped.exit_code(), EXIT_FAILURE);
         assert_eq!(Error::Purge { topic: "t".into(), reason: "r".into() }.exit_code(), EXIT_FAILURE);
         assert_eq!(Error::from(hookline_core::Error::UnknownCustomer("c".into())).exit_code(), EXIT_FAILURE);
     }

@@ -21,6 +21,8 @@
 //! - `customers`: `customers create` (alias `add`) / `get` / `list` / `remove` / `set-webhook` /
 //!   `subscribe` / `set-public-key` / `clear-public-key` / `rotate-secret` / `reissue-api-key`,
 //!   through the same [`hookline_core::tenants::Tenants`] rules as the onboarding API.
+//! - `import`: `customers import FILE --out CREDENTIALS`: many customers from a JSON Lines file,
+//!   one directory load, batched writes, a report per line; safe to re-run.
 //! - `sources`: `sources add` / `list` / `remove`: inbound webhook sources, through the same
 //!   [`hookline_core::tenants::Tenants`].
 //! - `schemas`: `schemas register` / `check` / `show`: the Avro schemas of the topics in the
@@ -38,6 +40,7 @@ mod cluster;
 mod customers;
 mod dlq;
 pub mod error;
+mod import;
 mod keys;
 mod schemas;
 mod sources;
@@ -221,6 +224,11 @@ pub enum CustomersCommand {
     /// Create a customer: prints its API key and signing secret, once.
     #[command(alias = "add")]
     Create(CreateCustomer),
+    /// Create many customers from a JSON Lines file (one `{"id", "name"?, "webhook_url"?,
+    /// "events"?, "public_key"?}` per line): their credentials are appended to --out, a report
+    /// of every line is printed. Safe to re-run: existing customers are left alone. Exit 2 if a
+    /// line was refused (the others are imported all the same).
+    Import(ImportCustomers),
     /// Show one customer (no credentials).
     Get(ShowCustomer),
     /// List every customer.
@@ -264,6 +272,20 @@ pub struct CreateCustomer {
     /// Print one JSON object (for scripts) instead of text.
     #[arg(long, env = "HOOKLINE_OUTPUT_JSON")]
     pub json: bool,
+}
+
+/// `customers import FILE --out CREDENTIALS`
+#[derive(Debug, Clone, Args)]
+pub struct ImportCustomers {
+    /// JSON Lines file, one customer per line: `{"id": "acme", "name": "Acme", "webhook_url":
+    /// "https://...", "events": ["order.created"], "public_key": "-----BEGIN PUBLIC KEY-----\n..."}`
+    /// (only `id` is required); blank lines and lines starting with `#` are skipped.
+    pub file: PathBuf,
+
+    /// File the created customers' API keys and signing secrets are appended to, one JSON object
+    /// per line (created with mode 0600; an existing one must be readable by its owner only).
+    #[arg(long, env = "HOOKLINE_IMPORT_OUT")]
+    pub out: PathBuf,
 }
 
 /// A customer to show.

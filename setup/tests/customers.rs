@@ -4,18 +4,13 @@ mod common;
 
 use std::path::PathBuf;
 
-use common::{args, args_without_master_key, assert_exit, binary, field, in_process, stderr, stdout};
+use common::{args, args_without_master_key, assert_exit, binary, create_topics, field, in_process, stderr, stdout};
 use hookline_core::customer::{Customer, CustomerView};
 use hookline_core::secrets::MasterKey;
 use hookline_setup::{EXIT_FAILURE, EXIT_USAGE};
 use hookline_testkit::{Broker, init_test_logging, tenants, unique_name};
 use hookline_wire::keys::PublicKey;
 use rdkafka::message::Message;
-
-async fn create_topics(brokers: &str, prefix: &str) {
-    let (result, out) = in_process(&args(brokers, prefix, &["topics", "create", "--partitions", "2"])).await;
-    result.unwrap_or_else(|e| panic!("topics create failed: {e}\n{out}"));
-}
 
 /// The latest record of customer `id` on the customers topic, as stored.
 async fn stored(broker: &Broker, prefix: &str, id: &str) -> Customer {
@@ -60,6 +55,12 @@ async fn create_configure_rotate_remove_round_trip() {
     let api_key = field(&created, "api_key:");
     let secret = field(&created, "signing_secret:");
     assert!(api_key.starts_with("hk_") && secret.starts_with("whsec_"), "{created}");
+    // One record holds the whole configuration: one write, not one per setting.
+    let records = hookline_testkit::kafka::read_topic(&broker.kafka_args(), &format!("{prefix}.customers")).await;
+    assert_eq!(records.iter().filter(|r| r.key() == Some(&b"acme"[..])).count(), 1, "records written for acme");
+    let acme = stored(&broker, &prefix, "acme").await;
+    assert_eq!(acme.webhook_url.as_deref(), Some("http://127.0.0.1:9001/webhook"));
+    assert_eq!(acme.events, ["order.created", "order.paid"]);
 
     let globex = binary(&command(&["customers", "create", "--id", "globex", "--events", "*", "--json"])).await;
     assert_exit(&globex, 0);

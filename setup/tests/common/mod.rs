@@ -50,6 +50,7 @@ const CLI_ENV: &[&str] = &[
     "HOOKLINE_MAX_LAG",
     "HOOKLINE_DELIVERED_TOPIC",
     "HOOKLINE_IDEMPOTENCY_TOPIC",
+    "HOOKLINE_IMPORT_OUT",
 ];
 
 /// The shared flags pointing at `brokers` and the topics `prefix`, `prefix.dlq`,
@@ -93,6 +94,13 @@ pub async fn in_process(args: &[String]) -> (Result<()>, String) {
     let mut out = Vec::new();
     let result = run(cli, &mut out).await;
     (result, String::from_utf8(out).expect("utf-8 output"))
+}
+
+/// Creates the topics `prefix`, `prefix.dlq`, `prefix.customers`, ... with two partitions each
+/// (one for the customers topic).
+pub async fn create_topics(brokers: &str, prefix: &str) {
+    let (result, out) = in_process(&args(brokers, prefix, &["topics", "create", "--partitions", "2"])).await;
+    result.unwrap_or_else(|e| panic!("topics create failed: {e}\n{out}"));
 }
 
 /// Runs the real binary.
