@@ -249,8 +249,13 @@ impl Config {
             None => DEFAULT_MAX_INFLIGHT_BYTES.min(queue_room),
         };
         if inflight < largest_copy {
+            // Without the flag, the queue's properties are what to change.
+            let field = match self.max_inflight_bytes {
+                Some(_) => "--max-inflight-bytes",
+                None => "librdkafka's queue (queue.buffering.max.kbytes, queue.buffering.max.messages)",
+            };
             return Err(invalid(
-                "--max-inflight-bytes",
+                field,
                 format!(
                     "{inflight} cannot hold the largest copy ({largest_copy} bytes: {} plus {COPY_OVERHEAD}); it is \
                      at most {queue}",
