@@ -30,7 +30,8 @@ pub struct Metrics {
     pub attempts: IntCounterVec,
     /// `hookline_delivery_attempt_duration_seconds`.
     pub attempt_duration: Histogram,
-    /// `hookline_deliveries_total{outcome}`: final outcome per record (`delivered`, `dead_lettered`).
+    /// `hookline_deliveries_total{outcome}`: final outcome per record (`delivered`, `dead_lettered`,
+    /// `skipped`: in no DLQ, see `dlq_unwritable`).
     pub deliveries: IntCounterVec,
     /// `hookline_retries_total`: retries scheduled.
     pub retries: IntCounter,
@@ -38,8 +39,15 @@ pub struct Metrics {
     pub partitions_in_backoff: IntGauge,
     /// `hookline_dlq_records_total{reason}`: records acknowledged by the DLQ topic.
     pub dlq_records: IntCounterVec,
-    /// `hookline_dlq_write_errors_total`: failed DLQ produce attempts (retried).
+    /// `hookline_dlq_write_errors_total`: failed DLQ produce attempts (retried unless refused for
+    /// good: see [`crate::dlq`]).
     pub dlq_write_errors: IntCounter,
+    /// `hookline_dlq_bodies_dropped_total`: dead letters written without the record's value,
+    /// because the DLQ refused the whole record for good (too large).
+    pub dlq_bodies_dropped: IntCounter,
+    /// `hookline_dlq_unwritable_total`: records committed without any dead letter, because the DLQ
+    /// refused even the body-less one for good.
+    pub dlq_unwritable: IntCounter,
     /// `hookline_abandoned_records_total{cause}`: records left for redelivery (revoked, shutdown).
     pub abandoned: IntCounterVec,
     /// `hookline_offsets_stored_total`: commit positions handed to the background committer.
@@ -140,7 +148,7 @@ impl Metrics {
             attempt_duration,
             deliveries: counter_vec(
                 "hookline_deliveries_total",
-                "Records finished, by final outcome (delivered, dead_lettered).",
+                "Records finished, by final outcome (delivered, dead_lettered, skipped: committed in no DLQ).",
                 &["outcome"],
             )?,
             retries: counter("hookline_retries_total", "Retries scheduled after a failed attempt.")?,
@@ -153,7 +161,18 @@ impl Metrics {
                 "Records written to the DLQ topic and acknowledged, by reason.",
                 &["reason"],
             )?,
-            dlq_write_errors: counter("hookline_dlq_write_errors_total", "Failed DLQ writes (retried).")?,
+            dlq_write_errors: counter(
+                "hookline_dlq_write_errors_total",
+                "Failed DLQ writes (retried, unless refused for good).",
+            )?,
+            dlq_bodies_dropped: counter(
+                "hookline_dlq_bodies_dropped_total",
+                "Dead letters written without the record's value because the DLQ refused the whole record for good.",
+            )?,
+            dlq_unwritable: counter(
+                "hookline_dlq_unwritable_total",
+                "Records committed without a dead letter because the DLQ refused even the body-less one for good.",
+            )?,
             abandoned: counter_vec(
                 "hookline_abandoned_records_total",
                 "Records left unfinished for redelivery, by cause (revoked, shutdown).",

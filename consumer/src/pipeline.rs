@@ -21,7 +21,7 @@ use rdkafka::message::{Message, OwnedMessage};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use crate::dlq::{DeadLetter, DlqReason, DlqWriter};
+use crate::dlq::{DeadLetter, DlqReason, DlqWriter, Written};
 use crate::ledger::{DeliveredSet, Ledger, Receipt};
 use crate::metrics::Metrics;
 use crate::retry::RetryPolicy;
@@ -41,7 +41,8 @@ pub enum Outcome {
     /// The ledger says this event was delivered to this customer already: not sent again, and
     /// the offset may be committed.
     Duplicate,
-    /// The DLQ acknowledged the record: the offset may be committed.
+    /// The DLQ acknowledged the record (or its body-less form, or refused even that for good:
+    /// see [`crate::dlq`]): the offset may be committed.
     DeadLettered(DlqReason),
     /// Left unfinished because the consumer is stopping: the offset must not be committed.
     Abandoned,
@@ -249,8 +250,12 @@ impl Pipeline {
     ) -> Outcome {
         let letter = DeadLetter { reason, error: error.to_owned(), attempts, last_status };
         let span = tracing::info_span!(parent: deliver, "dead_letter", reason = reason.as_str(), attempts);
-        self.dlq.write(record, &letter).instrument(span).await;
-        self.metrics.deliveries.with_label_values(&["dead_lettered"]).inc();
+        let outcome = match self.dlq.write(record, &letter).instrument(span).await {
+            Written::Whole | Written::BodyDropped => "dead_lettered",
+            // Bounded rather than a partition stopped for good; `DlqWriter::write` said it loudly.
+            Written::Nowhere => "skipped",
+        };
+        self.metrics.deliveries.with_label_values(&[outcome]).inc();
         Outcome::DeadLettered(reason)
     }
 

@@ -6,6 +6,8 @@
 //! - [`kafka`]: builders for librdkafka clients from those settings, so every binary talks to
 //!   Kafka the same way (idempotent producers, manual offset store for consumers).
 //! - [`envelope`]: the record carried on the delivery topic and the webhook body built from it.
+//! - [`limits`]: the largest record value Hookline produces, derived from `message.max.bytes`
+//!   with room for every header a record gets up to its dead letter (publisher and consumer agree).
 //! - [`codec`]: record values in Avro (single-object encoding, or the Confluent Schema Registry
 //!   wire format), the compiled-in schemas, schema resolution and the legacy JSON records.
 //! - [`customer`]: a customer (tenant) as stored in the compacted customers topic: delivery
@@ -33,6 +35,7 @@ pub mod envelope;
 pub mod error;
 pub mod follower;
 pub mod kafka;
+pub mod limits;
 pub mod netguard;
 pub mod quote;
 pub mod secrets;

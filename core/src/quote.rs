@@ -53,7 +53,10 @@ pub fn url(raw: &str) -> String {
             if let Some(port) = parsed.port() {
                 let _ = write!(shown, ":{port}");
             }
-            shown.push_str(parsed.path());
+            // The parser adds a root path the text may not have had (`http://h:1` → `/`).
+            if parsed.path() != "/" {
+                shown.push_str(parsed.path());
+            }
             if parsed.query().is_some() {
                 shown.push_str("?…");
             }
@@ -94,7 +97,8 @@ mod tests {
         for (raw, shown) in [
             ("https://hooks.example.com/in", "https://hooks.example.com/in"),
             ("https://user:s3cret@hooks.example.com:8443/in?token=abc#frag", "https://…@hooks.example.com:8443/in?…#…"),
-            ("ftp://s3cret@example.com/", "ftp://…@example.com/"),
+            ("ftp://s3cret@example.com/", "ftp://…@example.com"),
+            ("http://127.0.0.1:1", "http://127.0.0.1:1"),
             ("https://s3cret@exa mple.com/?token=abc", "…@exa mple.com/"),
             ("not a url ?token=abc", "not a url "),
             ("registry:8081", "registry:8081"),

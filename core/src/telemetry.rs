@@ -165,11 +165,16 @@ pub fn current_trace_headers() -> Vec<(String, String)> {
     trace_headers(&tracing::Span::current().context())
 }
 
-/// `headers` with `trace` (from [`trace_headers`]) added.
+/// `headers` with `trace` (from [`trace_headers`]) added, except a value longer than
+/// [`limits::TRACE_HEADER_MAX`](crate::limits::TRACE_HEADER_MAX) (a caller's oversized
+/// `tracestate`): records must stay within the size the record limit assumes.
 pub fn with_trace_headers(headers: OwnedHeaders, trace: &[(String, String)]) -> OwnedHeaders {
-    trace.iter().fold(headers, |headers, (key, value)| {
-        headers.insert(Header { key: key.as_str(), value: Some(value.as_str()) })
-    })
+    trace
+        .iter()
+        .filter(|(_, value)| value.len() <= crate::limits::TRACE_HEADER_MAX)
+        .fold(headers, |headers, (key, value)| {
+            headers.insert(Header { key: key.as_str(), value: Some(value.as_str()) })
+        })
 }
 
 /// The trace context carried by a Kafka record's headers (an empty context when there is none).
@@ -265,6 +270,11 @@ mod tests {
             &trace,
         );
         assert_eq!(record.count(), 3);
+        let oversized =
+            [trace[0].clone(), (headers::TRACESTATE.to_owned(), "v=x".repeat(crate::limits::TRACE_HEADER_MAX / 3 + 1))];
+        let bounded = with_trace_headers(OwnedHeaders::new(), &oversized);
+        assert_eq!(bounded.count(), 1, "an oversized tracestate is left out");
+        assert_eq!(bounded.get(0).key, headers::TRACEPARENT);
 
         let extracted = extract_kafka(Some(&record));
         let span = extracted.span();

@@ -28,6 +28,14 @@ pub enum Error {
     #[error("request body is larger than the limit of {limit} bytes")]
     BodyTooLarge { limit: usize },
 
+    /// The event's encoded record (Avro envelope and payload) is larger than the record limit:
+    /// librdkafka's `message.max.bytes` less room for Hookline's headers (413). Nothing is produced.
+    #[error(
+        "the event is too large: its record would be {size} bytes, more than the limit of {limit} bytes (the \
+         producer's message.max.bytes less room for Hookline's headers); send a smaller payload"
+    )]
+    EventTooLarge { size: usize, limit: usize },
+
     /// The body could not be read (400): the client went away or sent a broken body.
     #[error("cannot read the request body: {0}")]
     BodyUnreadable(String),

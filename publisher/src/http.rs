@@ -22,8 +22,6 @@ use axum::middleware;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use futures::StreamExt;
-use futures::stream::FuturesUnordered;
 use hookline_core::codec::Codec;
 use hookline_core::customer::{ALL_EVENTS, Customer, validate_event_type, validate_id};
 use hookline_core::directory::Directory;
@@ -32,15 +30,16 @@ use hookline_core::secrets::TokenSet;
 use hookline_core::telemetry;
 use hookline_core::tenants::Tenants;
 use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{FutureProducer, FutureRecord};
-use rdkafka::util::Timeout;
+use rdkafka::producer::FutureProducer;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use tracing::Instrument;
 
 use crate::auth::Producer;
+use crate::config::Limits;
 use crate::event_types::EventTypes;
+use crate::fanout::{Copies, Fanout};
 use crate::idempotency::{self, Begin, Idempotency};
 use crate::metrics::{Metrics, Outcome};
 use crate::server::{RequestTimeout, limit_request_time};
@@ -72,7 +71,12 @@ pub(crate) struct AppState {
     /// Encodes delivery records (Avro; through the schema registry when one is configured).
     pub codec: Codec,
     pub produce_timeout: Duration,
+    /// The largest request body (`limits.body`).
     pub max_body_size: usize,
+    /// The record and body limits and in-flight budgets ([`crate::Config::limits`]).
+    pub limits: Limits,
+    /// Writes an event's copies within the in-flight and time bounds.
+    pub fanout: Fanout,
     pub metrics: Metrics,
     pub tenants: Tenants,
     pub admin_tokens: TokenSet,
@@ -413,14 +417,12 @@ async fn publish_once(state: &AppState, request: PublishRequest, event_id: Optio
     if let Some(event_id) = event_id {
         record.event_id = event_id;
     }
-    if recipients.is_empty() {
-        tracing::info!(event_id = %record.event_id, event_type = %record.event_type, "event has no subscribers");
-        return Ok(Accepted { event_id: record.event_id, deliveries: 0, replayed: false });
-    }
     produce_copies(state, record, &recipients).await
 }
 
-/// Writes one copy of `record` per recipient, keyed by the customer id, and waits for every
+/// Encodes `record`, refuses it if it exceeds the record limit (whether or not anyone receives
+/// it, so the answer does not depend on subscriptions), then writes one copy per recipient,
+/// keyed by the customer id, within the in-flight bounds ([`crate::fanout`]) and waits for every
 /// acknowledgement.
 pub(crate) async fn produce_copies(
     state: &AppState,
@@ -428,6 +430,13 @@ pub(crate) async fn produce_copies(
     recipients: &[Arc<Customer>],
 ) -> Result<Accepted> {
     let value = state.codec.encode_delivery(&state.topic, &record).await.map_err(Error::Encode)?;
+    if value.len() > state.limits.record {
+        return Err(Error::EventTooLarge { size: value.len(), limit: state.limits.record });
+    }
+    if recipients.is_empty() {
+        tracing::info!(event_id = %record.event_id, event_type = %record.event_type, "event has no subscribers");
+        return Ok(Accepted { event_id: record.event_id, deliveries: 0, replayed: false });
+    }
     let record_headers = OwnedHeaders::new()
         .insert(Header { key: headers::EVENT_ID, value: Some(record.event_id.as_str()) })
         .insert(Header { key: headers::EVENT_TYPE, value: Some(record.event_type.as_str()) });
@@ -436,38 +445,9 @@ pub(crate) async fn produce_copies(
     let record_headers = telemetry::with_trace_headers(record_headers, &telemetry::current_trace_headers());
     let total = recipients.len();
     let started = Instant::now();
-    // All copies go out at once on the shared producer; linger.ms batches them (and those of
-    // concurrent requests) into as few broker round trips as possible.
-    let mut pending: FuturesUnordered<_> = recipients
-        .iter()
-        .map(|customer| {
-            let copy = FutureRecord::to(&state.topic)
-                .key(customer.id.as_str())
-                .payload(value.as_slice())
-                .headers(record_headers.clone());
-            state.producer.send(copy, Timeout::After(state.produce_timeout))
-        })
-        .collect();
-
-    let deadline = tokio::time::Instant::now() + state.produce_timeout + ACK_GRACE;
-    let mut produced = 0;
-    let mut first_error: Option<String> = None;
-    loop {
-        match tokio::time::timeout_at(deadline, pending.next()).await {
-            Ok(None) => break,
-            Ok(Some(Ok(_delivery))) => produced += 1,
-            Ok(Some(Err((error, _message)))) => {
-                first_error.get_or_insert_with(|| error.to_string());
-            }
-            Err(_elapsed) => {
-                // Unanswered copies stay queued in librdkafka and may still be written.
-                first_error.get_or_insert_with(|| {
-                    format!("no acknowledgement within {:?}", state.produce_timeout + ACK_GRACE)
-                });
-                break;
-            }
-        }
-    }
+    let copies = Copies { producer: &state.producer, topic: &state.topic, value: &value, headers: &record_headers };
+    let sent = state.fanout.send(copies, recipients).await;
+    let (produced, first_error) = (sent.produced, sent.failure);
     state.metrics.produce_took(started.elapsed().as_secs_f64());
     state.metrics.produced(produced);
 
@@ -541,7 +521,7 @@ impl Error {
             Self::AnswerTimeout { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Self::InvalidRequest(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            Self::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::BodyTooLarge { .. } | Self::EventTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnknownCustomer(_) | Self::UnknownSource(_) | Self::NoRoute(_) => StatusCode::NOT_FOUND,
             Self::Unauthorized(_) | Self::BadSignature(_) | Self::StaleSignature => StatusCode::UNAUTHORIZED,
             Self::Forbidden(_) => StatusCode::FORBIDDEN,
@@ -602,7 +582,7 @@ impl Error {
             | Self::NoRoute(_)
             | Self::MethodNotAllowed { .. } => Outcome::BadRequest,
             Self::InvalidRequest(_) => Outcome::Invalid,
-            Self::BodyTooLarge { .. } => Outcome::TooLarge,
+            Self::BodyTooLarge { .. } | Self::EventTooLarge { .. } => Outcome::TooLarge,
             Self::UnknownCustomer(_) | Self::UnknownSource(_) => Outcome::UnknownTarget,
             Self::Unauthorized(_) | Self::Forbidden(_) | Self::BadSignature(_) | Self::StaleSignature => {
                 Outcome::Unauthorized
@@ -751,6 +731,7 @@ mod tests {
             (Error::InvalidRequest("x".into()), 422, Outcome::Invalid),
             (Error::UnsupportedMediaType, 415, Outcome::BadRequest),
             (Error::BodyTooLarge { limit: 1 }, 413, Outcome::TooLarge),
+            (Error::EventTooLarge { size: 2, limit: 1 }, 413, Outcome::TooLarge),
             (Error::UnknownCustomer("c".into()), 404, Outcome::UnknownTarget),
             (
                 Error::Produce { event_id: "e".into(), total: 2, failed: 1, produced: 1, reason: "x".into() },

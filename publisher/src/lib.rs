@@ -17,7 +17,11 @@
 //! until the same shutdown.
 //!
 //! # Layout
-//! - [`config`]: the command line / environment ([`Config`]).
+//! - [`config`]: the command line / environment ([`Config`]), and the size bounds derived from
+//!   it ([`Config::limits`]: the record limit from `message.max.bytes`, the body limit, the
+//!   in-flight budgets).
+//! - `fanout`: writes an event's copies through the shared producer within bounds on the bytes
+//!   in flight, per request and in total, so that a large fan-out cannot starve other requests.
 //! - [`http`]: the axum router, the publish handler, request parsing and validation, and how
 //!   each [`Error`] becomes a JSON error response.
 //! - [`idempotency`]: `Idempotency-Key` handling over the idempotency topic.
@@ -41,6 +45,7 @@ mod auth;
 pub mod config;
 pub mod error;
 pub mod event_types;
+mod fanout;
 pub mod grpc;
 pub mod http;
 pub mod idempotency;
@@ -105,6 +110,9 @@ pub async fn serve_with_grpc(
     shutdown: CancellationToken,
 ) -> Result<()> {
     let address = listener.local_addr().map_err(Error::Serve)?;
+    // Settings that cannot work are refused before anything connects (the binary checks them
+    // first and exits 2; this covers embedders and tests).
+    let limits = config.limits()?;
     let master_key = config.master_key.require()?;
     let admin_tokens = TokenSet::new(config.admin_tokens.iter().map(SecretString::expose));
     let producer_tokens = TokenSet::new(config.producer_tokens.iter().map(SecretString::expose));
@@ -114,12 +122,13 @@ pub async fn serve_with_grpc(
     if producer_tokens.is_empty() {
         tracing::warn!("no producer tokens configured (HOOKLINE_PRODUCER_TOKENS): every publish is refused");
     }
-    if config.http_request_timeout <= config.produce_timeout + http::ACK_GRACE {
+    if config.http_request_timeout <= config.publish_deadline() {
         tracing::warn!(
             http_request_timeout = ?config.http_request_timeout,
-            produce_timeout = ?config.produce_timeout,
-            "--http-request-timeout is not above --produce-timeout: publishes the broker is slow to acknowledge \
-             are answered 503 by the request timeout rather than by the produce timeout"
+            publish_deadline = ?config.publish_deadline(),
+            "--http-request-timeout is not above --fanout-timeout (at least --produce-timeout) and its grace: \
+             publishes the broker is slow to acknowledge are answered 503 by the request timeout rather than by \
+             the produce deadline"
         );
     }
     let metrics = Metrics::new()?;
@@ -158,7 +167,7 @@ pub async fn serve_with_grpc(
             producer.clone(),
             config.idempotency_window,
             // A claim outlives the request that made it: until then it is not taken over.
-            config.produce_timeout + http::ACK_GRACE + CLAIM_LEASE_MARGIN,
+            config.publish_deadline() + CLAIM_LEASE_MARGIN,
             config.directory_load_timeout,
             directory_stop.clone(),
         ) => loaded?,
@@ -182,12 +191,22 @@ pub async fn serve_with_grpc(
         topic: config.topics.deliveries.clone(),
         codec,
         produce_timeout: config.produce_timeout,
-        max_body_size: config.max_body_size,
+        max_body_size: limits.body,
+        limits,
+        fanout: fanout::Fanout::new(&config, &limits, metrics.clone()),
         metrics,
         event_types,
         request_timeout: config.http_request_timeout,
     });
-    tracing::info!(%address, topic = %config.topics.deliveries, "publisher listening");
+    tracing::info!(
+        %address,
+        topic = %config.topics.deliveries,
+        max_record_bytes = limits.record,
+        max_body_bytes = limits.body,
+        max_inflight_bytes = limits.inflight,
+        max_request_inflight_bytes = limits.request_inflight,
+        "publisher listening"
+    );
 
     // Either server failing stops the other, so the process does not run half a publisher.
     let stop = shutdown.child_token();

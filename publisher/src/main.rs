@@ -1,10 +1,14 @@
 //! `hookline-publisher`: parses the command line and runs the publisher until SIGINT/SIGTERM.
 
-use clap::Parser;
+use clap::{CommandFactory, Parser};
 use hookline_publisher::Config;
 
 fn main() -> anyhow::Result<()> {
     let config = Config::parse();
+    // Size settings that cannot work are a usage error (exit code 2), like a malformed flag.
+    if let Err(error) = config.limits() {
+        Config::command().error(clap::error::ErrorKind::ValueValidation, error).exit();
+    }
     config.runtime.build()?.block_on(run(config))
 }
 

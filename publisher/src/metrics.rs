@@ -3,7 +3,9 @@
 //! Each publisher owns its registry (not the process-global one) so that several publishers in
 //! one process (tests, the demo) do not mix their counts.
 
-use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder};
+use prometheus::{
+    Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
+};
 
 /// How a publish request ended: the `outcome` label. A closed set, so the label stays bounded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -101,6 +103,28 @@ pub struct Metrics {
     grpc_requests: IntCounterVec,
     inbound_requests: IntCounterVec,
     request_timeouts: IntCounterVec,
+    inflight_bytes: IntGauge,
+    inflight_waits: IntCounterVec,
+}
+
+/// Which in-flight bound a copy waited for: the `bound` label of
+/// `hookline_produce_inflight_waits_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Bound {
+    /// The request's own window (`--max-request-inflight-bytes`).
+    Request,
+    /// Every request's copies together (`--max-inflight-bytes`).
+    Total,
+}
+
+impl Bound {
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Request => "request",
+            Self::Total => "total",
+        }
+    }
 }
 
 impl Metrics {
@@ -173,6 +197,23 @@ impl Metrics {
             request_timeouts.with_label_values(&[stage]);
         }
         registry.register(Box::new(request_timeouts.clone()))?;
+        let inflight_bytes = IntGauge::new(
+            "hookline_produce_inflight_bytes",
+            "Bytes of delivery copies handed to the producer and not yet acknowledged (each copy counted as its \
+             record plus 1 KiB), all requests.",
+        )?;
+        let inflight_waits = IntCounterVec::new(
+            Opts::new(
+                "hookline_produce_inflight_waits_total",
+                "Copies that waited for room in flight, by the bound that was full (request, total).",
+            ),
+            &["bound"],
+        )?;
+        registry.register(Box::new(inflight_bytes.clone()))?;
+        registry.register(Box::new(inflight_waits.clone()))?;
+        for bound in [Bound::Request, Bound::Total] {
+            inflight_waits.with_label_values(&[bound.as_str()]);
+        }
         registry.register(Box::new(inbound_requests.clone()))?;
         registry.register(Box::new(requests.clone()))?;
         registry.register(Box::new(grpc_requests.clone()))?;
@@ -198,7 +239,19 @@ impl Metrics {
             grpc_requests,
             inbound_requests,
             request_timeouts,
+            inflight_bytes,
+            inflight_waits,
         })
+    }
+
+    /// Adds `bytes` (negative: removes) to the bytes of copies in flight.
+    pub fn inflight(&self, bytes: i64) {
+        self.inflight_bytes.add(bytes);
+    }
+
+    /// Counts one copy that waited for room in flight because `bound` was full.
+    pub fn inflight_wait(&self, bound: Bound) {
+        self.inflight_waits.with_label_values(&[bound.as_str()]).inc();
     }
 
     /// Counts one payload refused by its schema; `format` is `avro` or `json-schema`.
@@ -279,6 +332,13 @@ mod tests {
         let text = metrics.render().unwrap();
         assert!(text.contains(r#"hookline_http_request_timeouts_total{stage="body"} 1"#), "{text}");
         assert!(text.contains(r#"hookline_http_request_timeouts_total{stage="answer"} 0"#), "{text}");
+        metrics.inflight(2048);
+        metrics.inflight(-1024);
+        metrics.inflight_wait(Bound::Total);
+        let text = metrics.render().unwrap();
+        assert!(text.contains("hookline_produce_inflight_bytes 1024"), "{text}");
+        assert!(text.contains(r#"hookline_produce_inflight_waits_total{bound="total"} 1"#), "{text}");
+        assert!(text.contains(r#"hookline_produce_inflight_waits_total{bound="request"} 0"#), "{text}");
         assert!(text.contains(r#"hookline_publish_requests_total{outcome="accepted"} 1"#), "{text}");
         assert!(text.contains(r#"hookline_publish_requests_total{outcome="broker_error"} 0"#), "{text}");
         assert!(text.contains("hookline_records_produced_total 3"), "{text}");

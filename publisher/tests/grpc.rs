@@ -123,7 +123,7 @@ async fn send_outgoing_event_publishes_like_http() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn credentials_are_checked_before_the_message_is_read() {
-    let harness = Harness::start(&[("alice", &["*"])], |config| config.max_body_size = 1024).await;
+    let harness = Harness::start(&[("alice", &["*"])], |config| config.max_body_size = Some(1024)).await;
     let mut client = client(&harness).await;
     // Far larger than the server would decode (the body limit and 64 KiB): a server that read and
     // decoded it first would refuse it for its size.

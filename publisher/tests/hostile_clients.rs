@@ -69,7 +69,7 @@ async fn metrics(harness: &Harness) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bodies_are_read_only_after_authentication() {
-    let harness = Harness::start(&[("alice", &["*"])], |config| config.max_body_size = 1024).await;
+    let harness = Harness::start(&[("alice", &["*"])], |config| config.max_body_size = Some(1024)).await;
 
     // Headers announcing 10 MB, the first bytes of the body, then nothing: answered at once,
     // without waiting for (or reading) the rest.

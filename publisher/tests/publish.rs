@@ -106,7 +106,8 @@ async fn target_reaches_only_that_customer() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rejected_requests_produce_nothing() {
-    let harness = Harness::start(&[("alice", &["order.created", "*"])], |config| config.max_body_size = 256).await;
+    let harness =
+        Harness::start(&[("alice", &["order.created", "*"])], |config| config.max_body_size = Some(256)).await;
 
     let cases: Vec<(&str, &str, String, u16, &str)> = vec![
         ("malformed JSON", "application/json", r#"{"type": "order.created", "payload": "#.into(), 400, ""),

@@ -15,13 +15,16 @@
 //! the same (event id, customer), so whichever is delivered first is recorded and the other is
 //! skipped. `dlq list` reads the same markers to show when a dead letter was replayed.
 //!
-//! Dead letters without a customer key (poison records) cannot be delivered and are not replayed.
+//! Dead letters without a customer key (poison records) cannot be delivered and are not replayed;
+//! nor are dead letters written without their body (too large for the DLQ), which hold nothing
+//! to replay.
 
 use std::collections::{HashMap, VecDeque};
 use std::io::{IsTerminal, Write};
 use std::time::{Duration, SystemTime};
 
 use hookline_core::config::{KafkaArgs, TopicArgs};
+use hookline_core::envelope::headers;
 use hookline_core::kafka;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
@@ -39,9 +42,9 @@ use crate::broker::{bounded, check_reachable, for_writes};
 use crate::{Error, ReplayDeadLetters, Result};
 
 /// Header on a replayed record: when it was replayed (RFC 3339).
-pub const REPLAYED_AT: &str = "hookline-replayed-at";
+pub const REPLAYED_AT: &str = headers::REPLAYED_AT;
 /// Header on a replayed record: the dead letter it came from, `<dlq topic>/<partition>/<offset>`.
-pub const REPLAYED_FROM: &str = "hookline-replayed-from";
+pub const REPLAYED_FROM: &str = headers::REPLAYED_FROM;
 
 /// Records awaiting their broker acknowledgement at once: enough to keep the producer's batches
 /// full, few enough that an interrupted run leaves little without a marker.
@@ -88,8 +91,7 @@ pub async fn run<W: Write + Send>(
     let mut letters = read_dead_letters(kafka, &topics.dlq, timeout).await?;
     apply_markers(&markers, &mut letters);
     let plan = Plan::new(&selection, letters);
-    let skipped =
-        format!("{} already replayed, {} without a customer key; both skipped", plan.already_replayed, plan.keyless);
+    let skipped = plan.skipped();
 
     if replay.dry_run {
         if plan.todo.is_empty() {
@@ -186,17 +188,21 @@ struct Plan {
     todo: Vec<DeadLetter>,
     already_replayed: usize,
     keyless: usize,
+    /// Written without the original value (see `headers::DLQ_BODY_DROPPED`): nothing to replay.
+    bodiless: usize,
 }
 
 impl Plan {
     fn new(selection: &Selection, letters: Vec<DeadLetter>) -> Self {
-        let (mut already_replayed, mut keyless) = (0, 0);
+        let (mut already_replayed, mut keyless, mut bodiless) = (0, 0, 0);
         let mut todo = Vec::new();
         for letter in selection.filter(letters) {
             if letter.replayed_at.is_some() {
                 already_replayed += 1;
             } else if letter.customer().is_none() {
                 keyless += 1;
+            } else if letter.value.is_none() {
+                bodiless += 1;
             } else {
                 todo.push(letter);
             }
@@ -206,7 +212,20 @@ impl Plan {
             todo.truncate(limit);
         }
         todo.sort_by_key(|l| (l.partition, l.offset));
-        Self { todo, already_replayed, keyless }
+        Self { todo, already_replayed, keyless, bodiless }
+    }
+
+    /// What the run leaves out, for its summary line.
+    fn skipped(&self) -> String {
+        let (replayed, keyless) = (self.already_replayed, self.keyless);
+        // Body-less letters are named only when there are some, so the usual summary stays as it was.
+        match self.bodiless {
+            0 => format!("{replayed} already replayed, {keyless} without a customer key; both skipped"),
+            bodiless => format!(
+                "{replayed} already replayed, {keyless} without a customer key, {bodiless} without a body (too \
+                 large for the DLQ; the original is at its hookline-original-* coordinates); all skipped"
+            ),
+        }
     }
 }
 
@@ -490,8 +509,14 @@ mod tests {
 
     #[test]
     fn plan_skips_replayed_and_keyless_and_limits_this_run() {
-        let letters =
-            vec![letter(0, 1, Some("a"), "evt_1"), letter(0, 2, None, "evt_2"), letter(0, 3, Some("a"), "evt_3")];
+        let mut bodiless = letter(0, 4, Some("a"), "evt_4");
+        bodiless.value = None;
+        let letters = vec![
+            letter(0, 1, Some("a"), "evt_1"),
+            letter(0, 2, None, "evt_2"),
+            letter(0, 3, Some("a"), "evt_3"),
+            bodiless,
+        ];
         let marker = |event_id: &str| Marker { event_id: event_id.into(), replayed_at: "2026-11-23T18:00:00Z".into() };
         let mut markers = Markers::new();
         markers.insert((0, 1), marker("evt_1"));
@@ -502,8 +527,9 @@ mod tests {
         assert_eq!(marked[0].replayed_at.as_deref(), Some("2026-11-23T18:00:00Z"));
         assert_eq!(marked[2].replayed_at, None);
         let plan = Plan::new(&Selection::default(), marked);
-        assert_eq!((plan.already_replayed, plan.keyless), (1, 1));
+        assert_eq!((plan.already_replayed, plan.keyless, plan.bodiless), (1, 1, 1));
         assert_eq!(plan.todo.iter().map(|l| l.offset).collect::<Vec<_>>(), [3]);
+        assert!(plan.skipped().contains("1 without a body"), "{}", plan.skipped());
 
         let limited = Selection { limit: Some(1), ..Selection::default() };
         let plan = Plan::new(&limited, letters);
