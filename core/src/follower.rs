@@ -586,11 +586,7 @@ mod tests {
         }
     }
 
-    fn spawn_caller(
-        catchups: &Arc<Catchups>,
-        fake: &FakeFetch,
-        paced: bool,
-    ) -> tokio::task::JoinHandle<std::result::Result<i64, ()>> {
+    fn spawn_caller(catchups: &Arc<Catchups>, fake: &FakeFetch, paced: bool) -> Caller {
         let catchups = Arc::clone(catchups);
         let fetch = fake.fetch();
         tokio::spawn(async move { catchups.targets(paced, fetch).await.map(|t| t[&0]).map_err(|_| ()) })
@@ -602,12 +598,20 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn concurrent_callers_share_fetches_that_started_after_their_call() {
+    type Caller = tokio::task::JoinHandle<std::result::Result<i64, ()>>;
+
+    /// Unpaced catch-ups, a first caller's fetch in flight.
+    async fn one_fetch_in_flight() -> (Arc<Catchups>, FakeFetch, Caller) {
         let catchups = Arc::new(Catchups::new(Duration::ZERO));
         let fake = FakeFetch::default();
         let first = spawn_caller(&catchups, &fake, false);
         fake.wait_started(1).await;
+        (catchups, fake, first)
+    }
+
+    #[tokio::test]
+    async fn concurrent_callers_share_fetches_that_started_after_their_call() {
+        let (catchups, fake, first) = one_fetch_in_flight().await;
         // Fetch 1 is in flight: these callers need one that starts after them, so they share fetch 2.
         let later: Vec<_> = (0..100).map(|_| spawn_caller(&catchups, &fake, false)).collect();
         settle().await;
@@ -627,10 +631,7 @@ mod tests {
 
     #[tokio::test]
     async fn callers_that_gave_up_cost_no_fetch_and_are_not_kept() {
-        let catchups = Arc::new(Catchups::new(Duration::ZERO));
-        let fake = FakeFetch::default();
-        let first = spawn_caller(&catchups, &fake, false);
-        fake.wait_started(1).await;
+        let (catchups, fake, first) = one_fetch_in_flight().await;
         let abandoned: Vec<_> = (0..100).map(|_| spawn_caller(&catchups, &fake, false)).collect();
         settle().await;
         for caller in &abandoned {
