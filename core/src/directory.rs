@@ -7,6 +7,13 @@
 //! customer unknown, so a customer added a moment before its first event is not dead-lettered by
 //! a lagging view.
 //!
+//! Catch-ups cost a broker round trip and are coalesced by the follower. Those that a caller
+//! without credentials can trigger are also paced ([`Follower::sync_paced`]): an API key whose key
+//! id is unknown ([`Directory::by_api_key_fresh`]; it may have been issued through another
+//! replica a moment ago) and an unknown inbound source ([`Directory::get_fresh_paced`]). An API
+//! key whose key id is known but whose secret does not match is refused without a catch-up: key
+//! ids are random per key, so no other replica can have issued another key with that id.
+//!
 //! Records are decoded with the [`Codec`] given at start (Avro, with or without a schema
 //! registry, or legacy JSON). While the schema registry is unreachable the follower waits and
 //! retries the record rather than skip a customer.
@@ -21,7 +28,7 @@ use tokio_util::sync::CancellationToken;
 use crate::codec::Codec;
 use crate::config::KafkaArgs;
 use crate::customer::Customer;
-use crate::follower::{Apply, Follower};
+use crate::follower::{Apply, Follower, StartAt};
 use crate::secrets::api_key_id;
 use crate::{Error, Result, kafka};
 
@@ -60,10 +67,37 @@ impl Customers {
         }
     }
 
-    fn by_api_key(&self, presented: &str) -> Option<Arc<Customer>> {
-        let key_id = api_key_id(presented)?;
-        let customer = self.by_id.get(self.by_api_key_id.get(key_id)?)?;
-        customer.api_key.as_ref().is_some_and(|hash| hash.matches(presented)).then(|| Arc::clone(customer))
+    fn by_api_key(&self, presented: &str) -> KeyLookup {
+        let Some(key_id) = api_key_id(presented) else { return KeyLookup::Malformed };
+        let Some(customer) = self.by_api_key_id.get(key_id).and_then(|id| self.by_id.get(id)) else {
+            return KeyLookup::UnknownKeyId;
+        };
+        if customer.api_key.as_ref().is_some_and(|hash| hash.matches(presented)) {
+            KeyLookup::Found(Arc::clone(customer))
+        } else {
+            KeyLookup::WrongSecret
+        }
+    }
+}
+
+/// What the view says of a presented API key.
+#[derive(Debug)]
+enum KeyLookup {
+    Found(Arc<Customer>),
+    /// Not an API key at all.
+    Malformed,
+    /// Well-formed, but no key with this key id is known (yet).
+    UnknownKeyId,
+    /// The key id is known, the secret part does not match: an invalid key.
+    WrongSecret,
+}
+
+impl KeyLookup {
+    fn found(self) -> Option<Arc<Customer>> {
+        match self {
+            Self::Found(customer) => Some(customer),
+            _ => None,
+        }
     }
 }
 
@@ -128,8 +162,16 @@ impl Directory {
             runtime: tokio::runtime::Handle::current(),
             stop: stop.clone(),
         };
-        let follower =
-            Follower::start(kafka, topic, view, load_timeout, "the customer directory to load", stop).await?;
+        let follower = Follower::start(
+            kafka,
+            topic,
+            StartAt::Beginning,
+            view,
+            load_timeout,
+            "the customer directory to load",
+            stop,
+        )
+        .await?;
         let directory = Self { follower };
         tracing::info!(topic, customers = directory.len(), "customer directory loaded");
         Ok(directory)
@@ -149,19 +191,19 @@ impl Directory {
     /// The customer whose API key this is, as last read. The key is checked against the stored
     /// hash in constant time; a malformed key costs no lookup.
     pub fn by_api_key(&self, presented: &str) -> Option<Arc<Customer>> {
-        self.read().by_api_key(presented)
+        self.read().by_api_key(presented).found()
     }
 
-    /// Like [`Directory::by_api_key`], after catching up with the topic if the key is not known
-    /// yet (a key issued a moment ago through another publisher replica).
+    /// Like [`Directory::by_api_key`], after catching up with the topic if the key's key id is
+    /// not known yet (a key issued a moment ago through another publisher replica). Anyone can
+    /// present a key, so the catch-up is paced; a known key id with a wrong secret costs none.
     pub async fn by_api_key_fresh(&self, presented: &str, timeout: Duration) -> Result<Option<Arc<Customer>>> {
-        if api_key_id(presented).is_none() {
-            return Ok(None);
+        match self.read().by_api_key(presented) {
+            KeyLookup::Found(customer) => return Ok(Some(customer)),
+            KeyLookup::Malformed | KeyLookup::WrongSecret => return Ok(None),
+            KeyLookup::UnknownKeyId => {}
         }
-        if let Some(customer) = self.by_api_key(presented) {
-            return Ok(Some(customer));
-        }
-        self.follower.sync_within(timeout, "the customer directory to catch up").await?;
+        self.follower.sync_paced_within(timeout, "the customer directory to catch up").await?;
         Ok(self.by_api_key(presented))
     }
 
@@ -172,6 +214,21 @@ impl Directory {
         }
         self.follower.sync_within(timeout, "the customer directory to catch up").await?;
         Ok(self.get(id))
+    }
+
+    /// Like [`Directory::get_fresh`], for ids that callers without credentials choose (the
+    /// source of an inbound webhook): the catch-up is paced.
+    pub async fn get_fresh_paced(&self, id: &str, timeout: Duration) -> Result<Option<Arc<Customer>>> {
+        if let Some(customer) = self.get(id) {
+            return Ok(Some(customer));
+        }
+        self.follower.sync_paced_within(timeout, "the customer directory to catch up").await?;
+        Ok(self.get(id))
+    }
+
+    /// Catch-ups done so far (broker round trips, coalesced), the load included.
+    pub fn catchups(&self) -> u64 {
+        self.follower.catchups()
     }
 
     /// Customers subscribed to `event_type`, ordered by id.
@@ -261,4 +318,36 @@ async fn write_customer_records(kafka: &KafkaArgs, topic: &str, records: &[(&str
     // Dropping a producer flushes and may block; keep that off the async runtime.
     tokio::task::spawn_blocking(move || drop(producer)).await.ok();
     sent
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::secrets::ApiKey;
+
+    #[test]
+    fn api_keys_are_told_apart_without_the_topic() {
+        let mut customers = Customers::default();
+        let mut acme = Customer::new("acme", "https://acme.example/hook", vec!["*".into()]).unwrap();
+        let key = acme.reissue_api_key();
+        customers.insert(acme);
+
+        assert!(matches!(customers.by_api_key(key.expose()), KeyLookup::Found(c) if c.id == "acme"));
+        // The same key id with another secret part: invalid, and known to be, so no catch-up.
+        let text = key.expose();
+        let last = if text.ends_with('A') { "B" } else { "A" };
+        let forged = format!("{}{last}", &text[..text.len() - 1]);
+        assert!(matches!(customers.by_api_key(&forged), KeyLookup::WrongSecret));
+        // Another key id: maybe issued a moment ago elsewhere; the caller catches up.
+        let (other, _) = ApiKey::generate();
+        assert!(matches!(customers.by_api_key(other.expose()), KeyLookup::UnknownKeyId));
+        assert!(matches!(customers.by_api_key("not-a-key"), KeyLookup::Malformed));
+
+        // A reissued key: the old key id is forgotten, the new one found.
+        let mut acme = Customer::clone(&customers.by_id["acme"]);
+        let reissued = acme.reissue_api_key();
+        customers.insert(acme);
+        assert!(matches!(customers.by_api_key(key.expose()), KeyLookup::UnknownKeyId));
+        assert!(matches!(customers.by_api_key(reissued.expose()), KeyLookup::Found(_)));
+    }
 }

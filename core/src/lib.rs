@@ -12,7 +12,9 @@
 //!   wire format), the compiled-in schemas, schema resolution and the legacy JSON records.
 //! - [`customer`]: a customer (tenant) as stored in the compacted customers topic: delivery
 //!   configuration, hashed API key, sealed signing secrets, public key.
-//! - [`follower`]: follows a state topic into an in-memory view that can be caught up on demand.
+//! - [`follower`]: follows a state topic into an in-memory view (from the beginning, or only its
+//!   recent records) that can be caught up on demand; catch-ups are coalesced, and paced for
+//!   callers without credentials.
 //! - [`directory`]: the in-memory view of the customers topic (read from the start, then followed),
 //!   with the API key index.
 //! - [`tenants`]: tenant operations (create, configure, rotate, delete) shared by the onboarding

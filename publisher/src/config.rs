@@ -1,6 +1,7 @@
 //! Command-line and environment settings of `hookline-publisher`.
 
 use std::net::SocketAddr;
+use std::num::NonZeroUsize;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -36,6 +37,8 @@ pub const DEFAULT_DIRECTORY_LOAD_TIMEOUT: Duration = Duration::from_secs(30);
 pub const DEFAULT_PRODUCE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Default `--idempotency-window`.
 pub const DEFAULT_IDEMPOTENCY_WINDOW: Duration = Duration::from_secs(24 * 3600);
+/// Default `--idempotency-max-keys`: about 160 MB of keys (see the README).
+pub const DEFAULT_IDEMPOTENCY_MAX_KEYS: NonZeroUsize = NonZeroUsize::new(400_000).unwrap();
 /// Default `--signing-secret-grace`.
 pub const DEFAULT_SIGNING_SECRET_GRACE: Duration = Duration::from_secs(24 * 3600);
 /// Default `--event-schemas-refresh`.
@@ -130,6 +133,12 @@ pub struct Config {
     #[arg(long, env = "HOOKLINE_IDEMPOTENCY_WINDOW", value_parser = parse_duration, default_value = "24h")]
     pub idempotency_window: Duration,
 
+    /// The most `Idempotency-Key`s remembered (at least 1). Beyond it the keys closest to expiry
+    /// are forgotten early (`hookline_idempotency_evictions_total`), and a retry of one of them is
+    /// published again under a new event id; a restart reads at most twice this many records.
+    #[arg(long, env = "HOOKLINE_IDEMPOTENCY_MAX_KEYS", default_value_t = DEFAULT_IDEMPOTENCY_MAX_KEYS)]
+    pub idempotency_max_keys: NonZeroUsize,
+
     #[command(flatten)]
     pub log: LogArgs,
 
@@ -200,6 +209,7 @@ impl Config {
             producer_tokens: Vec::new(),
             signing_secret_grace: DEFAULT_SIGNING_SECRET_GRACE,
             idempotency_window: DEFAULT_IDEMPOTENCY_WINDOW,
+            idempotency_max_keys: DEFAULT_IDEMPOTENCY_MAX_KEYS,
             log: LogArgs::default(),
             runtime: RuntimeArgs::default(),
             master_key: MasterKeyArgs::default(),
@@ -336,6 +346,7 @@ mod tests {
         assert_eq!(parsed.produce_timeout, built.produce_timeout);
         assert_eq!(parsed.signing_secret_grace, built.signing_secret_grace);
         assert_eq!(parsed.idempotency_window, built.idempotency_window);
+        assert_eq!(parsed.idempotency_max_keys, built.idempotency_max_keys);
         assert!(parsed.admin_tokens.is_empty() && parsed.producer_tokens.is_empty());
         assert_eq!(parsed.kafka.brokers, built.kafka.brokers);
         assert_eq!(parsed.topics.deliveries, built.topics.deliveries);
@@ -509,5 +520,8 @@ mod tests {
         assert_eq!(parsed.producer_tokens, [SecretString::new("p1")]);
         assert!(!format!("{parsed:?}").contains("a1"), "tokens must not show in Debug output");
         assert!(Config::try_parse_from(["hookline-publisher", "--produce-timeout", "10"]).is_err());
+        let capped = Config::try_parse_from(["hookline-publisher", "--idempotency-max-keys", "1000"]).unwrap();
+        assert_eq!(capped.idempotency_max_keys.get(), 1000);
+        assert!(Config::try_parse_from(["hookline-publisher", "--idempotency-max-keys", "0"]).is_err());
     }
 }

@@ -22,20 +22,36 @@
 //! written again carry the same `webhook-id`, and the consumer's delivery ledger sends each
 //! customer the event once. Records carry the writer's clock (`at_ms`) and the claim's own lease
 //! and expiry, so every replica decides alike whatever its own settings.
+//!
+//! # Bounds
+//!
+//! The view holds the keys within their window, and at most `--idempotency-max-keys` of them:
+//! every record expires, in expiry order, the keys whose expiry is before the record's own clock
+//! (`at_ms`; never the local clock, so replicas agree), and a claim that brings the view over the
+//! cap evicts the keys closest to expiry (counted in `hookline_idempotency_evictions_total`,
+//! logged). A retry of an evicted key within its window is not recognised: it is published again
+//! under a *new* event id, which the consumer's delivery ledger cannot match with the first, so
+//! its customers receive the event twice. Size the cap for the peak rate of keyed requests times
+//! the window.
+//!
+//! At start-up the view reads only the records written within the window (looked up by time when
+//! the broker can), and never more than the last [`RECORDS_PER_KEY`] × cap records, so the time to
+//! load is bounded by the cap, not by the traffic or the topic's retention.
 
-use std::collections::HashMap;
-use std::sync::{Mutex, PoisonError};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use hookline_core::config::KafkaArgs;
-use hookline_core::follower::{Apply, Follower};
+use hookline_core::follower::{Apply, Follower, StartAt};
 use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use sha2::{Digest, Sha256};
 use tokio_util::sync::CancellationToken;
 
 use crate::http::Accepted;
+use crate::metrics::IdempotencyMetrics;
 use crate::{Error, Result};
 
 /// Longest `Idempotency-Key` accepted.
@@ -44,8 +60,16 @@ pub const MAX_KEY_LEN: usize = 255;
 const SYNC_TIMEOUT: Duration = Duration::from_secs(10);
 /// How many times a request re-reads the view after losing a claim race before answering 409.
 const CLAIM_ROUNDS: usize = 3;
-/// Forget expired keys after this many applied records.
-const PRUNE_EVERY: u64 = 1024;
+/// Records a keyed request writes (its claim and its outcome): at start-up the view reads at
+/// most this many records per key of the cap.
+pub const RECORDS_PER_KEY: u64 = 2;
+/// Read this much before the window at start-up: a key is live while its writer's `at_ms` is
+/// within the window, and its record's timestamp is that writer's clock (Kafka's default
+/// `CreateTime`), so the window's records are the live keys; the margin covers ordinary clock
+/// differences (a broker stamping `LogAppendTime`, a writer's clock ahead of this publisher's).
+pub const CLOCK_MARGIN: Duration = Duration::from_secs(2);
+/// Evictions are logged at most this often (with the count since the last log line).
+const EVICTION_LOG_INTERVAL: Duration = Duration::from_secs(60);
 
 /// Checks an `Idempotency-Key`: 1 to 255 printable ASCII characters.
 pub fn validate_key(key: &str) -> Result<()> {
@@ -57,7 +81,8 @@ pub fn validate_key(key: &str) -> Result<()> {
     Ok(())
 }
 
-/// What identifies a request's content, so that a key reused for another request is caught.
+/// What identifies a request's content, so that a key reused for another request is caught:
+/// SHA-256 over the parts, as 64 lowercase hex digits.
 pub fn fingerprint(parts: &[&[u8]]) -> String {
     let mut hash = Sha256::new();
     for part in parts {
@@ -65,7 +90,53 @@ pub fn fingerprint(parts: &[&[u8]]) -> String {
         hash.update((part.len() as u64).to_be_bytes());
         hash.update(part);
     }
-    hash.finalize().iter().map(|b| format!("{b:02x}")).collect()
+    let mut bytes = [0u8; 32];
+    bytes.copy_from_slice(&hash.finalize());
+    Fingerprint(bytes).to_hex()
+}
+
+/// A request fingerprint as held in the view: the 32 bytes, not their 64 hex digits. Records
+/// carry it in hex.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Fingerprint([u8; 32]);
+
+impl Fingerprint {
+    fn from_hex(text: &str) -> Option<Self> {
+        fn nibble(digit: u8) -> Option<u8> {
+            match digit {
+                b'0'..=b'9' => Some(digit - b'0'),
+                b'a'..=b'f' => Some(digit - b'a' + 10),
+                b'A'..=b'F' => Some(digit - b'A' + 10),
+                _ => None,
+            }
+        }
+        let digits = text.as_bytes();
+        if digits.len() != 64 {
+            return None;
+        }
+        let mut bytes = [0u8; 32];
+        for (byte, pair) in bytes.iter_mut().zip(digits.chunks_exact(2)) {
+            *byte = (nibble(pair[0])? << 4) | nibble(pair[1])?;
+        }
+        Some(Self(bytes))
+    }
+
+    fn to_hex(self) -> String {
+        self.0.iter().map(|b| format!("{b:02x}")).collect()
+    }
+}
+
+impl Serialize for Fingerprint {
+    fn serialize<S: Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.to_hex())
+    }
+}
+
+impl<'de> Deserialize<'de> for Fingerprint {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> std::result::Result<Self, D::Error> {
+        let text = std::borrow::Cow::<'de, str>::deserialize(deserializer)?;
+        Self::from_hex(&text).ok_or_else(|| serde::de::Error::custom("a fingerprint is 64 hex digits"))
+    }
 }
 
 /// A record of the idempotency topic (JSON), keyed by the idempotency key.
@@ -73,11 +144,20 @@ pub fn fingerprint(parts: &[&[u8]]) -> String {
 #[serde(tag = "state", rename_all = "snake_case")]
 enum Record {
     /// A claim: `owner` is about to produce the event `event_id`.
-    Pending { event_id: String, fingerprint: String, owner: String, at_ms: i64, lease_ms: i64, expires_at_ms: i64 },
+    Pending { event_id: String, fingerprint: Fingerprint, owner: String, at_ms: i64, lease_ms: i64, expires_at_ms: i64 },
     /// The claim's copies are on the topic.
     Done { event_id: String, owner: String, deliveries: usize, at_ms: i64 },
     /// The claim's producing failed; the next request with the key takes over.
     Failed { event_id: String, owner: String, at_ms: i64 },
+}
+
+impl Record {
+    /// The writer's clock when it wrote the record.
+    fn at_ms(&self) -> i64 {
+        match self {
+            Self::Pending { at_ms, .. } | Self::Done { at_ms, .. } | Self::Failed { at_ms, .. } => *at_ms,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -91,31 +171,55 @@ enum State {
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Entry {
     state: State,
-    event_id: String,
-    fingerprint: String,
-    owner: String,
+    event_id: Box<str>,
+    fingerprint: Fingerprint,
+    owner: Box<str>,
     claimed_at_ms: i64,
     lease_ms: i64,
     expires_at_ms: i64,
+    /// Its place among entries expiring at the same time (the order their claims were applied).
+    seq: u64,
 }
 
-/// The keys within their window, as the topic says.
-#[derive(Debug, Default)]
+/// What applying a record changed beside its own key.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+struct Applied {
+    /// Keys forgotten because their window ended before the record's clock.
+    expired: usize,
+    /// Keys forgotten before their time because the view was at the cap.
+    evicted: usize,
+}
+
+/// The keys within their window, as the topic says, at most `max_keys` of them.
+#[derive(Debug)]
 struct Keys {
-    entries: HashMap<String, Entry>,
-    applied: u64,
+    entries: HashMap<Arc<str>, Entry>,
+    /// The same keys by `(expires_at_ms, seq)`: the next to expire first.
+    by_expiry: BTreeMap<(i64, u64), Arc<str>>,
+    seq: u64,
+    max_keys: usize,
 }
 
 impl Keys {
-    /// The rules every replica applies alike.
-    fn apply(&mut self, key: &str, record: Record) {
-        self.applied += 1;
-        let current = self.entries.get(key);
+    fn new(max_keys: usize) -> Self {
+        Self { entries: HashMap::new(), by_expiry: BTreeMap::new(), seq: 0, max_keys }
+    }
+
+    fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// The rules every replica applies alike: a function of the records in topic order only
+    /// (each record's own clock, never the local one). Work per record: the keys it expires or
+    /// evicts, each O(log n).
+    fn apply(&mut self, key: &str, record: Record) -> Applied {
+        let expired = self.expire_before(record.at_ms());
+        let mut evicted = 0;
         match record {
             Record::Pending { event_id, fingerprint, owner, at_ms, lease_ms, expires_at_ms } => {
-                let claimable = match current {
+                // An expired entry is gone already.
+                let claimable = match self.entries.get(key) {
                     None => true,
-                    Some(entry) if at_ms > entry.expires_at_ms => true,
                     Some(entry) => match entry.state {
                         State::Failed => true,
                         State::Pending => at_ms.saturating_sub(entry.claimed_at_ms) > entry.lease_ms,
@@ -123,46 +227,112 @@ impl Keys {
                     },
                 };
                 if claimable {
-                    let state = State::Pending;
-                    let entry =
-                        Entry { state, event_id, fingerprint, owner, claimed_at_ms: at_ms, lease_ms, expires_at_ms };
-                    self.entries.insert(key.to_owned(), entry);
-                }
-                if self.applied.is_multiple_of(PRUNE_EVERY) {
-                    self.entries.retain(|_, entry| entry.expires_at_ms >= at_ms);
+                    let entry = Entry {
+                        state: State::Pending,
+                        event_id: event_id.into(),
+                        fingerprint,
+                        owner: owner.into(),
+                        claimed_at_ms: at_ms,
+                        lease_ms,
+                        expires_at_ms,
+                        seq: 0,
+                    };
+                    self.insert(key, entry);
+                    evicted = self.evict_over_cap();
                 }
             }
             Record::Done { event_id, owner, deliveries, .. } => {
-                if let Some(entry) = self.entries.get_mut(key)
-                    && entry.state == State::Pending
-                    && entry.owner == owner
-                    && entry.event_id == event_id
-                {
+                if let Some(entry) = self.pending_of(key, &event_id, &owner) {
                     entry.state = State::Done { deliveries };
                 }
             }
             Record::Failed { event_id, owner, .. } => {
-                if let Some(entry) = self.entries.get_mut(key)
-                    && entry.state == State::Pending
-                    && entry.owner == owner
-                    && entry.event_id == event_id
-                {
+                if let Some(entry) = self.pending_of(key, &event_id, &owner) {
                     entry.state = State::Failed;
                 }
             }
         }
+        Applied { expired, evicted }
+    }
+
+    /// The entry of `key` if it is the pending claim of `owner` for `event_id`: only the claim's
+    /// owner finishes it.
+    fn pending_of(&mut self, key: &str, event_id: &str, owner: &str) -> Option<&mut Entry> {
+        self.entries
+            .get_mut(key)
+            .filter(|entry| entry.state == State::Pending && &*entry.owner == owner && &*entry.event_id == event_id)
+    }
+
+    fn insert(&mut self, key: &str, mut entry: Entry) {
+        let key = match self.entries.remove_entry(key) {
+            Some((key, old)) => {
+                self.by_expiry.remove(&(old.expires_at_ms, old.seq));
+                key
+            }
+            None => Arc::from(key),
+        };
+        self.seq += 1;
+        entry.seq = self.seq;
+        self.by_expiry.insert((entry.expires_at_ms, entry.seq), Arc::clone(&key));
+        self.entries.insert(key, entry);
+    }
+
+    /// Forgets the keys whose window ended before `now_ms`.
+    fn expire_before(&mut self, now_ms: i64) -> usize {
+        let mut expired = 0;
+        while let Some(next) = self.by_expiry.first_entry()
+            && next.key().0 < now_ms
+        {
+            self.entries.remove(&next.remove());
+            expired += 1;
+        }
+        expired
+    }
+
+    /// Over the cap, forgets the keys closest to expiry.
+    fn evict_over_cap(&mut self) -> usize {
+        let mut evicted = 0;
+        while self.entries.len() > self.max_keys
+            && let Some((_, key)) = self.by_expiry.pop_first()
+        {
+            self.entries.remove(&key);
+            evicted += 1;
+        }
+        evicted
     }
 }
 
 /// The view of the idempotency topic.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct View {
-    keys: Mutex<Keys>,
+    state: Mutex<ViewState>,
+    metrics: IdempotencyMetrics,
+}
+
+#[derive(Debug)]
+struct ViewState {
+    keys: Keys,
+    /// Evictions not logged yet, and when they last were.
+    unlogged_evictions: usize,
+    last_eviction_log: Option<Instant>,
 }
 
 impl View {
+    fn new(max_keys: usize, metrics: IdempotencyMetrics) -> Self {
+        let keys = Keys::new(max_keys);
+        Self { state: Mutex::new(ViewState { keys, unlogged_evictions: 0, last_eviction_log: None }), metrics }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, ViewState> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
     fn get(&self, key: &str) -> Option<Entry> {
-        self.keys.lock().unwrap_or_else(PoisonError::into_inner).entries.get(key).cloned()
+        self.lock().keys.entries.get(key).cloned()
+    }
+
+    fn len(&self) -> usize {
+        self.lock().keys.len()
     }
 }
 
@@ -170,9 +340,27 @@ impl Apply for View {
     fn apply(&self, message: &BorrowedMessage<'_>) {
         let key = message.key().and_then(|k| std::str::from_utf8(k).ok());
         let record = message.payload().and_then(|v| serde_json::from_slice::<Record>(v).ok());
-        match (key, record) {
-            (Some(key), Some(record)) => self.keys.lock().unwrap_or_else(PoisonError::into_inner).apply(key, record),
-            _ => tracing::warn!(offset = message.offset(), "ignoring an unreadable idempotency record"),
+        let (Some(key), Some(record)) = (key, record) else {
+            tracing::warn!(offset = message.offset(), "ignoring an unreadable idempotency record");
+            return;
+        };
+        let mut state = self.lock();
+        let applied = state.keys.apply(key, record);
+        self.metrics.keys.set(i64::try_from(state.keys.len()).unwrap_or(i64::MAX));
+        if applied.evicted == 0 {
+            return;
+        }
+        self.metrics.evictions.inc_by(applied.evicted as u64);
+        state.unlogged_evictions += applied.evicted;
+        if state.last_eviction_log.is_none_or(|at| at.elapsed() >= EVICTION_LOG_INTERVAL) {
+            tracing::warn!(
+                evicted = state.unlogged_evictions,
+                max_keys = state.keys.max_keys,
+                "idempotency keys evicted at the cap: a retry of an evicted key within its window is published \
+                 again under a new event id; raise --idempotency-max-keys"
+            );
+            state.unlogged_evictions = 0;
+            state.last_eviction_log = Some(Instant::now());
         }
     }
 }
@@ -222,23 +410,53 @@ fn millis(duration: Duration) -> i64 {
     i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
 }
 
+/// How the idempotency view is kept (see the module documentation).
+#[derive(Debug, Clone, Copy)]
+pub struct Settings {
+    /// How long a key is remembered.
+    pub window: Duration,
+    /// How long a claim holds before another request may take it over.
+    pub lease: Duration,
+    /// The most keys the view holds.
+    pub max_keys: usize,
+    /// How long the load at start-up may take.
+    pub load_timeout: Duration,
+}
+
 impl Idempotency {
-    /// Loads the view of `topic` and keeps following it until `stop` fires. Keys are remembered
-    /// for `window`; a claim may be taken over once `lease` has passed without an outcome.
+    /// Loads the view of `topic` and keeps following it until `stop` fires.
     pub async fn start(
         kafka: &KafkaArgs,
         topic: &str,
         producer: FutureProducer,
-        window: Duration,
-        lease: Duration,
-        load_timeout: Duration,
+        settings: Settings,
+        metrics: IdempotencyMetrics,
         stop: CancellationToken,
     ) -> Result<Self> {
+        let Settings { window, lease, max_keys, load_timeout } = settings;
+        let start_at = StartAt::Recent {
+            since: window.saturating_add(CLOCK_MARGIN),
+            max_records: RECORDS_PER_KEY.saturating_mul(max_keys as u64),
+        };
+        let view = View::new(max_keys, metrics.clone());
+        let started = Instant::now();
         let follower =
-            Follower::start(kafka, topic, View::default(), load_timeout, "the idempotency keys to load", stop)
+            Follower::start(kafka, topic, start_at, view, load_timeout, "the idempotency keys to load", stop)
                 .await
                 .map_err(|source| Error::IdempotencyLoad { topic: topic.to_owned(), source })?;
+        let took = started.elapsed();
+        let records = follower.records_read();
+        metrics.load_records.set(i64::try_from(records).unwrap_or(i64::MAX));
+        metrics.load_seconds.set(took.as_secs_f64());
+        tracing::info!(topic, keys = follower.view().len(), records, ?took, "idempotency keys loaded");
         Ok(Self { follower, producer, window, lease, write_timeout: lease })
+    }
+
+    /// Reads the catch-ups done so far (broker round trips, coalesced; the load included), for
+    /// the metrics, without holding on to the producer.
+    pub(crate) fn catchup_count(&self) -> impl Fn() -> u64 + Send + Sync + 'static {
+        let follower = self.follower.clone();
+        move || follower.catchups()
     }
 
     /// Stops following the topic.
@@ -248,6 +466,12 @@ impl Idempotency {
 
     /// Looks `key` up and, unless the request was answered before, claims it.
     pub(crate) async fn begin(&self, key: &str, fingerprint: &str) -> Result<Begin> {
+        let fingerprint = Fingerprint::from_hex(fingerprint).ok_or_else(|| {
+            Error::Idempotency(hookline_core::Error::Invalid {
+                field: "fingerprint",
+                reason: "not 64 hex digits".into(),
+            })
+        })?;
         for _ in 0..CLAIM_ROUNDS {
             self.sync().await?;
             let now = now_ms();
@@ -256,7 +480,7 @@ impl Idempotency {
                 Some(entry) if now > entry.expires_at_ms => hookline_core::envelope::new_event_id(),
                 Some(entry) if entry.fingerprint != fingerprint => return Err(Error::IdempotencyKeyReused),
                 Some(Entry { state: State::Done { deliveries }, event_id, .. }) => {
-                    return Ok(Begin::Replay(Accepted { event_id, deliveries, replayed: true }));
+                    return Ok(Begin::Replay(Accepted { event_id: event_id.into(), deliveries, replayed: true }));
                 }
                 Some(entry)
                     if entry.state == State::Pending && now.saturating_sub(entry.claimed_at_ms) <= entry.lease_ms =>
@@ -264,12 +488,12 @@ impl Idempotency {
                     return Err(Error::IdempotencyInProgress);
                 }
                 // A failed or abandoned claim: take it over with the same event id.
-                Some(entry) => entry.event_id,
+                Some(entry) => entry.event_id.into(),
             };
             let owner = uuid_like();
             let claim = Record::Pending {
                 event_id: event_id.clone(),
-                fingerprint: fingerprint.to_owned(),
+                fingerprint,
                 owner: owner.clone(),
                 at_ms: now,
                 lease_ms: millis(self.lease),
@@ -277,7 +501,7 @@ impl Idempotency {
             };
             self.write(key, &claim).await?;
             self.sync().await?;
-            if self.follower.view().get(key).is_some_and(|entry| entry.owner == owner) {
+            if self.follower.view().get(key).is_some_and(|entry| *entry.owner == *owner) {
                 return Ok(Begin::Claimed(Claim { key: key.to_owned(), event_id, owner }));
             }
             // Another request claimed the key first: look again.
@@ -323,49 +547,113 @@ fn uuid_like() -> String {
 mod tests {
     use super::*;
 
-    fn pending(event_id: &str, owner: &str, at_ms: i64) -> Record {
+    const PRINT: &str = "5e6f2c0e4a8a5b8f2f4b6f3c2d1e0f9a8b7c6d5e4f3a2b1c0d9e8f7a6b5c4d3e";
+
+    fn pending_for(event_id: &str, owner: &str, at_ms: i64, window_ms: i64) -> Record {
         Record::Pending {
             event_id: event_id.into(),
-            fingerprint: "f".into(),
+            fingerprint: Fingerprint::from_hex(PRINT).unwrap(),
             owner: owner.into(),
             at_ms,
             lease_ms: 1_000,
-            expires_at_ms: at_ms + 60_000,
+            expires_at_ms: at_ms + window_ms,
         }
+    }
+
+    fn pending(event_id: &str, owner: &str, at_ms: i64) -> Record {
+        pending_for(event_id, owner, at_ms, 60_000)
+    }
+
+    fn done(event_id: &str, owner: &str, at_ms: i64) -> Record {
+        Record::Done { event_id: event_id.into(), owner: owner.into(), deliveries: 1, at_ms }
+    }
+
+    /// The expiry index holds exactly the entries.
+    fn consistent(keys: &Keys) -> bool {
+        keys.by_expiry.len() == keys.entries.len()
+            && keys.by_expiry.iter().all(|((expires, seq), key)| {
+                keys.entries.get(key).is_some_and(|e| e.expires_at_ms == *expires && e.seq == *seq)
+            })
     }
 
     #[test]
     fn the_first_claim_wins_and_only_its_owner_finishes_it() {
-        let mut keys = Keys::default();
+        let mut keys = Keys::new(100);
         keys.apply("k", pending("evt_a", "a", 0));
         keys.apply("k", pending("evt_b", "b", 10));
         let entry = keys.entries["k"].clone();
-        assert_eq!((entry.event_id.as_str(), entry.owner.as_str()), ("evt_a", "a"));
+        assert_eq!((&*entry.event_id, &*entry.owner), ("evt_a", "a"));
         keys.apply("k", Record::Done { event_id: "evt_b".into(), owner: "b".into(), deliveries: 9, at_ms: 20 });
         assert_eq!(keys.entries["k"].state, State::Pending, "the loser cannot finish the winner's claim");
         keys.apply("k", Record::Done { event_id: "evt_a".into(), owner: "a".into(), deliveries: 2, at_ms: 30 });
         assert_eq!(keys.entries["k"].state, State::Done { deliveries: 2 });
         // A finished key cannot be claimed again within its window, even after the lease.
         keys.apply("k", pending("evt_c", "c", 50_000));
-        assert_eq!(keys.entries["k"].owner, "a");
+        assert_eq!(&*keys.entries["k"].owner, "a");
         // After the window it can.
         keys.apply("k", pending("evt_d", "d", 60_001));
-        assert_eq!((keys.entries["k"].owner.as_str(), keys.entries["k"].state), ("d", State::Pending));
+        assert_eq!((&*keys.entries["k"].owner, keys.entries["k"].state), ("d", State::Pending));
+        assert!(consistent(&keys));
     }
 
     #[test]
     fn failed_and_abandoned_claims_can_be_taken_over() {
-        let mut keys = Keys::default();
+        let mut keys = Keys::new(100);
         keys.apply("k", pending("evt_a", "a", 0));
         keys.apply("k", Record::Failed { event_id: "evt_a".into(), owner: "a".into(), at_ms: 5 });
         assert_eq!(keys.entries["k"].state, State::Failed);
         keys.apply("k", pending("evt_a", "b", 6));
-        assert_eq!((keys.entries["k"].owner.as_str(), keys.entries["k"].state), ("b", State::Pending));
+        assert_eq!((&*keys.entries["k"].owner, keys.entries["k"].state), ("b", State::Pending));
         // b's claim is fresh (lease 1 s): c cannot take it yet, but can once the lease ran out.
         keys.apply("k", pending("evt_a", "c", 900));
-        assert_eq!(keys.entries["k"].owner, "b");
+        assert_eq!(&*keys.entries["k"].owner, "b");
         keys.apply("k", pending("evt_a", "c", 1_007));
-        assert_eq!(keys.entries["k"].owner, "c");
+        assert_eq!(&*keys.entries["k"].owner, "c");
+        assert!(consistent(&keys));
+    }
+
+    #[test]
+    fn one_request_at_a_time_keeps_the_view_within_the_window() {
+        // A keyed request every 10 ms (claim, then outcome 5 ms later), with a 1 s window: the
+        // view holds the last second's keys, however long it runs.
+        let mut keys = Keys::new(1_000_000);
+        let mut expired = 0;
+        for i in 0..10_000 {
+            let at_ms = i * 10;
+            let (key, event_id) = (format!("order-{i}"), format!("evt_{i}"));
+            expired += keys.apply(&key, pending_for(&event_id, "o", at_ms, 1_000)).expired;
+            expired += keys.apply(&key, done(&event_id, "o", at_ms + 5)).expired;
+            assert!(keys.len() <= 101, "{} keys after {} requests", keys.len(), i + 1);
+        }
+        assert_eq!(expired + keys.len(), 10_000, "every key is either held or expired");
+        assert!(keys.entries.contains_key("order-9999") && !keys.entries.contains_key("order-9899"));
+        assert!(consistent(&keys));
+    }
+
+    #[test]
+    fn at_the_cap_the_keys_closest_to_expiry_are_evicted() {
+        let mut keys = Keys::new(3);
+        for (i, key) in ["a", "b", "c"].into_iter().enumerate() {
+            let applied = keys.apply(key, pending("evt", "o", i as i64));
+            assert_eq!(applied, Applied::default());
+        }
+        // A fourth key evicts the one closest to expiry.
+        assert_eq!(keys.apply("d", pending("evt", "o", 3)), Applied { expired: 0, evicted: 1 });
+        assert!(!keys.entries.contains_key("a") && keys.len() == 3);
+        // A claim taken over moves to the back: b, failed and claimed again, outlives c.
+        keys.apply("b", Record::Failed { event_id: "evt".into(), owner: "o".into(), at_ms: 4 });
+        keys.apply("b", pending("evt", "o2", 5));
+        assert_eq!(keys.apply("e", pending("evt", "o", 6)).evicted, 1);
+        assert!(!keys.entries.contains_key("c") && keys.entries.contains_key("b"));
+        // Equal expiry: the claim applied first goes first, the same on every replica.
+        let mut tied = Keys::new(1);
+        tied.apply("x", pending("evt", "o", 7));
+        tied.apply("y", pending_for("evt", "o", 6, 60_001));
+        assert!(tied.entries.contains_key("y") && !tied.entries.contains_key("x"));
+        // Records whose claim was evicted change nothing.
+        keys.apply("a", done("evt", "o", 7));
+        assert!(!keys.entries.contains_key("a"));
+        assert!(consistent(&keys) && consistent(&tied));
     }
 
     #[test]
@@ -376,6 +664,12 @@ mod tests {
         assert!(validate_key("new\nline").is_err());
         assert_ne!(fingerprint(&[b"ab", b"c"]), fingerprint(&[b"a", b"bc"]));
         assert_eq!(fingerprint(&[b"x"]), fingerprint(&[b"x"]));
+        let print = fingerprint(&[b"x"]);
+        assert_eq!(print.len(), 64);
+        assert_eq!(Fingerprint::from_hex(&print).map(Fingerprint::to_hex), Some(print));
+        assert_eq!(Fingerprint::from_hex(&PRINT.to_uppercase()), Fingerprint::from_hex(PRINT));
+        assert_eq!(Fingerprint::from_hex("abc"), None);
+        assert_eq!(Fingerprint::from_hex(&"g".repeat(64)), None);
     }
 
     #[test]
@@ -383,6 +677,10 @@ mod tests {
         let record = pending("evt_a", "a", 7);
         let text = serde_json::to_string(&record).unwrap();
         assert!(text.contains(r#""state":"pending""#), "{text}");
+        assert!(text.contains(&format!(r#""fingerprint":"{PRINT}""#)), "{text}");
         assert_eq!(serde_json::from_str::<Record>(&text).unwrap(), record);
+        // A record whose fingerprint is not one is unreadable, not a key with a bad fingerprint.
+        let bad = text.replace(PRINT, "f");
+        assert!(serde_json::from_str::<Record>(&bad).is_err());
     }
 }

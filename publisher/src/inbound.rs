@@ -79,10 +79,12 @@ async fn accept(state: &Arc<AppState>, source_id: &str, request: Request) -> Res
     if validate_id(source_id).is_err() {
         return Err(Error::UnknownSource(source_id.to_owned()));
     }
-    let source = match state.directory.get_fresh(source_id, TARGET_LOOKUP_TIMEOUT).await.map_err(Error::Directory)? {
-        Some(source) if source.is_source() => source,
-        _ => return Err(Error::UnknownSource(source_id.to_owned())),
-    };
+    // Anyone can name any source: an unknown one costs a paced catch-up (see the directory).
+    let source =
+        match state.directory.get_fresh_paced(source_id, TARGET_LOOKUP_TIMEOUT).await.map_err(Error::Directory)? {
+            Some(source) if source.is_source() => source,
+            _ => return Err(Error::UnknownSource(source_id.to_owned())),
+        };
     let headers = request.headers().clone();
     let body = read_body(request, state).await?;
     let scheme = verify(state, &source, &headers, &body)?;

@@ -24,7 +24,7 @@
 //!   in flight, per request and in total, so that a large fan-out cannot starve other requests.
 //! - [`http`]: the axum router, the publish handler, request parsing and validation, and how
 //!   each [`Error`] becomes a JSON error response.
-//! - [`idempotency`]: `Idempotency-Key` handling over the idempotency topic.
+//! - [`idempotency`]: `Idempotency-Key` handling over the idempotency topic, and its bounded view.
 //! - [`api`]: the onboarding API under `/v1` (admin: customers; customer: its own key, webhook,
 //!   subscriptions, signing secret, test event).
 //! - `inbound`: `POST /inbound/{source}`, inbound webhooks verified with the source's secret
@@ -36,7 +36,7 @@
 //!   reflection; the generated code in [`grpc::pb`].
 //! - `server`: the HTTP server beneath the router (hyper connections with a header read
 //!   timeout, the whole-request timeout layer, graceful drain).
-//! - [`metrics`]: Prometheus counters and histogram served on `GET /metrics`.
+//! - [`metrics`]: Prometheus counters, gauges and histogram served on `GET /metrics`.
 //! - [`error`]: this crate's error type.
 //! - [`run`] / [`serve`] / [`serve_with_grpc`]: start-up and graceful shutdown (here).
 
@@ -159,19 +159,25 @@ pub async fn serve_with_grpc(
     };
 
     let producer: FutureProducer = producer_config(&config).create()?;
+    let idempotency_settings = idempotency::Settings {
+        window: config.idempotency_window,
+        // A claim outlives the request that made it: until then it is not taken over.
+        lease: config.publish_deadline() + CLAIM_LEASE_MARGIN,
+        max_keys: config.idempotency_max_keys.get(),
+        load_timeout: config.directory_load_timeout,
+    };
     let idempotency = tokio::select! {
         () = shutdown.cancelled() => return Ok(()),
         loaded = Idempotency::start(
             &config.kafka,
             &config.topics.idempotency,
             producer.clone(),
-            config.idempotency_window,
-            // A claim outlives the request that made it: until then it is not taken over.
-            config.publish_deadline() + CLAIM_LEASE_MARGIN,
-            config.directory_load_timeout,
+            idempotency_settings,
+            metrics.idempotency(),
             directory_stop.clone(),
         ) => loaded?,
     };
+    export_catchups(&metrics, &directory, &idempotency)?;
     let tenants = Tenants::new(
         directory.clone(),
         producer.clone(),
@@ -246,6 +252,23 @@ pub async fn serve_with_grpc(
     idempotency.close().await;
     grpc_served?;
     tracing::info!("publisher stopped");
+    Ok(())
+}
+
+/// Exports how often the customer directory and the idempotency view caught up with their
+/// topics (broker round trips, coalesced; see `hookline_core::follower`).
+fn export_catchups(metrics: &Metrics, directory: &Directory, idempotency: &Idempotency) -> Result<()> {
+    let directory = directory.clone();
+    metrics.export_counter(
+        "hookline_directory_catchups_total",
+        "Catch-ups of the customer directory with the customers topic (broker round trips, coalesced).",
+        move || directory.catchups(),
+    )?;
+    metrics.export_counter(
+        "hookline_idempotency_catchups_total",
+        "Catch-ups of the idempotency view with the idempotency topic (broker round trips, coalesced).",
+        idempotency.catchup_count(),
+    )?;
     Ok(())
 }
 

@@ -3,8 +3,12 @@
 //! Each publisher owns its registry (not the process-global one) so that several publishers in
 //! one process (tests, the demo) do not mix their counts.
 
+use std::sync::{Mutex, PoisonError};
+
+use prometheus::core::{Collector, Desc};
+use prometheus::proto::MetricFamily;
 use prometheus::{
-    Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
+    Gauge, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 /// How a publish request ended: the `outcome` label. A closed set, so the label stays bounded.
@@ -89,6 +93,41 @@ impl InboundOutcome {
         [Self::Accepted, Self::BadSignature, Self::Stale, Self::UnknownSource, Self::Invalid, Self::Unavailable];
 }
 
+/// The idempotency view's metrics, updated by its follower thread (see [`crate::idempotency`]).
+#[derive(Debug, Clone)]
+pub struct IdempotencyMetrics {
+    /// Keys the view holds now.
+    pub(crate) keys: IntGauge,
+    /// Keys forgotten before their window ended, at the cap.
+    pub(crate) evictions: IntCounter,
+    /// Records read to load the view at start-up.
+    pub(crate) load_records: IntGauge,
+    /// How long the load at start-up took.
+    pub(crate) load_seconds: Gauge,
+}
+
+/// A counter kept where Prometheus is not (`hookline-core` counts catch-ups itself), read when
+/// the metrics are gathered.
+struct ReadCounter {
+    counter: IntCounter,
+    read: Box<dyn Fn() -> u64 + Send + Sync>,
+    /// Serializes gathers, so that two of them do not both add the same increase.
+    gathering: Mutex<()>,
+}
+
+impl Collector for ReadCounter {
+    fn desc(&self) -> Vec<&Desc> {
+        self.counter.desc()
+    }
+
+    fn collect(&self) -> Vec<MetricFamily> {
+        let _gathering = self.gathering.lock().unwrap_or_else(PoisonError::into_inner);
+        let value = (self.read)();
+        self.counter.inc_by(value.saturating_sub(self.counter.get()));
+        self.counter.collect()
+    }
+}
+
 /// The publisher's metrics.
 #[derive(Debug, Clone)]
 pub struct Metrics {
@@ -105,6 +144,7 @@ pub struct Metrics {
     request_timeouts: IntCounterVec,
     inflight_bytes: IntGauge,
     inflight_waits: IntCounterVec,
+    idempotency: IdempotencyMetrics,
 }
 
 /// Which in-flight bound a copy waited for: the `bound` label of
@@ -214,6 +254,25 @@ impl Metrics {
         for bound in [Bound::Request, Bound::Total] {
             inflight_waits.with_label_values(&[bound.as_str()]);
         }
+        let idempotency = IdempotencyMetrics {
+            keys: IntGauge::new("hookline_idempotency_keys", "Idempotency keys the view holds now.")?,
+            evictions: IntCounter::new(
+                "hookline_idempotency_evictions_total",
+                "Idempotency keys forgotten before their window ended because the view was at --idempotency-max-keys.",
+            )?,
+            load_records: IntGauge::new(
+                "hookline_idempotency_load_records",
+                "Records of the idempotency topic read to load the view at start-up.",
+            )?,
+            load_seconds: Gauge::new(
+                "hookline_idempotency_load_seconds",
+                "How long loading the idempotency view took at start-up.",
+            )?,
+        };
+        registry.register(Box::new(idempotency.keys.clone()))?;
+        registry.register(Box::new(idempotency.evictions.clone()))?;
+        registry.register(Box::new(idempotency.load_records.clone()))?;
+        registry.register(Box::new(idempotency.load_seconds.clone()))?;
         registry.register(Box::new(inbound_requests.clone()))?;
         registry.register(Box::new(requests.clone()))?;
         registry.register(Box::new(grpc_requests.clone()))?;
@@ -241,6 +300,7 @@ impl Metrics {
             request_timeouts,
             inflight_bytes,
             inflight_waits,
+            idempotency,
         })
     }
 
@@ -252,6 +312,23 @@ impl Metrics {
     /// Counts one copy that waited for room in flight because `bound` was full.
     pub fn inflight_wait(&self, bound: Bound) {
         self.inflight_waits.with_label_values(&[bound.as_str()]).inc();
+    }
+
+    /// The handles the idempotency view updates.
+    pub fn idempotency(&self) -> IdempotencyMetrics {
+        self.idempotency.clone()
+    }
+
+    /// Exports a count kept elsewhere as the counter `name`, read at every gather (`read` must
+    /// never decrease).
+    pub fn export_counter(
+        &self,
+        name: &str,
+        help: &str,
+        read: impl Fn() -> u64 + Send + Sync + 'static,
+    ) -> prometheus::Result<()> {
+        let counter = IntCounter::new(name, help)?;
+        self.registry.register(Box::new(ReadCounter { counter, read: Box::new(read), gathering: Mutex::new(()) }))
     }
 
     /// Counts one payload refused by its schema; `format` is `avro` or `json-schema`.
@@ -339,6 +416,24 @@ mod tests {
         assert!(text.contains("hookline_produce_inflight_bytes 1024"), "{text}");
         assert!(text.contains(r#"hookline_produce_inflight_waits_total{bound="total"} 1"#), "{text}");
         assert!(text.contains(r#"hookline_produce_inflight_waits_total{bound="request"} 0"#), "{text}");
+        let idempotency = metrics.idempotency();
+        idempotency.keys.set(7);
+        idempotency.evictions.inc_by(2);
+        let catchups = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(3));
+        let read = std::sync::Arc::clone(&catchups);
+        metrics
+            .export_counter("hookline_directory_catchups_total", "Catch-ups.", move || {
+                read.load(std::sync::atomic::Ordering::Relaxed)
+            })
+            .unwrap();
+        let text = metrics.render().unwrap();
+        assert!(text.contains("hookline_idempotency_keys 7"), "{text}");
+        assert!(text.contains("hookline_idempotency_evictions_total 2"), "{text}");
+        assert!(text.contains("hookline_idempotency_load_records 0"), "{text}");
+        assert!(text.contains("hookline_directory_catchups_total 3"), "{text}");
+        catchups.store(10, std::sync::atomic::Ordering::Relaxed);
+        let text = metrics.render().unwrap();
+        assert!(text.contains("hookline_directory_catchups_total 10"), "{text}");
         assert!(text.contains(r#"hookline_publish_requests_total{outcome="accepted"} 1"#), "{text}");
         assert!(text.contains(r#"hookline_publish_requests_total{outcome="broker_error"} 0"#), "{text}");
         assert!(text.contains("hookline_records_produced_total 3"), "{text}");
