@@ -47,6 +47,8 @@ pub const DEFAULT_EVENT_SCHEMAS_REFRESH: Duration = Duration::from_secs(60);
 /// registry look-up, an idempotency claim, a target look-up, then up to `--fanout-timeout` and its
 /// grace to write the copies).
 pub const DEFAULT_HTTP_REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+/// Default `--http-max-connections`.
+pub const DEFAULT_HTTP_MAX_CONNECTIONS: u32 = 1024;
 /// Default `--http-header-read-timeout`: request headers arrive in one packet or two.
 pub const DEFAULT_HTTP_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -177,6 +179,12 @@ pub struct Config {
     /// keep-alive connection may stay idle) before its HTTP connection is closed.
     #[arg(long, env = "HOOKLINE_HTTP_HEADER_READ_TIMEOUT", value_parser = positive_duration, default_value = "10s")]
     pub http_header_read_timeout: Duration,
+
+    /// HTTP connections open at once; at the limit new clients wait in the listen backlog until
+    /// one closes. Bounds the memory and file descriptors clients can hold (keep it below the
+    /// process's open-file limit).
+    #[arg(long, env = "HOOKLINE_HTTP_MAX_CONNECTIONS", default_value_t = DEFAULT_HTTP_MAX_CONNECTIONS, value_parser = clap::value_parser!(u32).range(1..))]
+    pub http_max_connections: u32,
 }
 
 /// A duration that is not zero (a zero time limit would refuse everything).
@@ -219,6 +227,7 @@ impl Config {
             event_schemas_refresh: DEFAULT_EVENT_SCHEMAS_REFRESH,
             http_request_timeout: DEFAULT_HTTP_REQUEST_TIMEOUT,
             http_header_read_timeout: DEFAULT_HTTP_HEADER_READ_TIMEOUT,
+            http_max_connections: DEFAULT_HTTP_MAX_CONNECTIONS,
         }
     }
 }
@@ -356,6 +365,7 @@ mod tests {
         assert_eq!(parsed.event_schemas_refresh, built.event_schemas_refresh);
         assert_eq!(parsed.http_request_timeout, built.http_request_timeout);
         assert_eq!(parsed.http_header_read_timeout, built.http_header_read_timeout);
+        assert_eq!(parsed.http_max_connections, built.http_max_connections);
     }
 
     #[test]

@@ -217,7 +217,11 @@ pub async fn serve_with_grpc(
     // Either server failing stops the other, so the process does not run half a publisher.
     let stop = shutdown.child_token();
     let http_server = async {
-        server::serve(listener, http::router(Arc::clone(&state)), config.http_header_read_timeout, stop.clone()).await;
+        let limits = server::Limits {
+            header_read_timeout: config.http_header_read_timeout,
+            max_connections: usize::try_from(config.http_max_connections).unwrap_or(usize::MAX),
+        };
+        server::serve(listener, http::router(Arc::clone(&state)), limits, state.metrics.clone(), stop.clone()).await;
         stop.cancel();
     };
     let grpc_server = async {

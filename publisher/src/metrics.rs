@@ -142,6 +142,8 @@ pub struct Metrics {
     grpc_requests: IntCounterVec,
     inbound_requests: IntCounterVec,
     request_timeouts: IntCounterVec,
+    http_connections: IntGauge,
+    http_connection_waits: IntCounter,
     inflight_bytes: IntGauge,
     inflight_waits: IntCounterVec,
     idempotency: IdempotencyMetrics,
@@ -237,6 +239,13 @@ impl Metrics {
             request_timeouts.with_label_values(&[stage]);
         }
         registry.register(Box::new(request_timeouts.clone()))?;
+        let http_connections = IntGauge::new("hookline_http_connections", "HTTP connections open now.")?;
+        let http_connection_waits = IntCounter::new(
+            "hookline_http_connection_waits_total",
+            "Times the HTTP server stopped accepting because --http-max-connections were open.",
+        )?;
+        registry.register(Box::new(http_connections.clone()))?;
+        registry.register(Box::new(http_connection_waits.clone()))?;
         let inflight_bytes = IntGauge::new(
             "hookline_produce_inflight_bytes",
             "Bytes of delivery copies handed to the producer and not yet acknowledged (each copy counted as its \
@@ -298,6 +307,8 @@ impl Metrics {
             grpc_requests,
             inbound_requests,
             request_timeouts,
+            http_connections,
+            http_connection_waits,
             inflight_bytes,
             inflight_waits,
             idempotency,
@@ -372,6 +383,16 @@ impl Metrics {
     /// still arriving) or `answer` (its handler was still at work).
     pub fn request_timed_out(&self, stage: &'static str) {
         self.request_timeouts.with_label_values(&[stage]).inc();
+    }
+
+    /// Adds `change` (1 or -1) to the HTTP connections open.
+    pub(crate) fn http_connections(&self, change: i64) {
+        self.http_connections.add(change);
+    }
+
+    /// Counts one time the HTTP server waited for a connection to close before accepting.
+    pub(crate) fn http_connection_waited(&self) {
+        self.http_connection_waits.inc();
     }
 
     /// Counts acknowledged records.

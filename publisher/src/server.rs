@@ -6,12 +6,18 @@
 //! - `--http-header-read-timeout` (default 10 s): a connection whose request line and headers have
 //!   not all arrived within it is closed without an answer (slowloris). A keep-alive connection
 //!   left idle that long is closed too.
-//! - `--http-request-timeout` (default 30 s), from the end of the headers to the answer
+//! - `--http-request-timeout` (default 60 s), from the end of the headers to the answer
 //!   ([`limit_request_time`], the router's outermost layer): a request whose body is still
 //!   arriving then gets `408 {"error"}` (and its connection is closed); one whose handler is still
 //!   at work gets `503 {"error"}` (retry, as after any `503`: copies of an event may have been
 //!   written meanwhile). Both are counted in `hookline_http_request_timeouts_total{stage}`
 //!   (`body`, `answer`).
+//!
+//! - `--http-max-connections` (default 1024): connections open at once. At the limit the server
+//!   stops accepting until one closes; new clients wait in the listen backlog (and their
+//!   connect may time out), so that memory and file descriptors stay bounded whatever the number
+//!   of clients. Open connections are `hookline_http_connections`, and each time the limit made a
+//!   connection wait counts in `hookline_http_connection_waits_total`.
 //!
 //! On shutdown the server stops accepting, lets every connection finish the request it is
 //! serving (each bounded by the request timeout) and closes idle ones.
@@ -32,7 +38,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::mpsc;
+use tokio::sync::{Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 
 use crate::Error;
@@ -42,21 +48,44 @@ use crate::metrics::Metrics;
 /// so that the loop does not spin while the condition lasts.
 const ACCEPT_BACKOFF: Duration = Duration::from_secs(1);
 
+/// The limits of the HTTP server (see the module documentation).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Limits {
+    pub header_read_timeout: Duration,
+    pub max_connections: usize,
+}
+
 /// Serves `router` on `listener` until `shutdown` is cancelled, then drains (see the module
 /// documentation).
 pub(crate) async fn serve(
     listener: TcpListener,
     router: Router,
-    header_read_timeout: Duration,
+    limits: Limits,
+    metrics: Metrics,
     shutdown: CancellationToken,
 ) {
     let mut builder = auto::Builder::new(TokioExecutor::new()).http1_only();
     // hyper enforces the header read timeout only with a timer.
-    builder.http1().timer(TokioTimer::new()).header_read_timeout(header_read_timeout);
+    builder.http1().timer(TokioTimer::new()).header_read_timeout(limits.header_read_timeout);
     let builder = Arc::new(builder);
+    let room = Arc::new(Semaphore::new(limits.max_connections.max(1)));
     // Every connection's task holds a sender: `recv` answers `None` once all of them have ended.
     let (open, mut drained) = mpsc::channel::<()>(1);
     loop {
+        // Room first, then accept: at the limit, new clients wait in the listen backlog.
+        let permit = match Arc::clone(&room).try_acquire_owned() {
+            Ok(permit) => permit,
+            Err(_) => {
+                metrics.http_connection_waited();
+                tokio::select! {
+                    () = shutdown.cancelled() => break,
+                    permit = Arc::clone(&room).acquire_owned() => match permit {
+                        Ok(permit) => permit,
+                        Err(_) => break,
+                    },
+                }
+            }
+        };
         let accepted = tokio::select! {
             () = shutdown.cancelled() => break,
             accepted = listener.accept() => accepted,
@@ -65,8 +94,12 @@ pub(crate) async fn serve(
             Ok((stream, _peer)) => {
                 let connection = serve_connection(Arc::clone(&builder), stream, router.clone(), shutdown.clone());
                 let open = open.clone();
+                let metrics = metrics.clone();
+                metrics.http_connections(1);
                 tokio::spawn(async move {
                     connection.await;
+                    metrics.http_connections(-1);
+                    drop(permit);
                     drop(open);
                 });
             }
@@ -211,6 +244,11 @@ mod tests {
     /// Serves a router with a quick route, a slow one and one that echoes its body, with the
     /// given limits.
     async fn start(header_read_timeout: Duration, request_timeout: Duration) -> Server {
+        start_with(header_read_timeout, request_timeout, 1024).await
+    }
+
+    /// [`start`] with a limit on open connections.
+    async fn start_with(header_read_timeout: Duration, request_timeout: Duration, max_connections: usize) -> Server {
         let metrics = Metrics::new().expect("metrics");
         let router = Router::new()
             .route("/quick", get(|| async { "quick" }))
@@ -229,7 +267,8 @@ mod tests {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let address = listener.local_addr().expect("address");
         let shutdown = CancellationToken::new();
-        let served = tokio::spawn(serve(listener, router, header_read_timeout, shutdown.clone()));
+        let limits = Limits { header_read_timeout, max_connections };
+        let served = tokio::spawn(serve(listener, router, limits, metrics.clone(), shutdown.clone()));
         Server { address, metrics, shutdown, served }
     }
 
@@ -321,5 +360,26 @@ mod tests {
         assert!(answer.starts_with("HTTP/1.1 200") && answer.ends_with("hello"), "{answer}");
         server.stop().await;
         assert!(TcpStream::connect(address).await.is_err(), "no longer listening");
+    }
+
+    #[tokio::test]
+    async fn at_the_connection_limit_new_clients_wait_for_room() {
+        let server = start_with(Duration::from_secs(3600), Duration::from_secs(3600), 1).await;
+        // Holds the only connection: connected, request not sent.
+        let held = TcpStream::connect(server.address).await.expect("connect");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let mut waiting = TcpStream::connect(server.address).await.expect("connect (the backlog takes it)");
+        waiting.write_all(b"GET /quick HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n").await.expect("send");
+        let mut early = [0_u8; 1];
+        let read = tokio::time::timeout(Duration::from_millis(500), waiting.read(&mut early)).await;
+        assert!(read.is_err(), "answered although the only connection allowed is held: {read:?}");
+        let metrics = server.metrics();
+        assert!(metrics.contains("hookline_http_connections 1"), "{metrics}");
+        assert!(metrics.contains("hookline_http_connection_waits_total 1"), "{metrics}");
+
+        drop(held);
+        let answer = answer(&mut waiting).await;
+        assert!(answer.starts_with("HTTP/1.1 200") && answer.ends_with("quick"), "{answer}");
+        server.stop().await;
     }
 }
