@@ -24,13 +24,25 @@ const PRODUCER_DEFAULTS: &[(&str, &str)] = &[
 
 /// Defaults for group consumers: offsets are stored by the application only after a record is
 /// done (ACK or DLQ acknowledged) and committed from that store in the background.
+///
+/// Prefetch is bounded per partition: the consumer splits every partition's queue off, and with
+/// split queues librdkafka applies `queued.max.messages.kbytes` to *each partition* (its default,
+/// 64 MiB, is meant for one shared queue: 100 assigned partitions could hold 6.4 GB of records
+/// fetched ahead). A partition's worker takes one record at a time, so a few MiB ahead keep it
+/// busy; the bound is [`PREFETCH_KIB_PER_PARTITION`] (plus at most one fetch of
+/// `fetch.message.max.bytes`).
 const GROUP_CONSUMER_DEFAULTS: &[(&str, &str)] = &[
     ("enable.auto.commit", "true"),
     ("enable.auto.offset.store", "false"),
     ("auto.commit.interval.ms", "1000"),
     ("auto.offset.reset", "earliest"),
     ("enable.partition.eof", "false"),
+    ("queued.max.messages.kbytes", PREFETCH_KIB_PER_PARTITION),
 ];
+
+/// Records fetched ahead per assigned partition, in KiB (librdkafka's
+/// `queued.max.messages.kbytes`, which `--kafka-property` can override).
+pub const PREFETCH_KIB_PER_PARTITION: &str = "8192";
 
 fn base(kafka: &KafkaArgs, client_id: &str, defaults: &[(&str, &str)]) -> ClientConfig {
     let mut config = ClientConfig::new();
@@ -121,5 +133,13 @@ mod tests {
         let config = group_consumer_config(&KafkaArgs::new("b:9092"), "c", "hookline");
         assert_eq!(config.get("enable.auto.offset.store"), Some("false"));
         assert_eq!(config.get("group.id"), Some("hookline"));
+    }
+
+    #[test]
+    fn group_consumers_fetch_ahead_a_bounded_amount_per_partition() {
+        let config = group_consumer_config(&KafkaArgs::new("b:9092"), "c", "hookline");
+        assert_eq!(config.get("queued.max.messages.kbytes"), Some("8192"), "not librdkafka's 64 MiB per partition");
+        let tuned = KafkaArgs::new("b:9092").with_property("queued.max.messages.kbytes", "1024");
+        assert_eq!(group_consumer_config(&tuned, "c", "hookline").get("queued.max.messages.kbytes"), Some("1024"));
     }
 }
