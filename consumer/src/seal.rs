@@ -26,6 +26,9 @@ const MAX_CACHED_KEYS: usize = 10_000;
 /// Opened signing secrets kept at most; beyond this the cache starts over.
 const MAX_CACHED_SECRETS: usize = 10_000;
 
+/// A customer id and the SHA-256 of its stored public key PEM.
+type KeyCacheKey = (String, [u8; 32]);
+
 /// The wire form of one attempt.
 #[derive(Debug, Clone)]
 pub struct Sealed {
@@ -54,7 +57,7 @@ pub struct Sealer {
     /// not per attempt. Never by the stored `kid`: that is a label on the record, and a record
     /// whose label names another key must still be encrypted to its own key (the kid sent is
     /// computed from the parsed key).
-    keys: Mutex<HashMap<(String, [u8; 32]), Arc<PublicKey>>>,
+    keys: Mutex<HashMap<KeyCacheKey, Arc<PublicKey>>>,
     /// Opened signing secrets by customer and sealed text, so that a secret is opened (AES-GCM,
     /// then parsed) once, not per attempt: that was a twentieth of a delivery's CPU
     /// (BENCHMARKS.md). The customer is part of the key because opening is what checks that a
