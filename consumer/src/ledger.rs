@@ -642,40 +642,40 @@ impl Ledger {
                 .counted_in(self.metrics.ledger_memory.clone()),
         };
         let (mut next, mut read) = (plan.start, 0);
+        // The delivery offset of the first entry read: a read cut short by the capacity that
+        // starts inside the re-readable tail did not see all of it.
+        let mut first_delivery_offset = None;
         if high > low {
             let mut assignment = TopicPartitionList::new();
             assignment.add_partition_offset(topic, partition, Offset::Offset(plan.start))?;
             reader.assign(&assignment)?;
-        }
-        // The delivery offset of the first entry read: a read cut short by the capacity that
-        // starts inside the re-readable tail did not see all of it.
-        let mut first_delivery_offset = None;
-        while high > low {
-            if abandoned.is_cancelled() {
-                return Err(Error::LedgerRead("abandoned".into()));
-            }
-            // Below the high watermark, wait as long as it takes; at it, only drain what a fetch
-            // already brought (tansu reports a high watermark inside the last batch).
-            let timeout = if next < high { Duration::from_millis(500) } else { TAIL_POLL };
-            match reader.poll(timeout) {
-                Some(Ok(message)) => {
-                    next = message.offset() + 1;
-                    read += 1;
-                    let customer = message.key().and_then(|k| std::str::from_utf8(k).ok());
-                    let value = message.payload().and_then(|v| serde_json::from_slice::<LedgerValue<'_>>(v).ok());
-                    match (customer, value, message.timestamp().to_millis()) {
-                        (Some(customer), Some(value), Some(at)) => {
-                            first_delivery_offset.get_or_insert(value.offset);
-                            set.insert_at(customer, &value.event_id, at);
-                        }
-                        _ => {
-                            tracing::warn!(topic = %topic, partition, offset = message.offset(), "ignoring an unreadable ledger record")
+            loop {
+                if abandoned.is_cancelled() {
+                    return Err(Error::LedgerRead("abandoned".into()));
+                }
+                // Below the high watermark, wait as long as it takes; at it, only drain what a
+                // fetch already brought (tansu reports a high watermark inside the last batch).
+                let timeout = if next < high { Duration::from_millis(500) } else { TAIL_POLL };
+                match reader.poll(timeout) {
+                    Some(Ok(message)) => {
+                        next = message.offset() + 1;
+                        read += 1;
+                        let customer = message.key().and_then(|k| std::str::from_utf8(k).ok());
+                        let value = message.payload().and_then(|v| serde_json::from_slice::<LedgerValue<'_>>(v).ok());
+                        match (customer, value, message.timestamp().to_millis()) {
+                            (Some(customer), Some(value), Some(at)) => {
+                                first_delivery_offset.get_or_insert(value.offset);
+                                set.insert_at(customer, &value.event_id, at);
+                            }
+                            _ => {
+                                tracing::warn!(topic = %topic, partition, offset = message.offset(), "ignoring an unreadable ledger record")
+                            }
                         }
                     }
+                    Some(Err(error)) => return Err(error.into()),
+                    None if next >= high => break,
+                    None => {}
                 }
-                Some(Err(error)) => return Err(error.into()),
-                None if next >= high => break,
-                None => {}
             }
         }
         if plan.cut && first_delivery_offset.zip(committed).is_some_and(|(first, committed)| first >= committed) {
