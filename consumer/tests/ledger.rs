@@ -5,32 +5,17 @@
 
 mod common;
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
-use common::{Env, metric_value};
+use common::{Env, event, metric_value, received_counts};
 use hookline_consumer::Metrics;
 use hookline_consumer::ledger::{DeliveredSet, entry_value};
 use hookline_core::envelope::EventRecord;
 use hookline_testkit::kafka::{committed_offsets, produce_record};
 use hookline_testkit::{Endpoint, Respond, wait_until};
 use rdkafka::producer::FutureRecord;
-use serde_json::json;
 
 const WAIT: Duration = Duration::from_secs(90);
-
-fn event(n: u32) -> EventRecord {
-    EventRecord::new("test.event", serde_json::value::to_raw_value(&json!({ "n": n })).expect("payload"))
-}
-
-/// How many times the endpoint received each `webhook-id`.
-fn received_counts(endpoint: &Endpoint) -> BTreeMap<String, usize> {
-    let mut counts = BTreeMap::new();
-    for request in endpoint.received() {
-        *counts.entry(request.webhook_id().to_owned()).or_default() += 1;
-    }
-    counts
-}
 
 /// How many observations a histogram of `metrics` has.
 fn histogram_count(metrics: &Metrics, name: &str) -> u64 {
