@@ -36,6 +36,7 @@ const MIB: f64 = 1024.0 * 1024.0;
 #[derive(Debug, Clone, Copy)]
 struct Measured {
     seconds: f64,
+    read: f64,
     held: f64,
     set_mib: f64,
     rss_mib: f64,
@@ -57,8 +58,8 @@ pub async fn run(config: &Config, shutdown: &CancellationToken) -> Result<Vec<Fi
             for capacity in capacities(config, entries) {
                 let restore = restore(&stack, entries, capacity).await?;
                 eprintln!(
-                    "    capacity {capacity}: restored in {:.2} s, {} held, set {:.1} MiB, RSS +{:.1} MiB",
-                    restore.seconds, restore.held, restore.set_mib, restore.rss_mib
+                    "    capacity {capacity}: restored in {:.2} s, {} read, {} held, set {:.1} MiB, RSS +{:.1} MiB",
+                    restore.seconds, restore.read, restore.held, restore.set_mib, restore.rss_mib
                 );
                 measured.entry((entries, capacity)).or_default().push(restore);
             }
@@ -70,6 +71,12 @@ pub async fn run(config: &Config, shutdown: &CancellationToken) -> Result<Vec<Fi
         let label = format!("Ledger restore, {} entries, --dedup-capacity {}", count(entries), count(capacity));
         let values = |f: fn(&Measured) -> f64| runs.iter().map(f).collect::<Vec<_>>();
         figures.push(Figure::new(&format!("{id}.seconds"), &format!("{label}: time"), "s", values(|m| m.seconds)));
+        figures.push(
+            Figure::new(&format!("{id}.read"), &format!("{label}: ledger records read"), "records", values(|m| m.read))
+                .with_note(
+                    "at most the capacity plus the broker's last batch (tansu reports a high watermark inside it)",
+                ),
+        );
         figures.push(Figure::new(
             &format!("{id}.held"),
             &format!("{label}: deliveries held"),
@@ -157,9 +164,14 @@ async fn restore(stack: &Stack, entries: usize, capacity: usize) -> Result<Measu
     let restored = ledger.restore(0, Some(committed)).await?;
     let seconds = started.elapsed().as_secs_f64();
     let rss_after = rss_bytes();
-    let held = restored.set.len();
-    if held != capacity.min(entries) {
-        return Err(Error::Invalid(format!("a restore with capacity {capacity} of {entries} entries held {held}")));
+    let (held, read) = (restored.set.len(), restored.read);
+    // Fewer than the capacity only if the broker holds some entries twice (a produce retried
+    // under load: the set holds each once); never more.
+    let expected = capacity.min(entries);
+    if held > expected || held < expected * 9 / 10 {
+        return Err(Error::Invalid(format!(
+            "a restore with capacity {capacity} of {entries} entries read {read} and held {held}"
+        )));
     }
     let newest = entries - 1;
     let tail_known = (entries.saturating_sub(TAIL.min(capacity))..entries)
@@ -169,7 +181,13 @@ async fn restore(stack: &Stack, entries: usize, capacity: usize) -> Result<Measu
     }
     let set_mib = restored.set.bytes() as f64 / MIB;
     drop(restored);
-    Ok(Measured { seconds, held: held as f64, set_mib, rss_mib: rss_after.saturating_sub(rss_before) as f64 / MIB })
+    Ok(Measured {
+        seconds,
+        read: read as f64,
+        held: held as f64,
+        set_mib,
+        rss_mib: rss_after.saturating_sub(rss_before) as f64 / MIB,
+    })
 }
 
 /// This process's resident set size, in bytes (0 where `/proc` cannot say).

@@ -645,6 +645,8 @@ impl Ledger {
         // The delivery offset of the first entry read: a read cut short by the capacity that
         // starts inside the re-readable tail did not see all of it.
         let mut first_delivery_offset = None;
+        // Entries read but older than the window as of the newest read (not held).
+        let mut outside = 0_u64;
         if high > low {
             let mut assignment = TopicPartitionList::new();
             assignment.add_partition_offset(topic, partition, Offset::Offset(plan.start))?;
@@ -665,7 +667,9 @@ impl Ledger {
                         match (customer, value, message.timestamp().to_millis()) {
                             (Some(customer), Some(value), Some(at)) => {
                                 first_delivery_offset.get_or_insert(value.offset);
-                                set.insert_at(customer, &value.event_id, at);
+                                if !set.insert_at(customer, &value.event_id, at) {
+                                    outside += 1;
+                                }
                             }
                             _ => {
                                 tracing::warn!(topic = %topic, partition, offset = message.offset(), "ignoring an unreadable ledger record")
@@ -686,6 +690,9 @@ impl Ledger {
                 "the partition's uncommitted tail holds more deliveries than --dedup-capacity: the oldest of them are \
                  not remembered and are sent again if re-read"
             );
+        }
+        if outside > 0 {
+            tracing::debug!(topic = %topic, partition, outside, "ledger entries older than the window were not held");
         }
         Ok(Restored { set, next, read, kept: plan.resume })
     }
