@@ -22,6 +22,29 @@ pub enum Scenario {
     HeadOfLine,
     /// Publish-to-delivery latency at fixed offered rates.
     EndToEnd,
+    /// The delivery ledger: how long a partition's restore takes and how much memory its
+    /// delivered set holds, for ledgers of millions of entries and several capacities.
+    Ledger,
+}
+
+impl Scenario {
+    /// The scenario that measured the figure `id` (its first component names it).
+    pub fn of_figure(id: &str) -> Option<Self> {
+        match id.split('.').next()? {
+            "ceiling" => Some(Self::Ceiling),
+            "publisher" => Some(Self::Publisher),
+            "drain" => Some(Self::Drain),
+            "head_of_line" => Some(Self::HeadOfLine),
+            "end_to_end" => Some(Self::EndToEnd),
+            "ledger" => Some(Self::Ledger),
+            _ => None,
+        }
+    }
+
+    /// Whether it runs Hookline's binaries (the others run in this process).
+    pub fn needs_binaries(self) -> bool {
+        self != Self::Ledger
+    }
 }
 
 /// How deliveries are sealed in a drain.
@@ -106,6 +129,15 @@ pub struct Config {
     #[arg(long, env = "BENCH_E2E_DURATION", value_parser = parse_duration, default_value = "10s")]
     pub e2e_duration: Duration,
 
+    /// Entries in the ledger partition restored by the ledger scenario: one run set per size.
+    #[arg(long, env = "BENCH_LEDGER_ENTRIES", value_delimiter = ',', default_values_t = [1_000_000_usize, 4_000_000])]
+    pub ledger_entries: Vec<usize>,
+
+    /// `--dedup-capacity` of the ledger scenario's restores: one restore per capacity up to the
+    /// ledger's size (a capacity of the whole ledger reads all of it, as an unbounded set would).
+    #[arg(long, env = "BENCH_LEDGER_CAPACITIES", value_delimiter = ',', default_values_t = [100_000_usize, 1_000_000, 4_000_000])]
+    pub ledger_capacities: Vec<usize>,
+
     /// librdkafka property KEY=VALUE for every Kafka client of the run, Hookline's processes and
     /// the harness's own (repeatable; `;`-separated in the environment). The default works
     /// around tansu 0.6, which answers a waiting fetch only when `fetch.wait.max.ms` is over,
@@ -183,10 +215,18 @@ impl Config {
             self.e2e_duration = self.e2e_duration.min(Duration::from_secs(1));
             self.rates = vec![200];
             self.consumers = vec![1, 2];
+            self.ledger_entries = vec![20_000];
+            self.ledger_capacities = vec![5_000, 20_000];
         }
         if self.scenarios.is_empty() {
-            self.scenarios =
-                vec![Scenario::Ceiling, Scenario::Publisher, Scenario::Drain, Scenario::HeadOfLine, Scenario::EndToEnd];
+            self.scenarios = vec![
+                Scenario::Ceiling,
+                Scenario::Publisher,
+                Scenario::Drain,
+                Scenario::HeadOfLine,
+                Scenario::EndToEnd,
+                Scenario::Ledger,
+            ];
         }
         self.scenarios.sort();
         self.scenarios.dedup();

@@ -7,6 +7,8 @@ use std::path::PathBuf;
 pub enum Error {
     #[error("{0}")]
     Core(#[from] hookline_core::Error),
+    #[error("consumer: {0}")]
+    Consumer(#[from] hookline_consumer::Error),
     #[error("Kafka: {0}")]
     Kafka(#[from] rdkafka::error::KafkaError),
     #[error("HTTP client: {0}")]

@@ -13,7 +13,10 @@
 //! 3. drains of a prefilled topic by one and by several consumer processes, signing only and
 //!    signing + JWE to per-customer RSA keys;
 //! 4. head-of-line: the same drain with one customer always answering 503;
-//! 5. end to end: publish-to-delivery latency at fixed offered rates (open loop).
+//! 5. end to end: publish-to-delivery latency at fixed offered rates (open loop);
+//! 6. the delivery ledger: restore time and memory of a partition's delivered set, for ledgers of
+//!    millions of entries and several `--dedup-capacity` values (in this process, with the
+//!    consumer's own code).
 //!
 //! Nothing here asserts a timing: `--smoke` shrinks everything to seconds, which the test suite
 //! runs so that the harness keeps working.
@@ -21,6 +24,7 @@
 //! # Layout
 //! - [`config`]: flags and environment variables.
 //! - [`scenarios`]: the benchmarks.
+//! - [`ledger`]: the ledger scenario.
 //! - [`stack`]: broker, topics, customers, prefill, Hookline processes, CPU time.
 //! - [`receiver`]: the fast receiver.
 //! - [`load`]: closed- and open-loop HTTP load generators.
@@ -32,6 +36,7 @@
 pub mod config;
 pub mod error;
 pub mod keys;
+pub mod ledger;
 pub mod load;
 pub mod receiver;
 pub mod report;
@@ -53,7 +58,9 @@ use scenarios::Bench;
 /// to disk unless `--no-write`).
 pub async fn run(config: Config, shutdown: CancellationToken) -> Result<Report> {
     let config = config.effective();
-    let bin_dir = binaries_dir(&config)?;
+    // The ledger scenario runs in this process; the others need Hookline's binaries.
+    let bin_dir =
+        if config.scenarios.iter().any(|s| s.needs_binaries()) { binaries_dir(&config)? } else { PathBuf::new() };
     let needs_keys =
         config.runs(Scenario::Drain) || config.runs(Scenario::HeadOfLine) || config.runs(Scenario::EndToEnd);
     let keys = if needs_keys {
@@ -72,6 +79,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<Report> 
         figures.extend(bench.run(*scenario).await?);
     }
     let mut report = Report { machine: report::Machine::read(broker_version()), workload: (&config).into(), figures };
+    report.carry_over(&config.json, &config.scenarios);
     report.relate_to_ceilings();
     if !config.no_write {
         report.write(&config.markdown, &config.json)?;

@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::Result;
 use crate::config::{Config, Scenario};
@@ -130,6 +130,37 @@ impl Report {
         }
     }
 
+    /// Adds, from the report at `json` (which this run replaces), the figures of the scenarios
+    /// this run did not measure, marked with when they were: so that a run of one scenario
+    /// (`--scenarios ledger`) updates its rows and keeps the others. Nothing when there is no
+    /// readable report.
+    pub fn carry_over(&mut self, json: &Path, ran: &[Scenario]) {
+        #[derive(Deserialize)]
+        struct Earlier {
+            machine: EarlierMachine,
+            figures: Vec<Figure>,
+        }
+        #[derive(Deserialize)]
+        struct EarlierMachine {
+            date: String,
+            commit: String,
+        }
+        let Some(earlier) =
+            std::fs::read_to_string(json).ok().and_then(|text| serde_json::from_str::<Earlier>(&text).ok())
+        else {
+            return;
+        };
+        let when = format!("{} at commit {}", earlier.machine.date, earlier.machine.commit);
+        for mut figure in earlier.figures {
+            if Scenario::of_figure(&figure.id).is_some_and(|scenario| !ran.contains(&scenario)) {
+                figure.measured.get_or_insert_with(|| when.clone());
+                self.figures.push(figure);
+            }
+        }
+        // In scenario order, each scenario's figures in their own order.
+        self.figures.sort_by_key(|figure| Scenario::of_figure(&figure.id));
+    }
+
     /// The results as Markdown (without the markers).
     pub fn markdown(&self) -> String {
         let m = &self.machine;
@@ -156,11 +187,25 @@ impl Report {
             if w.smoke { " **Smoke run: these figures measure nothing.**" } else { "" }
         ));
         out.push_str("| Figure | Median | Min | Max | Unit | Of ceiling |\n|---|---:|---:|---:|---|---:|\n");
+        // Figures carried over from earlier runs, by when they were measured.
+        let mut earlier: Vec<&str> = vec![];
+        for when in self.figures.iter().filter_map(|f| f.measured.as_deref()) {
+            if !earlier.contains(&when) {
+                earlier.push(when);
+            }
+        }
+        let marker = |f: &Figure| {
+            f.measured
+                .as_deref()
+                .and_then(|m| earlier.iter().position(|e| *e == m))
+                .map_or_else(String::new, |n| format!(" ({})", n + 1))
+        };
         for f in &self.figures {
             let share = f.of_ceiling.as_ref().map_or_else(String::new, |s| format!("{:.0} %", s.fraction * 100.0));
             out.push_str(&format!(
-                "| {} | {} | {} | {} | {} | {} |\n",
+                "| {}{} | {} | {} | {} | {} | {} |\n",
                 f.label,
+                marker(f),
                 number(f.median),
                 number(f.min),
                 number(f.max),
@@ -173,6 +218,16 @@ impl Report {
             out.push('\n');
             for (label, note) in notes {
                 out.push_str(&format!("- {label}: {note}.\n"));
+            }
+        }
+        if !earlier.is_empty() {
+            out.push('\n');
+            for (n, when) in earlier.iter().enumerate() {
+                out.push_str(&format!(
+                    "({}) Not measured by this run (scenarios {:?}): carried over from the run of {when}.\n",
+                    n + 1,
+                    w.scenarios
+                ));
             }
         }
         out.push_str(
@@ -231,6 +286,58 @@ mod tests {
         assert!(fresh.starts_with("# Benchmarks") && fresh.contains(&format!("{BEGIN}\nr\n{END}")));
         let appended = splice("# Mine\n", "r\n");
         assert!(appended.starts_with("# Mine\n") && appended.contains(BEGIN));
+    }
+
+    #[test]
+    fn a_run_of_some_scenarios_keeps_the_other_scenarios_figures_of_the_report_it_replaces() {
+        let machine = |date: &str, commit: &str| Machine {
+            cpu: "cpu".into(),
+            cores: 2,
+            kernel: "6".into(),
+            memory_gib: 1.0,
+            broker: "tansu".into(),
+            commit: commit.into(),
+            date: date.into(),
+        };
+        let config = Config::from_args(["--scenarios", "ceiling,drain,ledger"]).effective();
+        let earlier = Report {
+            machine: machine("2026-11-01T00:00:00Z", "aaa"),
+            workload: (&config).into(),
+            figures: vec![
+                Figure::new("ceiling.receiver.sequential", "Receiver", "requests/s", vec![100.0]),
+                Figure::new("drain.signing.1", "Drain", "deliveries/s", vec![50.0]),
+                Figure::new("ledger.10.5.seconds", "Old ledger", "s", vec![9.0]),
+            ],
+        };
+        let dir = std::env::temp_dir().join(format!("hookline-bench-report-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let json = dir.join("results.json");
+        std::fs::write(&json, serde_json::to_string(&earlier).unwrap()).unwrap();
+
+        let mut report = Report {
+            machine: machine("2026-11-30T00:00:00Z", "bbb"),
+            workload: (&config).into(),
+            figures: vec![Figure::new("ledger.10.5.seconds", "New ledger", "s", vec![1.0])],
+        };
+        report.carry_over(&json, &[Scenario::Ledger]);
+        report.relate_to_ceilings();
+        let ids: Vec<&str> = report.figures.iter().map(|f| f.id.as_str()).collect();
+        assert_eq!(ids, ["ceiling.receiver.sequential", "drain.signing.1", "ledger.10.5.seconds"]);
+        assert_eq!(report.figure("ledger.10.5.seconds").unwrap().median, 1.0, "this run's figure, not the old one");
+        assert!(report.figure("ledger.10.5.seconds").unwrap().measured.is_none());
+        assert_eq!(
+            report.figure("drain.signing.1").unwrap().measured.as_deref(),
+            Some("2026-11-01T00:00:00Z at commit aaa")
+        );
+        assert!(report.figure("drain.signing.1").unwrap().of_ceiling.is_some());
+        let markdown = report.markdown();
+        assert!(markdown.contains("| Drain (1) |") && markdown.contains("| New ledger |"), "{markdown}");
+        assert!(markdown.contains("(1) Not measured by this run"), "{markdown}");
+        // Nothing to carry over: no change.
+        let mut alone = Report { figures: vec![], ..report.clone() };
+        alone.carry_over(&dir.join("missing.json"), &[Scenario::Ledger]);
+        assert!(alone.figures.is_empty());
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -413,6 +413,7 @@ impl Bench<'_> {
             Scenario::Drain => self.drains().await,
             Scenario::HeadOfLine => self.head_of_line().await,
             Scenario::EndToEnd => self.end_to_end().await,
+            Scenario::Ledger => crate::ledger::run(self.config, self.shutdown).await,
         }
     }
 }

@@ -4,16 +4,16 @@
 use std::time::Duration;
 
 use hdrhistogram::Histogram;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// One reported quantity over every run of a benchmark.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Figure {
     /// Stable identifier (the JSON key readers compare across reports).
     pub id: String,
     /// What it is, for the Markdown table.
     pub label: String,
-    pub unit: &'static str,
+    pub unit: String,
     /// One value per run, in run order.
     pub runs: Vec<f64>,
     pub median: f64,
@@ -25,19 +25,34 @@ pub struct Figure {
     /// What else the reader needs to know about this figure.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
+    /// When it was measured, if not by the run that wrote the report: a run of some scenarios
+    /// carries the other scenarios' figures over from the report it replaces.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub measured: Option<String>,
 }
 
 /// A figure as a fraction of another.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Share {
     pub ceiling: String,
     pub fraction: f64,
 }
 
 impl Figure {
-    pub fn new(id: &str, label: &str, unit: &'static str, runs: Vec<f64>) -> Self {
+    pub fn new(id: &str, label: &str, unit: &str, runs: Vec<f64>) -> Self {
         let (median, min, max) = summarise(&runs);
-        Self { id: id.to_owned(), label: label.to_owned(), unit, runs, median, min, max, of_ceiling: None, note: None }
+        Self {
+            id: id.to_owned(),
+            label: label.to_owned(),
+            unit: unit.to_owned(),
+            runs,
+            median,
+            min,
+            max,
+            of_ceiling: None,
+            note: None,
+            measured: None,
+        }
     }
 
     pub fn with_note(mut self, note: impl Into<String>) -> Self {

@@ -45,6 +45,10 @@ async fn a_smoke_run_measures_every_scenario_and_writes_the_reports() {
         "end_to_end.200.p50",
         "end_to_end.200.p999",
         "end_to_end.200.delivered_per_second",
+        "ledger.20000.5000.seconds",
+        "ledger.20000.5000.set_mib",
+        "ledger.20000.5000.rss_mib",
+        "ledger.20000.20000.seconds",
     ] {
         assert!(ids.contains(&id), "{id} missing from {ids:?}");
     }
@@ -60,6 +64,17 @@ async fn a_smoke_run_measures_every_scenario_and_writes_the_reports() {
     // them there; the other partitions drain.
     let stuck = report.figure("head_of_line.jwe.1.stuck").unwrap().median;
     assert!(stuck < 450.0, "{stuck} of the healthy customers' 450 deliveries stuck");
+
+    // A ledger of 20,000 entries restored with a capacity of 5,000 holds at most 5,000 (the
+    // newest, the re-readable tail among them: the scenario checks; fewer only if the broker
+    // holds an entry twice), and a smaller set than all 20,000.
+    let held = |id: &str| report.figure(id).unwrap().median;
+    assert!((4_500.0..=5_000.0).contains(&held("ledger.20000.5000.held")));
+    assert!((18_000.0..=20_000.0).contains(&held("ledger.20000.20000.held")));
+    assert!(
+        report.figure("ledger.20000.5000.set_mib").unwrap().median
+            < report.figure("ledger.20000.20000.set_mib").unwrap().median
+    );
 
     let written = std::fs::read_to_string(&markdown).unwrap();
     assert!(written.starts_with("# Ours\n\nThe analysis.\n") && written.ends_with("\n\nMore.\n"), "{written}");

@@ -46,6 +46,9 @@ pub struct Config {
     #[arg(long, env = "HOOKLINE_DEDUP_WINDOW", default_value = "24h")]
     pub dedup_window: Window,
 
+    #[command(flatten)]
+    pub dedup: DedupArgs,
+
     /// How long to wait for the customer directory to load at start-up.
     #[arg(long, env = "HOOKLINE_DIRECTORY_LOAD_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
     pub directory_load_timeout: Duration,
@@ -85,6 +88,52 @@ pub struct DeliveryArgs {
     pub request_timeout: Duration,
 }
 
+/// Bounds of the delivery ledger's memory, restore and writes.
+#[derive(Debug, Clone, Args)]
+pub struct DedupArgs {
+    /// Deliveries remembered per partition: the newest this many within `--dedup-window` (older
+    /// ones are forgotten, so a duplicate of them would be sent again). Memory per assigned
+    /// partition is 24 to 32 bytes each (23.3 MiB at the default), and a restore reads at most
+    /// this many ledger records.
+    #[arg(
+        long = "dedup-capacity",
+        env = "HOOKLINE_DEDUP_CAPACITY",
+        default_value_t = DEFAULT_DEDUP_CAPACITY,
+        value_parser = clap::value_parser!(u64).range(1..=100_000_000)
+    )]
+    pub capacity: u64,
+
+    /// Revoked partitions whose delivered sets are kept, so that a partition revoked and assigned
+    /// back to this consumer (every partition, in an eager rebalance) reads only the ledger written
+    /// since; the one revoked longest ago is dropped first. 0 keeps none.
+    #[arg(
+        long = "dedup-kept-partitions",
+        env = "HOOKLINE_DEDUP_KEPT_PARTITIONS",
+        default_value_t = 16,
+        value_parser = clap::value_parser!(u64).range(0..=4096)
+    )]
+    pub kept_partitions: u64,
+
+    /// Ledger writes a partition may await at once; at this many the partition takes no further
+    /// record until the ledger acknowledges some (its offsets cannot be committed before anyway).
+    #[arg(
+        long = "ledger-max-in-flight",
+        env = "HOOKLINE_LEDGER_MAX_IN_FLIGHT",
+        default_value_t = 1000,
+        value_parser = clap::value_parser!(u64).range(1..=100_000)
+    )]
+    pub max_in_flight: u64,
+}
+
+/// Default `--dedup-capacity`.
+pub const DEFAULT_DEDUP_CAPACITY: u64 = 1_000_000;
+
+impl Default for DedupArgs {
+    fn default() -> Self {
+        Self { capacity: DEFAULT_DEDUP_CAPACITY, kept_partitions: 16, max_in_flight: 1000 }
+    }
+}
+
 impl Default for DeliveryArgs {
     fn default() -> Self {
         Self {
@@ -108,6 +157,7 @@ impl Config {
             metrics_listen: ListenAddr(None),
             shutdown_grace: Duration::from_secs(10),
             dedup_window: Window(Some(DEFAULT_DEDUP_WINDOW)),
+            dedup: DedupArgs::default(),
             directory_load_timeout: Duration::from_secs(30),
             log: LogArgs::default(),
             runtime: RuntimeArgs::default(),
@@ -151,6 +201,8 @@ mod tests {
         assert_eq!(config.metrics_listen, ListenAddr(Some("0.0.0.0:9464".parse().unwrap())));
         assert_eq!(config.dedup_window, Window(Some(DEFAULT_DEDUP_WINDOW)));
         assert_eq!(config.topics.delivered, "webhooks.delivered");
+        assert_eq!(config.dedup.capacity, DEFAULT_DEDUP_CAPACITY);
+        assert_eq!(config.dedup.max_in_flight, DedupArgs::default().max_in_flight);
 
         let config = Config::try_parse_from([
             "hookline-consumer",
@@ -164,9 +216,16 @@ mod tests {
             "off",
             "--dedup-window",
             "off",
+            "--dedup-capacity",
+            "5000",
+            "--dedup-kept-partitions",
+            "0",
+            "--ledger-max-in-flight",
+            "10",
         ])
         .unwrap();
         assert_eq!(config.dedup_window, Window(None));
+        assert_eq!((config.dedup.capacity, config.dedup.kept_partitions, config.dedup.max_in_flight), (5000, 0, 10));
         assert_eq!(config.delivery.max_attempts, 3);
         assert_eq!(config.delivery.initial_backoff, Duration::from_millis(250));
         assert_eq!(config.delivery.max_backoff, Duration::from_secs(30));
@@ -180,5 +239,8 @@ mod tests {
         assert!(Config::try_parse_from(["c", "--metrics-listen", "nowhere"]).is_err());
         assert!(Config::try_parse_from(["c", "--dedup-window", "0s"]).is_err());
         assert!(Config::try_parse_from(["c", "--dedup-window", "forever"]).is_err());
+        assert!(Config::try_parse_from(["c", "--dedup-capacity", "0"]).is_err());
+        assert!(Config::try_parse_from(["c", "--dedup-capacity", "lots"]).is_err());
+        assert!(Config::try_parse_from(["c", "--ledger-max-in-flight", "0"]).is_err());
     }
 }

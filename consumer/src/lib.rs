@@ -13,9 +13,11 @@
 //! # Layout
 //! - [`config`]: flags and environment variables.
 //! - [`context`]: rebalance and commit callbacks; splits each assigned partition's queue.
-//! - [`dispatcher`]: the per-partition worker and its commit rule.
-//! - [`ledger`]: the delivery ledger (what was delivered, read back on assignment) that keeps a
-//!   record seen again from being sent again.
+//! - [`dispatcher`]: the per-partition worker, its commit rule and its cap on ledger writes in
+//!   flight.
+//! - [`ledger`]: the delivery ledger (what was delivered, read back on assignment, bounded per
+//!   partition, kept across a revoke and reassignment) that keeps a record seen again from being
+//!   sent again.
 //! - [`offsets`]: the commit watermark of a partition.
 //! - [`pipeline`]: what happens to one record (decoding with `hookline_core::codec`, look-up,
 //!   attempts, retries, DLQ).
@@ -60,7 +62,7 @@ pub use metrics::Metrics;
 
 use context::{HooklineConsumer, HooklineContext};
 use dispatcher::Stops;
-use ledger::Ledger;
+use ledger::{Ledger, LedgerSettings};
 use pipeline::Pipeline;
 
 /// How often the main task polls the consumer even when nothing arrives on its queue: each poll
@@ -104,13 +106,14 @@ pub async fn run_with_metrics(config: Config, shutdown: CancellationToken, metri
     check_dlq_topic(&config).await?;
     let ledger = match config.dedup_window.0 {
         Some(window) => {
-            let ledger = Ledger::new(
-                config.kafka.clone(),
-                producer.clone(),
-                config.topics.delivered.clone(),
+            let settings = LedgerSettings {
+                topic: config.topics.delivered.clone(),
                 window,
-                metrics.clone(),
-            );
+                capacity: usize::try_from(config.dedup.capacity).unwrap_or(usize::MAX),
+                kept_partitions: usize::try_from(config.dedup.kept_partitions).unwrap_or(usize::MAX),
+                max_in_flight: usize::try_from(config.dedup.max_in_flight).unwrap_or(usize::MAX),
+            };
+            let ledger = Ledger::new(config.kafka.clone(), producer.clone(), settings, metrics.clone());
             let (checked, deliveries) = (ledger.clone(), config.topics.deliveries.clone());
             tokio::task::spawn_blocking(move || checked.check_layout(&deliveries))
                 .await
@@ -181,6 +184,9 @@ pub async fn run_with_metrics(config: Config, shutdown: CancellationToken, metri
 
     metrics.readiness.set_started(false);
     drain(&consumer, workers, stops, config.shutdown_grace).await;
+    if let Some(ledger) = &pipeline.ledger {
+        ledger.forget_kept();
+    }
     drop(assignments);
     let directory = pipeline.directory.clone();
     close(consumer, pipeline).await;

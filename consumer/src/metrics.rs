@@ -65,11 +65,25 @@ pub struct Metrics {
     pub ledger_records: IntCounter,
     /// `hookline_ledger_write_errors_total`: failed ledger writes (retried).
     pub ledger_write_errors: IntCounter,
-    /// `hookline_ledger_restored_entries_total`: deliveries read back from the ledger when a
-    /// partition was assigned.
+    /// `hookline_ledger_restored_entries_total`: ledger records read back when a partition was
+    /// assigned (for a kept set, only those written since it was kept).
     pub ledger_restored: IntCounter,
     /// `hookline_ledger_restore_duration_seconds`: how long reading a partition's ledger took.
     pub ledger_restore_duration: Histogram,
+    /// `hookline_ledger_restores_total{kind}`: partitions' ledgers restored, `read` (read back,
+    /// at most `--dedup-capacity` entries) or `kept` (this member's set from before the partition
+    /// was revoked, brought up to date).
+    pub ledger_restores: IntCounterVec,
+    /// `hookline_ledger_memory_bytes`: bytes held by the delivered sets of assigned partitions and
+    /// of the revoked partitions kept for a reassignment.
+    pub ledger_memory: IntGauge,
+    /// `hookline_ledger_writes_in_flight`: ledger writes awaiting the broker's acknowledgement.
+    pub ledger_in_flight: IntGauge,
+    /// `hookline_partitions_waiting_on_ledger`: partitions not taking records because they await
+    /// `--ledger-max-in-flight` ledger writes.
+    pub waiting_on_ledger: IntGauge,
+    /// `hookline_ledger_waits_total`: times a partition stopped taking records at that cap.
+    pub ledger_waits: IntCounter,
     /// `hookline_delivery_latency_seconds`: from the event's acceptance by the publisher to the
     /// endpoint's ACK.
     pub delivery_latency: Histogram,
@@ -203,9 +217,33 @@ impl Metrics {
             ledger_write_errors: counter("hookline_ledger_write_errors_total", "Failed ledger writes (retried).")?,
             ledger_restored: counter(
                 "hookline_ledger_restored_entries_total",
-                "Deliveries read back from the ledger when partitions were assigned.",
+                "Ledger records read back when partitions were assigned.",
             )?,
             ledger_restore_duration,
+            ledger_restores: counter_vec(
+                "hookline_ledger_restores_total",
+                "Partition ledgers restored on assignment, by kind (read: read back from the ledger; kept: this \
+                 member's set from before a revocation, brought up to date).",
+                &["kind"],
+            )?,
+            ledger_memory: gauge(
+                "hookline_ledger_memory_bytes",
+                "Bytes held by the delivered sets of assigned partitions and of revoked partitions kept for a \
+                 reassignment.",
+            )?,
+            ledger_in_flight: gauge(
+                "hookline_ledger_writes_in_flight",
+                "Ledger writes awaiting the broker's acknowledgement.",
+            )?,
+            waiting_on_ledger: gauge(
+                "hookline_partitions_waiting_on_ledger",
+                "Partitions not taking records because their ledger writes in flight are at --ledger-max-in-flight.",
+            )?,
+            ledger_waits: counter(
+                "hookline_ledger_waits_total",
+                "Times a partition stopped taking records because its ledger writes in flight reached \
+                 --ledger-max-in-flight.",
+            )?,
             decode_errors: counter_vec(
                 "hookline_decode_errors_total",
                 "Record values that could not be decoded, by reason (unknown_format, invalid_json, invalid_avro, \

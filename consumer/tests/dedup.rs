@@ -3,29 +3,14 @@
 
 mod common;
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
-use common::Env;
+use common::{Env, event, received_counts};
 use hookline_core::envelope::EventRecord;
 use hookline_testkit::kafka::{committed_offsets, produce_record, read_topic};
 use hookline_testkit::{Endpoint, Respond, wait_until};
-use serde_json::json;
 
 const WAIT: Duration = Duration::from_secs(90);
-
-fn event(n: u32) -> EventRecord {
-    EventRecord::new("test.event", serde_json::value::to_raw_value(&json!({ "n": n })).expect("payload"))
-}
-
-/// How many times the endpoint received each `webhook-id`.
-fn received_counts(endpoint: &Endpoint) -> BTreeMap<String, usize> {
-    let mut counts = BTreeMap::new();
-    for request in endpoint.received() {
-        *counts.entry(request.webhook_id().to_owned()).or_default() += 1;
-    }
-    counts
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_duplicated_record_is_sent_once_and_both_offsets_are_committed() {

@@ -10,8 +10,9 @@ use std::time::Duration;
 use hookline_consumer::{Config, Metrics};
 use hookline_core::config::{KafkaArgs, SecretString, TopicArgs};
 use hookline_core::customer::Customer;
+use hookline_core::envelope::EventRecord;
 use hookline_core::{directory, topics};
-use hookline_testkit::{Broker, init_test_logging, kafka, tenants, unique_name};
+use hookline_testkit::{Broker, Endpoint, init_test_logging, kafka, tenants, unique_name};
 use hookline_wire::signing::SigningSecret;
 use rdkafka::producer::FutureProducer;
 use tokio::task::JoinHandle;
@@ -254,4 +255,18 @@ pub fn metric_value(metrics: &Metrics, name: &str, labels: &[(&str, &str)]) -> u
         }
     }
     total as u64
+}
+
+/// A `test.event` with payload `{"n": n}` and a new event id.
+pub fn event(n: u32) -> EventRecord {
+    EventRecord::new("test.event", serde_json::value::to_raw_value(&serde_json::json!({ "n": n })).expect("payload"))
+}
+
+/// How many times the endpoint received each `webhook-id`.
+pub fn received_counts(endpoint: &Endpoint) -> std::collections::BTreeMap<String, usize> {
+    let mut counts = std::collections::BTreeMap::new();
+    for request in endpoint.received() {
+        *counts.entry(request.webhook_id().to_owned()).or_default() += 1;
+    }
+    counts
 }
