@@ -56,6 +56,7 @@ use apache_avro::rabin::Rabin;
 use apache_avro::reader::datum::GenericDatumReader;
 use apache_avro::types::Value;
 use apache_avro::writer::datum::GenericDatumWriter;
+use hookline_wire::hex;
 use schema_registry_converter::async_impl::avro::AvroDecoder;
 use schema_registry_converter::async_impl::schema_registry::{SrSettings, perform_sr_call, post_schema};
 use schema_registry_converter::error::SRCError;
@@ -545,7 +546,7 @@ fn read_single_object(
         detail: format!(
             "single-object record with unknown schema fingerprint {} (not an append-only extension of {name}): \
              {detail}",
-            hex(&fingerprint)
+            hex::encode(&fingerprint)
         ),
     };
     let mut cursor = Cursor::new(body);
@@ -571,10 +572,6 @@ fn read_single_object(
         }),
         (false, 0) => Err(unknown_schema("no appended fields".to_owned())),
     }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Maps a schema-registry client error: transport failures and 502/503 are transient; an answer
@@ -890,8 +887,10 @@ mod tests {
         const RELEASED: [(RecordType, &str); 2] =
             [(RecordType::Delivery, "0f5c70171ce4c987"), (RecordType::Customer, "32f2573fce9761bb")];
         for (record, released) in RELEASED {
-            let known: Vec<String> =
-                std::iter::once(record.compiled()).chain(record.history()).map(|c| hex(&c.fingerprint)).collect();
+            let known: Vec<String> = std::iter::once(record.compiled())
+                .chain(record.history())
+                .map(|c| hex::encode(&c.fingerprint))
+                .collect();
             assert!(
                 known.iter().any(|k| k == released),
                 "{} {released} is neither the current schema nor in its history (known: {known:?}); keep the \

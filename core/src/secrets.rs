@@ -18,6 +18,7 @@ use aes_gcm::Aes256Gcm;
 use aes_gcm::aead::{Aead, KeyInit, Nonce, Payload};
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use hookline_wire::hex;
 use sha2::{Digest, Sha256};
 use subtle::{Choice, ConstantTimeEq};
 use zeroize::Zeroizing;
@@ -253,7 +254,7 @@ impl ApiKey {
     pub fn generate() -> (ApiKey, ApiKeyHash) {
         let mut id = [0u8; KEY_ID_LEN / 2];
         rand::fill(&mut id[..]);
-        let key_id = hex(&id);
+        let key_id = hex::encode(&id);
         let mut secret = Zeroizing::new([0u8; API_SECRET_BYTES]);
         rand::fill(&mut secret[..]);
         let mut text = Zeroizing::new(String::with_capacity(API_KEY_LEN));
@@ -261,7 +262,7 @@ impl ApiKey {
         text.push_str(&key_id);
         text.push('_');
         URL_SAFE_NO_PAD.encode_string(&secret[..], &mut text);
-        let hash = ApiKeyHash { key_id, sha256: hex(&sha256(text.as_bytes())) };
+        let hash = ApiKeyHash { key_id, sha256: hex::encode(&sha256(text.as_bytes())) };
         (ApiKey(text), hash)
     }
 
@@ -294,7 +295,7 @@ impl ApiKeyHash {
     /// Whether `presented` is the key this hash was made from. The hashes are compared in
     /// constant time.
     pub fn matches(&self, presented: &str) -> bool {
-        let presented = hex(&sha256(presented.as_bytes()));
+        let presented = hex::encode(&sha256(presented.as_bytes()));
         bool::from(presented.as_bytes().ct_eq(self.sha256.as_bytes()))
     }
 }
@@ -382,16 +383,6 @@ pub fn bearer_token(header_value: &str) -> Option<&str> {
 
 fn sha256(data: &[u8]) -> [u8; 32] {
     Sha256::digest(data).into()
-}
-
-fn hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut out = String::with_capacity(bytes.len() * 2);
-    for byte in bytes {
-        out.push(char::from(DIGITS[usize::from(byte >> 4)]));
-        out.push(char::from(DIGITS[usize::from(byte & 0x0f)]));
-    }
-    out
 }
 
 #[cfg(test)]

@@ -148,7 +148,7 @@ pub(crate) struct PublishRequest {
 
 impl PublishRequest {
     /// What identifies the request's content for [`crate::idempotency`].
-    fn fingerprint(&self) -> String {
+    fn fingerprint(&self) -> idempotency::Fingerprint {
         let target = self.target.as_deref().unwrap_or_default();
         idempotency::fingerprint(&[self.event_type.as_bytes(), self.payload.get().as_bytes(), target.as_bytes()])
     }
@@ -383,7 +383,7 @@ pub(crate) async fn publish_event(state: &AppState, request: PublishRequest) -> 
     let Some(key) = request.idempotency_key.clone() else {
         return publish_once(state, request, None).await;
     };
-    let claim = match state.idempotency.begin(&key, &request.fingerprint()).await? {
+    let claim = match state.idempotency.begin(&key, request.fingerprint()).await? {
         Begin::Replay(accepted) => {
             tracing::info!(event_id = %accepted.event_id, "idempotent request answered from the first one");
             return Ok(accepted);

@@ -44,6 +44,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use hookline_core::config::KafkaArgs;
 use hookline_core::follower::{Apply, Follower, StartAt};
+use hookline_wire::hex;
 use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -82,47 +83,30 @@ pub fn validate_key(key: &str) -> Result<()> {
 }
 
 /// What identifies a request's content, so that a key reused for another request is caught:
-/// SHA-256 over the parts, as 64 lowercase hex digits.
-pub fn fingerprint(parts: &[&[u8]]) -> String {
+/// SHA-256 over the parts.
+pub(crate) fn fingerprint(parts: &[&[u8]]) -> Fingerprint {
     let mut hash = Sha256::new();
     for part in parts {
         // Length-prefixed, so that moving bytes between parts changes the fingerprint.
         hash.update((part.len() as u64).to_be_bytes());
         hash.update(part);
     }
-    let mut bytes = [0u8; 32];
-    bytes.copy_from_slice(&hash.finalize());
-    Fingerprint(bytes).to_hex()
+    Fingerprint(hash.finalize().into())
 }
 
 /// A request fingerprint as held in the view: the 32 bytes, not their 64 hex digits. Records
 /// carry it in hex.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Fingerprint([u8; 32]);
+pub(crate) struct Fingerprint([u8; 32]);
 
 impl Fingerprint {
     fn from_hex(text: &str) -> Option<Self> {
-        fn nibble(digit: u8) -> Option<u8> {
-            match digit {
-                b'0'..=b'9' => Some(digit - b'0'),
-                b'a'..=b'f' => Some(digit - b'a' + 10),
-                b'A'..=b'F' => Some(digit - b'A' + 10),
-                _ => None,
-            }
-        }
-        let digits = text.as_bytes();
-        if digits.len() != 64 {
-            return None;
-        }
-        let mut bytes = [0u8; 32];
-        for (byte, pair) in bytes.iter_mut().zip(digits.chunks_exact(2)) {
-            *byte = (nibble(pair[0])? << 4) | nibble(pair[1])?;
-        }
-        Some(Self(bytes))
+        hex::decode(text)?.try_into().ok().map(Self)
     }
 
-    fn to_hex(self) -> String {
-        self.0.iter().map(|b| format!("{b:02x}")).collect()
+    /// The 64 lower-case hex digits.
+    pub(crate) fn to_hex(self) -> String {
+        hex::encode(&self.0)
     }
 }
 
@@ -465,13 +449,7 @@ impl Idempotency {
     }
 
     /// Looks `key` up and, unless the request was answered before, claims it.
-    pub(crate) async fn begin(&self, key: &str, fingerprint: &str) -> Result<Begin> {
-        let fingerprint = Fingerprint::from_hex(fingerprint).ok_or_else(|| {
-            Error::Idempotency(hookline_core::Error::Invalid {
-                field: "fingerprint",
-                reason: "not 64 hex digits".into(),
-            })
-        })?;
+    pub(crate) async fn begin(&self, key: &str, fingerprint: Fingerprint) -> Result<Begin> {
         for _ in 0..CLAIM_ROUNDS {
             self.sync().await?;
             let now = now_ms();
@@ -664,7 +642,7 @@ mod tests {
         assert!(validate_key("new\nline").is_err());
         assert_ne!(fingerprint(&[b"ab", b"c"]), fingerprint(&[b"a", b"bc"]));
         assert_eq!(fingerprint(&[b"x"]), fingerprint(&[b"x"]));
-        let print = fingerprint(&[b"x"]);
+        let print = fingerprint(&[b"x"]).to_hex();
         assert_eq!(print.len(), 64);
         assert_eq!(Fingerprint::from_hex(&print).map(Fingerprint::to_hex), Some(print));
         assert_eq!(Fingerprint::from_hex(&PRINT.to_uppercase()), Fingerprint::from_hex(PRINT));

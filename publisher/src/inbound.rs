@@ -101,7 +101,7 @@ async fn accept(state: &Arc<AppState>, source_id: &str, request: Request) -> Res
         SignatureScheme::StandardWebhooks => header(&headers, ID_HEADER).map(str::to_owned),
         // `X-GitHub-Delivery` is not: a captured request replayed with a fresh delivery id would
         // pass as a new event. The body is covered, so the body is the de-duplication id.
-        SignatureScheme::HubSignature256 => Some(format!("body-{}", fingerprint(&[&body]))),
+        SignatureScheme::HubSignature256 => Some(format!("body-{}", fingerprint(&[&body]).to_hex())),
     };
     // A sender's id that is not a valid key only loses de-duplication, not the event.
     let idempotency_key = idempotency_key(delivery_id.map(|id| format!("inbound:{}:{id}", source.id))).unwrap_or(None);

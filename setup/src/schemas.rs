@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use hookline_core::codec::{self, Codec, RecordType};
 use hookline_core::config::{SchemaRegistryArgs, TopicArgs};
+use hookline_wire::hex;
 
 use crate::broker::bounded;
 use crate::{Error, Result, SchemasCommand};
@@ -27,7 +28,7 @@ pub async fn run<W: Write + Send>(
             let subjects: Vec<String> =
                 codec::subjects(topics).into_iter().filter(|(_, r)| *r == record).map(|(s, _)| s).collect();
             writeln!(out, "{} (subjects {})", record.full_name(), subjects.join(", "))?;
-            writeln!(out, "fingerprint (CRC-64-AVRO, little-endian): {}", hex(&record.fingerprint()))?;
+            writeln!(out, "fingerprint (CRC-64-AVRO, little-endian): {}", hex::encode(&record.fingerprint()))?;
             writeln!(out, "{}", record.schema_text().trim_end())?;
         }
         return Ok(());
@@ -57,8 +58,4 @@ pub async fn run<W: Write + Send>(
     }
     out.flush()?;
     missing.into_iter().next().map_or(Ok(()), Err)
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

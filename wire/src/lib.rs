@@ -20,9 +20,11 @@
 //!   their RFC 7638 thumbprint (`kid`).
 //! - [`jwe`]: [`Encryptor`] (sender) and [`Decryptor`] (receiver): JWE with `RSA-OAEP-256` and
 //!   `A256GCM`, caching content-encryption keys so that RSA is not paid per message.
+//! - [`hex`]: lower-case hexadecimal, shared by every Hookline crate.
 //! - [`error`]: the one error type; it never carries secret material.
 
 pub mod error;
+pub mod hex;
 pub mod jwe;
 pub mod keys;
 pub mod signing;

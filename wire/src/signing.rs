@@ -198,15 +198,17 @@ pub const HUB_SIGNATURE_HEADER: &str = "x-hub-signature-256";
 /// keyed with the bytes of `secret`, compared in constant time.
 pub fn verify_hub_signature(secret: &[u8], headers: &HeaderMap, body: &[u8]) -> Result<()> {
     let value = required_header(headers, HUB_SIGNATURE_HEADER)?;
-    let offered =
-        value.trim().strip_prefix("sha256=").and_then(decode_hex).ok_or(Error::InvalidHeader(HUB_SIGNATURE_HEADER))?;
+    let offered = value
+        .trim()
+        .strip_prefix("sha256=")
+        .and_then(crate::hex::decode)
+        .ok_or(Error::InvalidHeader(HUB_SIGNATURE_HEADER))?;
     if bool::from(hub_mac(secret, body).as_slice().ct_eq(&offered)) { Ok(()) } else { Err(Error::NoMatchingSignature) }
 }
 
 /// The `X-Hub-Signature-256` value a sender with `secret` puts on `body`: `sha256=<hex>`.
 pub fn hub_signature(secret: &[u8], body: &[u8]) -> String {
-    let hex: String = hub_mac(secret, body).iter().map(|byte| format!("{byte:02x}")).collect();
-    format!("sha256={hex}")
+    format!("sha256={}", crate::hex::encode(&hub_mac(secret, body)))
 }
 
 fn hub_mac(secret: &[u8], body: &[u8]) -> [u8; 32] {
@@ -214,16 +216,6 @@ fn hub_mac(secret: &[u8], body: &[u8]) -> [u8; 32] {
     let mut mac = <HmacSha256 as KeyInit>::new_from_slice(secret).expect("HMAC accepts any key length");
     mac.update(body);
     mac.finalize().into_bytes().into()
-}
-
-/// Lower- or upper-case hex to bytes; `None` unless every character is a hex digit, in pairs.
-fn decode_hex(text: &str) -> Option<Vec<u8>> {
-    let digit = |c: u8| (c as char).to_digit(16).and_then(|d| u8::try_from(d).ok());
-    let bytes = text.as_bytes();
-    if !bytes.len().is_multiple_of(2) {
-        return None;
-    }
-    bytes.chunks_exact(2).map(|pair| Some(digit(pair[0])? << 4 | digit(pair[1])?)).collect()
 }
 
 /// A header that must be present, as text.
