@@ -70,7 +70,7 @@ pub(crate) async fn serve(state: Arc<AppState>, listener: TcpListener, shutdown:
         .build_v1()
         .map_err(|e| Error::Grpc(e.to_string()))?;
     // Messages are bounded like HTTP bodies (a payload travels as text in both).
-    let limit = state.max_body_size.saturating_add(64 * 1024);
+    let limit = state.limits.body.saturating_add(64 * 1024);
     let timeout = state.request_timeout;
     let broker = EventBrokerServer::new(Broker { state: Arc::clone(&state) }).max_decoding_message_size(limit);
     let broker = ProducerOnly { inner: broker, state };

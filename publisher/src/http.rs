@@ -70,9 +70,6 @@ pub(crate) struct AppState {
     pub topic: String,
     /// Encodes delivery records (Avro; through the schema registry when one is configured).
     pub codec: Codec,
-    pub produce_timeout: Duration,
-    /// The largest request body (`limits.body`).
-    pub max_body_size: usize,
     /// The record and body limits and in-flight budgets ([`crate::Config::limits`]).
     pub limits: Limits,
     /// Writes an event's copies within the in-flight and time bounds.
@@ -92,11 +89,7 @@ pub(crate) struct AppState {
 
 impl std::fmt::Debug for AppState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AppState")
-            .field("topic", &self.topic)
-            .field("produce_timeout", &self.produce_timeout)
-            .field("max_body_size", &self.max_body_size)
-            .finish_non_exhaustive()
+        f.debug_struct("AppState").field("topic", &self.topic).field("limits", &self.limits).finish_non_exhaustive()
     }
 }
 
@@ -112,7 +105,7 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
         .route("/metrics", get(metrics))
         .fallback(no_route)
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(DefaultBodyLimit::max(state.max_body_size))
+        .layer(DefaultBodyLimit::max(state.limits.body))
         // Outermost, so that it bounds everything above, the body included.
         .layer(middleware::from_fn_with_state(
             RequestTimeout::new(state.request_timeout, state.metrics.clone()),
@@ -299,7 +292,7 @@ impl FromRequest<Arc<AppState>> for Publish {
 pub(crate) async fn read_body(request: Request, state: &Arc<AppState>) -> Result<Bytes> {
     Bytes::from_request(request, state).await.map_err(|rejection| {
         if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            Error::BodyTooLarge { limit: state.max_body_size }
+            Error::BodyTooLarge { limit: state.limits.body }
         } else {
             Error::BodyUnreadable(rejection.body_text())
         }

@@ -196,8 +196,6 @@ pub async fn serve_with_grpc(
         signing_secret_grace: config.signing_secret_grace,
         topic: config.topics.deliveries.clone(),
         codec,
-        produce_timeout: config.produce_timeout,
-        max_body_size: limits.body,
         limits,
         fanout: fanout::Fanout::new(&config, &limits, metrics.clone()),
         metrics,
