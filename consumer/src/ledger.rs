@@ -54,7 +54,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use hookline_core::config::KafkaArgs;
-use hookline_core::kafka;
+use hookline_core::kafka::{self, FirstSince};
 use prometheus::IntGauge;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
@@ -466,26 +466,15 @@ struct Plan {
     cut: bool,
 }
 
-/// What the broker says about the window's start in the ledger partition.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum WindowStart {
-    /// The first offset written within the window.
-    At(i64),
-    /// Nothing was written within the window.
-    Empty,
-    /// The broker could not say.
-    Unknown,
-}
-
 /// Decides where a restore of a ledger partition with watermarks `low..high` reads from: a set
 /// kept up to `kept_next` is continued when it is at most `capacity` records behind; otherwise a
 /// fresh set reads the last `capacity` records, or the window, whichever is shorter.
-fn plan(low: i64, high: i64, window: WindowStart, capacity: usize, kept_next: Option<i64>) -> Plan {
+fn plan(low: i64, high: i64, window: FirstSince, capacity: usize, kept_next: Option<i64>) -> Plan {
     let capacity = i64::try_from(capacity).unwrap_or(i64::MAX);
     let lower = match window {
-        WindowStart::At(first) => first.max(low),
-        WindowStart::Empty => high,
-        WindowStart::Unknown => low,
+        FirstSince::At(first) => first.max(low),
+        FirstSince::Nothing => high,
+        FirstSince::Unknown => low,
     };
     match kept_next {
         Some(next) if high.saturating_sub(next) <= capacity => {
@@ -617,11 +606,8 @@ impl Ledger {
     }
 
     fn reader(&self) -> Result<BaseConsumer> {
-        let mut config = kafka::reader_config(&self.kafka, "hookline-ledger");
-        if !self.kafka.kafka_properties.iter().any(|(key, _)| key == "queued.max.messages.kbytes") {
-            config.set("queued.max.messages.kbytes", RESTORE_QUEUE_KBYTES);
-        }
-        Ok(config.create()?)
+        let defaults = [("queued.max.messages.kbytes", RESTORE_QUEUE_KBYTES)];
+        Ok(kafka::reader_config_with(&self.kafka, "hookline-ledger", &defaults).create()?)
     }
 
     fn read_partition(
@@ -634,7 +620,9 @@ impl Ledger {
         let topic = &self.settings.topic;
         let reader = self.reader()?;
         let (low, high) = reader.fetch_watermarks(topic, partition, METADATA_TIMEOUT)?;
-        let window = self.window_start(&reader, partition);
+        let window = kafka::first_offsets_since(&reader, topic, &[partition], self.settings.window, METADATA_TIMEOUT)
+            .remove(&partition)
+            .unwrap_or(FirstSince::Unknown);
         let plan = plan(low, high, window, self.settings.capacity, kept.as_ref().map(|k| k.next));
         let mut set = match kept {
             Some(kept) if plan.resume => kept.set,
@@ -695,24 +683,6 @@ impl Ledger {
             tracing::debug!(topic = %topic, partition, outside, "ledger entries older than the window were not held");
         }
         Ok(Restored { set, next, read, kept: plan.resume })
-    }
-
-    /// Where the window starts in the ledger partition, if the broker can say.
-    fn window_start(&self, reader: &BaseConsumer, partition: i32) -> WindowStart {
-        let Some(since) = SystemTime::now().checked_sub(self.settings.window).map(unix_millis) else {
-            return WindowStart::Unknown;
-        };
-        let mut query = TopicPartitionList::new();
-        if query.add_partition_offset(&self.settings.topic, partition, Offset::Offset(since)).is_err() {
-            return WindowStart::Unknown;
-        }
-        let found = reader.offsets_for_times(query, METADATA_TIMEOUT).ok();
-        match found.and_then(|found| found.find_partition(&self.settings.topic, partition).map(|p| p.offset())) {
-            Some(Offset::Offset(first)) => WindowStart::At(first),
-            // Nothing written since then.
-            Some(Offset::End) => WindowStart::Empty,
-            _ => WindowStart::Unknown,
-        }
     }
 
     /// Writes the ledger entry for `receipt` (delivered from delivery partition `partition` at
@@ -882,34 +852,34 @@ mod tests {
     #[test]
     fn a_restore_reads_the_last_capacity_entries_of_the_window() {
         // The window holds less than the capacity: all of it.
-        assert_eq!(plan(0, 500, WindowStart::At(100), 1_000, None), Plan { start: 100, resume: false, cut: false });
+        assert_eq!(plan(0, 500, FirstSince::At(100), 1_000, None), Plan { start: 100, resume: false, cut: false });
         // More: only the last `capacity`, whatever the window holds.
         assert_eq!(
-            plan(0, 5_000_000, WindowStart::At(0), 1_000, None),
+            plan(0, 5_000_000, FirstSince::At(0), 1_000, None),
             Plan { start: 4_999_000, resume: false, cut: true }
         );
         // Nothing within the window: nothing to read.
-        assert_eq!(plan(10, 500, WindowStart::Empty, 1_000, None), Plan { start: 500, resume: false, cut: false });
+        assert_eq!(plan(10, 500, FirstSince::Nothing, 1_000, None), Plan { start: 500, resume: false, cut: false });
         // The broker cannot say where the window starts: from the log start, still bounded.
-        assert_eq!(plan(10, 500, WindowStart::Unknown, 1_000, None), Plan { start: 10, resume: false, cut: false });
-        assert_eq!(plan(10, 5_000, WindowStart::Unknown, 1_000, None).start, 4_000);
+        assert_eq!(plan(10, 500, FirstSince::Unknown, 1_000, None), Plan { start: 10, resume: false, cut: false });
+        assert_eq!(plan(10, 5_000, FirstSince::Unknown, 1_000, None).start, 4_000);
     }
 
     #[test]
     fn a_kept_set_reads_only_what_was_written_since_unless_a_fresh_read_is_shorter() {
         assert_eq!(
-            plan(0, 5_000, WindowStart::At(0), 1_000, Some(4_990)),
+            plan(0, 5_000, FirstSince::At(0), 1_000, Some(4_990)),
             Plan { start: 4_990, resume: true, cut: false }
         );
         // Nothing written since (or the broker's high watermark inside the last batch).
-        assert_eq!(plan(0, 5_000, WindowStart::At(0), 1_000, Some(5_003)).start, 5_003);
+        assert_eq!(plan(0, 5_000, FirstSince::At(0), 1_000, Some(5_003)).start, 5_003);
         // Further behind than the capacity: a fresh read of the last `capacity` instead.
         assert_eq!(
-            plan(0, 5_000, WindowStart::At(0), 1_000, Some(3_000)),
+            plan(0, 5_000, FirstSince::At(0), 1_000, Some(3_000)),
             Plan { start: 4_000, resume: false, cut: true }
         );
         // What left the window (or the log) since is not read.
-        assert_eq!(plan(4_500, 5_000, WindowStart::At(4_800), 1_000, Some(4_100)).start, 4_800);
+        assert_eq!(plan(4_500, 5_000, FirstSince::At(4_800), 1_000, Some(4_100)).start, 4_800);
     }
 
     #[test]

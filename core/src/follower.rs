@@ -21,7 +21,7 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
@@ -32,6 +32,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::KafkaArgs;
+use crate::kafka::FirstSince;
 use crate::{Error, Result, kafka};
 
 const METADATA_TIMEOUT: Duration = Duration::from_secs(10);
@@ -61,9 +62,14 @@ pub enum StartAt {
 /// The offset to start a partition at for [`StartAt::Recent`]: the latest of the partition's
 /// first offset, the first offset written since the window's start (`by_time`, when the broker
 /// could say), and `max_records` before the end.
-fn recent_start(low: i64, high: i64, by_time: Option<i64>, max_records: u64) -> i64 {
+fn recent_start(low: i64, high: i64, by_time: FirstSince, max_records: u64) -> i64 {
     let tail = high.saturating_sub(i64::try_from(max_records).unwrap_or(i64::MAX));
-    low.max(tail).max(by_time.unwrap_or(low)).min(high.max(low))
+    let by_time = match by_time {
+        FirstSince::At(offset) => offset,
+        FirstSince::Nothing => high,
+        FirstSince::Unknown => low,
+    };
+    low.max(tail).max(by_time).min(high.max(low))
 }
 
 /// Shared, cheaply cloneable handle on a followed view.
@@ -394,12 +400,9 @@ impl<A: Apply> Follower<A> {
 
 impl<A: Apply> Inner<A> {
     fn open(kafka: &KafkaArgs, topic: String, start_at: StartAt, view: A, stop: CancellationToken) -> Result<Self> {
-        let mut config = kafka::reader_config(kafka, "hookline-follower");
         // A start offset that retention removed meanwhile must not make the reader skip to the end.
-        if !kafka.kafka_properties.iter().any(|(key, _)| key == "auto.offset.reset") {
-            config.set("auto.offset.reset", "earliest");
-        }
-        let reader: BaseConsumer = config.create()?;
+        let reader: BaseConsumer =
+            kafka::reader_config_with(kafka, "hookline-follower", &[("auto.offset.reset", "earliest")]).create()?;
         let partitions = kafka::topic_partitions(&reader, &topic, METADATA_TIMEOUT)?;
         let mut watermarks = HashMap::new();
         for &partition in &partitions {
@@ -407,12 +410,14 @@ impl<A: Apply> Inner<A> {
         }
         let by_time = match start_at {
             StartAt::Beginning => HashMap::new(),
-            StartAt::Recent { since, .. } => offsets_since(&reader, &topic, &partitions, since),
+            StartAt::Recent { since, .. } => {
+                kafka::first_offsets_since(&reader, &topic, &partitions, since, METADATA_TIMEOUT)
+            }
         };
         let mut assignment = TopicPartitionList::new();
         let mut next_offset = HashMap::new();
         for (&partition, &(low, high)) in &watermarks {
-            let since = by_time.get(&partition).copied().flatten();
+            let since = by_time.get(&partition).copied().unwrap_or(FirstSince::Unknown);
             let start = match start_at {
                 StartAt::Beginning => low,
                 StartAt::Recent { max_records, .. } => recent_start(low, high, since, max_records),
@@ -472,37 +477,6 @@ impl<A: Apply> Inner<A> {
     }
 }
 
-/// Per partition, the first offset written at or after `since` ago (`Some(high)` when nothing
-/// was), or `None` where the broker cannot say (then the caller falls back on the other bounds).
-fn offsets_since(reader: &BaseConsumer, topic: &str, partitions: &[i32], since: Duration) -> HashMap<i32, Option<i64>> {
-    let mut found = HashMap::new();
-    let Some(start) = SystemTime::now().checked_sub(since) else { return found };
-    let since_ms = start.duration_since(UNIX_EPOCH).map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
-    let mut query = TopicPartitionList::new();
-    for &partition in partitions {
-        if query.add_partition_offset(topic, partition, Offset::Offset(since_ms)).is_err() {
-            return found;
-        }
-    }
-    match reader.offsets_for_times(query, METADATA_TIMEOUT) {
-        Ok(answer) => {
-            for &partition in partitions {
-                let offset = answer.find_partition(topic, partition).and_then(|p| match p.offset() {
-                    Offset::Offset(offset) => Some(offset),
-                    // Nothing written since: the end, resolved by the caller's other bounds.
-                    Offset::End => Some(i64::MAX),
-                    _ => None,
-                });
-                found.insert(partition, offset);
-            }
-        }
-        Err(error) => {
-            tracing::info!(%topic, %error, "the broker cannot look offsets up by time; reading by record count only");
-        }
-    }
-    found
-}
-
 #[cfg(test)]
 mod tests {
     use std::sync::atomic::AtomicUsize;
@@ -512,16 +486,16 @@ mod tests {
     #[test]
     fn recent_start_takes_the_latest_bound() {
         // By time: 40 is the first record within the window.
-        assert_eq!(recent_start(0, 100, Some(40), 1_000), 40);
+        assert_eq!(recent_start(0, 100, FirstSince::At(40), 1_000), 40);
         // By count: never more than the last 30 records.
-        assert_eq!(recent_start(0, 100, Some(40), 30), 70);
+        assert_eq!(recent_start(0, 100, FirstSince::At(40), 30), 70);
         // The broker cannot say: by count alone, not before the first record.
-        assert_eq!(recent_start(10, 100, None, 1_000), 10);
-        assert_eq!(recent_start(10, 100, None, 5), 95);
+        assert_eq!(recent_start(10, 100, FirstSince::Unknown, 1_000), 10);
+        assert_eq!(recent_start(10, 100, FirstSince::Unknown, 5), 95);
         // Nothing written within the window: start at the end.
-        assert_eq!(recent_start(0, 100, Some(i64::MAX), 1_000), 100);
+        assert_eq!(recent_start(0, 100, FirstSince::Nothing, 1_000), 100);
         // Huge bounds do not overflow.
-        assert_eq!(recent_start(0, 100, None, u64::MAX), 0);
+        assert_eq!(recent_start(0, 100, FirstSince::Unknown, u64::MAX), 0);
     }
 
     #[test]

@@ -4,10 +4,11 @@
 //! role, then the operator's `--kafka-property` pass-through, which wins over both so a deployment
 //! can tune anything (SASL, SSL, timeouts) without a new flag.
 
-use std::time::Duration;
+use std::collections::HashMap;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use rdkafka::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
 use crate::config::KafkaArgs;
 use crate::{Error, Result};
@@ -70,15 +71,22 @@ pub fn group_consumer_config(kafka: &KafkaArgs, client_id: &str, group_id: &str)
     config
 }
 
+/// Defaults for readers: they never commit.
+const READER_DEFAULTS: &[(&str, &str)] =
+    &[("enable.auto.commit", "false"), ("enable.auto.offset.store", "false"), ("enable.partition.eof", "false")];
+
 /// Configuration for a reader that assigns partitions itself and never commits (the customer
 /// directory, DLQ inspection). librdkafka only allows `assign()` on a consumer with a `group.id`;
 /// this one never joins its group (no `subscribe`) nor commits to it.
 pub fn reader_config(kafka: &KafkaArgs, client_id: &str) -> ClientConfig {
-    let mut config = base(
-        kafka,
-        client_id,
-        &[("enable.auto.commit", "false"), ("enable.auto.offset.store", "false"), ("enable.partition.eof", "false")],
-    );
+    reader_config_with(kafka, client_id, &[])
+}
+
+/// [`reader_config`] with `defaults` of the caller's own, which `--kafka-property` still
+/// overrides like every default.
+pub fn reader_config_with(kafka: &KafkaArgs, client_id: &str, defaults: &[(&str, &str)]) -> ClientConfig {
+    let defaults: Vec<(&str, &str)> = READER_DEFAULTS.iter().chain(defaults).copied().collect();
+    let mut config = base(kafka, client_id, &defaults);
     if !kafka.kafka_properties.iter().any(|(k, _)| k == "group.id") {
         config.set("group.id", READER_GROUP);
     }
@@ -105,6 +113,55 @@ pub fn topic_partitions<C: Consumer>(consumer: &C, topic: &str, timeout: Duratio
     let mut ids: Vec<i32> = found.partitions().iter().map(|p| p.id()).collect();
     ids.sort_unstable();
     Ok(ids)
+}
+
+/// Where the records written since some moment begin in a partition, as the broker says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FirstSince {
+    /// The first offset written at or after that moment.
+    At(i64),
+    /// Nothing was written since.
+    Nothing,
+    /// The broker cannot say (it does not look offsets up by time).
+    Unknown,
+}
+
+/// Per partition of `topic`, where the records written within `since` before now begin (one
+/// `ListOffsets` by time for all of them). Blocking: call off the async runtime.
+pub fn first_offsets_since(
+    reader: &BaseConsumer,
+    topic: &str,
+    partitions: &[i32],
+    since: Duration,
+    timeout: Duration,
+) -> HashMap<i32, FirstSince> {
+    let unknown = || partitions.iter().map(|&partition| (partition, FirstSince::Unknown)).collect();
+    let Some(start) = SystemTime::now().checked_sub(since) else { return unknown() };
+    let since_ms = start.duration_since(UNIX_EPOCH).map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+    let mut query = TopicPartitionList::new();
+    for &partition in partitions {
+        if query.add_partition_offset(topic, partition, Offset::Offset(since_ms)).is_err() {
+            return unknown();
+        }
+    }
+    let answer = match reader.offsets_for_times(query, timeout) {
+        Ok(answer) => answer,
+        Err(error) => {
+            tracing::info!(%topic, %error, "the broker cannot look offsets up by time");
+            return unknown();
+        }
+    };
+    partitions
+        .iter()
+        .map(|&partition| {
+            let first = match answer.find_partition(topic, partition).map(|found| found.offset()) {
+                Some(Offset::Offset(offset)) => FirstSince::At(offset),
+                Some(Offset::End) => FirstSince::Nothing,
+                _ => FirstSince::Unknown,
+            };
+            (partition, first)
+        })
+        .collect()
 }
 
 /// Creates a group-less reader (see [`reader_config`]).
