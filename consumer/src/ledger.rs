@@ -542,24 +542,6 @@ impl Ledger {
         self.settings.max_in_flight
     }
 
-    /// Checks that the ledger topic exists and is co-partitioned with `deliveries`: a ledger with
-    /// another partition count would record a customer's deliveries where its next owner never
-    /// looks. Blocking: call off the async runtime.
-    pub fn check_layout(&self, deliveries: &str) -> Result<()> {
-        let reader = kafka::reader(&self.kafka, "hookline-ledger")?;
-        let expected = kafka::topic_partitions(&reader, deliveries, METADATA_TIMEOUT)?;
-        let found = kafka::topic_partitions(&reader, &self.settings.topic, METADATA_TIMEOUT)?;
-        if found.len() != expected.len() {
-            return Err(Error::LedgerLayout {
-                topic: self.settings.topic.clone(),
-                partitions: found.len(),
-                deliveries: deliveries.to_owned(),
-                expected: expected.len(),
-            });
-        }
-        Ok(())
-    }
-
     /// Keeps the set of a revoked partition, complete up to ledger offset `next`, for a
     /// reassignment to this member.
     pub fn keep(&self, partition: i32, set: DeliveredSet, next: i64) {
@@ -712,6 +694,23 @@ impl Ledger {
             }
         }
     }
+}
+
+/// Checks that the ledger topic `ledger` exists and is co-partitioned with `deliveries`: a
+/// ledger with another partition count would record a customer's deliveries where its next owner
+/// never looks. Blocking: call off the async runtime.
+pub fn check_layout(reader: &BaseConsumer, ledger: &str, deliveries: &str) -> Result<()> {
+    let expected = kafka::topic_partitions(reader, deliveries, METADATA_TIMEOUT)?;
+    let found = kafka::topic_partitions(reader, ledger, METADATA_TIMEOUT)?;
+    if found.len() != expected.len() {
+        return Err(Error::LedgerLayout {
+            topic: ledger.to_owned(),
+            partitions: found.len(),
+            deliveries: deliveries.to_owned(),
+            expected: expected.len(),
+        });
+    }
+    Ok(())
 }
 
 #[cfg(test)]

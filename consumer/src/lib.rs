@@ -69,8 +69,8 @@ use pipeline::Pipeline;
 /// tells librdkafka the application is alive (`max.poll.interval.ms`) and serves callbacks.
 const KEEPALIVE_POLL: Duration = Duration::from_millis(500);
 const FLUSH_TIMEOUT: Duration = Duration::from_secs(10);
-/// How long the start-up check of the DLQ topic waits for the broker's metadata.
-const DLQ_CHECK_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long the start-up check of the topics waits for the broker's metadata.
+const TOPIC_CHECK_TIMEOUT: Duration = Duration::from_secs(10);
 /// librdkafka's statistics period, unless set with `--kafka-property`.
 const STATISTICS_INTERVAL_MS: &str = "5000";
 
@@ -103,7 +103,7 @@ pub async fn run_with_metrics(config: Config, shutdown: CancellationToken, metri
     let instance = INSTANCE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let client_id = format!("hookline-consumer-{}-{instance}", std::process::id());
     let producer: FutureProducer = kafka::producer_config(&config.kafka, &client_id).create()?;
-    check_dlq_topic(&config).await?;
+    check_topics(&config).await?;
     let ledger = match config.dedup_window.0 {
         Some(window) => {
             let settings = LedgerSettings {
@@ -113,12 +113,7 @@ pub async fn run_with_metrics(config: Config, shutdown: CancellationToken, metri
                 kept_partitions: usize::try_from(config.dedup.kept_partitions).unwrap_or(usize::MAX),
                 max_in_flight: usize::try_from(config.dedup.max_in_flight).unwrap_or(usize::MAX),
             };
-            let ledger = Ledger::new(config.kafka.clone(), producer.clone(), settings, metrics.clone());
-            let (checked, deliveries) = (ledger.clone(), config.topics.deliveries.clone());
-            tokio::task::spawn_blocking(move || checked.check_layout(&deliveries))
-                .await
-                .map_err(|_| Error::LedgerRead("the layout check failed".into()))??;
-            Some(ledger)
+            Some(Ledger::new(config.kafka.clone(), producer.clone(), settings, metrics.clone()))
         }
         None => {
             tracing::warn!("de-duplication is off (--dedup-window off): records seen again are sent again");
@@ -194,19 +189,25 @@ pub async fn run_with_metrics(config: Config, shutdown: CancellationToken, metri
     failure.map_or(Ok(()), Err)
 }
 
-/// Refuses to start without the DLQ topic. Without it every record that must be dead-lettered
-/// would be retried forever, uncommitted, holding its partition back for every customer there:
-/// a stall nobody sees. (librdkafka does not create topics for a producer unless the broker does,
-/// and Hookline never relies on auto-creation.)
-async fn check_dlq_topic(config: &Config) -> Result<()> {
-    let (kafka, dlq) = (config.kafka.clone(), config.topics.dlq.clone());
+/// Checks, with one reader, the topics the consumer writes to before it joins the group:
+/// - the DLQ topic exists. Without it every record that must be dead-lettered would be retried
+///   forever, uncommitted, holding its partition back for every customer there: a stall nobody
+///   sees. (librdkafka does not create topics for a producer unless the broker does, and Hookline
+///   never relies on auto-creation.)
+/// - with de-duplication on, the delivery ledger is co-partitioned with the delivery topic
+///   ([`ledger::check_layout`]).
+async fn check_topics(config: &Config) -> Result<()> {
+    let (kafka, topics, dedup) = (config.kafka.clone(), config.topics.clone(), config.dedup_window.0.is_some());
     tokio::task::spawn_blocking(move || {
         let reader = kafka::reader(&kafka, "hookline-consumer-check")?;
-        kafka::topic_partitions(&reader, &dlq, DLQ_CHECK_TIMEOUT).map(|_| ())
+        kafka::topic_partitions(&reader, &topics.dlq, TOPIC_CHECK_TIMEOUT)?;
+        if dedup {
+            ledger::check_layout(&reader, &topics.delivered, &topics.deliveries)?;
+        }
+        Ok(())
     })
     .await
-    .map_err(|_| Error::StartupTask("DLQ topic check"))?
-    .map_err(Error::from)
+    .map_err(|_| Error::StartupTask("topic check"))?
 }
 
 /// Lets workers finish what is in flight within `grace`, while still polling the consumer so

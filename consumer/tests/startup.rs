@@ -5,6 +5,7 @@ mod common;
 use std::time::Duration;
 
 use common::Env;
+use hookline_core::topics;
 use hookline_testkit::unique_name;
 
 /// Without the DLQ topic every record that must be dead-lettered would be retried forever,
@@ -22,4 +23,29 @@ async fn refuses_to_start_without_the_dlq_topic() {
         .expect("no panic");
     let error = stopped.expect_err("a missing DLQ topic is refused").to_string();
     assert!(error.contains(&missing) && error.contains("does not exist"), "{error}");
+}
+
+/// A ledger with another partition count than the delivery topic would record a customer's
+/// deliveries where the partition's next owner never looks: refused before joining the group.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refuses_to_start_with_a_ledger_not_co_partitioned_with_the_deliveries() {
+    let env = Env::new(2).await;
+    let ledger = unique_name("ledger-of-three");
+    let spec = topics::TopicSpec {
+        name: ledger.clone(),
+        partitions: 3,
+        replication_factor: 1,
+        cleanup_policy: "delete",
+        retention: None,
+    };
+    topics::ensure_topics(&env.kafka, &[spec]).await.expect("create the ledger topic");
+    let mut config = env.config();
+    config.topics.delivered = ledger.clone();
+    let running = env.start(config);
+    let stopped = tokio::time::timeout(Duration::from_secs(60), running.handle)
+        .await
+        .expect("the consumer stops instead of running with a mismatched ledger")
+        .expect("no panic");
+    let error = stopped.expect_err("a ledger of another layout is refused").to_string();
+    assert!(error.contains(&ledger) && error.contains("3 partitions"), "{error}");
 }
