@@ -19,7 +19,9 @@
 //! - proxies are disabled, so a proxy environment variable cannot route around the guard.
 //!
 //! A refused destination is [`Attempt::Blocked`]: retrying would not help, so the pipeline
-//! dead-letters it.
+//! dead-letters it. Its reason, written to the dead letter's error header and the log, names the
+//! host (never the URL) and how to allow the address (`HOOKLINE_ALLOW_NETWORKS`), worded by
+//! `hookline_core::netguard`.
 //!
 //! The guard protects Hookline's network from URLs that customers choose. An inbound source's
 //! endpoint is chosen by the operator and is internal by design, so requests marked
@@ -34,7 +36,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
-use hookline_core::netguard::NetworkPolicy;
+use hookline_core::netguard::{NetworkPolicy, Refusal, refused_host};
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 use reqwest::header::{CONTENT_TYPE, HeaderValue, RETRY_AFTER};
 
@@ -262,14 +264,12 @@ impl GuardedResolver {
     /// The allowed addresses of `host` (with port 0: the client sets the URL's port).
     pub async fn resolve_allowed(&self, host: &str) -> std::result::Result<Vec<SocketAddr>, BoxError> {
         let resolved = tokio::net::lookup_host((host, 0)).await?;
-        let mut refused: Vec<String> = Vec::new();
+        let mut refused: Vec<Refusal> = Vec::new();
         let allowed: Vec<SocketAddr> = resolved
             .filter(|address| match self.policy.check_ip(address.ip()) {
                 Ok(()) => true,
-                Err(reason) => {
-                    if !refused.contains(&reason) {
-                        refused.push(reason);
-                    }
+                Err(refusal) => {
+                    refused.push(refusal);
                     false
                 }
             })
@@ -280,9 +280,8 @@ impl GuardedResolver {
         if refused.is_empty() {
             return Err(format!("host `{host}` has no addresses").into());
         }
-        Err(Box::new(GuardRefusal {
-            reason: format!("host `{host}` resolves only to forbidden addresses: {}", refused.join("; ")),
-        }))
+        // Says how to allow the addresses, so the dead letter and the log tell the operator.
+        Err(Box::new(GuardRefusal { reason: refused_host(host, &refused) }))
     }
 }
 
@@ -382,7 +381,11 @@ mod tests {
     async fn ip_literal_is_blocked_without_allow_list() {
         let endpoint = Endpoint::ok().await;
         let reason = blocked_reason(client(&[]).attempt(&request(&endpoint.url())).await);
-        assert_eq!(reason, "127.0.0.1 is a loopback address");
+        assert_eq!(
+            reason,
+            "127.0.0.1 is a loopback address; to allow it, add 127.0.0.0/8 to HOOKLINE_ALLOW_NETWORKS on the publisher, \
+             consumer and setup CLI"
+        );
         assert_eq!(endpoint.count(), 0);
     }
 
@@ -393,6 +396,7 @@ mod tests {
         let url = endpoint.url().replace("127.0.0.1", "localhost");
         let reason = blocked_reason(client(&[]).attempt(&request(&url)).await);
         assert!(reason.contains("`localhost`") && reason.contains("loopback"), "{reason}");
+        assert!(reason.contains("add 127.0.0.0/8") && reason.contains("to HOOKLINE_ALLOW_NETWORKS"), "{reason}");
         assert_eq!(endpoint.count(), 0);
     }
 
@@ -438,6 +442,8 @@ mod tests {
     async fn non_http_schemes_are_blocked() {
         let reason = blocked_reason(client(&[]).attempt(&request("file:///etc/passwd")).await);
         assert!(reason.contains("http or https"), "{reason}");
+        // No setting allows another scheme, so none is named.
+        assert!(!reason.contains("HOOKLINE_ALLOW_NETWORKS"), "{reason}");
     }
 
     #[tokio::test]

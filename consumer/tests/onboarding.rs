@@ -6,11 +6,13 @@
 
 mod common;
 
+use std::process::Stdio;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use common::{ADMIN_TOKEN, Env, Publisher};
+use hookline_core::envelope::headers;
 use hookline_core::netguard::NetworkArgs;
 use hookline_testkit::{Endpoint, Received, Respond, wait_until};
 use hookline_wire::jwe::Decryptor;
@@ -182,5 +184,53 @@ async fn delivery_time_guard_dead_letters_forbidden_destinations() {
         hookline_testkit::kafka::header(&dead[0], "hookline-dlq-reason").as_deref(),
         Some("blocked_destination")
     );
+    // The dead letter tells the operator how to allow the destination.
+    let error = hookline_testkit::kafka::header(&dead[0], headers::DLQ_ERROR).expect("an error header");
+    assert_eq!(
+        error,
+        "destination blocked: 127.0.0.1 is a loopback address; to allow it, add 127.0.0.0/8 to HOOKLINE_ALLOW_NETWORKS \
+         on the publisher, consumer and setup CLI"
+    );
     consumer.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_blocked_destination_is_logged_with_how_to_allow_it() {
+    let env = Env::new(1).await;
+    let endpoint = Endpoint::ok().await;
+    // By name: the refusal comes from the consumer's resolver. The token must not be echoed.
+    let url = format!("{}?token=s3cr3t", endpoint.url().replace("127.0.0.1", "localhost"));
+    env.customer("sneaky", &url).await;
+    let mut consumer = env.spawn_process_with(&["--log-format", "json"], |command| {
+        command.env_remove("HOOKLINE_ALLOW_NETWORKS").env("RUST_LOG", "warn").stderr(Stdio::piped());
+    });
+    env.publish("sneaky", json!({ "n": 1 })).await;
+
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let dead = loop {
+        let dead = hookline_testkit::kafka::read_topic(&env.kafka, &env.topics.dlq).await;
+        if !dead.is_empty() {
+            break dead;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "no dead letter within 60s");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    consumer.start_kill().expect("kill the consumer");
+    let output = consumer.wait_with_output().await.expect("the consumer's output");
+    assert_eq!(endpoint.count(), 0, "nothing was sent to the forbidden address");
+
+    let error = hookline_testkit::kafka::header(&dead[0], headers::DLQ_ERROR).expect("an error header");
+    let logs = String::from_utf8_lossy(&output.stderr);
+    let logged = logs
+        .lines()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .find(|line| line["fields"]["message"] == "webhook destination blocked by the SSRF guard")
+        .unwrap_or_else(|| panic!("no log line about the blocked destination in:\n{logs}"));
+    let reason = logged["fields"]["reason"].as_str().expect("a reason").to_owned();
+    for text in [&error, &reason] {
+        assert!(text.contains("host `localhost` resolves to"), "{text}");
+        assert!(text.contains("add 127.0.0.0/8") && text.contains("to HOOKLINE_ALLOW_NETWORKS"), "{text}");
+        assert!(!text.contains("s3cr3t"), "{text}");
+    }
+    assert!(!logs.contains("s3cr3t"), "{logs}");
 }

@@ -11,7 +11,14 @@
 //! addresses actually connected to (see the consumer's `webhook` module), because DNS can change
 //! in between. Operators can allow networks explicitly (`HOOKLINE_ALLOW_NETWORKS`), e.g.
 //! `127.0.0.0/8` for local demos and tests.
+//!
+//! Every refusal of an address says how to allow it ([`Refusal`]: the setting and the network to
+//! add, e.g. `127.0.0.0/8`), so an operator reading the API's answer, the setup CLI's error, a
+//! dead letter's `hookline-dlq-error` header or the consumer's log knows what to change. The
+//! texts are built here only ([`Refusal`]'s `Display`, [`refused_host`]). A refused scheme has
+//! no setting to name.
 
+use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::Duration;
 
@@ -21,6 +28,64 @@ use crate::{Error, Result, quote};
 
 /// How long registration waits for DNS before refusing the URL.
 const RESOLVE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The setting that allows networks despite the guard (`--allow-networks` on the command line).
+const ALLOW_SETTING: &str = "HOOKLINE_ALLOW_NETWORKS";
+
+/// Why the guard refuses one address, and the network whose addition to
+/// `HOOKLINE_ALLOW_NETWORKS` would allow it. Shown (`Display`) as the reason followed by how to
+/// allow it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    /// What the address is, e.g. `127.0.0.1 is a loopback address`.
+    pub reason: String,
+    /// The smallest sensible network that allows the address that decides (for IPv4 embedded in
+    /// IPv6, the IPv4 address): `127.0.0.0/8` for IPv4 loopback, else the address alone.
+    pub network: IpNet,
+}
+
+impl fmt::Display for Refusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}; {}", self.reason, allow_hint(std::slice::from_ref(&self.network)))
+    }
+}
+
+/// How to allow `networks` (at least one), e.g. `to allow it, add 127.0.0.0/8 to
+/// HOOKLINE_ALLOW_NETWORKS on the publisher, consumer and setup CLI`: each checks webhook URLs
+/// with its own setting. Short, because the setup CLI's import report clips its lines to 160
+/// characters.
+fn allow_hint(networks: &[IpNet]) -> String {
+    let list = networks.iter().map(IpNet::to_string).collect::<Vec<_>>().join(",");
+    format!("to allow it, add {list} to {ALLOW_SETTING} on the publisher, consumer and setup CLI")
+}
+
+/// The network to suggest allowing for a refused address: the loopback network for an IPv4
+/// loopback address (a local service may listen on any of it), else the address alone, so that
+/// allowing one destination does not open its neighbours.
+fn suggested_network(ip: IpAddr) -> IpNet {
+    match ip {
+        IpAddr::V4(v4) if v4.is_loopback() => IpNet::V4(ipnet::Ipv4Net::new_assert(Ipv4Addr::new(127, 0, 0, 0), 8)),
+        other => IpNet::from(other),
+    }
+}
+
+/// Why `host` is refused: the refusals of the addresses it resolves to (at least one; each
+/// reason shown once) and how to allow them, naming every network once. Names the host, never
+/// the URL.
+pub fn refused_host(host: &str, refusals: &[Refusal]) -> String {
+    let mut reasons: Vec<&str> = Vec::new();
+    let mut networks: Vec<IpNet> = Vec::new();
+    for refusal in refusals {
+        if !reasons.contains(&refusal.reason.as_str()) {
+            reasons.push(&refusal.reason);
+        }
+        if !networks.contains(&refusal.network) {
+            networks.push(refusal.network);
+        }
+    }
+    let which = if reasons.len() == 1 { "a forbidden address" } else { "forbidden addresses" };
+    format!("host `{}` resolves to {which}: {}; {}", quote::clip(host), reasons.join("; "), allow_hint(&networks))
+}
 
 /// Which destinations webhook URLs may reach: public addresses, plus the allowed networks.
 ///
@@ -51,26 +116,27 @@ impl NetworkPolicy {
         self.allow.iter().any(|net| net.contains(&ip))
     }
 
-    /// `Ok` if `ip` is public or inside an allowed network; else why not, e.g.
-    /// `"127.0.0.1 is a loopback address"`.
-    pub fn check_ip(&self, ip: IpAddr) -> Result<(), String> {
+    /// `Ok` if `ip` is public or inside an allowed network; else why not (e.g. `127.0.0.1 is a
+    /// loopback address`) and the network that would allow it.
+    pub fn check_ip(&self, ip: IpAddr) -> Result<(), Refusal> {
         if self.allows(ip) {
             return Ok(());
         }
+        let refused = |reason: String, decides: IpAddr| Err(Refusal { reason, network: suggested_network(decides) });
         match ip {
             IpAddr::V4(v4) => match ipv4_category(v4) {
                 None => Ok(()),
-                Some(category) => Err(format!("{v4} is {category}")),
+                Some(category) => refused(format!("{v4} is {category}"), ip),
             },
             IpAddr::V6(v6) => match classify_ipv6(v6) {
                 V6::Public => Ok(()),
-                V6::Blocked(category) => Err(format!("{v6} is {category}")),
+                V6::Blocked(category) => refused(format!("{v6} is {category}"), ip),
                 // Traffic to these reaches the embedded IPv4 address (directly, or through a
                 // translator or relay), so that address decides, including the allow-list.
                 V6::Embeds(_, v4) if self.allows(IpAddr::V4(v4)) => Ok(()),
                 V6::Embeds(kind, v4) => match ipv4_category(v4) {
                     None => Ok(()),
-                    Some(category) => Err(format!("{v6} is {kind} address of {v4}, {category}")),
+                    Some(category) => refused(format!("{v6} is {kind} address of {v4}, {category}"), IpAddr::V4(v4)),
                 },
             },
         }
@@ -78,18 +144,19 @@ impl NetworkPolicy {
 
     /// The checks that need no DNS: the scheme must be `http` or `https`, and an IP-literal host
     /// must pass [`NetworkPolicy::check_ip`]. Returns the domain name still to resolve and check,
-    /// or `None` for an IP literal (already checked). The error names the host and the reason,
-    /// never the rest of the URL.
+    /// or `None` for an IP literal (already checked). The error names the host and the reason
+    /// (with how to allow a refused address), never the rest of the URL.
     pub fn check_without_dns<'u>(&self, url: &'u url::Url) -> Result<Option<&'u str>, String> {
         let scheme = url.scheme();
         if scheme != "http" && scheme != "https" {
             return Err(format!("the scheme must be http or https, not `{}`", quote::clip(scheme)));
         }
-        match url.host().ok_or_else(|| "the URL has no host".to_owned())? {
-            url::Host::Ipv4(ip) => self.check_ip(IpAddr::V4(ip)).map(|()| None),
-            url::Host::Ipv6(ip) => self.check_ip(IpAddr::V6(ip)).map(|()| None),
-            url::Host::Domain(domain) => Ok(Some(domain)),
-        }
+        let literal = match url.host().ok_or_else(|| "the URL has no host".to_owned())? {
+            url::Host::Ipv4(ip) => IpAddr::V4(ip),
+            url::Host::Ipv6(ip) => IpAddr::V6(ip),
+            url::Host::Domain(domain) => return Ok(Some(domain)),
+        };
+        self.check_ip(literal).map(|()| None).map_err(|refusal| refusal.to_string())
     }
 
     /// Checks a webhook URL: [`NetworkPolicy::check_without_dns`], then every address its host
@@ -118,13 +185,10 @@ impl NetworkPolicy {
         if addresses.is_empty() {
             return Err(invalid(format!("host `{}` has no addresses", quote::clip(domain))));
         }
-        // Every address, not just one: the client may connect to any of them.
-        for address in addresses {
-            self.check_ip(address.ip()).map_err(|reason| {
-                invalid(format!("host `{}` resolves to a forbidden address: {reason}", quote::clip(domain)))
-            })?;
-        }
-        Ok(())
+        // Every address, not just one: the client may connect to any of them. All refusals are
+        // collected, so that the hint names every network to allow at once.
+        let refusals: Vec<Refusal> = addresses.iter().filter_map(|address| self.check_ip(address.ip()).err()).collect();
+        if refusals.is_empty() { Ok(()) } else { Err(invalid(refused_host(domain, &refusals))) }
     }
 }
 
@@ -379,11 +443,31 @@ mod tests {
         for (address, expected) in BLOCKED {
             match policy.check_ip(ip(address)) {
                 Ok(()) => panic!("{address} was allowed"),
-                Err(reason) => {
+                Err(Refusal { reason, network }) => {
                     assert!(reason.contains(expected), "{address}: `{reason}` does not mention `{expected}`");
                     assert!(reason.starts_with(&ip(address).to_string()), "{address}: `{reason}`");
+                    // The network the refusal suggests does allow the address.
+                    assert_eq!(NetworkPolicy::new(vec![network]).check_ip(ip(address)), Ok(()), "{address}: {network}");
                 }
             }
+        }
+    }
+
+    #[test]
+    fn suggested_networks_are_the_smallest_sensible() {
+        for (address, network) in [
+            ("127.0.0.1", "127.0.0.0/8"),
+            ("127.1.2.3", "127.0.0.0/8"),
+            ("::1", "::1/128"),
+            ("10.1.2.3", "10.1.2.3/32"),
+            ("169.254.169.254", "169.254.169.254/32"),
+            ("fd00:ec2::254", "fd00:ec2::254/128"),
+            // An address embedding IPv4 is judged, and allowed, by the IPv4 address.
+            ("::ffff:127.0.0.1", "127.0.0.0/8"),
+            ("64:ff9b::a00:1", "10.0.0.1/32"),
+        ] {
+            let refusal = NetworkPolicy::default().check_ip(ip(address)).expect_err(address);
+            assert_eq!(refusal.network, net(network), "{address}");
         }
     }
 
@@ -396,8 +480,34 @@ mod tests {
     }
 
     #[test]
-    fn reason_names_the_address() {
-        assert_eq!(NetworkPolicy::default().check_ip(ip("127.0.0.1")), Err("127.0.0.1 is a loopback address".into()));
+    fn reason_names_the_address_and_how_to_allow_it() {
+        let refusal = NetworkPolicy::default().check_ip(ip("127.0.0.1")).expect_err("loopback");
+        assert_eq!(refusal.reason, "127.0.0.1 is a loopback address");
+        assert_eq!(
+            refusal.to_string(),
+            "127.0.0.1 is a loopback address; to allow it, add 127.0.0.0/8 to HOOKLINE_ALLOW_NETWORKS on the publisher, \
+             consumer and setup CLI"
+        );
+    }
+
+    #[test]
+    fn a_refused_host_names_every_network_to_allow_once() {
+        let policy = NetworkPolicy::default();
+        let refusals: Vec<Refusal> = ["127.0.0.1", "::1", "127.0.0.2", "127.0.0.1"]
+            .iter()
+            .filter_map(|a| policy.check_ip(ip(a)).err())
+            .collect();
+        assert_eq!(
+            refused_host("localhost", &refusals),
+            "host `localhost` resolves to forbidden addresses: 127.0.0.1 is a loopback address; ::1 is a loopback \
+             address; 127.0.0.2 is a loopback address; to allow it, add 127.0.0.0/8,::1/128 to HOOKLINE_ALLOW_NETWORKS \
+             on the publisher, consumer and setup CLI"
+        );
+        assert_eq!(
+            refused_host("db.internal", &refusals[..1]),
+            "host `db.internal` resolves to a forbidden address: 127.0.0.1 is a loopback address; to allow it, add \
+             127.0.0.0/8 to HOOKLINE_ALLOW_NETWORKS on the publisher, consumer and setup CLI"
+        );
     }
 
     #[test]
@@ -471,7 +581,8 @@ mod tests {
             invalid_reason(policy.check_url(&url("http://169.254.169.254/latest/meta-data?token=s3cr3t")).await);
         assert_eq!(
             reason,
-            "169.254.169.254 is a link-local address (169.254.0.0/16, where cloud metadata services live)"
+            "169.254.169.254 is a link-local address (169.254.0.0/16, where cloud metadata services live); to allow it, \
+             add 169.254.169.254/32 to HOOKLINE_ALLOW_NETWORKS on the publisher, consumer and setup CLI"
         );
         let reason = invalid_reason(policy.check_url(&url("https://[::1]:8443/hook")).await);
         assert!(reason.contains("::1 is a loopback"), "{reason}");
@@ -489,6 +600,7 @@ mod tests {
         let policy = NetworkPolicy::default();
         let reason = invalid_reason(policy.check_url(&url("http://localhost:8080/hook?secret=abc")).await);
         assert!(reason.contains("`localhost`") && reason.contains("loopback"), "{reason}");
+        assert!(reason.contains("add 127.0.0.0/8") && reason.contains("to HOOKLINE_ALLOW_NETWORKS"), "{reason}");
         assert!(!reason.contains("secret"), "{reason}");
 
         // localhost may resolve to ::1 as well as 127.0.0.1; allowing both makes it pass.

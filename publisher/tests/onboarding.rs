@@ -69,6 +69,19 @@ async fn customers_onboard_themselves_and_stay_isolated() {
     let (status, answer) =
         harness.call(Method::POST, "/v1/customers", Some(ADMIN_TOKEN), Some(json!({ "name": "no id" }))).await;
     assert_error(status, &answer, 422, "id");
+    // Creation is all-or-nothing: a request refused for any field writes nothing, so the same
+    // id is still free afterwards (created below).
+    for (body, mentions) in [
+        (json!({ "id": "acme", "name": " " }), "name"),
+        (json!({ "id": "acme", "name": "x".repeat(201) }), "name"),
+        (json!({ "id": "acme", "name": 7 }), "name"),
+        (json!({ "id": "acme", "webhook_url": "http://127.0.0.1:9/hook" }), "webhook_url"),
+    ] {
+        let (status, answer) = harness.call(Method::POST, "/v1/customers", Some(ADMIN_TOKEN), Some(body.clone())).await;
+        assert!((400..500).contains(&status) && error_of(&answer).contains(mentions), "{body}: {status} {answer}");
+        let (status, answer) = harness.call(Method::GET, "/v1/customers/acme", Some(ADMIN_TOKEN), None).await;
+        assert_eq!(status, 404, "{body} left a customer behind: {answer}");
+    }
 
     let (acme_key, acme_secret) = create(&harness, "acme").await;
     let (globex_key, globex_secret) = create(&harness, "globex").await;
@@ -249,7 +262,26 @@ async fn webhook_urls_reaching_internal_networks_are_refused() {
             harness.call(Method::PUT, "/v1/customer/webhook", Some(&key), Some(json!({ "url": url }))).await;
         assert_error(status, &answer, 422, "url");
         assert!(error_of(&answer).contains(why), "{url}: {answer}");
+        // Every refusal says which setting allows it.
+        assert!(error_of(&answer).contains("to HOOKLINE_ALLOW_NETWORKS"), "{url}: {answer}");
     }
+    // The whole answer for the common case, a local receiver; the path and query (where tokens
+    // travel) are not echoed.
+    let url = "http://127.0.0.1:9000/webhook?token=s3cr3t";
+    let (status, answer) =
+        harness.call(Method::PUT, "/v1/customer/webhook", Some(&key), Some(json!({ "url": url }))).await;
+    assert_eq!(status, 422, "{answer}");
+    assert_eq!(
+        answer,
+        json!({ "error": "invalid url: 127.0.0.1 is a loopback address; to allow it, add 127.0.0.0/8 to \
+                          HOOKLINE_ALLOW_NETWORKS on the publisher, consumer and setup CLI" })
+    );
+    // A refused scheme has no setting to name.
+    let (status, answer) = harness
+        .call(Method::PUT, "/v1/customer/webhook", Some(&key), Some(json!({ "url": "file:///etc/passwd" })))
+        .await;
+    assert_error(status, &answer, 422, "http or https");
+    assert!(!error_of(&answer).contains("HOOKLINE_ALLOW_NETWORKS"), "{answer}");
     // A public address is accepted (an IP literal: this machine has no public DNS).
     let (status, updated) = harness
         .call(Method::PUT, "/v1/customer/webhook", Some(&key), Some(json!({ "url": "https://93.184.215.14/hook" })))

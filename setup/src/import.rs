@@ -750,6 +750,24 @@ mod tests {
         assert!(matches!(refusal(hookline_core::Error::DirectoryStopped, None), Outcome::Failed(_)));
     }
 
+    #[tokio::test]
+    async fn a_refused_address_fits_its_report_line_with_how_to_allow_it() {
+        let url = "http://127.0.0.1:9000/webhook?token=hush";
+        let parsed = reqwest::Url::parse(url).expect("a URL");
+        let error = hookline_core::netguard::NetworkPolicy::default()
+            .check_url(&parsed)
+            .await
+            .expect_err("loopback is refused");
+        let Outcome::Refused(reason) = refusal(error, Some(url)) else { panic!("not refused") };
+        assert_eq!(clip(&reason), reason, "clipped");
+        let line = Report { line: 7, id: Some("acme".to_owned()), outcome: Outcome::Refused(reason) }.to_string();
+        assert_eq!(
+            line,
+            "line 7: acme: refused: invalid webhook_url: 127.0.0.1 is a loopback address; to allow it, add 127.0.0.0/8 \
+             to HOOKLINE_ALLOW_NETWORKS on the publisher, consumer and setup CLI"
+        );
+    }
+
     #[cfg(unix)]
     #[test]
     fn credentials_are_appended_to_an_owner_only_file() {

@@ -215,6 +215,88 @@ async fn invalid_input_exits_2_and_writes_nothing() {
     std::fs::remove_dir_all(dir).ok();
 }
 
+/// [`args`] without the tests' allow-list: the SSRF guard's defaults, as in production.
+fn args_without_allow_list(brokers: &str, prefix: &str, extra: &[&str]) -> Vec<String> {
+    let mut all = args(brokers, prefix, extra);
+    let at = all.iter().position(|a| a == "--allow-networks").expect("the tests' allow-list");
+    all.drain(at..at + 2);
+    all
+}
+
+#[tokio::test]
+async fn create_validates_everything_before_writing_anything() {
+    init_test_logging();
+    let broker = Broker::start();
+    let brokers = broker.bootstrap();
+    let prefix = unique_name("setup-all-or-nothing");
+    create_topics(&brokers, &prefix).await;
+    let strict = |extra: &[&str]| args_without_allow_list(&brokers, &prefix, extra);
+
+    // The issue's case: a loopback URL without the allow-list. Refused with how to allow it, and
+    // no credentials shown, since nothing was created.
+    let refused = binary(&strict(&[
+        "customers",
+        "create",
+        "--id",
+        "x",
+        "--webhook-url",
+        "http://127.0.0.1:1/hook",
+        "--events",
+        "a",
+    ]))
+    .await;
+    assert_exit(&refused, i32::from(EXIT_USAGE));
+    assert!(
+        stderr(&refused).contains(
+            "invalid webhook_url: 127.0.0.1 is a loopback address; to allow it, add 127.0.0.0/8 to \
+             HOOKLINE_ALLOW_NETWORKS on the publisher, consumer and setup CLI"
+        ),
+        "{}",
+        stderr(&refused)
+    );
+    assert!(!stdout(&refused).contains("api_key"), "{}", stdout(&refused));
+    let get = binary(&strict(&["customers", "get", "x"])).await;
+    assert_exit(&get, i32::from(EXIT_FAILURE));
+    assert!(stderr(&get).contains("unknown customer `x`"), "{}", stderr(&get));
+
+    // Every other invalid field, each after the others are valid: refused, nothing written.
+    for (extra, mentions) in [
+        (&["--id", "bad id", "--webhook-url", "http://127.0.0.1:1/hook"][..], "invalid id"),
+        (&["--id", "x", "--name", " "][..], "invalid name"),
+        (&["--id", "x", "--webhook-url", "not a url", "--events", "a"][..], "invalid webhook_url"),
+        (&["--id", "x", "--webhook-url", "ftp://127.0.0.1/hook"][..], "invalid webhook_url"),
+        (&["--id", "x", "--webhook-url", "http://10.1.2.3/hook"][..], "HOOKLINE_ALLOW_NETWORKS"),
+        (&["--id", "x", "--webhook-url", "http://localhost:1/hook?token=s3cr3t"][..], "HOOKLINE_ALLOW_NETWORKS"),
+        // `.invalid` never resolves (RFC 6761).
+        (&["--id", "x", "--webhook-url", "http://hookline-test.invalid/hook"][..], "cannot resolve host"),
+        (&["--id", "x", "--webhook-url", "http://127.0.0.1:1/hook", "--events", "bad type"][..], "invalid events"),
+    ] {
+        let command = [&["customers", "create"][..], extra].concat();
+        let output = binary(&strict(&command)).await;
+        assert_exit(&output, i32::from(EXIT_USAGE));
+        assert!(stderr(&output).contains(mentions), "{extra:?}: {}", stderr(&output));
+        assert!(!stderr(&output).contains("s3cr3t"), "{extra:?}: {}", stderr(&output));
+    }
+    let records = hookline_testkit::kafka::read_topic(&broker.kafka_args(), &format!("{prefix}.customers")).await;
+    assert!(records.is_empty(), "nothing was written: {} record(s)", records.len());
+
+    // A re-run with the allow-list creates the customer, as if the refused runs never happened.
+    let created = binary(&args(
+        &brokers,
+        &prefix,
+        &["customers", "create", "--id", "x", "--webhook-url", "http://127.0.0.1:1/hook", "--events", "a"],
+    ))
+    .await;
+    assert_exit(&created, 0);
+    assert!(stdout(&created).starts_with("created x\napi_key:"), "{}", stdout(&created));
+    assert_eq!(stored(&broker, &prefix, "x").await.webhook_url.as_deref(), Some("http://127.0.0.1:1/hook"));
+
+    // Changing the URL says how to allow a refused address too.
+    let set = binary(&strict(&["customers", "set-webhook", "x", "http://[::1]:1/hook"])).await;
+    assert_exit(&set, i32::from(EXIT_USAGE));
+    assert!(stderr(&set).contains("add ::1/128 to HOOKLINE_ALLOW_NETWORKS"), "{}", stderr(&set));
+}
+
 #[tokio::test]
 async fn customers_need_the_topics() {
     init_test_logging();

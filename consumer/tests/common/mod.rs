@@ -109,6 +109,16 @@ impl Env {
 
     /// Starts a real `hookline-consumer` process with fast retries plus `extra` arguments.
     pub fn spawn_process(&self, extra: &[&str]) -> tokio::process::Child {
+        self.spawn_process_with(extra, |_| {})
+    }
+
+    /// [`Env::spawn_process`] with `adjust` applied to the command last (to change its
+    /// environment or capture its output).
+    pub fn spawn_process_with(
+        &self,
+        extra: &[&str],
+        adjust: impl FnOnce(&mut tokio::process::Command),
+    ) -> tokio::process::Child {
         let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_hookline-consumer"));
         command
             .args(["--brokers", &self.kafka.brokers])
@@ -129,9 +139,9 @@ impl Env {
             .env("HOOKLINE_ALLOW_NETWORKS", tenants::LOOPBACK_NETWORKS)
             .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()))
             .stdin(Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("spawn hookline-consumer")
+            .kill_on_drop(true);
+        adjust(&mut command);
+        command.spawn().expect("spawn hookline-consumer")
     }
 }
 
