@@ -46,8 +46,9 @@ pub const BATCH: usize = 1000;
 const CONCURRENT_CHECKS: usize = 16;
 /// Longest line read; a longer one is refused unread. 1000 subscriptions of 255 characters fit.
 pub const MAX_LINE_BYTES: usize = 1 << 20;
-/// Longest reason shown in the report, in characters.
-const MAX_REASON_CHARS: usize = 160;
+/// Longest reason shown in the report, in characters: room for an SSRF refusal of a host name
+/// with its resolved address and how to allow it (a host is itself clipped by `quote::clip`).
+const MAX_REASON_CHARS: usize = 240;
 
 /// One line of the file: the fields of `customers create`, and the public key as PEM text.
 #[derive(Debug, Deserialize)]
@@ -748,6 +749,19 @@ mod tests {
         let refused = refusal(hookline_core::Error::Invalid { field: "webhook_url", reason: url.into() }, Some(url));
         assert_eq!(refused, Outcome::Refused("invalid webhook_url: <webhook_url>".into()));
         assert!(matches!(refusal(hookline_core::Error::DirectoryStopped, None), Outcome::Failed(_)));
+    }
+
+    #[tokio::test]
+    async fn a_refused_host_name_fits_its_report_line_with_how_to_allow_it() {
+        let url = "http://localhost:9000/webhook?token=hush";
+        let parsed = reqwest::Url::parse(url).expect("a URL");
+        let error = hookline_core::netguard::NetworkPolicy::default()
+            .check_url(&parsed)
+            .await
+            .expect_err("localhost is refused");
+        let Outcome::Refused(reason) = refusal(error, Some(url)) else { panic!("not refused") };
+        assert_eq!(clip(&reason), reason, "clipped");
+        assert!(reason.contains("HOOKLINE_ALLOW_NETWORKS") && !reason.contains("hush"), "{reason}");
     }
 
     #[tokio::test]
