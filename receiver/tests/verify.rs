@@ -282,6 +282,19 @@ fn the_binary_exits_2_on_bad_settings_without_echoing_secrets() {
     let (code, stderr) = run_binary(&["--private-key", "/some/key.pem"], &[]);
     assert_eq!(code, Some(2), "{stderr}");
     assert!(stderr.contains("--private-key needs --signing-secret"), "{stderr}");
+    assert!(stderr.contains("shown when the customer was created"), "says where the secret is: {stderr}");
+}
+
+/// The signing secret is shown when the customer is created (or its secret rotated), not when
+/// a webhook URL is registered: the help says where to find it.
+#[test]
+fn the_help_says_where_the_signing_secret_is_shown() {
+    let output = Command::new(env!("CARGO_BIN_EXE_hookline-receiver")).arg("--help").output().expect("run --help");
+    let help = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(0), "{help}");
+    assert!(help.contains("shown once when the customer was created") && help.contains("customers create"), "{help}");
+    assert!(!help.contains("endpoint was registered"), "{help}");
+    assert!(help.contains("--print") && help.contains("HOOKLINE_RECEIVER_PRINT"), "{help}");
 }
 
 /// A running `hookline-receiver` binary: its address, its stdout, and its stderr gathered by a
