@@ -10,7 +10,11 @@ async fn main() -> anyhow::Result<()> {
     // librdkafka warns that a consumer-only `--kafka-property` is ignored by the harness's
     // producers; that is expected here.
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn,librdkafka=error"));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(hookline_core::telemetry::colour_logs())
+        .init();
     let report = hookline_bench::run(config, hookline_core::shutdown::on_signal()).await?;
     println!("{}", report.markdown());
     Ok(())

@@ -97,11 +97,11 @@ pub async fn run_with_metrics(config: Config, shutdown: CancellationToken, metri
         directory_stop,
         codec.clone(),
     )
-    .await?;
+    .await
+    .map_err(|error| kafka::name_brokers(error, &config.kafka))?;
 
     static INSTANCE: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-    let instance = INSTANCE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let client_id = format!("hookline-consumer-{}-{instance}", std::process::id());
+    let client_id = client_id(INSTANCE.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
     let producer: FutureProducer = kafka::producer_config(&config.kafka, &client_id).create()?;
     check_topics(&config).await?;
     let ledger = match config.dedup_window.0 {
@@ -133,12 +133,7 @@ pub async fn run_with_metrics(config: Config, shutdown: CancellationToken, metri
 
     let (assignments_tx, mut assignments) = mpsc::unbounded_channel();
     let context = HooklineContext::new(&config.topics.deliveries, assignments_tx, metrics.clone());
-    let mut consumer_config = kafka::group_consumer_config(&config.kafka, &client_id, &config.group);
-    if !config.kafka.kafka_properties.iter().any(|(key, _)| key == "statistics.interval.ms") {
-        // Feeds `hookline_consumer_lag`.
-        consumer_config.set("statistics.interval.ms", STATISTICS_INTERVAL_MS);
-    }
-    let consumer: Arc<HooklineConsumer> = Arc::new(consumer_config.create_with_context(context)?);
+    let consumer: Arc<HooklineConsumer> = Arc::new(member_config(&config, &client_id).create_with_context(context)?);
     consumer.context().attach(&consumer);
     consumer.subscribe(&[&config.topics.deliveries])?;
     tracing::info!(group = %config.group, topic = %config.topics.deliveries, "consumer started");
@@ -187,6 +182,25 @@ pub async fn run_with_metrics(config: Config, shutdown: CancellationToken, metri
     close(consumer, pipeline).await;
     directory.close().await;
     failure.map_or(Ok(()), Err)
+}
+
+/// The `client.id` of the `instance`-th consumer this process starts ([`kafka::client_id`]):
+/// the binary runs one, `hookline-consumer-<host>-<pid>`; several in one process (the demo,
+/// tests) are told apart by a suffix.
+fn client_id(instance: u32) -> String {
+    let id = kafka::client_id("hookline-consumer");
+    if instance == 0 { id } else { format!("{id}-{instance}") }
+}
+
+/// The group member's settings: Hookline's group defaults under `client_id` (which
+/// `--kafka-property client.id=...` overrides), and librdkafka statistics for the lag gauge.
+fn member_config(config: &Config, client_id: &str) -> rdkafka::ClientConfig {
+    let mut member = kafka::group_consumer_config(&config.kafka, client_id, &config.group);
+    if !config.kafka.kafka_properties.iter().any(|(key, _)| key == "statistics.interval.ms") {
+        // Feeds `hookline_consumer_lag`.
+        member.set("statistics.interval.ms", STATISTICS_INTERVAL_MS);
+    }
+    member
 }
 
 /// Checks, with one reader, the topics the consumer writes to before it joins the group:
@@ -269,5 +283,33 @@ async fn close(consumer: Arc<HooklineConsumer>, pipeline: Arc<Pipeline>) {
             tracing::warn!(%error, "final commit failed; records since the last commit will be redelivered");
         }
         Err(error) => tracing::warn!(%error, "consumer close task failed"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use hookline_core::config::{KafkaArgs, TopicArgs};
+
+    use super::*;
+
+    #[test]
+    fn the_group_member_is_named_after_its_host_and_process_unless_the_operator_names_it() {
+        let config = Config::new(KafkaArgs::new("b:9092"), TopicArgs::default(), "hookline");
+        let ours = kafka::client_id("hookline-consumer");
+        assert!(ours.ends_with(&format!("-{}", std::process::id())), "{ours}");
+        assert_eq!(member_config(&config, &client_id(0)).get("client.id"), Some(ours.as_str()));
+        assert_eq!(client_id(2), format!("{ours}-2"));
+        assert_eq!(member_config(&config, &ours).get("group.id"), Some("hookline"));
+        assert_eq!(member_config(&config, &ours).get("statistics.interval.ms"), Some(STATISTICS_INTERVAL_MS));
+
+        let named = Config::new(
+            KafkaArgs::new("b:9092")
+                .with_property("client.id", "billing-7")
+                .with_property("statistics.interval.ms", "0"),
+            TopicArgs::default(),
+            "hookline",
+        );
+        assert_eq!(member_config(&named, &client_id(0)).get("client.id"), Some("billing-7"));
+        assert_eq!(member_config(&named, &client_id(0)).get("statistics.interval.ms"), Some("0"));
     }
 }

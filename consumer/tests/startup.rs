@@ -5,6 +5,8 @@ mod common;
 use std::time::Duration;
 
 use common::Env;
+use hookline_consumer::Config;
+use hookline_core::config::{KafkaArgs, TopicArgs};
 use hookline_core::topics;
 use hookline_testkit::unique_name;
 
@@ -48,4 +50,22 @@ async fn refuses_to_start_with_a_ledger_not_co_partitioned_with_the_deliveries()
         .expect("no panic");
     let error = stopped.expect_err("a ledger of another layout is refused").to_string();
     assert!(error.contains(&ledger) && error.contains("3 partitions"), "{error}");
+}
+
+/// librdkafka's own text ("BrokerTransportFailure") names neither the address nor the setting.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_broker_is_named_with_the_setting_that_points_at_it() {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("address").to_string();
+    let mut config = Config::new(KafkaArgs::new(&closed), TopicArgs::with_prefix(&unique_name("nowhere")), "g");
+    config.master_key = hookline_testkit::tenants::master_key_args();
+    let error = tokio::time::timeout(
+        Duration::from_secs(60),
+        hookline_consumer::run(config, tokio_util::sync::CancellationToken::new()),
+    )
+    .await
+    .expect("the consumer gives up")
+    .expect_err("no broker, no consumer")
+    .to_string();
+    assert!(error.contains(&format!("cannot reach Kafka at {closed} (")), "{error}");
+    assert!(error.contains("--brokers / KAFKA_BROKERS"), "{error}");
 }

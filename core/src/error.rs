@@ -11,6 +11,12 @@ pub enum Error {
     #[error("kafka: {0}")]
     Kafka(#[from] KafkaError),
 
+    /// No broker answered: names the bootstrap servers tried and how to point elsewhere (see
+    /// [`crate::kafka::name_brokers`]).
+    #[error("cannot reach Kafka at {brokers} ({source}); {hint}", hint = crate::kafka::BROKERS_HINT)]
+    // Boxed: the error is kept small (every `Result` of the core carries it).
+    Unreachable { brokers: String, source: Box<KafkaError> },
+
     #[error("topic `{topic}` does not exist; create it with `hookline-setup topics create`")]
     MissingTopic { topic: String },
 

@@ -2,12 +2,15 @@
 //!
 //! Every client starts from [`KafkaArgs`]: the bootstrap servers, then Hookline's defaults for the
 //! role, then the operator's `--kafka-property` pass-through, which wins over both so a deployment
-//! can tune anything (SASL, SSL, timeouts) without a new flag.
+//! can tune anything (SASL, SSL, timeouts) without a new flag. The `client.id` the binaries give
+//! their clients comes from [`client_id`] (a `--kafka-property client.id=...` still wins).
 
 use std::collections::HashMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaError;
+use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
 use crate::config::KafkaArgs;
@@ -44,6 +47,31 @@ const GROUP_CONSUMER_DEFAULTS: &[(&str, &str)] = &[
 /// Records fetched ahead per assigned partition, in KiB (librdkafka's
 /// `queued.max.messages.kbytes`, which `--kafka-property` can override).
 pub const PREFETCH_KIB_PER_PARTITION: &str = "8192";
+
+/// The `client.id` of a process's Kafka clients: `<role>-<host>-<pid>` (e.g.
+/// `hookline-consumer-web-3-4711`), so that a group member, a broker's request log or a quota
+/// names the process it came from. `--kafka-property client.id=...` overrides it, like any
+/// default. The host is `/proc/sys/kernel/hostname` (Linux), else `HOSTNAME`, else `unknown`.
+pub fn client_id(role: &str) -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_default();
+    client_id_for(role, &host, std::process::id())
+}
+
+/// [`client_id`] for this host name and process id. Characters other than ASCII letters, digits,
+/// `.`, `_` and `-` become `-` (client ids end up in metric names and logs); no host: `unknown`.
+fn client_id_for(role: &str, host: &str, pid: u32) -> String {
+    let host: String = host
+        .trim()
+        .chars()
+        .take(64)
+        .map(|c| if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') { c } else { '-' })
+        .collect();
+    let host = if host.is_empty() { "unknown" } else { &host };
+    format!("{role}-{host}-{pid}")
+}
 
 fn base(kafka: &KafkaArgs, client_id: &str, defaults: &[(&str, &str)]) -> ClientConfig {
     let mut config = ClientConfig::new();
@@ -99,6 +127,33 @@ pub const READER_GROUP: &str = "hookline-reader";
 /// Configuration for admin clients and metadata look-ups.
 pub fn admin_config(kafka: &KafkaArgs, client_id: &str) -> ClientConfig {
     base(kafka, client_id, &[])
+}
+
+/// What to do when no broker answers; every "cannot reach Kafka" message ends with it.
+pub const BROKERS_HINT: &str = "check that the broker is running and that --brokers / KAFKA_BROKERS points at it";
+
+/// `error`, as [`Error::Unreachable`] naming `kafka.brokers` when it says that no broker could be
+/// reached (transport failure, all brokers down, an unresolvable name, no answer in time); any
+/// other error unchanged. librdkafka's own text names neither the address nor the setting.
+pub fn name_brokers(error: Error, kafka: &KafkaArgs) -> Error {
+    match error {
+        Error::Kafka(source) if is_unreachable(&source) => {
+            Error::Unreachable { brokers: kafka.brokers.clone(), source: Box::new(source) }
+        }
+        other => other,
+    }
+}
+
+fn is_unreachable(error: &KafkaError) -> bool {
+    matches!(
+        error.rdkafka_error_code(),
+        Some(
+            RDKafkaErrorCode::BrokerTransportFailure
+                | RDKafkaErrorCode::AllBrokersDown
+                | RDKafkaErrorCode::Resolve
+                | RDKafkaErrorCode::OperationTimedOut
+        )
+    )
 }
 
 /// Partition ids of `topic`, or [`Error::MissingTopic`]. Blocking: call off the async runtime.
@@ -183,6 +238,49 @@ mod tests {
         assert_eq!(config.get("security.protocol"), Some("SASL_SSL"));
         assert_eq!(config.get("enable.idempotence"), Some("true"));
         assert_eq!(config.get("acks"), Some("all"));
+    }
+
+    #[test]
+    fn client_ids_name_the_role_host_and_process_unless_the_operator_sets_one() {
+        assert_eq!(client_id_for("hookline-consumer", "web-3\n", 4711), "hookline-consumer-web-3-4711");
+        assert_eq!(client_id_for("hookline-publisher", "", 1), "hookline-publisher-unknown-1");
+        assert_eq!(client_id_for("r", "a b/ü.example", 2), "r-a-b--.example-2");
+        assert_eq!(client_id_for("r", &"h".repeat(300), 3).len(), "r--3".len() + 64, "bounded");
+        let ours = client_id("hookline-consumer");
+        assert!(
+            ours.starts_with("hookline-consumer-") && ours.ends_with(&format!("-{}", std::process::id())),
+            "{ours}"
+        );
+
+        let defaults = KafkaArgs::new("b:9092");
+        assert_eq!(group_consumer_config(&defaults, &ours, "g").get("client.id"), Some(ours.as_str()));
+        assert_eq!(producer_config(&defaults, &ours).get("client.id"), Some(ours.as_str()));
+        let operator = KafkaArgs::new("b:9092").with_property("client.id", "billing-consumer");
+        assert_eq!(group_consumer_config(&operator, &ours, "g").get("client.id"), Some("billing-consumer"));
+        assert_eq!(producer_config(&operator, &ours).get("client.id"), Some("billing-consumer"));
+        assert_eq!(reader_config(&operator, &ours).get("client.id"), Some("billing-consumer"));
+    }
+
+    #[test]
+    fn unreachable_brokers_are_named_with_the_setting() {
+        let kafka = KafkaArgs::new("127.0.0.1:1,b:9092");
+        let transport = Error::Kafka(KafkaError::MetadataFetch(RDKafkaErrorCode::BrokerTransportFailure));
+        let named = name_brokers(transport, &kafka);
+        assert!(matches!(named, Error::Unreachable { ref brokers, .. } if brokers == "127.0.0.1:1,b:9092"), "{named}");
+        let text = named.to_string();
+        assert!(
+            text.starts_with("cannot reach Kafka at 127.0.0.1:1,b:9092 (") && text.contains("BrokerTransportFailure"),
+            "{text}"
+        );
+        assert!(text.contains("--brokers / KAFKA_BROKERS"), "{text}");
+
+        let timed_out = Error::Kafka(KafkaError::MetadataFetch(RDKafkaErrorCode::OperationTimedOut));
+        assert!(matches!(name_brokers(timed_out, &kafka), Error::Unreachable { .. }));
+        // Answers from a reachable broker keep their own message.
+        let missing = Error::MissingTopic { topic: "t".into() };
+        assert!(matches!(name_brokers(missing, &kafka), Error::MissingTopic { .. }));
+        let refused = Error::Kafka(KafkaError::MetadataFetch(RDKafkaErrorCode::TopicAuthorizationFailed));
+        assert!(matches!(name_brokers(refused, &kafka), Error::Kafka(_)));
     }
 
     #[test]

@@ -8,6 +8,8 @@
 //! so that one trace runs from the publish request through every delivery attempt to the DLQ.
 
 use std::env;
+use std::ffi::OsStr;
+use std::io::IsTerminal;
 
 use opentelemetry::propagation::{Extractor, Injector, TextMapPropagator};
 use opentelemetry::trace::TracerProvider as _;
@@ -109,6 +111,16 @@ pub fn init(format: LogFormat, service: &'static str) -> Telemetry {
     Telemetry { provider }
 }
 
+/// Whether log lines on stderr get ANSI colours: only when stderr is a terminal (a file or a pipe
+/// gets plain text), and never when `NO_COLOR` is set to a non-empty value (<https://no-color.org>).
+pub fn colour_logs() -> bool {
+    colours(std::io::stderr().is_terminal(), env::var_os("NO_COLOR").as_deref())
+}
+
+fn colours(terminal: bool, no_color: Option<&OsStr>) -> bool {
+    terminal && no_color.is_none_or(OsStr::is_empty)
+}
+
 fn env_filter() -> EnvFilter {
     EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,rdkafka=warn"))
 }
@@ -119,7 +131,7 @@ fn fmt_layer<S>(format: LogFormat) -> BoxedLayer<S>
 where
     S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
 {
-    let layer = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let layer = tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_ansi(colour_logs());
     match format {
         LogFormat::Text => layer.boxed(),
         LogFormat::Json => layer.json().with_current_span(true).with_span_list(false).boxed(),
@@ -253,6 +265,14 @@ mod tests {
             "vendor=value".parse::<TraceState>().unwrap(),
         );
         TraceContext::new().with_remote_span_context(span)
+    }
+
+    #[test]
+    fn logs_are_coloured_only_on_a_terminal_without_no_color() {
+        assert!(colours(true, None));
+        assert!(colours(true, Some(OsStr::new(""))), "an empty NO_COLOR does not count");
+        assert!(!colours(true, Some(OsStr::new("1"))));
+        assert!(!colours(false, None), "a file or a pipe gets plain text");
     }
 
     #[test]

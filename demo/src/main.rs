@@ -12,7 +12,11 @@ async fn main() -> anyhow::Result<ExitCode> {
     let args = Args::parse();
     // Quiet by default so that the progress lines stay readable; `RUST_LOG` shows more.
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn"));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(hookline_core::telemetry::colour_logs())
+        .init();
 
     let summary = hookline_demo::run_until(args, hookline_core::shutdown::on_signal()).await?;
     println!();

@@ -155,7 +155,10 @@ pub async fn serve_with_grpc(
             config.directory_load_timeout,
             directory_stop.clone(),
             codec.clone(),
-        ) => loaded.map_err(|source| Error::DirectoryLoad { topic: config.topics.customers.clone(), source })?,
+        ) => loaded.map_err(|source| Error::DirectoryLoad {
+            topic: config.topics.customers.clone(),
+            source: hookline_core::kafka::name_brokers(source, &config.kafka),
+        })?,
     };
 
     let producer: FutureProducer = producer_config(&config).create()?;
@@ -293,7 +296,8 @@ async fn check_schemas(codec: &Codec, config: &Config) -> Result<()> {
 /// tied to `--produce-timeout` so that librdkafka gives up on a record when the request does,
 /// unless the operator set a delivery timeout explicitly.
 fn producer_config(config: &Config) -> ClientConfig {
-    let mut client = hookline_core::kafka::producer_config(&config.kafka, "hookline-publisher");
+    let client_id = hookline_core::kafka::client_id("hookline-publisher");
+    let mut client = hookline_core::kafka::producer_config(&config.kafka, &client_id);
     let explicit = config
         .kafka
         .kafka_properties
@@ -322,6 +326,8 @@ mod tests {
         config.produce_timeout = Duration::from_millis(2500);
         assert_eq!(producer_config(&config).get("message.timeout.ms"), Some("2500"));
         assert_eq!(producer_config(&config).get("enable.idempotence"), Some("true"));
+        let client_id = hookline_core::kafka::client_id("hookline-publisher");
+        assert_eq!(producer_config(&config).get("client.id"), Some(client_id.as_str()));
 
         config.kafka = KafkaArgs::new("b:9092").with_property("message.timeout.ms", "9000");
         assert_eq!(producer_config(&config).get("message.timeout.ms"), Some("9000"));

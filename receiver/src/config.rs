@@ -31,6 +31,14 @@ pub struct ReceiverConfig {
     /// Name shown in the logs, to tell several receivers apart.
     #[arg(long, env = "HOOKLINE_RECEIVER_NAME", default_value = "receiver")]
     pub name: String,
+
+    /// Write each delivery accepted for the first time to stdout as one JSON line: `webhook_id`,
+    /// `webhook_timestamp`, `verified` (signature checked), `encrypted` and `key_id` (the key that
+    /// decrypted it), and `event`, the envelope (`type`, `timestamp`, `data`) as your code gets
+    /// it, decrypted. Duplicates, simulated failures and refusals are not printed (they are
+    /// logged). Logs stay on stderr; each line is flushed as it is written.
+    #[arg(long, env = "HOOKLINE_RECEIVER_PRINT", value_parser = clap::builder::BoolishValueParser::new())]
+    pub print: bool,
 }
 
 impl Default for ReceiverConfig {
@@ -40,6 +48,7 @@ impl Default for ReceiverConfig {
             fail_rate: 0.0,
             fail_first: 0,
             name: "receiver".into(),
+            print: false,
         }
     }
 }
@@ -67,7 +76,8 @@ impl ReceiverConfig {
 /// unverified, which is only fit for a demo.
 #[derive(Clone, Args)]
 pub struct VerifyConfig {
-    /// Signing secret(s) (`whsec_...`) shown when the endpoint was registered; several,
+    /// Signing secret(s) (`whsec_...`) shown once when the customer was created
+    /// (`hookline-setup customers create`, `POST /v1/customers`) or its secret rotated; several,
     /// comma-separated, while a secret is rotated. Prefer the environment variable: command lines
     /// are visible to other users of the machine.
     #[arg(
@@ -200,9 +210,10 @@ mod tests {
         let parsed = Cli::try_parse_from(["x"]).unwrap().receiver;
         let default = ReceiverConfig::default();
         assert_eq!(
-            (parsed.listen, parsed.fail_rate, parsed.fail_first, parsed.name),
-            (default.listen, default.fail_rate, default.fail_first, default.name)
+            (parsed.listen, parsed.fail_rate, parsed.fail_first, parsed.name, parsed.print),
+            (default.listen, default.fail_rate, default.fail_first, default.name, default.print)
         );
+        assert!(Cli::try_parse_from(["x", "--print"]).unwrap().receiver.print);
     }
 
     #[derive(clap::Parser)]

@@ -40,7 +40,7 @@ pub enum Error {
 
     #[error(
         "{0} needs --signing-secret: a body is decrypted only after its signature proves it comes from \
-         Hookline; give the signing secret shown when the endpoint was registered"
+         Hookline; give the signing secret shown when the customer was created (or its secret rotated)"
     )]
     NeedsSigningSecret(&'static str),
 

@@ -19,6 +19,9 @@ pub struct Stats {
     pub failed: u64,
     /// Deliveries refused as malformed or unverified (400/401).
     pub rejected: u64,
+    /// Deliveries that arrived encrypted (a JWE) and were decrypted, whatever the answer after
+    /// (like `received`, it counts duplicates and simulated failures too).
+    pub encrypted: u64,
 }
 
 /// How to answer a well-formed delivery.
@@ -53,6 +56,11 @@ impl Ledger {
     pub fn reject(&mut self) {
         self.stats.received += 1;
         self.stats.rejected += 1;
+    }
+
+    /// Counts a well-formed delivery that arrived encrypted; called before [`Ledger::decide`].
+    pub fn decrypted(&mut self) {
+        self.stats.encrypted += 1;
     }
 
     /// Decides how to answer a well-formed delivery of `id`. `roll` is a uniform sample in
@@ -101,7 +109,10 @@ mod tests {
         assert_eq!(ledger.decide("a", 2, 0.0, 0.5), Decision::Fail { attempt: 2, why: FailureKind::FailFirst });
         assert_eq!(ledger.decide("a", 2, 0.0, 0.5), Decision::Accept { attempt: 3 });
         assert_eq!(ledger.decide("a", 2, 0.0, 0.5), Decision::Duplicate { attempt: 4 });
-        assert_eq!(ledger.stats(), Stats { received: 5, unique: 1, duplicates: 1, failed: 3, rejected: 0 });
+        assert_eq!(
+            ledger.stats(),
+            Stats { received: 5, unique: 1, duplicates: 1, failed: 3, rejected: 0, encrypted: 0 }
+        );
     }
 
     #[test]

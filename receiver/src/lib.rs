@@ -7,7 +7,12 @@
 //! de-duplicates by `webhook-id` the way a customer should: Hookline delivers at least once, so
 //! the same id can arrive again and must be acknowledged without being processed twice.
 //! `GET /stats` reports requests `received`, ids accepted (`unique`), repeated deliveries of
-//! accepted ids (`duplicates`), simulated failures (`failed`) and refused requests (`rejected`).
+//! accepted ids (`duplicates`), simulated failures (`failed`), refused requests (`rejected`) and
+//! deliveries that arrived encrypted and were decrypted (`encrypted`).
+//!
+//! With `--print` ([`ReceiverConfig::print`]) every delivery accepted for the first time is also
+//! written to stdout as one JSON line: its id and timestamp, whether it was verified and
+//! encrypted (and the key id that decrypted it), and the envelope as the customer's code gets it.
 //!
 //! Authentication ([`DeliveryVerifier`], configured by [`VerifyConfig`]) comes before anything
 //! else: the signature is checked over the body as received (secrets can be rotated: any of
@@ -30,12 +35,13 @@
 //! The crate depends on `hookline-wire` but not on Kafka, like a customer's endpoint would.
 //!
 //! # Layout
-//! - [`ReceiverConfig`]: listen address, failure simulation, name (clap flags);
+//! - [`ReceiverConfig`]: listen address, failure simulation, name, `--print` (clap flags);
 //!   [`VerifyConfig`]: signing secrets, private key, timestamp tolerance (clap flags).
-//! - [`Receiver`], [`ReceiverHandle`], [`serve`], [`serve_with_verifier`]: the HTTP server.
+//! - [`Receiver`], [`ReceiverHandle`], [`serve`], [`serve_with_verifier`]: the HTTP server and
+//!   the `--print` lines.
 //! - [`Stats`]: the counters; the de-duplication and failure rules live beside them in `ledger`.
 //! - [`verify`]: [`Verifier`], with [`DeliveryVerifier`] (signature, then decryption) and
-//!   [`AcceptUnverified`].
+//!   [`AcceptUnverified`]; what they let through is [`Opened`].
 //! - [`error`]: why the receiver stops ([`Error`], with exit codes) and why a delivery is refused
 //!   ([`VerifyError`]).
 
@@ -49,4 +55,4 @@ pub use config::{ReceiverConfig, VerifyConfig, parse_rate};
 pub use error::{EXIT_FAILURE, EXIT_USAGE, Error, Result, VerifyError};
 pub use ledger::Stats;
 pub use server::{Receiver, ReceiverHandle, serve, serve_with_verifier};
-pub use verify::{AcceptUnverified, DeliveryVerifier, Verifier};
+pub use verify::{AcceptUnverified, DeliveryVerifier, Opened, Verifier};

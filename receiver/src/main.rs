@@ -3,6 +3,7 @@
 //! Logging and signal handling are set up here rather than borrowed from `hookline-core`, so that
 //! this customer-side binary does not link librdkafka.
 
+use std::io::IsTerminal;
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -66,10 +67,14 @@ async fn run(cli: Cli) -> Result<(), Error> {
     serve_with_verifier(cli.receiver, listener, verifier, on_signal()).await
 }
 
-/// Logs to stderr, filtered by `RUST_LOG` (default `info`).
+/// Logs to stderr, filtered by `RUST_LOG` (default `info`), coloured only on a terminal and
+/// unless `NO_COLOR` is set (as `hookline_core::telemetry::colour_logs` decides for the others).
 fn init_logging() {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+    let no_color = std::env::var_os("NO_COLOR").is_some_and(|value| !value.is_empty());
+    let colours = std::io::stderr().is_terminal() && !no_color;
+    let _ =
+        tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(colours).try_init();
 }
 
 /// A token cancelled on the first SIGINT or SIGTERM.

@@ -1,7 +1,8 @@
 //! Authenticating deliveries before anything in them is trusted.
 //!
 //! A [`Verifier`] gets the request headers and the raw body and returns the plaintext body to
-//! parse, or why the delivery is refused (answered 401). Two exist:
+//! parse, with how it arrived ([`Opened`]), or why the delivery is refused (answered 401). Two
+//! exist:
 //!
 //! - [`DeliveryVerifier`], what a real endpoint does: it checks the Standard Webhooks signature
 //!   (`webhook-id`, `webhook-timestamp`, `webhook-signature`; any of several secrets during a
@@ -27,12 +28,32 @@ use hookline_wire::{Decryptor, PrivateKey, SignatureVerifier};
 
 use crate::error::VerifyError;
 
+/// A delivery a [`Verifier`] let through: the body to parse, and how it arrived (what the
+/// receiver counts in `/stats` and shows with `--print`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Opened {
+    /// The plaintext body: decrypted when it arrived as a JWE, else as received.
+    pub body: Bytes,
+    /// Whether its signature was checked ([`AcceptUnverified`] checks nothing).
+    pub verified: bool,
+    /// The key id (`kid`, the RFC 7638 thumbprint) of the private key that decrypted it; `None`
+    /// when it arrived in clear text.
+    pub decrypted_with: Option<String>,
+}
+
+impl Opened {
+    /// Whether the body arrived encrypted (and was decrypted).
+    pub fn was_encrypted(&self) -> bool {
+        self.decrypted_with.is_some()
+    }
+}
+
 /// Authenticates one delivery and yields the body to parse.
 pub trait Verifier: Send + Sync + std::fmt::Debug + 'static {
-    /// The plaintext body, or why the delivery is not trusted. `headers` carry `webhook-id`,
-    /// `webhook-timestamp` and `webhook-signature`, which together with the raw `body` are what a
-    /// Standard Webhooks signature covers.
-    fn verify(&self, headers: &HeaderMap, body: Bytes) -> Result<Bytes, String>;
+    /// The plaintext body and how it arrived, or why the delivery is not trusted. `headers`
+    /// carry `webhook-id`, `webhook-timestamp` and `webhook-signature`, which together with the
+    /// raw `body` are what a Standard Webhooks signature covers.
+    fn verify(&self, headers: &HeaderMap, body: Bytes) -> Result<Opened, String>;
 }
 
 /// Trusts every delivery and passes the body through unchanged.
@@ -40,8 +61,8 @@ pub trait Verifier: Send + Sync + std::fmt::Debug + 'static {
 pub struct AcceptUnverified;
 
 impl Verifier for AcceptUnverified {
-    fn verify(&self, _headers: &HeaderMap, body: Bytes) -> Result<Bytes, String> {
-        Ok(body)
+    fn verify(&self, _headers: &HeaderMap, body: Bytes) -> Result<Opened, String> {
+        Ok(Opened { body, verified: false, decrypted_with: None })
     }
 }
 
@@ -74,26 +95,30 @@ impl DeliveryVerifier {
     }
 
     /// The plaintext body of an authentic delivery, checked at the current time.
-    pub fn open(&self, headers: &HeaderMap, body: Bytes) -> Result<Bytes, VerifyError> {
+    pub fn open(&self, headers: &HeaderMap, body: Bytes) -> Result<Opened, VerifyError> {
         self.open_at(headers, body, SystemTime::now())
     }
 
     /// Like [`DeliveryVerifier::open`], with the receiver's clock reading `now`.
-    pub fn open_at(&self, headers: &HeaderMap, body: Bytes, now: SystemTime) -> Result<Bytes, VerifyError> {
+    pub fn open_at(&self, headers: &HeaderMap, body: Bytes, now: SystemTime) -> Result<Opened, VerifyError> {
         // The signature covers the body as sent (the JWE when encrypted), so it is checked first.
         self.signatures.verify_at(headers, &body, now).map_err(VerifyError::Signature)?;
         if !is_encrypted(headers) {
-            return if self.require_encryption { Err(VerifyError::NotEncrypted) } else { Ok(body) };
+            if self.require_encryption {
+                return Err(VerifyError::NotEncrypted);
+            }
+            return Ok(Opened { body, verified: true, decrypted_with: None });
         }
         let decryptor = self.decryptor.as_ref().ok_or(VerifyError::NoPrivateKey)?;
         let compact = std::str::from_utf8(&body).map_err(|_| VerifyError::NotText)?;
         let plaintext = decryptor.decrypt(compact).map_err(VerifyError::Decrypt)?;
-        Ok(Bytes::from(plaintext))
+        // Only this key opens it (`decrypt` refuses a JWE naming another kid), so its kid is shown.
+        Ok(Opened { body: Bytes::from(plaintext), verified: true, decrypted_with: Some(decryptor.kid().to_owned()) })
     }
 }
 
 impl Verifier for DeliveryVerifier {
-    fn verify(&self, headers: &HeaderMap, body: Bytes) -> Result<Bytes, String> {
+    fn verify(&self, headers: &HeaderMap, body: Bytes) -> Result<Opened, String> {
         self.open(headers, body).map_err(|error| error.to_string())
     }
 }

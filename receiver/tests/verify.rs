@@ -1,7 +1,8 @@
 //! Signed and encrypted deliveries over real HTTP on `127.0.0.1:0`: what is accepted, what is
-//! refused with 401, and the binary's handling of bad settings.
+//! refused with 401, the binary's handling of bad settings, and what it prints with `--print`.
 
-use std::process::Command;
+use std::io::{BufRead, BufReader, Read};
+use std::process::{Command, Stdio};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -63,7 +64,11 @@ impl Delivery {
     }
 
     async fn send(&self, client: &reqwest::Client, receiver: &ReceiverHandle) -> (StatusCode, Value) {
-        let mut request = client.post(receiver.url()).header("content-type", self.content_type).body(self.body.clone());
+        self.send_to(client, &receiver.url()).await
+    }
+
+    async fn send_to(&self, client: &reqwest::Client, url: &str) -> (StatusCode, Value) {
+        let mut request = client.post(url).header("content-type", self.content_type).body(self.body.clone());
         for (name, value) in
             [("webhook-id", &self.id), ("webhook-timestamp", &self.timestamp), ("webhook-signature", &self.signature)]
         {
@@ -109,7 +114,8 @@ async fn signed_and_encrypted_deliveries_are_accepted_and_decrypted() {
     // Plain JSON stays accepted while the key is optional (see `verify`'s documentation).
     assert_eq!(Delivery::plain(&secret, "evt_plain", 3).send(&client, &receiver).await.0, StatusCode::OK);
 
-    assert_eq!(receiver.stats(), Stats { received: 5, unique: 4, duplicates: 1, ..Stats::default() });
+    // Four deliveries arrived encrypted, the redelivery included.
+    assert_eq!(receiver.stats(), Stats { received: 5, unique: 4, duplicates: 1, encrypted: 4, ..Stats::default() });
 }
 
 #[tokio::test]
@@ -276,4 +282,159 @@ fn the_binary_exits_2_on_bad_settings_without_echoing_secrets() {
     let (code, stderr) = run_binary(&["--private-key", "/some/key.pem"], &[]);
     assert_eq!(code, Some(2), "{stderr}");
     assert!(stderr.contains("--private-key needs --signing-secret"), "{stderr}");
+    assert!(stderr.contains("shown when the customer was created"), "says where the secret is: {stderr}");
+}
+
+/// The signing secret is shown when the customer is created (or its secret rotated), not when
+/// a webhook URL is registered: the help says where to find it.
+#[test]
+fn the_help_says_where_the_signing_secret_is_shown() {
+    let output = Command::new(env!("CARGO_BIN_EXE_hookline-receiver")).arg("--help").output().expect("run --help");
+    let help = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(0), "{help}");
+    assert!(help.contains("shown once when the customer was created") && help.contains("customers create"), "{help}");
+    assert!(!help.contains("endpoint was registered"), "{help}");
+    assert!(help.contains("--print") && help.contains("HOOKLINE_RECEIVER_PRINT"), "{help}");
+}
+
+/// A running `hookline-receiver` binary: its address, its stdout, and its stderr gathered by a
+/// thread (so that the pipe never fills up).
+struct Running {
+    child: std::process::Child,
+    url: String,
+    stats_url: String,
+    stdout: Option<BufReader<std::process::ChildStdout>>,
+    stderr: std::thread::JoinHandle<String>,
+}
+
+impl Running {
+    /// Starts the binary with `args` on `127.0.0.1:0`, stdout and stderr piped (as to a file or
+    /// `| head`), and waits for it to say where it listens.
+    fn start(args: &[&str], env: &[(&str, &str)]) -> Self {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_hookline-receiver"));
+        command.args(args).args(["--listen", "127.0.0.1:0"]).env("RUST_LOG", "info");
+        for name in
+            ["HOOKLINE_RECEIVER_SIGNING_SECRET", "HOOKLINE_RECEIVER_PRIVATE_KEY", "HOOKLINE_RECEIVER_PRINT", "NO_COLOR"]
+        {
+            command.env_remove(name);
+        }
+        command.envs(env.iter().copied()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        let mut child = command.spawn().expect("start hookline-receiver");
+        let mut stderr = BufReader::new(child.stderr.take().expect("stderr"));
+        let mut seen = String::new();
+        let address = loop {
+            let mut line = String::new();
+            if stderr.read_line(&mut line).expect("read stderr") == 0 {
+                let _ = child.wait();
+                panic!("the receiver stopped before listening:\n{seen}");
+            }
+            seen.push_str(&line);
+            // Read past any colour codes: `127.0.0.1:PORT` is the only such text in the line.
+            if line.contains("receiver listening")
+                && let Some(at) = line.find("127.0.0.1:")
+            {
+                let port: String = line[at + 10..].chars().take_while(char::is_ascii_digit).collect();
+                break format!("127.0.0.1:{port}");
+            }
+        };
+        let stderr = std::thread::spawn(move || {
+            let mut rest = String::new();
+            let _ = stderr.read_to_string(&mut rest);
+            seen + &rest
+        });
+        let stdout = Some(BufReader::new(child.stdout.take().expect("stdout")));
+        Self {
+            child,
+            url: format!("http://{address}/webhook"),
+            stats_url: format!("http://{address}/stats"),
+            stdout,
+            stderr,
+        }
+    }
+
+    /// The next line on stdout, as JSON. Printed lines are flushed before the delivery is
+    /// answered, so after a 200 it is there to read.
+    fn printed(&mut self) -> Value {
+        let mut line = String::new();
+        self.stdout.as_mut().expect("stdout open").read_line(&mut line).expect("read stdout");
+        assert!(line.ends_with('\n'), "one whole line: {line:?}");
+        serde_json::from_str(&line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"))
+    }
+
+    async fn stats(&self, client: &reqwest::Client) -> Value {
+        client.get(&self.stats_url).send().await.expect("stats").json().await.expect("stats JSON")
+    }
+
+    /// Kills the process; returns everything it wrote to stderr.
+    fn stop(mut self) -> String {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.stderr.join().expect("stderr reader")
+    }
+}
+
+#[tokio::test]
+async fn the_binary_prints_each_verified_delivery_decrypted_on_stdout_and_counts_encryption() {
+    let secret = SigningSecret::generate();
+    let key_file = std::env::temp_dir().join(format!("hookline-receiver-print-{}.pem", std::process::id()));
+    std::fs::write(&key_file, key().to_pkcs8_pem().as_bytes()).expect("write the private key");
+    let mut receiver = Running::start(
+        &["--print", "--private-key", key_file.to_str().expect("UTF-8 path")],
+        &[("HOOKLINE_RECEIVER_SIGNING_SECRET", &secret.expose())],
+    );
+    let client = reqwest::Client::new();
+    let encryptor = Encryptor::default();
+
+    let encrypted = Delivery::encrypted(&secret, &encryptor, "evt_secret", 7);
+    assert_eq!(encrypted.send_to(&client, &receiver.url).await.0, StatusCode::OK);
+    let line = receiver.printed();
+    assert_eq!(
+        (&line["webhook_id"], &line["verified"], &line["encrypted"], &line["key_id"]),
+        (&json!("evt_secret"), &json!(true), &json!(true), &json!(key().kid()))
+    );
+    assert_eq!(line["webhook_timestamp"], json!(encrypted.timestamp.as_deref().map(|t| t.parse::<i64>().unwrap())));
+    // The envelope as the customer's code gets it: decrypted, not the JWE.
+    let expected: Value = serde_json::from_str(&envelope(7)).expect("JSON");
+    assert_eq!(line["event"], expected);
+
+    let plain = Delivery::plain(&secret, "evt_plain", 8);
+    assert_eq!(plain.send_to(&client, &receiver.url).await.0, StatusCode::OK);
+    let line = receiver.printed();
+    assert_eq!(
+        (&line["webhook_id"], &line["encrypted"], &line["key_id"]),
+        (&json!("evt_plain"), &json!(false), &Value::Null)
+    );
+    assert_eq!(line["event"]["data"], json!({ "order": 8 }));
+
+    // A redelivery is acknowledged, counted, and not printed again; a forgery is not printed.
+    assert_eq!(encrypted.send_to(&client, &receiver.url).await.0, StatusCode::OK);
+    let forged = Delivery::plain(&SigningSecret::generate(), "evt_forged", 9);
+    assert_eq!(forged.send_to(&client, &receiver.url).await.0, StatusCode::UNAUTHORIZED);
+    let stats = receiver.stats(&client).await;
+    assert_eq!(
+        (&stats["received"], &stats["unique"], &stats["duplicates"], &stats["rejected"], &stats["encrypted"]),
+        (&json!(4), &json!(2), &json!(1), &json!(1), &json!(2)),
+        "{stats}"
+    );
+
+    // The reader goes away (`| head -2`): deliveries are still accepted, printing stops.
+    drop(receiver.stdout.take());
+    let after = Delivery::encrypted(&secret, &encryptor, "evt_after", 10);
+    assert_eq!(after.send_to(&client, &receiver.url).await.0, StatusCode::OK);
+    assert_eq!(receiver.stats(&client).await["unique"], json!(3));
+
+    let stderr = receiver.stop();
+    std::fs::remove_file(&key_file).expect("clean up");
+    assert!(stderr.contains("no longer printing deliveries"), "{stderr}");
+    assert!(!stderr.contains("\"order\""), "the envelope is not logged: {stderr}");
+    // Logs to a pipe or a file carry no colour codes.
+    assert!(!stderr.contains("\x1b["), "ANSI escapes in logs written to a pipe: {stderr:?}");
+}
+
+#[test]
+fn the_binary_logs_without_colour_codes_to_a_pipe() {
+    let receiver = Running::start(&[], &[]);
+    let stderr = receiver.stop();
+    assert!(stderr.contains("NO SIGNING SECRET") && stderr.contains("receiver listening"), "{stderr}");
+    assert!(!stderr.contains("\x1b["), "ANSI escapes in logs written to a pipe: {stderr:?}");
 }

@@ -18,10 +18,7 @@ pub enum Error {
     #[error(transparent)]
     Core(#[from] hookline_core::Error),
 
-    #[error(
-        "cannot reach Kafka at {brokers} within {timeout:?} ({source}); check that the broker is running \
-         and that --brokers / KAFKA_BROKERS points at it"
-    )]
+    #[error("cannot reach Kafka at {brokers} within {timeout:?} ({source}); {hint}", hint = hookline_core::kafka::BROKERS_HINT)]
     Unreachable { brokers: String, timeout: Duration, source: KafkaError },
 
     #[error("timed out after {0:?} waiting for {1}; is the broker overloaded? raise --timeout to wait longer")]
