@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use hookline_testkit::broker::Broker;
+use hookline_testkit::Broker;
 
 /// The whole walk-through normally takes well under a minute on a debug build; this only bounds
 /// a hang (every wait in the quick start is an unbounded `until` loop, as a reader's would be).

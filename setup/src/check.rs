@@ -229,13 +229,14 @@ async fn check_group(kafka: &KafkaArgs, group: &str, timeout: Duration, report: 
             check,
             format!("the broker did not describe the group ({reason}); its state and members are not checked"),
         ),
-        // Apache Kafka lists a group with members or committed offsets; tansu 0.6 lists none.
+        // Apache Kafka lists a group with members or committed offsets; tansu 0.6 only one with
+        // committed offsets.
         Ok(None) => report.add(
             Status::Warn,
             check,
             format!(
-                "not listed by the broker: no consumer has joined it (or the broker does not list groups, as tansu \
-                 0.6 does not); make sure the consumers run (`hookline-consumer --group {group}`)"
+                "not listed by the broker: no consumer has joined it (tansu 0.6 lists a group only once it has \
+                 committed offsets); make sure the consumers run (`hookline-consumer --group {group}`)"
             ),
         ),
         Ok(Some(found)) if found.members.is_empty() => report.add(

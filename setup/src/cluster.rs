@@ -105,7 +105,7 @@ pub async fn group(kafka: &KafkaArgs, group: &str, timeout: Duration) -> Result<
         let found = match answer {
             Ok(list) => Ok(list.groups().iter().find(|g| g.name() == group).map(|info| Group {
                 state: info.state().to_owned(),
-                members: info.members().iter().map(|m| format!("{}@{}", m.client_id(), m.client_host())).collect(),
+                members: info.members().iter().map(|m| member_name(m.client_id(), m.client_host())).collect(),
             })),
             Err(error) => Err(error.to_string()),
         };
@@ -113,6 +113,17 @@ pub async fn group(kafka: &KafkaArgs, group: &str, timeout: Duration) -> Result<
         Ok(found)
     })
     .await
+}
+
+/// How a group member is shown: `client.id@host`, or what of the two the broker reported (tansu
+/// 0.6 reports neither).
+fn member_name(client_id: &str, host: &str) -> String {
+    match (client_id.is_empty(), host.is_empty()) {
+        (false, false) => format!("{client_id}@{host}"),
+        (false, true) => client_id.to_owned(),
+        (true, false) => format!("(no client.id)@{host}"),
+        (true, true) => "(not named by the broker)".to_owned(),
+    }
 }
 
 /// Runs `work` on a blocking thread, giving up after `timeout` plus some slack.
@@ -208,6 +219,14 @@ pub fn lag(watermarks: Option<(i64, i64)>, committed: Option<i64>) -> Option<i64
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn members_are_shown_with_what_the_broker_reported() {
+        assert_eq!(super::member_name("hookline-consumer-vm-7", "/10.0.0.5"), "hookline-consumer-vm-7@/10.0.0.5");
+        assert_eq!(super::member_name("hookline-consumer-vm-7", ""), "hookline-consumer-vm-7");
+        assert_eq!(super::member_name("", "/10.0.0.5"), "(no client.id)@/10.0.0.5");
+        assert_eq!(super::member_name("", ""), "(not named by the broker)");
+    }
+
     use super::*;
 
     #[test]
