@@ -260,6 +260,11 @@ impl Directory {
         self.follower.sync().await
     }
 
+    /// [`Directory::sync`] within `timeout`.
+    pub async fn sync_within(&self, timeout: Duration) -> Result<()> {
+        self.follower.sync_within(timeout, "the customer directory to catch up").await
+    }
+
     /// Waits until the view holds the record the broker acknowledged at `offset` of
     /// `partition` (a writer reading its own write; see [`Follower::sync_to`]).
     pub async fn sync_to(&self, partition: i32, offset: i64) -> Result<()> {
