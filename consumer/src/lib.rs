@@ -30,6 +30,7 @@
 
 pub mod config;
 pub mod context;
+pub mod decision;
 pub mod dispatcher;
 pub mod dlq;
 pub mod error;

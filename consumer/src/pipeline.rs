@@ -21,17 +21,17 @@ use rdkafka::message::{Message, OwnedMessage};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
+use crate::decision::{Decision, Fact, decide};
 use crate::dlq::{DeadLetter, DlqReason, DlqWriter, Written};
 use crate::ledger::{DeliveredSet, Ledger, Receipt};
 use crate::metrics::Metrics;
-use crate::retry::RetryPolicy;
+use crate::retry::{RetryPolicy, Schedule};
 use crate::seal::Sealer;
 use crate::webhook::{Attempt, WebhookClient, WebhookRequest};
+use hookline_core::envelope::EventRecord;
 
 /// How long a look-up of an unknown customer may wait for the directory to catch up.
 const LOOKUP_TIMEOUT: Duration = Duration::from_secs(10);
-/// Pause before looking up again when the directory itself is unavailable.
-const DIRECTORY_RETRY: Duration = Duration::from_secs(1);
 
 /// How a record ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -63,11 +63,29 @@ pub struct Pipeline {
     pub ledger: Option<Ledger>,
 }
 
+/// What the delivery of one record has learnt so far, across its attempts.
+struct Progress {
+    /// The decoded event and its webhook envelope, once decoded.
+    event: Option<(EventRecord, Bytes)>,
+    schedule: Schedule,
+    attempts: u32,
+    last_status: Option<u16>,
+}
+
+/// What [`Pipeline::gather`] found.
+enum Gathered<'r> {
+    /// A fact to decide on.
+    Fact(Fact<'r>),
+    /// The ledger says this event was delivered to this customer already.
+    Duplicate,
+}
+
 impl Pipeline {
-    /// Processes one record to its end. `delivered` is the partition's ledger (what was delivered
-    /// already), if de-duplication is on. `stopping` makes it give up at the next wait rather
-    /// than sleep through a backoff; an attempt or DLQ write already running is left to finish
-    /// (the caller bounds that).
+    /// Processes one record to its end: gathers the facts of each step, asks
+    /// [`decide`] what to do, and does it. `delivered` is the partition's ledger (what was
+    /// delivered already), if de-duplication is on. `stopping` makes it give up at the next wait
+    /// rather than sleep through a backoff; an attempt or DLQ write already running is left to
+    /// finish (the caller bounds that).
     pub async fn process(
         self: &Arc<Self>,
         record: &OwnedMessage,
@@ -86,157 +104,168 @@ impl Pipeline {
             customer = tracing::field::Empty,
         );
         telemetry::set_parent(&span, telemetry::extract_kafka(record.headers()));
-        let Some(customer_id) = record.key().and_then(|k| std::str::from_utf8(k).ok()) else {
-            let error = "record key is not a UTF-8 customer id";
-            return self.dead_letter(&span, record, DlqReason::Undecodable, error, 0, None).await;
-        };
-        span.record("customer", customer_id);
-        let Some(value) = record.payload() else {
-            return self.dead_letter(&span, record, DlqReason::Undecodable, "record has no value", 0, None).await;
-        };
-        let event = loop {
-            match self.codec.decode_delivery(value).await {
-                Ok(event) => break event,
-                Err(error) => {
-                    self.metrics.decode_errors.with_label_values(&[error.decode_reason()]).inc();
-                    if !error.is_transient() {
-                        let error = format!("record value is not a Hookline event: {error}");
-                        return self.dead_letter(&span, record, DlqReason::Undecodable, &error, 0, None).await;
-                    }
-                    // The record may be fine: only the registry holding its schema is away.
-                    tracing::warn!(topic = record.topic(), partition = record.partition(), offset = record.offset(), %error, "cannot decode the record yet; waiting");
-                    if wait(DIRECTORY_RETRY, stopping).await.is_err() {
-                        return self.abandon("shutdown");
-                    }
-                }
-            }
-        };
-        span.record("event_id", tracing::field::display(&event.event_id));
-        if delivered.is_some_and(|set| set.contains(customer_id, &event.event_id)) {
-            self.metrics.duplicates_skipped.inc();
-            tracing::info!(
-                topic = record.topic(),
-                partition = record.partition(),
-                offset = record.offset(),
-                event_id = %event.event_id,
-                customer = customer_id,
-                "already delivered to this customer; not sent again"
-            );
-            return Outcome::Duplicate;
-        }
-        let envelope = Bytes::from(event.webhook_body());
-        let mut schedule = self.policy.schedule();
-        let mut attempts = 0_u32;
-        let mut last_status = None;
-
+        let mut progress = Progress { event: None, schedule: self.policy.schedule(), attempts: 0, last_status: None };
         loop {
-            let customer = match self.directory.get_fresh(customer_id, LOOKUP_TIMEOUT).await {
-                Ok(Some(customer)) => customer,
-                Ok(None) => {
-                    let error = format!("customer `{customer_id}` does not exist");
-                    return self
-                        .dead_letter(&span, record, DlqReason::UnknownCustomer, &error, attempts, last_status)
-                        .await;
+            let fact = match self.gather(record, delivered, &span, &mut progress).await {
+                Gathered::Fact(fact) => fact,
+                Gathered::Duplicate => return Outcome::Duplicate,
+            };
+            let (attempts, last_status) = (progress.attempts, progress.last_status);
+            let wait_for = match decide(&fact, attempts, &self.policy) {
+                Decision::Ack => {
+                    self.metrics.deliveries.with_label_values(&["delivered"]).inc();
+                    let (event, _) =
+                        progress.event.as_ref().expect("an attempt is made only once the event is decoded");
+                    if let Some(latency) = since(&event.timestamp) {
+                        self.metrics.delivery_latency.observe(latency);
+                    }
+                    tracing::debug!(parent: &span, attempts, "delivered (ACK)");
+                    let customer = record.key().and_then(|k| std::str::from_utf8(k).ok()).unwrap_or_default();
+                    let receipt = Receipt { customer: customer.to_owned(), event_id: event.event_id.clone() };
+                    return Outcome::Delivered { attempts, receipt };
                 }
-                Err(error) => {
-                    tracing::warn!(parent: &span, %error, "customer directory unavailable; waiting");
-                    if wait(DIRECTORY_RETRY, stopping).await.is_err() {
+                Decision::DeadLetter { reason, error } => {
+                    return self.dead_letter(&span, record, reason, &error, attempts, last_status).await;
+                }
+                Decision::WaitForInfrastructure { after } => {
+                    match &fact {
+                        Fact::Undecodable { error, .. } => {
+                            tracing::warn!(topic = record.topic(), partition = record.partition(), offset = record.offset(), %error, "cannot decode the record yet; waiting");
+                        }
+                        Fact::DirectoryUnavailable { error } => {
+                            tracing::warn!(parent: &span, %error, "customer directory unavailable; waiting");
+                        }
+                        _ => {}
+                    }
+                    after
+                }
+                Decision::Retry { after } => {
+                    self.metrics.retries.inc();
+                    self.metrics.clocks.blocked(record.partition());
+                    if let Fact::Failed { failure, .. } = &fact {
+                        tracing::info!(parent: &span, attempt = attempts, error = %failure.error, retry_in = ?after, "delivery failed; will retry");
+                    }
+                    self.metrics.partitions_in_backoff.inc();
+                    let waited = wait(after, stopping).await;
+                    self.metrics.partitions_in_backoff.dec();
+                    if waited.is_err() {
                         return self.abandon("shutdown");
                     }
                     continue;
                 }
             };
-            let Some(url) = customer.webhook_url.as_deref() else {
-                let error = format!("customer `{customer_id}` has no webhook URL");
-                return self.dead_letter(&span, record, DlqReason::NoWebhookUrl, &error, attempts, last_status).await;
-            };
-
-            let sealed = match self.sealer.seal(&customer, &event.event_id, &envelope, unix_now()) {
-                Ok(sealed) => sealed,
-                Err(refused) => {
-                    tracing::error!(parent: &span, reason = refused.reason.as_str(), error = %refused.error, "cannot prepare the delivery");
-                    return self
-                        .dead_letter(&span, record, refused.reason, &refused.error, attempts, last_status)
-                        .await;
-                }
-            };
-            let request = WebhookRequest {
-                url,
-                event_id: &event.event_id,
-                timestamp: sealed.timestamp,
-                content_type: sealed.content_type,
-                signature: Some(&sealed.signature),
-                body: sealed.body,
-                // An inbound source's endpoint is the operator's, internal by design.
-                internal: customer.is_source(),
-            };
-            attempts += 1;
-            let attempt_span = tracing::info_span!(
-                parent: &span,
-                "attempt",
-                attempt = attempts,
-                status = tracing::field::Empty,
-                error_class = tracing::field::Empty,
-                "otel.status_code" = tracing::field::Empty,
-            );
-            let attempt = self.client.attempt(&request).instrument(attempt_span.clone()).await;
-            match &attempt {
-                Attempt::Acked { status, .. } => {
-                    attempt_span.record("status", status);
-                }
-                Attempt::Failed(failure) => {
-                    if let Some(status) = failure.status {
-                        attempt_span.record("status", status);
-                    }
-                    attempt_span.record("error_class", failure.class);
-                    attempt_span.record("otel.status_code", "ERROR");
-                }
-                Attempt::Blocked { .. } => {
-                    attempt_span.record("error_class", "blocked");
-                    attempt_span.record("otel.status_code", "ERROR");
-                }
-            }
-            drop(attempt_span);
-            let failure = match attempt {
-                Attempt::Acked { status, took } => {
-                    self.metrics.attempts.with_label_values(&["ack", "2xx"]).inc();
-                    self.metrics.attempt_duration.observe(took.as_secs_f64());
-                    self.metrics.deliveries.with_label_values(&["delivered"]).inc();
-                    if let Some(latency) = since(&event.timestamp) {
-                        self.metrics.delivery_latency.observe(latency);
-                    }
-                    tracing::debug!(parent: &span, status, attempts, "delivered (ACK)");
-                    let receipt = Receipt { customer: customer_id.to_owned(), event_id: event.event_id.clone() };
-                    return Outcome::Delivered { attempts, receipt };
-                }
-                Attempt::Failed(failure) => failure,
-                Attempt::Blocked { reason } => {
-                    self.metrics.attempts.with_label_values(&["blocked", "blocked"]).inc();
-                    tracing::warn!(parent: &span, %reason, "webhook destination blocked by the SSRF guard");
-                    let error = format!("destination blocked: {reason}");
-                    return self
-                        .dead_letter(&span, record, DlqReason::BlockedDestination, &error, attempts, last_status)
-                        .await;
-                }
-            };
-            self.metrics.attempts.with_label_values(&["failed", failure.class]).inc();
-            self.metrics.attempt_duration.observe(failure.took.as_secs_f64());
-            last_status = failure.status;
-
-            let Some(delay) = schedule.next_delay(failure.retry_after) else {
-                let error = format!("{} after {attempts} attempts", failure.error);
-                return self.dead_letter(&span, record, DlqReason::MaxAttempts, &error, attempts, last_status).await;
-            };
-            self.metrics.retries.inc();
-            self.metrics.clocks.blocked(record.partition());
-            tracing::info!(parent: &span, attempt = attempts, error = %failure.error, retry_in = ?delay, "delivery failed; will retry");
-            self.metrics.partitions_in_backoff.inc();
-            let waited = wait(delay, stopping).await;
-            self.metrics.partitions_in_backoff.dec();
-            if waited.is_err() {
+            if wait(wait_for, stopping).await.is_err() {
                 return self.abandon("shutdown");
             }
         }
+    }
+
+    /// Takes the record's delivery one step further: decodes it (once), looks the customer up,
+    /// seals and makes an attempt, and returns what came of it. I/O and observation only (spans,
+    /// metrics, logs): what to do about it is [`decide`]'s.
+    async fn gather<'r>(
+        &self,
+        record: &'r OwnedMessage,
+        delivered: Option<&DeliveredSet>,
+        span: &tracing::Span,
+        progress: &mut Progress,
+    ) -> Gathered<'r> {
+        let Some(customer_id) = record.key().and_then(|k| std::str::from_utf8(k).ok()) else {
+            return Gathered::Fact(Fact::KeyNotUtf8);
+        };
+        span.record("customer", customer_id);
+        let (event, envelope) = match &mut progress.event {
+            Some(decoded) => &*decoded,
+            None => {
+                let Some(value) = record.payload() else { return Gathered::Fact(Fact::NoValue) };
+                let event = match self.codec.decode_delivery(value).await {
+                    Ok(event) => event,
+                    Err(error) => {
+                        self.metrics.decode_errors.with_label_values(&[error.decode_reason()]).inc();
+                        let transient = error.is_transient();
+                        return Gathered::Fact(Fact::Undecodable { error: error.to_string(), transient });
+                    }
+                };
+                span.record("event_id", tracing::field::display(&event.event_id));
+                if delivered.is_some_and(|set| set.contains(customer_id, &event.event_id)) {
+                    self.metrics.duplicates_skipped.inc();
+                    tracing::info!(
+                        topic = record.topic(),
+                        partition = record.partition(),
+                        offset = record.offset(),
+                        event_id = %event.event_id,
+                        customer = customer_id,
+                        "already delivered to this customer; not sent again"
+                    );
+                    return Gathered::Duplicate;
+                }
+                let envelope = Bytes::from(event.webhook_body());
+                &*progress.event.insert((event, envelope))
+            }
+        };
+
+        let customer = match self.directory.get_fresh(customer_id, LOOKUP_TIMEOUT).await {
+            Ok(Some(customer)) => customer,
+            Ok(None) => return Gathered::Fact(Fact::UnknownCustomer { customer: customer_id }),
+            Err(error) => return Gathered::Fact(Fact::DirectoryUnavailable { error: error.to_string() }),
+        };
+        let Some(url) = customer.webhook_url.as_deref() else {
+            return Gathered::Fact(Fact::NoWebhookUrl { customer: customer_id });
+        };
+        let sealed = match self.sealer.seal(&customer, &event.event_id, envelope, unix_now()) {
+            Ok(sealed) => sealed,
+            Err(refused) => {
+                tracing::error!(parent: span, reason = refused.reason.as_str(), error = %refused.error, "cannot prepare the delivery");
+                return Gathered::Fact(Fact::Unsealable(refused));
+            }
+        };
+        let request = WebhookRequest {
+            url,
+            event_id: &event.event_id,
+            timestamp: sealed.timestamp,
+            content_type: sealed.content_type,
+            signature: Some(&sealed.signature),
+            body: sealed.body,
+            // An inbound source's endpoint is the operator's, internal by design.
+            internal: customer.is_source(),
+        };
+        progress.attempts += 1;
+        let attempt_span = tracing::info_span!(
+            parent: span,
+            "attempt",
+            attempt = progress.attempts,
+            status = tracing::field::Empty,
+            error_class = tracing::field::Empty,
+            "otel.status_code" = tracing::field::Empty,
+        );
+        let attempt = self.client.attempt(&request).instrument(attempt_span.clone()).await;
+        let fact = match attempt {
+            Attempt::Acked { status, took } => {
+                attempt_span.record("status", status);
+                self.metrics.attempts.with_label_values(&["ack", "2xx"]).inc();
+                self.metrics.attempt_duration.observe(took.as_secs_f64());
+                Fact::Acked
+            }
+            Attempt::Failed(failure) => {
+                if let Some(status) = failure.status {
+                    attempt_span.record("status", status);
+                }
+                attempt_span.record("error_class", failure.class);
+                attempt_span.record("otel.status_code", "ERROR");
+                self.metrics.attempts.with_label_values(&["failed", failure.class]).inc();
+                self.metrics.attempt_duration.observe(failure.took.as_secs_f64());
+                progress.last_status = failure.status;
+                Fact::Failed { failure, scheduled: progress.schedule.next_backoff() }
+            }
+            Attempt::Blocked { reason } => {
+                attempt_span.record("error_class", "blocked");
+                attempt_span.record("otel.status_code", "ERROR");
+                self.metrics.attempts.with_label_values(&["blocked", "blocked"]).inc();
+                tracing::warn!(parent: span, %reason, "webhook destination blocked by the SSRF guard");
+                Fact::Blocked { reason }
+            }
+        };
+        Gathered::Fact(fact)
     }
 
     async fn dead_letter(
