@@ -82,7 +82,8 @@ pub fn decide(fact: &Fact<'_>, attempts: u32, policy: &RetryPolicy) -> Decision 
         Fact::NoWebhookUrl { customer } => {
             dead_letter(DlqReason::NoWebhookUrl, format!("customer `{customer}` has no webhook URL"))
         }
-        Fact::Unsealable(refused) => dead_letter(refused.reason, refused.error.clone()),
+        Fact::Unsealable(SealError::Signing(error)) => dead_letter(DlqReason::SigningFailed, error.clone()),
+        Fact::Unsealable(SealError::Encryption(error)) => dead_letter(DlqReason::EncryptionFailed, error.clone()),
         Fact::Acked => Decision::Ack,
         Fact::Blocked { reason } => {
             dead_letter(DlqReason::BlockedDestination, format!("destination blocked: {reason}"))
@@ -157,12 +158,12 @@ mod tests {
 
     #[test]
     fn signing_and_encryption_failures_are_dead_lettered_never_sent() {
-        let signing = SealError { reason: DlqReason::SigningFailed, error: "no active signing secret".into() };
+        let signing = SealError::Signing("no active signing secret".into());
         assert_eq!(
             decide(&Fact::Unsealable(signing), 1, &policy(8)),
             Decision::DeadLetter { reason: DlqReason::SigningFailed, error: "no active signing secret".into() }
         );
-        let encryption = SealError { reason: DlqReason::EncryptionFailed, error: "unusable key".into() };
+        let encryption = SealError::Encryption("unusable key".into());
         assert_eq!(reason(&decide(&Fact::Unsealable(encryption), 1, &policy(8))), Some(DlqReason::EncryptionFailed));
     }
 

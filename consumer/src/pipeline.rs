@@ -215,7 +215,7 @@ impl Pipeline {
         let sealed = match self.sealer.seal(&customer, &event.event_id, envelope, unix_now()) {
             Ok(sealed) => sealed,
             Err(refused) => {
-                tracing::error!(parent: span, reason = refused.reason.as_str(), error = %refused.error, "cannot prepare the delivery");
+                tracing::error!(parent: span, kind = refused.kind(), error = %refused, "cannot prepare the delivery");
                 return Gathered::Fact(Fact::Unsealable(refused));
             }
         };
