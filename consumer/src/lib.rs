@@ -13,14 +13,18 @@
 //! # Layout
 //! - [`config`]: flags and environment variables.
 //! - [`context`]: rebalance and commit callbacks; splits each assigned partition's queue.
-//! - [`dispatcher`]: the per-partition worker, its commit rule and its cap on ledger writes in
-//!   flight.
+//! - [`dispatcher`]: the per-partition worker and its commit rule.
+//! - [`dedup`]: a partition's de-duplication, owned by its worker: restored on assignment,
+//!   asked before a record is sent, recording each ACK in the ledger (at most
+//!   `--ledger-max-in-flight` writes awaiting the broker), kept on revocation.
 //! - [`ledger`]: the delivery ledger (what was delivered, read back on assignment, bounded per
 //!   partition, kept across a revoke and reassignment) that keeps a record seen again from being
 //!   sent again.
 //! - [`offsets`]: the commit watermark of a partition.
 //! - [`pipeline`]: what happens to one record (decoding with `hookline_core::codec`, look-up,
-//!   attempts, retries, DLQ).
+//!   attempts, retries, DLQ): gathers the facts of each step and acts on [`decision`]'s answer.
+//! - [`decision`]: the pure decision after each step: ACK, retry after a delay, dead-letter with a
+//!   reason, or wait for the infrastructure.
 //! - [`seal`]: the bytes of one attempt: JWE-encrypted when the customer has a key, signed.
 //! - [`webhook`]: one HTTP attempt, behind the SSRF guard.
 //! - [`retry`]: the backoff schedule and `Retry-After`.
@@ -31,6 +35,7 @@
 pub mod config;
 pub mod context;
 pub mod decision;
+pub mod dedup;
 pub mod dispatcher;
 pub mod dlq;
 pub mod error;
@@ -129,7 +134,6 @@ pub async fn run_with_metrics(config: Config, shutdown: CancellationToken, metri
         policy: retry::RetryPolicy::from(&config.delivery),
         sealer: seal::Sealer::new(master_key, ContentKeyPolicy::default()),
         metrics: metrics.clone(),
-        ledger,
     });
 
     let (assignments_tx, mut assignments) = mpsc::unbounded_channel();
@@ -150,7 +154,7 @@ pub async fn run_with_metrics(config: Config, shutdown: CancellationToken, metri
             Some(assignment) = assignments.recv() => {
                 let partition = assignment.partition;
                 let previous = workers.remove(&partition);
-                let worker = dispatcher::run_partition(assignment, Arc::clone(&consumer), Arc::clone(&pipeline), stops.clone());
+                let worker = dispatcher::run_partition(assignment, Arc::clone(&consumer), Arc::clone(&pipeline), ledger.clone(), stops.clone());
                 let partition_handle = tokio::spawn(async move {
                     // A partition revoked and assigned again quickly must not be worked on twice at
                     // once: the new worker starts when the cancelled one has let go.
@@ -175,7 +179,7 @@ pub async fn run_with_metrics(config: Config, shutdown: CancellationToken, metri
 
     metrics.readiness.set_started(false);
     drain(&consumer, workers, stops, config.shutdown_grace).await;
-    if let Some(ledger) = &pipeline.ledger {
+    if let Some(ledger) = &ledger {
         ledger.forget_kept();
     }
     drop(assignments);

@@ -22,8 +22,8 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::decision::{Decision, Fact, decide};
+use crate::dedup::{Receipt, Seen};
 use crate::dlq::{DeadLetter, DlqReason, DlqWriter, Written};
-use crate::ledger::{DeliveredSet, Ledger, Receipt};
 use crate::metrics::Metrics;
 use crate::retry::{RetryPolicy, Schedule};
 use crate::seal::Sealer;
@@ -59,8 +59,6 @@ pub struct Pipeline {
     pub policy: RetryPolicy,
     pub sealer: Sealer,
     pub metrics: Metrics,
-    /// The delivery ledger; `None` with `--dedup-window off`.
-    pub ledger: Option<Ledger>,
 }
 
 /// What the delivery of one record has learnt so far, across its attempts.
@@ -81,15 +79,14 @@ enum Gathered<'r> {
 }
 
 impl Pipeline {
-    /// Processes one record to its end: gathers the facts of each step, asks
-    /// [`decide`] what to do, and does it. `delivered` is the partition's ledger (what was
-    /// delivered already), if de-duplication is on. `stopping` makes it give up at the next wait
-    /// rather than sleep through a backoff; an attempt or DLQ write already running is left to
-    /// finish (the caller bounds that).
+    /// Processes one record to its end: gathers the facts of each step, asks [`decide`] what to
+    /// do, and does it. `seen` tells what the partition delivered already. `stopping` makes it
+    /// give up at the next wait rather than sleep through a backoff; an attempt or DLQ write
+    /// already running is left to finish (the caller bounds that).
     pub async fn process(
         self: &Arc<Self>,
         record: &OwnedMessage,
-        delivered: Option<&DeliveredSet>,
+        seen: &Seen,
         stopping: &CancellationToken,
     ) -> Outcome {
         // The record's whole processing; a child of the publish request's span when the record
@@ -106,7 +103,7 @@ impl Pipeline {
         telemetry::set_parent(&span, telemetry::extract_kafka(record.headers()));
         let mut progress = Progress { event: None, schedule: self.policy.schedule(), attempts: 0, last_status: None };
         loop {
-            let fact = match self.gather(record, delivered, &span, &mut progress).await {
+            let fact = match self.gather(record, seen, &span, &mut progress).await {
                 Gathered::Fact(fact) => fact,
                 Gathered::Duplicate => return Outcome::Duplicate,
             };
@@ -166,7 +163,7 @@ impl Pipeline {
     async fn gather<'r>(
         &self,
         record: &'r OwnedMessage,
-        delivered: Option<&DeliveredSet>,
+        seen: &Seen,
         span: &tracing::Span,
         progress: &mut Progress,
     ) -> Gathered<'r> {
@@ -187,7 +184,7 @@ impl Pipeline {
                     }
                 };
                 span.record("event_id", tracing::field::display(&event.event_id));
-                if delivered.is_some_and(|set| set.contains(customer_id, &event.event_id)) {
+                if seen.contains(customer_id, &event.event_id) {
                     self.metrics.duplicates_skipped.inc();
                     tracing::info!(
                         topic = record.topic(),
