@@ -2,7 +2,7 @@
 //! dead-letter with a reason, or wait for the infrastructure (schema registry, customer
 //! directory) to come back.
 //!
-//! The delivery of a record ([`crate::pipeline`]) gathers facts (the record's key and value, the
+//! The delivery of a record ([`crate::delivery`]) gathers facts (the record's key and value, the
 //! decoded event, the customer's record, the sealed body, the HTTP attempt's result and the next
 //! scheduled backoff), asks [`decide`], and acts on its answer. [`decide`] is pure: every dead
 //! letter reason and every retry rule is here, tested without a broker or a network.

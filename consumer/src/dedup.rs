@@ -21,11 +21,11 @@ use rdkafka::consumer::Consumer;
 use rdkafka::{Offset, TopicPartitionList};
 use tokio_util::sync::CancellationToken;
 
-use crate::context::HooklineConsumer;
-use crate::dispatcher::Stops;
 pub use crate::ledger::Receipt;
 use crate::ledger::{DeliveredSet, Ledger, Restored};
 use crate::metrics::Metrics;
+use crate::partition::Stops;
+use crate::rebalance::HooklineConsumer;
 
 /// How long a revoked partition's worker waits for its ledger writes in flight, so that they
 /// are on the topic when the partition's next owner reads it back.

@@ -1,4 +1,4 @@
-//! What happens to one record: decode, skip it if the ledger says it was delivered already, look
+//! The delivery of one record: decode, skip it if the ledger says it was delivered already, look
 //! up the customer, attempt delivery with blocking retries, dead-letter when it cannot be
 //! delivered.
 //!
@@ -50,7 +50,7 @@ pub enum Outcome {
 
 /// Everything needed to process records; shared by every partition worker.
 #[derive(Debug)]
-pub struct Pipeline {
+pub struct Deliverer {
     pub directory: Directory,
     /// Decodes record values (Avro, with or without a schema registry, or legacy JSON).
     pub codec: Codec,
@@ -70,7 +70,7 @@ struct Progress {
     last_status: Option<u16>,
 }
 
-/// What [`Pipeline::gather`] found.
+/// What [`Deliverer::gather`] found.
 enum Gathered<'r> {
     /// A fact to decide on.
     Fact(Fact<'r>),
@@ -78,7 +78,7 @@ enum Gathered<'r> {
     Duplicate,
 }
 
-impl Pipeline {
+impl Deliverer {
     /// Processes one record to its end: gathers the facts of each step, asks [`decide`] what to
     /// do, and does it. `seen` tells what the partition delivered already. `stopping` makes it
     /// give up at the next wait rather than sleep through a backoff; an attempt or DLQ write

@@ -1,6 +1,7 @@
-//! The per-partition worker: reads the partition's delivery ledger back, then takes the
-//! partition's records one at a time, in offset order, and stores each commit position once the
-//! record is done.
+//! The partition worker: restores the partition's de-duplication (its delivery ledger read
+//! back), then takes the partition's records one at a time, in offset order, hands each to the
+//! delivery of one record ([`crate::delivery`]), and stores each commit position once the record
+//! is done.
 //!
 //! The worker is the only place that decides what is committed, through an [`OffsetTracker`]. A
 //! record is done when it was dead-lettered (the DLQ acknowledged it), skipped as already
@@ -10,8 +11,8 @@
 //! yet done. While `--ledger-max-in-flight` writes await the broker the worker takes no further
 //! record (it keeps collecting acknowledgements and watching for revocation and shutdown, and the
 //! main task keeps polling, so the member stays in its group). When the partition is revoked, the
-//! worker hands its delivered set back to the ledger, to be continued if the partition comes back. Records are
-//! processed strictly sequentially today (a customer's events keep their order, and a failing
+//! worker hands its delivered set back to the ledger, to be continued if the partition comes
+//! back. Records are processed strictly sequentially today (a customer's events keep their order, and a failing
 //! endpoint blocks only its own partition); a key-ordered mode would run one lane per customer
 //! inside this worker and keep the same tracker and commit rule.
 
@@ -23,11 +24,11 @@ use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
 use tokio_util::sync::CancellationToken;
 
-use crate::context::{Assignment, HooklineConsumer};
 use crate::dedup::{Dedup, Recorded};
+use crate::delivery::{Deliverer, Outcome};
 use crate::ledger::Ledger;
 use crate::offsets::OffsetTracker;
-use crate::pipeline::{Outcome, Pipeline};
+use crate::rebalance::{Assignment, HooklineConsumer};
 
 /// Stop signals shared by every worker of a consumer.
 #[derive(Debug, Clone)]
@@ -41,7 +42,7 @@ pub struct Stops {
 /// Where a partition's finished records are turned into stored commit positions.
 struct Committer<'a> {
     consumer: &'a HooklineConsumer,
-    pipeline: &'a Pipeline,
+    deliverer: &'a Deliverer,
     topic: &'a str,
     partition: i32,
     tracker: OffsetTracker,
@@ -51,28 +52,28 @@ impl Committer<'_> {
     /// The record at `offset` is done: store the commit position if it moved.
     fn done(&mut self, offset: i64) {
         if let Some(position) = self.tracker.complete(offset) {
-            store(self.consumer, self.pipeline, self.topic, self.partition, position);
+            store(self.consumer, self.deliverer, self.topic, self.partition, position);
         }
     }
 }
 
 /// Runs one assigned partition until it is revoked or the consumer stops. `ledger` is the
 /// delivery ledger, `None` with `--dedup-window off`.
-pub async fn run_partition(
+pub async fn run(
     assignment: Assignment,
     consumer: Arc<HooklineConsumer>,
-    pipeline: Arc<Pipeline>,
+    deliverer: Arc<Deliverer>,
     ledger: Option<Ledger>,
     stops: Stops,
 ) {
     let Assignment { topic, partition, queue, revoked } = assignment;
     tracing::debug!(topic, partition, "partition worker started");
     let restored =
-        Dedup::restore(ledger.as_ref(), &pipeline.metrics, &consumer, &topic, partition, &revoked, &stops).await;
+        Dedup::restore(ledger.as_ref(), &deliverer.metrics, &consumer, &topic, partition, &revoked, &stops).await;
     let Some(mut dedup) = restored else { return };
     let mut committer = Committer {
         consumer: &consumer,
-        pipeline: &pipeline,
+        deliverer: &deliverer,
         topic: &topic,
         partition,
         tracker: OffsetTracker::default(),
@@ -99,9 +100,9 @@ pub async fn run_partition(
         };
         let offset = record.offset();
         committer.tracker.begin(offset);
-        pipeline.metrics.clocks.started(partition, record.timestamp().to_millis());
+        deliverer.metrics.clocks.started(partition, record.timestamp().to_millis());
         let outcome = {
-            let mut processing = pin!(pipeline.process(&record, &seen, &stops.stopping));
+            let mut processing = pin!(deliverer.process(&record, &seen, &stops.stopping));
             loop {
                 tokio::select! {
                     biased;
@@ -112,7 +113,7 @@ pub async fn run_partition(
                 }
             }
         };
-        pipeline.metrics.clocks.finished(partition);
+        deliverer.metrics.clocks.finished(partition);
         match outcome {
             Some(Outcome::Delivered { receipt, .. }) => {
                 if dedup.record(receipt, offset) == Recorded::Done {
@@ -124,7 +125,7 @@ pub async fn run_partition(
                 committer.tracker.abandon(offset);
                 if outcome.is_none() {
                     let cause = if revoked.is_cancelled() { "revoked" } else { "shutdown" };
-                    pipeline.metrics.abandoned.with_label_values(&[cause]).inc();
+                    deliverer.metrics.abandoned.with_label_values(&[cause]).inc();
                 }
                 tracing::info!(topic, partition, offset, "record left unfinished; it will be redelivered");
                 break;
@@ -132,7 +133,7 @@ pub async fn run_partition(
         }
     }
     drop(seen);
-    pipeline.metrics.clocks.released(partition);
+    deliverer.metrics.clocks.released(partition);
     dedup.finish(&topic, revoked.is_cancelled(), &stops.hard_stop, |offset| committer.done(offset)).await;
     // Revoked, not stopping: the set may serve this partition again if it comes back here.
     dedup.release(revoked.is_cancelled() && !stops.stopping.is_cancelled());
@@ -140,7 +141,7 @@ pub async fn run_partition(
 }
 
 /// Hands a commit position to librdkafka's background committer.
-fn store(consumer: &HooklineConsumer, pipeline: &Pipeline, topic: &str, partition: i32, position: i64) {
+fn store(consumer: &HooklineConsumer, deliverer: &Deliverer, topic: &str, partition: i32, position: i64) {
     let mut offsets = TopicPartitionList::new();
     if let Err(error) = offsets.add_partition_offset(topic, partition, Offset::Offset(position)) {
         tracing::error!(topic, partition, position, %error, "cannot build the offset to store");
@@ -148,7 +149,7 @@ fn store(consumer: &HooklineConsumer, pipeline: &Pipeline, topic: &str, partitio
     }
     match consumer.store_offsets(&offsets) {
         Ok(()) => {
-            pipeline.metrics.offsets_stored.inc();
+            deliverer.metrics.offsets_stored.inc();
             tracing::trace!(topic, partition, position, "offset stored");
         }
         // The partition was revoked meanwhile; its next owner redelivers from the last commit.
