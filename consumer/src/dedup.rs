@@ -364,25 +364,30 @@ mod tests {
     }
 
     #[test]
-    fn a_delivery_is_seen_at_once_and_done_when_the_ledger_says_so_or_at_once_without_one() {
+    fn without_a_ledger_a_delivery_is_done_at_once_and_nothing_is_remembered() {
         let metrics = Metrics::new().unwrap();
-        let set = DeliveredSet::new(Duration::from_secs(3600), 100);
         let mut dedup = Dedup {
             partition: 0,
             ledger: None,
-            seen: Seen(Some(Arc::new(Mutex::new(set)))),
+            seen: Seen::default(),
             recording: Recording { writes: FuturesUnordered::new(), next: 0, metrics: metrics.clone() },
             gate: LedgerGate::new(usize::MAX, metrics.clone()),
         };
         let receipt = Receipt { customer: "acme".into(), event_id: "evt_1".into() };
-        // Without a ledger: done at once, nothing in flight.
-        assert_eq!(dedup.record(receipt.clone(), 5), Recorded::Done);
+        assert_eq!(dedup.record(receipt, 5), Recorded::Done);
         assert!(!dedup.writing());
-        assert!(!Seen::default().contains("acme", "evt_1"), "de-duplication off remembers nothing");
-        let seen = dedup.seen();
-        assert!(!seen.contains("acme", "evt_2"));
+        assert!(dedup.may_take());
+        assert!(!dedup.seen().contains("acme", "evt_1"));
+        assert_eq!(metrics.ledger_in_flight.get(), 0);
+    }
+
+    #[test]
+    fn every_handle_asks_the_one_set_the_worker_remembers_into() {
+        let seen = Seen(Some(Arc::new(Mutex::new(DeliveredSet::new(Duration::from_secs(3600), 100)))));
+        let asked = seen.clone();
+        assert!(!asked.contains("acme", "evt_2"));
         seen.remember(&Receipt { customer: "acme".into(), event_id: "evt_2".into() });
-        assert!(dedup.seen().contains("acme", "evt_2"), "one set behind every handle");
-        assert!(!dedup.seen().contains("globex", "evt_2"));
+        assert!(asked.contains("acme", "evt_2"));
+        assert!(!asked.contains("globex", "evt_2"), "per customer");
     }
 }
