@@ -6,7 +6,7 @@ use rdkafka::error::KafkaError;
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// What can stop the consumer. Per-message failures are not errors: they become retries or
-/// dead letters (see [`crate::pipeline`]).
+/// dead letters (see [`crate::delivery`]).
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error(transparent)]

@@ -11,35 +11,44 @@
 //! partition's worker is cancelled without storing the record it was retrying.
 //!
 //! # Layout
+//! Public (used by the binary, tests, the demo and the bench): [`config`], [`ledger`],
+//! [`metrics`]; the rest is internal.
 //! - [`config`]: flags and environment variables.
-//! - [`context`]: rebalance and commit callbacks; splits each assigned partition's queue.
-//! - [`dispatcher`]: the per-partition worker, its commit rule and its cap on ledger writes in
-//!   flight.
+//! - `rebalance`: rebalance and commit callbacks; splits each assigned partition's queue.
+//! - `partition`: the partition worker: takes its records in offset order and applies the
+//!   commit rule (`offsets`).
+//! - `dedup`: a partition's de-duplication, owned by its worker: restored on assignment, asked
+//!   before a record is sent, recording each ACK in the ledger (at most `--ledger-max-in-flight`
+//!   writes awaiting the broker), kept on revocation.
 //! - [`ledger`]: the delivery ledger (what was delivered, read back on assignment, bounded per
 //!   partition, kept across a revoke and reassignment) that keeps a record seen again from being
 //!   sent again.
-//! - [`offsets`]: the commit watermark of a partition.
-//! - [`pipeline`]: what happens to one record (decoding with `hookline_core::codec`, look-up,
-//!   attempts, retries, DLQ).
-//! - [`seal`]: the bytes of one attempt: JWE-encrypted when the customer has a key, signed.
-//! - [`webhook`]: one HTTP attempt, behind the SSRF guard.
-//! - [`retry`]: the backoff schedule and `Retry-After`.
-//! - [`dlq`]: writing dead letters.
+//! - `offsets`: the commit watermark of a partition.
+//! - `delivery`: the delivery of one record (decoding with `hookline_core::codec`, look-up,
+//!   attempts, retries, DLQ): gathers the facts of each step and acts on `decision`'s answer.
+//! - `decision`: the pure decision after each step: ACK, retry after a delay, dead-letter with a
+//!   reason, or wait for the infrastructure.
+//! - `seal`: the bytes of one attempt: JWE-encrypted when the customer has a key, signed.
+//! - `webhook`: one HTTP attempt, behind the SSRF guard.
+//! - `retry`: the backoff schedule and `Retry-After` parsing.
+//! - `dlq`: writing dead letters.
 //! - [`metrics`]: Prometheus metrics and `/metrics`.
-//! - [`error`]: this crate's error type.
+//! - `error`: this crate's error type ([`Error`]).
 
 pub mod config;
-pub mod context;
-pub mod dispatcher;
-pub mod dlq;
-pub mod error;
+pub(crate) mod decision;
+pub(crate) mod dedup;
+pub(crate) mod delivery;
+pub(crate) mod dlq;
+pub(crate) mod error;
 pub mod ledger;
 pub mod metrics;
-pub mod offsets;
-pub mod pipeline;
-pub mod retry;
-pub mod seal;
-pub mod webhook;
+pub(crate) mod offsets;
+pub(crate) mod partition;
+pub(crate) mod rebalance;
+pub(crate) mod retry;
+pub(crate) mod seal;
+pub(crate) mod webhook;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -60,10 +69,10 @@ pub use config::Config;
 pub use error::{Error, Result};
 pub use metrics::Metrics;
 
-use context::{HooklineConsumer, HooklineContext};
-use dispatcher::Stops;
+use delivery::Deliverer;
 use ledger::{Ledger, LedgerSettings};
-use pipeline::Pipeline;
+use partition::Stops;
+use rebalance::{HooklineConsumer, HooklineContext};
 
 /// How often the main task polls the consumer even when nothing arrives on its queue: each poll
 /// tells librdkafka the application is alive (`max.poll.interval.ms`) and serves callbacks.
@@ -120,7 +129,7 @@ pub async fn run_with_metrics(config: Config, shutdown: CancellationToken, metri
             None
         }
     };
-    let pipeline = Arc::new(Pipeline {
+    let deliverer = Arc::new(Deliverer {
         directory,
         codec,
         client: webhook::WebhookClient::new(config.delivery.request_timeout, config.network.policy())?,
@@ -128,7 +137,6 @@ pub async fn run_with_metrics(config: Config, shutdown: CancellationToken, metri
         policy: retry::RetryPolicy::from(&config.delivery),
         sealer: seal::Sealer::new(master_key, ContentKeyPolicy::default()),
         metrics: metrics.clone(),
-        ledger,
     });
 
     let (assignments_tx, mut assignments) = mpsc::unbounded_channel();
@@ -149,7 +157,7 @@ pub async fn run_with_metrics(config: Config, shutdown: CancellationToken, metri
             Some(assignment) = assignments.recv() => {
                 let partition = assignment.partition;
                 let previous = workers.remove(&partition);
-                let worker = dispatcher::run_partition(assignment, Arc::clone(&consumer), Arc::clone(&pipeline), stops.clone());
+                let worker = partition::run(assignment, Arc::clone(&consumer), Arc::clone(&deliverer), ledger.clone(), stops.clone());
                 let partition_handle = tokio::spawn(async move {
                     // A partition revoked and assigned again quickly must not be worked on twice at
                     // once: the new worker starts when the cancelled one has let go.
@@ -174,12 +182,12 @@ pub async fn run_with_metrics(config: Config, shutdown: CancellationToken, metri
 
     metrics.readiness.set_started(false);
     drain(&consumer, workers, stops, config.shutdown_grace).await;
-    if let Some(ledger) = &pipeline.ledger {
+    if let Some(ledger) = &ledger {
         ledger.forget_kept();
     }
     drop(assignments);
-    let directory = pipeline.directory.clone();
-    close(consumer, pipeline).await;
+    let directory = deliverer.directory.clone();
+    close(consumer, deliverer).await;
     directory.close().await;
     failure.map_or(Ok(()), Err)
 }
@@ -260,7 +268,7 @@ async fn join_all(handles: Vec<JoinHandle<()>>) {
 /// and flush block, so they run off the async runtime. A failed final commit is not a failed
 /// shutdown (typically a rebalance in progress as other members stop too): the records past the
 /// last commit are redelivered to the next owner (at-least-once).
-async fn close(consumer: Arc<HooklineConsumer>, pipeline: Arc<Pipeline>) {
+async fn close(consumer: Arc<HooklineConsumer>, deliverer: Arc<Deliverer>) {
     consumer.context().revoke_all();
     let closed = tokio::task::spawn_blocking(move || {
         let committed = match consumer.commit_consumer_state(CommitMode::Sync) {
@@ -272,8 +280,8 @@ async fn close(consumer: Arc<HooklineConsumer>, pipeline: Arc<Pipeline>) {
         // Dropping the last handle closes the consumer: it leaves the group at once instead of
         // making the others wait for the session timeout.
         drop(consumer);
-        let _ = pipeline.dlq.producer().flush(FLUSH_TIMEOUT);
-        drop(pipeline);
+        let _ = deliverer.dlq.producer().flush(FLUSH_TIMEOUT);
+        drop(deliverer);
         committed
     })
     .await;

@@ -52,6 +52,7 @@ impl OffsetTracker {
     }
 
     /// Records begun and not finished.
+    #[cfg(test)]
     pub fn in_flight(&self) -> usize {
         self.in_flight.len()
     }

@@ -3,7 +3,8 @@
 //! The schedule is backon's exponential backoff with jitter, clamped to `--max-backoff` (backon's
 //! jitter may add up to one more current delay). A `Retry-After` from the endpoint replaces the
 //! scheduled delay, still within `--max-backoff`, so a receiver cannot park a partition for longer
-//! than the operator allows.
+//! than the operator allows: that rule is [`crate::decision::decide`]'s, which is given the
+//! scheduled delay.
 
 use std::time::{Duration, SystemTime};
 
@@ -53,11 +54,10 @@ impl std::fmt::Debug for Schedule {
 }
 
 impl Schedule {
-    /// The delay before the next attempt, or `None` when no attempt is left. `retry_after` (from
-    /// the last response) replaces the scheduled delay, capped at the maximum.
-    pub fn next_delay(&mut self, retry_after: Option<Duration>) -> Option<Duration> {
-        let scheduled = self.backoff.next()?;
-        Some(retry_after.unwrap_or(scheduled).min(self.max_backoff))
+    /// The scheduled delay before the next attempt, within the maximum, or `None` when no
+    /// attempt is left.
+    pub fn next_backoff(&mut self) -> Option<Duration> {
+        Some(self.backoff.next()?.min(self.max_backoff))
     }
 }
 
@@ -83,7 +83,7 @@ mod tests {
     fn schedule_has_one_delay_per_retry_and_stays_within_bounds() {
         for _ in 0..50 {
             let mut schedule = policy(8).schedule();
-            let delays: Vec<_> = std::iter::from_fn(|| schedule.next_delay(None)).collect();
+            let delays: Vec<_> = std::iter::from_fn(|| schedule.next_backoff()).collect();
             assert_eq!(delays.len(), 7);
             assert!(
                 delays.iter().all(|d| *d >= Duration::from_millis(100) && *d <= Duration::from_secs(2)),
@@ -94,15 +94,7 @@ mod tests {
             assert!(delays[6] >= Duration::from_secs(1), "{delays:?}");
         }
         let mut single = policy(1).schedule();
-        assert_eq!(single.next_delay(None), None);
-    }
-
-    #[test]
-    fn retry_after_replaces_the_delay_within_the_cap() {
-        let mut schedule = policy(5).schedule();
-        assert_eq!(schedule.next_delay(Some(Duration::from_millis(1500))), Some(Duration::from_millis(1500)));
-        assert_eq!(schedule.next_delay(Some(Duration::from_secs(3600))), Some(Duration::from_secs(2)));
-        assert_eq!(schedule.next_delay(Some(Duration::ZERO)), Some(Duration::ZERO));
+        assert_eq!(single.next_backoff(), None);
     }
 
     #[test]

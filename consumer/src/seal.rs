@@ -19,8 +19,6 @@ use hookline_wire::jwe::{self, ContentKeyPolicy, Encryptor};
 use hookline_wire::keys::PublicKey;
 use hookline_wire::signing::{SigningSecret, signature_header};
 
-use crate::dlq::DlqReason;
-
 /// Parsed public keys kept at most; beyond this the cache starts over (it only saves parsing).
 const MAX_CACHED_KEYS: usize = 10_000;
 /// Opened signing secrets kept at most; beyond this the cache starts over.
@@ -40,12 +38,38 @@ pub struct Sealed {
     pub timestamp: i64,
 }
 
-/// Why an attempt could not be prepared; such a record is dead-lettered, never sent unsigned or
+/// Why an attempt could not be prepared, with a message safe to log and to put in DLQ headers.
+/// [`crate::decision::decide`] dead-letters such a record: it is never sent unsigned or
 /// unencrypted.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SealError {
-    pub reason: DlqReason,
-    pub error: String,
+pub enum SealError {
+    /// No active signing secret, or the master key does not open it.
+    Signing(String),
+    /// The customer's stored public key is unusable, or encrypting to it failed.
+    Encryption(String),
+}
+
+impl SealError {
+    /// A bounded label for logs: `signing` or `encryption`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Signing(_) => "signing",
+            Self::Encryption(_) => "encryption",
+        }
+    }
+
+    /// What went wrong.
+    pub fn message(&self) -> &str {
+        match self {
+            Self::Signing(message) | Self::Encryption(message) => message,
+        }
+    }
+}
+
+impl std::fmt::Display for SealError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.message())
+    }
 }
 
 /// Encrypts and signs deliveries; shared by every partition worker.
@@ -85,19 +109,16 @@ impl Sealer {
     ) -> Result<Sealed, SealError> {
         let secrets = self.signing_secrets(customer, timestamp)?;
         if secrets.is_empty() {
-            return Err(SealError {
-                reason: DlqReason::SigningFailed,
-                error: format!("customer `{}` has no active signing secret", customer.id),
-            });
+            return Err(SealError::Signing(format!("customer `{}` has no active signing secret", customer.id)));
         }
         let (body, content_type) = match &customer.public_key {
             None => (Bytes::copy_from_slice(envelope), "application/json"),
             Some(stored) => {
                 let key = self.public_key(&customer.id, &stored.pem)?;
-                let compact = self.encryptor.encrypt(&key, envelope).map_err(|error| SealError {
-                    reason: DlqReason::EncryptionFailed,
-                    error: format!("cannot encrypt to key {}: {error}", key.kid()),
-                })?;
+                let compact = self
+                    .encryptor
+                    .encrypt(&key, envelope)
+                    .map_err(|error| SealError::Encryption(format!("cannot encrypt to key {}: {error}", key.kid())))?;
                 (Bytes::from(compact), jwe::CONTENT_TYPE)
             }
         };
@@ -116,10 +137,9 @@ impl Sealer {
                 if let Some(secret) = cache.get(&key) {
                     return Ok(secret.clone());
                 }
-                let secret = customer.open_signing_secret(&self.master_key, sealed).map_err(|error| SealError {
-                    reason: DlqReason::SigningFailed,
-                    error: format!("cannot open the signing secret: {error}"),
-                })?;
+                let secret = customer
+                    .open_signing_secret(&self.master_key, sealed)
+                    .map_err(|error| SealError::Signing(format!("cannot open the signing secret: {error}")))?;
                 if cache.len() >= MAX_CACHED_SECRETS {
                     cache.clear();
                 }
@@ -137,10 +157,8 @@ impl Sealer {
         if let Some(key) = keys.get(&cache_key) {
             return Ok(Arc::clone(key));
         }
-        let key = PublicKey::from_pem(pem).map_err(|error| SealError {
-            reason: DlqReason::EncryptionFailed,
-            error: format!("the customer's stored public key is unusable: {error}"),
-        })?;
+        let key = PublicKey::from_pem(pem)
+            .map_err(|error| SealError::Encryption(format!("the customer's stored public key is unusable: {error}")))?;
         if keys.len() >= MAX_CACHED_KEYS {
             keys.clear();
         }
@@ -176,7 +194,8 @@ mod tests {
 
         // A secret that cannot be opened is refused, cached or not.
         let other = Sealer::new(MasterKey::generate(), ContentKeyPolicy::default());
-        assert_eq!(other.seal(&customer, "evt_5", b"{}", now).unwrap_err().reason, DlqReason::SigningFailed);
+        let refused = other.seal(&customer, "evt_5", b"{}", now).unwrap_err();
+        assert!(matches!(refused, SealError::Signing(_)), "{refused:?}");
     }
 
     #[test]
@@ -192,7 +211,7 @@ mod tests {
         let mut mallory = Customer::new("mallory", "https://example.com/hook", vec!["*".into()]).unwrap();
         mallory.signing_secrets = acme.signing_secrets.clone();
         let refused = sealer.seal(&mallory, "evt_1", b"{}", now).unwrap_err();
-        assert_eq!(refused.reason, DlqReason::SigningFailed, "{refused:?}");
+        assert!(matches!(refused, SealError::Signing(_)), "{refused:?}");
     }
 
     #[test]

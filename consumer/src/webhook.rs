@@ -18,7 +18,7 @@
 //!   before the request is sent;
 //! - proxies are disabled, so a proxy environment variable cannot route around the guard.
 //!
-//! A refused destination is [`Attempt::Blocked`]: retrying would not help, so the pipeline
+//! A refused destination is [`Attempt::Blocked`]: retrying would not help, so the delivery
 //! dead-letters it. Its reason, written to the dead letter's error header and the log, names the
 //! host (never the URL) and how to allow the address (`HOOKLINE_ALLOW_NETWORKS`), worded by
 //! `hookline_core::netguard`.
@@ -83,7 +83,7 @@ pub enum Attempt {
     /// Anything else: retry (or dead-letter after the last attempt).
     Failed(Failure),
     /// The destination is forbidden by the SSRF guard (every resolved address blocked, or a
-    /// blocked IP literal): not retried, dead-lettered by the pipeline.
+    /// blocked IP literal): not retried, dead-lettered by the delivery.
     Blocked { reason: String },
 }
 
@@ -257,6 +257,7 @@ pub struct GuardedResolver {
 }
 
 impl GuardedResolver {
+    #[cfg(test)]
     pub fn new(policy: NetworkPolicy) -> Self {
         Self { policy: Arc::new(policy) }
     }

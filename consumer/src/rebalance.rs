@@ -1,4 +1,4 @@
-//! The consumer context: reacts to rebalances and commit results.
+//! Rebalance handling: the consumer context, which reacts to rebalances and commit results.
 //!
 //! On assignment, each new partition's queue is split off the consumer *before* librdkafka
 //! starts fetching it, so its records go only to that partition's worker, and the worker is
