@@ -40,6 +40,14 @@ pub struct Config {
     #[arg(long, env = "HOOKLINE_SHUTDOWN_GRACE", default_value = "10s", value_parser = parse_duration)]
     pub shutdown_grace: Duration,
 
+    /// On a rebalance, how long the revocation waits for the revoked partitions' workers to
+    /// finish the HTTP attempts in flight, have their ledger writes acknowledged and commit:
+    /// the longest a rebalance waits for this member. Must be below `session.timeout.ms`;
+    /// default: the smaller of 15s and half the session timeout. An attempt still running when it
+    /// ends is abandoned, and its record may be sent again by the next owner.
+    #[arg(long, env = "HOOKLINE_REVOKE_DRAIN_TIMEOUT", value_parser = parse_duration)]
+    pub revoke_drain_timeout: Option<Duration>,
+
     /// How long a delivery is remembered in the delivery ledger, so that a record seen again
     /// (a crash's uncommitted tail, a duplicate, a replay) is not sent again; `off` disables
     /// de-duplication (and the ledger topic is not needed). At most the ledger topic's retention.
@@ -156,6 +164,7 @@ impl Config {
             delivery: DeliveryArgs::default(),
             metrics_listen: ListenAddr(None),
             shutdown_grace: Duration::from_secs(10),
+            revoke_drain_timeout: None,
             dedup_window: Window(Some(DEFAULT_DEDUP_WINDOW)),
             dedup: DedupArgs::default(),
             directory_load_timeout: Duration::from_secs(30),
@@ -164,6 +173,50 @@ impl Config {
             master_key: MasterKeyArgs::default(),
             network: NetworkArgs::default(),
         }
+    }
+}
+
+impl Config {
+    /// The group's session timeout as librdkafka will use it: `session.timeout.ms` of the final
+    /// member configuration (Hookline's defaults and `--kafka-property`), else librdkafka's
+    /// default.
+    pub fn session_timeout(&self) -> Duration {
+        let member = hookline_core::kafka::group_consumer_config(&self.kafka, "hookline-consumer", &self.group);
+        session_timeout(member.get("session.timeout.ms"))
+    }
+
+    /// The drain timeout of a revocation (`--revoke-drain-timeout` checked against the session
+    /// timeout, or its default), or why the settings cannot work (a usage error).
+    pub fn revoke_drain(&self) -> Result<Duration, String> {
+        revoke_drain(self.revoke_drain_timeout, self.session_timeout())
+    }
+}
+
+/// librdkafka's default `session.timeout.ms`.
+const LIBRDKAFKA_SESSION_TIMEOUT: Duration = Duration::from_secs(45);
+/// Longest default drain timeout.
+const MAX_DEFAULT_REVOKE_DRAIN: Duration = Duration::from_secs(15);
+
+/// `session.timeout.ms` as configured; unset or unreadable: librdkafka's default (librdkafka
+/// itself refuses an unreadable value when the consumer is created).
+fn session_timeout(configured: Option<&str>) -> Duration {
+    configured.and_then(|ms| ms.trim().parse().ok()).map_or(LIBRDKAFKA_SESSION_TIMEOUT, Duration::from_millis)
+}
+
+/// The drain timeout for a `session` timeout: `explicit` if below it, else an error naming both;
+/// by default the smaller of 15s and half the session, so that the member, blocked in the
+/// revocation, still rejoins before the group coordinator gives up on it.
+fn revoke_drain(explicit: Option<Duration>, session: Duration) -> Result<Duration, String> {
+    match explicit {
+        Some(drain) if drain >= session => Err(format!(
+            "--revoke-drain-timeout ({}) must be below the group's session.timeout.ms ({} ms): a member blocked \
+             that long in a rebalance is evicted from its group",
+            humantime::format_duration(drain),
+            session.as_millis()
+        )),
+        Some(Duration::ZERO) => Err("--revoke-drain-timeout must be above 0".to_owned()),
+        Some(drain) => Ok(drain),
+        None => Ok(MAX_DEFAULT_REVOKE_DRAIN.min(session / 2)),
     }
 }
 
@@ -230,6 +283,27 @@ mod tests {
         assert_eq!(config.delivery.initial_backoff, Duration::from_millis(250));
         assert_eq!(config.delivery.max_backoff, Duration::from_secs(30));
         assert_eq!(config.metrics_listen, ListenAddr(None));
+    }
+
+    #[test]
+    fn the_revoke_drain_defaults_below_the_session_timeout_and_refuses_one_that_is_not() {
+        assert_eq!(session_timeout(None), Duration::from_secs(45));
+        assert_eq!(session_timeout(Some("6000")), Duration::from_secs(6));
+        let six = Duration::from_secs(6);
+        assert_eq!(revoke_drain(None, Duration::from_secs(45)), Ok(Duration::from_secs(15)));
+        assert_eq!(revoke_drain(None, six), Ok(Duration::from_secs(3)));
+        assert_eq!(revoke_drain(Some(Duration::from_secs(5)), six), Ok(Duration::from_secs(5)));
+        let refused = revoke_drain(Some(six), six).unwrap_err();
+        assert!(refused.contains("--revoke-drain-timeout (6s)") && refused.contains("(6000 ms)"), "{refused}");
+        assert!(revoke_drain(Some(Duration::ZERO), six).is_err());
+
+        let config = Config::try_parse_from(["c", "--kafka-property", "session.timeout.ms=6000"]).unwrap();
+        assert_eq!(config.session_timeout(), six);
+        assert_eq!(config.revoke_drain(), Ok(Duration::from_secs(3)));
+        let config = Config::try_parse_from(["c", "--revoke-drain-timeout", "20s"]).unwrap();
+        assert_eq!(config.revoke_drain(), Ok(Duration::from_secs(20)));
+        let config = Config::try_parse_from(["c", "--revoke-drain-timeout", "45s"]).unwrap();
+        assert!(config.revoke_drain().is_err());
     }
 
     #[test]

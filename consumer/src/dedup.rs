@@ -27,9 +27,6 @@ use crate::metrics::Metrics;
 use crate::partition::Stops;
 use crate::rebalance::HooklineConsumer;
 
-/// How long a revoked partition's worker waits for its ledger writes in flight, so that they
-/// are on the topic when the partition's next owner reads it back.
-const REVOKED_LEDGER_DRAIN: Duration = Duration::from_secs(10);
 /// Pause before reading the ledger again after a failed read.
 const RESTORE_RETRY: Duration = Duration::from_secs(1);
 /// How long a restore waits for the group coordinator to say where the partition is committed.
@@ -138,27 +135,18 @@ impl Dedup {
     }
 
     /// The worker takes no more records: waits for the ledger writes still in flight and calls
-    /// `done` with the offset of each record they complete. On shutdown they may take until the
-    /// grace period ends (`hard_stop`; the final commit follows); on revocation a short while, so
-    /// that the next owner finds them when it reads the ledger.
-    pub async fn finish(
-        &mut self,
-        topic: &str,
-        revoked: bool,
-        hard_stop: &CancellationToken,
-        mut done: impl FnMut(i64),
-    ) {
+    /// `done` with the offset of each record they complete, so that the next owner finds them
+    /// when it reads the ledger and the commit that follows covers them. They may take until
+    /// `abandon` (the revocation's drain timeout, or shutdown's grace period).
+    pub async fn finish(&mut self, topic: &str, abandon: &CancellationToken, mut done: impl FnMut(i64)) {
         self.gate.stop();
         if self.recording.writes.is_empty() {
             return;
         }
-        let deadline = tokio::time::sleep(if revoked { REVOKED_LEDGER_DRAIN } else { Duration::MAX });
-        let mut deadline = std::pin::pin!(deadline);
         loop {
             tokio::select! {
                 biased;
-                () = hard_stop.cancelled() => break,
-                () = &mut deadline => break,
+                () = abandon.cancelled() => break,
                 acknowledged = self.acknowledged() => match acknowledged {
                     Some(offset) => done(offset),
                     None => return,

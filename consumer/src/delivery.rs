@@ -44,7 +44,8 @@ pub enum Outcome {
     /// The DLQ acknowledged the record (or its body-less form, or refused even that for good:
     /// see [`crate::dlq`]): the offset may be committed.
     DeadLettered(DlqReason),
-    /// Left unfinished because the consumer is stopping: the offset must not be committed.
+    /// Left unfinished because the partition is revoked or the consumer is stopping (the worker
+    /// counts it): the offset must not be committed.
     Abandoned,
 }
 
@@ -154,13 +155,13 @@ impl Deliverer {
                     let waited = wait(after, stopping).await;
                     self.metrics.partitions_in_backoff.dec();
                     if waited.is_err() {
-                        return self.abandon("shutdown");
+                        return Outcome::Abandoned;
                     }
                     continue;
                 }
             };
             if wait(wait_for, stopping).await.is_err() {
-                return self.abandon("shutdown");
+                return Outcome::Abandoned;
             }
         }
     }
@@ -303,11 +304,6 @@ impl Deliverer {
         };
         self.metrics.deliveries.with_label_values(&[outcome]).inc();
         Outcome::DeadLettered(reason)
-    }
-
-    fn abandon(&self, cause: &str) -> Outcome {
-        self.metrics.abandoned.with_label_values(&[cause]).inc();
-        Outcome::Abandoned
     }
 }
 

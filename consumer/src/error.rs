@@ -21,6 +21,10 @@ pub enum Error {
     #[error("cannot serve metrics on {address}: {source}")]
     MetricsListen { address: std::net::SocketAddr, source: std::io::Error },
 
+    /// Settings that cannot work together (the binary exits with code 2 before getting here).
+    #[error("{0}")]
+    Settings(String),
+
     #[error("metrics: {0}")]
     Metrics(#[from] prometheus::Error),
 

@@ -8,13 +8,16 @@
 //!
 //! The main task keeps polling the consumer while workers wait on slow endpoints, so long retries
 //! never exceed `max.poll.interval.ms`, and rebalance callbacks run promptly: a revoked
-//! partition's worker is cancelled without storing the record it was retrying.
+//! partition's worker gives up the record it was waiting to retry (unstored) but finishes an
+//! attempt in flight, and the revocation waits for it, its ledger writes and a commit (bounded by
+//! `--revoke-drain-timeout`) before the partition moves.
 //!
 //! # Layout
 //! Public (used by the binary, tests, the demo and the bench): [`config`], [`ledger`],
 //! [`metrics`]; the rest is internal.
 //! - [`config`]: flags and environment variables.
-//! - `rebalance`: rebalance and commit callbacks; splits each assigned partition's queue.
+//! - `rebalance`: rebalance and commit callbacks; splits each assigned partition's queue, and
+//!   on revocation waits for the partition's worker to drain, then commits.
 //! - `partition`: the partition worker: takes its records in offset order and applies the
 //!   commit rule (`offsets`).
 //! - `dedup`: a partition's de-duplication, owned by its worker: restored on assignment, asked
@@ -96,6 +99,15 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<()> {
 pub async fn run_with_metrics(config: Config, shutdown: CancellationToken, metrics: Metrics) -> Result<()> {
     // Checked first: without it nothing can be signed, so there is no point joining the group.
     let master_key = config.master_key.require()?;
+    let drain_timeout = config.revoke_drain().map_err(Error::Settings)?;
+    if config.delivery.request_timeout > drain_timeout {
+        tracing::warn!(
+            request_timeout = ?config.delivery.request_timeout,
+            revoke_drain_timeout = ?drain_timeout,
+            "--request-timeout is above the revocation's drain timeout: an attempt still running when a rebalance's \
+             drain timeout ends is abandoned, and its record may be sent again by the next owner"
+        );
+    }
     let codec = Codec::new(&config.schema_registry)?;
     let directory_stop = CancellationToken::new();
     let _stop_directory = directory_stop.clone().drop_guard();
@@ -139,15 +151,16 @@ pub async fn run_with_metrics(config: Config, shutdown: CancellationToken, metri
         metrics: metrics.clone(),
     });
 
+    let stops = Stops { stopping: shutdown.clone(), hard_stop: CancellationToken::new() };
     let (assignments_tx, mut assignments) = mpsc::unbounded_channel();
-    let context = HooklineContext::new(&config.topics.deliveries, assignments_tx, metrics.clone());
+    let context =
+        HooklineContext::new(&config.topics.deliveries, assignments_tx, stops.clone(), drain_timeout, metrics.clone());
     let consumer: Arc<HooklineConsumer> = Arc::new(member_config(&config, &client_id).create_with_context(context)?);
     consumer.context().attach(&consumer);
     consumer.subscribe(&[&config.topics.deliveries])?;
     tracing::info!(group = %config.group, topic = %config.topics.deliveries, "consumer started");
     metrics.readiness.set_started(true);
 
-    let stops = Stops { stopping: shutdown.clone(), hard_stop: CancellationToken::new() };
     let mut workers: HashMap<i32, JoinHandle<()>> = HashMap::new();
     let mut failure = None;
 
@@ -233,7 +246,8 @@ async fn check_topics(config: &Config) -> Result<()> {
 }
 
 /// Lets workers finish what is in flight within `grace`, while still polling the consumer so
-/// callbacks (commits, rebalances) are served.
+/// callbacks (commits, rebalances) are served. The workers wind down as on a revocation
+/// (`stopping` and `hard_stop` are the parents of each worker's `revoked` and `abandon`).
 async fn drain(consumer: &Arc<HooklineConsumer>, workers: HashMap<i32, JoinHandle<()>>, stops: Stops, grace: Duration) {
     stops.stopping.cancel();
     let in_flight = workers.len();

@@ -1,10 +1,14 @@
 //! `hookline-consumer`: see the crate documentation.
 
-use clap::Parser;
+use clap::{CommandFactory, Parser};
 use hookline_consumer::Config;
 
 fn main() -> anyhow::Result<()> {
     let config = Config::parse();
+    // A drain timeout not below the session timeout is a usage error (exit code 2).
+    if let Err(error) = config.revoke_drain() {
+        Config::command().error(clap::error::ErrorKind::ValueValidation, error).exit();
+    }
     config.runtime.build()?.block_on(run(config))
 }
 

@@ -56,6 +56,12 @@ pub struct Metrics {
     pub commits: IntCounterVec,
     /// `hookline_rebalances_total{kind}`.
     pub rebalances: IntCounterVec,
+    /// `hookline_revoke_drain_seconds`: how long a revocation waited for its workers to stop,
+    /// their ledger writes to be acknowledged and their positions to be committed.
+    pub revoke_drain: Histogram,
+    /// `hookline_revoke_drain_timeouts_total`: revocations that gave up waiting at
+    /// `--revoke-drain-timeout` (their unfinished records may be sent again by the next owner).
+    pub revoke_drain_timeouts: IntCounter,
     /// `hookline_assigned_partitions`.
     pub assigned_partitions: IntGauge,
     /// `hookline_duplicates_skipped_total`: records not sent because the ledger says their
@@ -140,6 +146,14 @@ impl Metrics {
             .buckets(vec![0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0]),
         )?;
         registry.register(Box::new(delivery_latency.clone()))?;
+        let revoke_drain = Histogram::with_opts(
+            HistogramOpts::new(
+                "hookline_revoke_drain_seconds",
+                "Time a revocation waited for its partition workers to stop, their ledger writes and the commit.",
+            )
+            .buckets(vec![0.001, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 15.0, 30.0, 60.0]),
+        )?;
+        registry.register(Box::new(revoke_drain.clone()))?;
         let consumer_lag = IntGaugeVec::new(
             Opts::new(
                 "hookline_consumer_lag",
@@ -205,6 +219,11 @@ impl Metrics {
                 "hookline_rebalances_total",
                 "Rebalance events seen by this member, by kind (assign, revoke, error).",
                 &["kind"],
+            )?,
+            revoke_drain,
+            revoke_drain_timeouts: counter(
+                "hookline_revoke_drain_timeouts_total",
+                "Revocations that stopped waiting for their partition workers at --revoke-drain-timeout.",
             )?,
             duplicates_skipped: counter(
                 "hookline_duplicates_skipped_total",

@@ -10,9 +10,15 @@
 //! worker goes on, and the tracker releases a commit position only below the oldest record not
 //! yet done. While `--ledger-max-in-flight` writes await the broker the worker takes no further
 //! record (it keeps collecting acknowledgements and watching for revocation and shutdown, and the
-//! main task keeps polling, so the member stays in its group). When the partition is revoked, the
-//! worker hands its delivered set back to the ledger, to be continued if the partition comes
-//! back. Records are processed strictly sequentially today (a customer's events keep their order, and a failing
+//! main task keeps polling, so the member stays in its group).
+//!
+//! Revocation and shutdown wind the worker down the same way ([`crate::rebalance`]): on `revoked`
+//! (a child of shutdown's `stopping`) it takes no new record and a record waiting to retry is
+//! given up unstored; an attempt or DLQ write in flight finishes and its outcome is acted on; the
+//! ledger writes in flight are awaited and their offsets stored; only `abandon` (the drain
+//! timeout, or shutdown's grace period) cuts that short. Then the worker drops its lease, which
+//! tells a revocation it may commit. When the partition is revoked, the worker hands its
+//! delivered set back to the ledger, to be continued if the partition comes back. Records are processed strictly sequentially today (a customer's events keep their order, and a failing
 //! endpoint blocks only its own partition); a key-ordered mode would run one lane per customer
 //! inside this worker and keep the same tracker and commit rule.
 
@@ -66,7 +72,9 @@ pub async fn run(
     ledger: Option<Ledger>,
     stops: Stops,
 ) {
-    let Assignment { topic, partition, queue, revoked } = assignment;
+    let Assignment { topic, partition, queue, revoked, abandon, lease } = assignment;
+    // Held to the end: dropping it tells a revocation this worker has drained.
+    lease.start();
     tracing::debug!(topic, partition, "partition worker started");
     let restored =
         Dedup::restore(ledger.as_ref(), &deliverer.metrics, &consumer, &topic, partition, &revoked, &stops).await;
@@ -84,7 +92,6 @@ pub async fn run(
         let received = tokio::select! {
             biased;
             () = revoked.cancelled() => break,
-            () = stops.stopping.cancelled() => break,
             Some(done) = dedup.acknowledged(), if dedup.writing() => {
                 committer.done(done);
                 continue;
@@ -102,12 +109,12 @@ pub async fn run(
         committer.tracker.begin(offset);
         deliverer.metrics.clocks.started(partition, record.timestamp().to_millis());
         let outcome = {
-            let mut processing = pin!(deliverer.process(&record, &seen, &stops.stopping));
+            // Revoked or stopping: no new attempt or wait, but the one in flight may finish.
+            let mut processing = pin!(deliverer.process(&record, &seen, &revoked));
             loop {
                 tokio::select! {
                     biased;
-                    () = revoked.cancelled() => break None,
-                    () = stops.hard_stop.cancelled() => break None,
+                    () = abandon.cancelled() => break None,
                     Some(done) = dedup.acknowledged(), if dedup.writing() => committer.done(done),
                     outcome = &mut processing => break Some(outcome),
                 }
@@ -123,10 +130,8 @@ pub async fn run(
             Some(Outcome::DeadLettered(_) | Outcome::Duplicate) => committer.done(offset),
             Some(Outcome::Abandoned) | None => {
                 committer.tracker.abandon(offset);
-                if outcome.is_none() {
-                    let cause = if revoked.is_cancelled() { "revoked" } else { "shutdown" };
-                    deliverer.metrics.abandoned.with_label_values(&[cause]).inc();
-                }
+                let cause = if stops.stopping.is_cancelled() { "shutdown" } else { "revoked" };
+                deliverer.metrics.abandoned.with_label_values(&[cause]).inc();
                 tracing::info!(topic, partition, offset, "record left unfinished; it will be redelivered");
                 break;
             }
@@ -134,10 +139,11 @@ pub async fn run(
     }
     drop(seen);
     deliverer.metrics.clocks.released(partition);
-    dedup.finish(&topic, revoked.is_cancelled(), &stops.hard_stop, |offset| committer.done(offset)).await;
+    dedup.finish(&topic, &abandon, |offset| committer.done(offset)).await;
     // Revoked, not stopping: the set may serve this partition again if it comes back here.
     dedup.release(revoked.is_cancelled() && !stops.stopping.is_cancelled());
     tracing::debug!(topic, partition, "partition worker stopped");
+    drop(lease);
 }
 
 /// Hands a commit position to librdkafka's background committer.

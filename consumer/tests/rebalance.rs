@@ -1,0 +1,61 @@
+//! Rebalances against a real broker (tansu): a member joining while deliveries to slow endpoints
+//! are in flight does not make the new owner send again what the previous owner delivered.
+
+mod common;
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use common::{Env, received_counts};
+use hookline_testkit::{Endpoint, Respond, wait_until};
+use serde_json::json;
+
+const WAIT: Duration = Duration::from_secs(120);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_joining_mid_way_sends_nothing_the_previous_owner_delivered() {
+    let env = Env::new(4).await;
+    // A slow endpoint: when the second member joins, an attempt is in flight on every partition
+    // the first one owns.
+    let endpoint = Endpoint::start(|_| Respond::ok().delayed(Duration::from_secs(1))).await;
+    let customers: Vec<String> = (0..8).map(|i| format!("customer-{i}")).collect();
+    for customer in &customers {
+        env.customer(customer, &endpoint.url()).await;
+    }
+    let mut published = Vec::new();
+    for seq in 0..6 {
+        for customer in &customers {
+            published.push(env.publish(customer, json!({"customer": customer, "seq": seq})).await);
+        }
+    }
+
+    let first = env.start(env.config());
+    wait_until(WAIT, "the first member to be delivering", || endpoint.count() >= 6).await;
+    let second = env.start(env.config());
+    wait_until(WAIT, "every event delivered", || endpoint.distinct_ids().len() == published.len()).await;
+    // Anything sent again would arrive within the next attempts; give it the time of a few.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+
+    assert!(
+        first.counter("hookline_rebalances_total", &[("kind", "revoke")]) >= 1,
+        "the first member gave up partitions"
+    );
+    assert!(
+        second.counter("hookline_deliveries_total", &[("outcome", "delivered")]) >= 1,
+        "the second member took some partitions over"
+    );
+    assert_eq!(first.counter("hookline_revoke_drain_timeouts_total", &[]), 0);
+    let counts = received_counts(&endpoint);
+    let twice: Vec<_> = counts.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(twice.is_empty(), "events ACKed by the endpoint more than once: {twice:?}");
+    assert_eq!(counts.len(), published.len());
+    let mut last_seq: HashMap<String, i64> = HashMap::new();
+    for request in endpoint.received() {
+        let data = &request.json()["data"];
+        let (customer, seq) = (data["customer"].as_str().unwrap().to_owned(), data["seq"].as_i64().unwrap());
+        let previous = last_seq.insert(customer.clone(), seq);
+        assert!(previous.is_none_or(|p| p < seq), "{customer}: seq {seq} after {previous:?}");
+    }
+    first.stop().await;
+    second.stop().await;
+}
