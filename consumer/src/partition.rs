@@ -73,12 +73,14 @@ pub async fn run(
     stops: Stops,
 ) {
     let Assignment { topic, partition, queue, revoked, abandon, lease } = assignment;
-    // Held to the end: dropping it tells a revocation this worker has drained.
-    lease.start();
     tracing::debug!(topic, partition, "partition worker started");
     let restored =
         Dedup::restore(ledger.as_ref(), &deliverer.metrics, &consumer, &topic, partition, &revoked, &stops).await;
     let Some(mut dedup) = restored else { return };
+    // Records are taken from now on, so a revocation waits for this worker: the lease is held to
+    // the end and its drop says the worker has drained. (Before, a revocation has nothing to
+    // wait for; one that came meanwhile is seen below before any record is taken.)
+    lease.start();
     let mut committer = Committer {
         consumer: &consumer,
         deliverer: &deliverer,

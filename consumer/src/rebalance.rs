@@ -63,9 +63,10 @@ pub struct Lease {
 }
 
 impl Lease {
-    /// The worker runs: from now on a revocation waits for this lease to be dropped. A worker
-    /// that never started (its assignment still queued) has taken no record, so a revocation
-    /// has nothing to wait for.
+    /// The worker takes records from now on: a revocation waits for this lease to be dropped.
+    /// Before (the assignment still queued, the worker waiting for the partition's previous one
+    /// or reading the ledger back) no record was taken, so a revocation has nothing to wait for;
+    /// the worker checks `revoked` after this call and before taking a record.
     pub fn start(&self) {
         self.started.store(true, Ordering::SeqCst);
     }
