@@ -227,7 +227,7 @@ async fn drive(
     }
     stack.dlq = Some(DlqFollower::start(kafka, &topics.dlq).await?);
 
-    let mut config = consumer_config(kafka, topics, group);
+    let mut config = consumer_config(kafka, topics, group, args.brokers.is_none());
     config.master_key = MasterKeyArgs::with_key(&credentials.master_key);
     config.network = loopback_only();
     for _ in 0..args.consumers {
@@ -360,9 +360,27 @@ async fn wait_for_publisher(api: &cast::Api, interrupt: &CancellationToken) -> R
     }
 }
 
-/// The delivery workers' settings: fast retries so that the demo's failures play out quickly.
-fn consumer_config(kafka: &KafkaArgs, topics: &TopicArgs, group: &str) -> hookline_consumer::Config {
-    let mut config = hookline_consumer::Config::new(kafka.clone(), topics.clone(), group);
+/// Group-member settings of the demo's consumers on the mock cluster.
+///
+/// When a member joins a group that has already formed, the mock cluster keeps the rebalance open
+/// for the members' `session.timeout.ms` less one second, where Kafka closes it as soon as every
+/// member has rejoined; no partition is consumed meanwhile. With librdkafka's default of 45 s, one
+/// consumer starting a moment after the others (outside the mock's 3 s initial rebalance delay)
+/// stalled the whole group for 44 s. 6 s, the lowest Kafka accepts by default
+/// (`group.min.session.timeout.ms`), bounds that at 5 s; heartbeats every 500 ms make the members
+/// rejoin well within it. The consumer tests use the same values.
+pub const MOCK_GROUP_PROPERTIES: &[(&str, &str)] = &[("session.timeout.ms", "6000"), ("heartbeat.interval.ms", "500")];
+
+/// The delivery workers' settings: fast retries so that the demo's failures play out quickly, and
+/// on the mock cluster ([`MOCK_GROUP_PROPERTIES`]) group settings under the `--kafka-property`
+/// pass-through, which still wins.
+pub fn consumer_config(kafka: &KafkaArgs, topics: &TopicArgs, group: &str, mock: bool) -> hookline_consumer::Config {
+    let mut kafka = kafka.clone();
+    if mock {
+        let ours = MOCK_GROUP_PROPERTIES.iter().map(|(key, value)| ((*key).to_owned(), (*value).to_owned()));
+        kafka.kafka_properties.splice(0..0, ours);
+    }
+    let mut config = hookline_consumer::Config::new(kafka, topics.clone(), group);
     config.delivery.max_attempts = 4;
     config.delivery.initial_backoff = Duration::from_millis(200);
     config.delivery.max_backoff = Duration::from_secs(1);
@@ -411,4 +429,29 @@ fn unique_suffix() -> String {
 /// Per-customer expected deliveries, for callers that want them before running.
 pub fn expected_deliveries(events: u32) -> BTreeMap<&'static str, u64> {
     workload::expected(events, cast::CAST)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn member_setting(config: &hookline_consumer::Config, key: &str) -> Option<String> {
+        hookline_core::kafka::group_consumer_config(&config.kafka, "demo", &config.group).get(key).map(str::to_owned)
+    }
+
+    #[test]
+    fn on_the_mock_cluster_members_get_short_sessions_that_the_pass_through_still_overrides() {
+        let topics = TopicArgs::default();
+        let mock = consumer_config(&KafkaArgs::new("m:1"), &topics, "g", true);
+        assert_eq!(member_setting(&mock, "session.timeout.ms").as_deref(), Some("6000"));
+        assert_eq!(member_setting(&mock, "heartbeat.interval.ms").as_deref(), Some("500"));
+
+        let operator = KafkaArgs::new("m:1").with_property("session.timeout.ms", "10000");
+        let overridden = consumer_config(&operator, &topics, "g", true);
+        assert_eq!(member_setting(&overridden, "session.timeout.ms").as_deref(), Some("10000"));
+
+        // A real Kafka ends a rebalance once every member has rejoined: its defaults stay.
+        let real = consumer_config(&KafkaArgs::new("k:9092"), &topics, "g", false);
+        assert_eq!(member_setting(&real, "session.timeout.ms"), None);
+    }
 }
