@@ -27,6 +27,7 @@ pub mod workload;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use hookline_consumer::Metrics;
@@ -195,6 +196,7 @@ async fn drive(
     stack: &mut Stack,
     interrupt: &CancellationToken,
 ) -> Result<Summary> {
+    let began = Instant::now();
     // Fresh credentials for this run; the loopback receivers need the SSRF guard's allow-list.
     let credentials = Credentials::generate();
     let listener = TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0))).await.map_err(Error::PublisherListen)?;
@@ -217,8 +219,12 @@ async fn drive(
         client: reqwest::Client::new(),
     };
     wait_for_publisher(&api, interrupt).await?;
+    let onboarding = Instant::now();
     stack.members = cast::onboard(&api).await?;
-    println!("  customers (onboarded over HTTP, each with its own verifying receiver):");
+    println!(
+        "  customers (onboarded over HTTP in {:.1}s, each with its own verifying receiver):",
+        onboarding.elapsed().as_secs_f64()
+    );
     for member in &stack.members {
         let profile = &member.profile;
         let behaviour = profile.behaviour.to_string();
@@ -251,25 +257,38 @@ async fn drive(
     let total: u64 = expected.values().sum();
     let started = Instant::now();
     println!();
-    println!("Publishing {} events over HTTP...", args.events);
-    let published =
-        workload::publish(publisher_address, &credentials.producer_token, &unique_suffix(), args.events, cast::CAST)
-            .await?;
     println!(
-        "Published {} events in {:.1}s: {} deliveries for {} customers; {} requests sent twice (client retries \
-         with the same Idempotency-Key) were answered from the first and delivered nothing more.",
+        "Publishing {} events over HTTP, while the consumers deliver them (set-up took {:.1}s)...",
         args.events,
-        started.elapsed().as_secs_f64(),
-        published.deliveries,
-        expected.values().filter(|n| **n > 0).count(),
-        published.replayed,
+        began.elapsed().as_secs_f64()
     );
-
+    // Published while the progress lines run, so that deliveries show from the first second.
+    let sent = AtomicU32::new(0);
+    let run = unique_suffix();
+    let publishing =
+        workload::publish(publisher_address, &credentials.producer_token, &run, args.events, cast::CAST, &sent);
+    let mut publishing = std::pin::pin!(publishing);
+    let mut published = false;
     let deadline = started + args.timeout;
     let mut ticker = tokio::time::interval(PROGRESS_INTERVAL);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    ticker.tick().await;
     let customers = loop {
         tokio::select! {
+            outcome = &mut publishing, if !published => {
+                let outcome = outcome?;
+                published = true;
+                println!(
+                    "Published {} events in {:.1}s: {} deliveries for {} customers; {} requests sent twice (client \
+                     retries with the same Idempotency-Key) were answered from the first and delivered nothing more.",
+                    args.events,
+                    started.elapsed().as_secs_f64(),
+                    outcome.deliveries,
+                    expected.values().filter(|n| **n > 0).count(),
+                    outcome.replayed,
+                );
+                continue;
+            }
             _ = ticker.tick() => {}
             () = interrupt.cancelled() => {}
         }
@@ -283,14 +302,17 @@ async fn drive(
         // failures once the DLQ write is seen.
         let retries = stack.retries();
         println!(
-            "[{:>5.1}s] accounted for {:>w$}/{total}  delivered {delivered:>w$}  dead-lettered {dead_lettered:>3}  \
-             retries {retries:>4}  partitions in backoff {}",
+            "[{:>5.1}s] published {:>e$}/{}  accounted for {:>w$}/{total}  delivered {delivered:>w$}  \
+             dead-lettered {dead_lettered:>3}  retries {retries:>4}  partitions in backoff {}",
             started.elapsed().as_secs_f64(),
+            sent.load(Ordering::Relaxed),
+            args.events,
             delivered + dead_lettered,
             stack.in_backoff(),
+            e = args.events.to_string().len(),
             w = total.to_string().len(),
         );
-        if customers.iter().all(|c| c.outstanding() == 0) {
+        if published && customers.iter().all(|c| c.outstanding() == 0) {
             break customers;
         }
         if interrupt.is_cancelled() {
@@ -382,8 +404,10 @@ pub fn consumer_config(kafka: &KafkaArgs, topics: &TopicArgs, group: &str, mock:
     }
     let mut config = hookline_consumer::Config::new(kafka, topics.clone(), group);
     config.delivery.max_attempts = 4;
-    config.delivery.initial_backoff = Duration::from_millis(200);
-    config.delivery.max_backoff = Duration::from_secs(1);
+    // The always-failing customer's deliveries wait out every backoff, one after another on their
+    // partition: about 0.5 s each with these, so the demo ends a few seconds after publishing.
+    config.delivery.initial_backoff = Duration::from_millis(50);
+    config.delivery.max_backoff = Duration::from_millis(400);
     config.delivery.request_timeout = Duration::from_secs(5);
     config.shutdown_grace = Duration::from_secs(5);
     config
