@@ -22,6 +22,12 @@ pub enum Scenario {
     HeadOfLine,
     /// Publish-to-delivery latency at fixed offered rates.
     EndToEnd,
+    /// Publishes with an `Idempotency-Key` (each claims its key on the idempotency topic and
+    /// reads the claim back): throughput and latency.
+    Keyed,
+    /// Changes through the customer API, one after another (each written to the customers topic
+    /// and read back): latency.
+    CustomerApi,
     /// The delivery ledger: how long a partition's restore takes and how much memory its
     /// delivered set holds, for ledgers of millions of entries and several capacities.
     Ledger,
@@ -36,6 +42,8 @@ impl Scenario {
             "drain" => Some(Self::Drain),
             "head_of_line" => Some(Self::HeadOfLine),
             "end_to_end" => Some(Self::EndToEnd),
+            "keyed" => Some(Self::Keyed),
+            "customer_api" => Some(Self::CustomerApi),
             "ledger" => Some(Self::Ledger),
             _ => None,
         }
@@ -225,6 +233,8 @@ impl Config {
                 Scenario::Drain,
                 Scenario::HeadOfLine,
                 Scenario::EndToEnd,
+                Scenario::Keyed,
+                Scenario::CustomerApi,
                 Scenario::Ledger,
             ];
         }

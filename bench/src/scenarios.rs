@@ -405,6 +405,77 @@ impl Bench<'_> {
         Ok((latencies, in_window as f64 / config.e2e_duration.as_secs_f64()))
     }
 
+    /// A stack and a publisher for the scenarios that write to a state topic and read the
+    /// write back. The bench's `fetch.wait.max.ms` for tansu is not applied to them: the
+    /// read-back's wait for the follower's fetch is what they measure, with the publisher's own
+    /// default.
+    async fn state_stack(&self) -> Result<(Stack, HooklineProcess)> {
+        let mut stack = Stack::start(self.config).await?;
+        stack.without_property("fetch.wait.max.ms");
+        stack.put_customers(self.config.customers, |n| format!("http://127.0.0.1:9/c/{n}"), &[]).await?;
+        let publisher = stack.spawn_publisher(self.bin_dir).await?;
+        Ok((stack, publisher))
+    }
+
+    /// Publishes with an `Idempotency-Key` each, under `--clients` keep-alive clients.
+    pub async fn keyed(&self) -> Result<Vec<Figure>> {
+        let config = self.config;
+        let (mut rates, mut p50, mut p99) = (vec![], vec![], vec![]);
+        for run in 0..config.runs {
+            self.check_stop()?;
+            self.progress("keyed publishes", run);
+            let (_stack, publisher) = self.state_stack().await?;
+            let plain = publish_requests(&publisher, config.customers);
+            let make: Arc<MakeRequest> =
+                Arc::new(move |client, n| (*plain)(client, n).header("idempotency-key", format!("bench-{run}-{n}")));
+            let warmup = Config::warmup(config.load_duration);
+            let result = load::closed_loop(load::client(), config.clients, warmup, config.load_duration, make).await;
+            check_closed_loop("keyed publishes", &result)?;
+            rates.push(result.per_second());
+            p50.push(result.latencies.quantile_ms(0.50));
+            p99.push(result.latencies.quantile_ms(0.99));
+            publisher.stop().await;
+        }
+        let label = format!("Keyed publish (Idempotency-Key), {} keep-alive clients", config.clients);
+        let note = "each claims its key on the idempotency topic and reads the claim back; the publisher's own \
+                    fetch.wait.max.ms (not the bench's tansu setting)";
+        Ok(vec![
+            Figure::new("keyed.events_per_second", &format!("{label}: events accepted"), "events/s", rates)
+                .with_note(note),
+            Figure::new("keyed.latency.p50", &format!("{label}: request latency p50"), "ms", p50),
+            Figure::new("keyed.latency.p99", &format!("{label}: request latency p99"), "ms", p99),
+        ])
+    }
+
+    /// Subscription changes through the customer API, one client, one change after another.
+    pub async fn customer_api(&self) -> Result<Vec<Figure>> {
+        let config = self.config;
+        let (mut p50, mut p99) = (vec![], vec![]);
+        for run in 0..config.runs {
+            self.check_stop()?;
+            self.progress("customer API writes", run);
+            let (_stack, publisher) = self.state_stack().await?;
+            let api_key = create_api_customer(&publisher, "bench-api").await?;
+            let url = format!("http://{}/v1/customer/subscriptions", publisher.address);
+            let make: Arc<MakeRequest> = Arc::new(move |client, n| {
+                client.put(&url).bearer_auth(&api_key).json(&serde_json::json!({ "events": [format!("order.v{n}")] }))
+            });
+            let warmup = Config::warmup(config.load_duration);
+            let result = load::closed_loop(load::client(), 1, warmup, config.load_duration, make).await;
+            check_closed_loop("customer API writes", &result)?;
+            p50.push(result.latencies.quantile_ms(0.50));
+            p99.push(result.latencies.quantile_ms(0.99));
+            publisher.stop().await;
+        }
+        let label = "Customer API write (PUT /v1/customer/subscriptions), one after another";
+        let note = "each is caught up, written and read back through the customer directory; the publisher's own \
+                    fetch.wait.max.ms (not the bench's tansu setting)";
+        Ok(vec![
+            Figure::new("customer_api.write.p50", &format!("{label}: p50"), "ms", p50).with_note(note),
+            Figure::new("customer_api.write.p99", &format!("{label}: p99"), "ms", p99),
+        ])
+    }
+
     /// Runs `scenario`.
     pub async fn run(&self, scenario: Scenario) -> Result<Vec<Figure>> {
         match scenario {
@@ -413,6 +484,8 @@ impl Bench<'_> {
             Scenario::Drain => self.drains().await,
             Scenario::HeadOfLine => self.head_of_line().await,
             Scenario::EndToEnd => self.end_to_end().await,
+            Scenario::Keyed => self.keyed().await,
+            Scenario::CustomerApi => self.customer_api().await,
             Scenario::Ledger => crate::ledger::run(self.config, self.shutdown).await,
         }
     }
@@ -431,6 +504,34 @@ fn publish_requests(publisher: &HooklineProcess, customers: u32) -> Arc<MakeRequ
         );
         client.post(&url).bearer_auth(stack::PRODUCER_TOKEN).header("content-type", "application/json").body(body)
     })
+}
+
+/// Fails unless a closed-loop run completed requests and none failed.
+fn check_closed_loop(what: &str, result: &load::ClosedLoop) -> Result<()> {
+    if result.failed > 0 || result.completed == 0 {
+        return Err(Error::Invalid(format!(
+            "{what}: {} answered, {} failed; first failure: {:?}",
+            result.completed, result.failed, result.first_failure
+        )));
+    }
+    Ok(())
+}
+
+/// Creates customer `id` through the publisher's onboarding API; its API key.
+async fn create_api_customer(publisher: &HooklineProcess, id: &str) -> Result<String> {
+    let response = load::client()
+        .post(format!("http://{}/v1/customers", publisher.address))
+        .bearer_auth(stack::ADMIN_TOKEN)
+        .json(&serde_json::json!({ "id": id }))
+        .send()
+        .await
+        .map_err(|e| Error::Invalid(format!("creating a customer: {e}")))?;
+    let created: serde_json::Value =
+        response.json().await.map_err(|e| Error::Invalid(format!("creating a customer: {e}")))?;
+    created["api_key"]
+        .as_str()
+        .map(str::to_owned)
+        .ok_or_else(|| Error::Invalid(format!("creating a customer: no api_key in {created}")))
 }
 
 /// Each process's `hookline_assigned_partitions`; fails if one has exited.

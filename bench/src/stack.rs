@@ -30,6 +30,8 @@ use crate::{Config, Error, Result};
 pub const EVENT_TYPE: &str = "order.created";
 /// The producer token the publisher is started with.
 pub const PRODUCER_TOKEN: &str = "bench-producer-token";
+/// The admin token the publisher is started with.
+pub const ADMIN_TOKEN: &str = "bench-admin-token";
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// A payload of a typical size (about 300 bytes of JSON).
@@ -83,6 +85,12 @@ impl Stack {
         let log_dir = std::env::temp_dir().join("hookline-bench").join(&topics.deliveries);
         std::fs::create_dir_all(&log_dir)?;
         Ok(Self { broker, kafka, topics, partitions, log_dir, worker_threads: config.worker_threads })
+    }
+
+    /// Drops the `--kafka-property` `key` from what Hookline's processes of this stack get (a
+    /// scenario that measures what the property changes, with the processes' own default).
+    pub fn without_property(&mut self, key: &str) {
+        self.kafka.kafka_properties.retain(|(k, _)| k != key);
     }
 
     /// Writes `count` customers subscribed to everything, customer `n` at `url(n)`, each with a
@@ -159,7 +167,8 @@ impl Stack {
         command
             .args(["--idempotency-topic", &self.topics.idempotency])
             .args(["--listen", &listen.to_string(), "--grpc-listen", "off"])
-            .env("HOOKLINE_PRODUCER_TOKENS", PRODUCER_TOKEN);
+            .env("HOOKLINE_PRODUCER_TOKENS", PRODUCER_TOKEN)
+            .env("HOOKLINE_ADMIN_TOKENS", ADMIN_TOKEN);
         let mut process = HooklineProcess::spawn(command, self, "publisher", listen)?;
         process.wait_http_ok("/healthz").await?;
         Ok(process)

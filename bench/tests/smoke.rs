@@ -45,6 +45,9 @@ async fn a_smoke_run_measures_every_scenario_and_writes_the_reports() {
         "end_to_end.200.p50",
         "end_to_end.200.p999",
         "end_to_end.200.delivered_per_second",
+        "keyed.events_per_second",
+        "keyed.latency.p99",
+        "customer_api.write.p50",
         "ledger.20000.5000.seconds",
         "ledger.20000.5000.set_mib",
         "ledger.20000.5000.rss_mib",
@@ -56,7 +59,14 @@ async fn a_smoke_run_measures_every_scenario_and_writes_the_reports() {
         assert_eq!(figure.runs.len(), 1, "{}", figure.id);
         assert!(figure.median.is_finite() && figure.median >= 0.0, "{figure:?}");
     }
-    for rate in ["drain.signing.1", "drain.jwe.2", "head_of_line.jwe.1", "publisher.events_per_second"] {
+    for rate in [
+        "drain.signing.1",
+        "drain.jwe.2",
+        "head_of_line.jwe.1",
+        "publisher.events_per_second",
+        "keyed.events_per_second",
+        "customer_api.write.p50",
+    ] {
         assert!(report.figure(rate).unwrap().median > 0.0, "{rate}");
     }
     assert!(report.figure("drain.jwe.1").unwrap().of_ceiling.is_some());

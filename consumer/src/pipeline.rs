@@ -128,6 +128,7 @@ impl Pipeline {
         let mut schedule = self.policy.schedule();
         let mut attempts = 0_u32;
         let mut last_status = None;
+        let mut caught_up = false;
 
         loop {
             let customer = match self.directory.get_fresh(customer_id, LOOKUP_TIMEOUT).await {
@@ -147,6 +148,16 @@ impl Pipeline {
                 }
             };
             let Some(url) = customer.webhook_url.as_deref() else {
+                // The view may lag behind a URL set a moment before the event was published (on
+                // a broker that answers a waiting fetch only at its deadline, by up to that):
+                // catch up once before giving the record up. If that fails, the view decides.
+                if !caught_up {
+                    caught_up = true;
+                    if let Err(error) = self.directory.sync_within(LOOKUP_TIMEOUT).await {
+                        tracing::warn!(parent: &span, %error, "cannot catch the customer directory up");
+                    }
+                    continue;
+                }
                 let error = format!("customer `{customer_id}` has no webhook URL");
                 return self.dead_letter(&span, record, DlqReason::NoWebhookUrl, &error, attempts, last_status).await;
             };

@@ -125,12 +125,16 @@ async fn rotation_during_retries_signs_with_both_secrets() {
     config.delivery.max_attempts = 100;
     let consumer = env.start(config);
 
-    // Refuses every attempt until told the rotation happened.
+    // Refuses every attempt until told the rotation happened, and then those the consumer still
+    // signs with the old secret alone: its view of the customer catches up with the rotation a
+    // moment after the API answered (on tansu, up to its 500 ms fetch deadline).
     let rotated = Arc::new(AtomicBool::new(false));
     let accept = Arc::clone(&rotated);
-    let endpoint =
-        Endpoint::start(move |_| if accept.load(Ordering::SeqCst) { Respond::ok() } else { Respond::status(503) })
-            .await;
+    let endpoint = Endpoint::start(move |request| {
+        let signatures = request.header("webhook-signature").map_or(0, |s| s.split(' ').count());
+        if accept.load(Ordering::SeqCst) && signatures == 2 { Respond::ok() } else { Respond::status(503) }
+    })
+    .await;
     let customer = onboard(&publisher, "rotating", &["*"], &endpoint.url(), 2048).await;
     let event = publisher.publish(json!({ "type": "order.created", "payload": { "n": 1 } })).await;
     wait_until(Duration::from_secs(30), "a first, refused attempt", || endpoint.count() >= 1).await;
@@ -233,4 +237,39 @@ async fn a_blocked_destination_is_logged_with_how_to_allow_it() {
         assert!(!text.contains("s3cr3t"), "{text}");
     }
     assert!(!logs.contains("s3cr3t"), "{logs}");
+}
+
+/// A webhook URL set a moment before the event was published is used, not dead-lettered as
+/// missing: the consumer's view of the customers may lag behind the publisher's write (on
+/// tansu, by up to its 500 ms fetch deadline), so the consumer catches it up before concluding
+/// that a customer has no URL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_webhook_url_set_just_before_the_event_is_used() {
+    let env = Env::new(1).await;
+    let publisher = env.start_publisher().await;
+    let consumer = env.start(env.config());
+    let endpoint = Endpoint::ok().await;
+    for n in 0..3 {
+        let id = format!("late-{n}");
+        let (status, created) =
+            publisher.call(Method::POST, "/v1/customers", ADMIN_TOKEN, Some(json!({ "id": id }))).await;
+        assert_eq!(status, 201, "{created}");
+        let api_key = created["api_key"].as_str().expect("api key").to_owned();
+        let events = json!({ "events": [format!("late.{n}")] });
+        let (status, answer) = publisher.call(Method::PUT, "/v1/customer/subscriptions", &api_key, Some(events)).await;
+        assert_eq!(status, 200, "{answer}");
+        // The consumer's view learns of the customer, still without a URL.
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let url = json!({ "url": endpoint.url() });
+        let (status, answer) = publisher.call(Method::PUT, "/v1/customer/webhook", &api_key, Some(url)).await;
+        assert_eq!(status, 200, "{answer}");
+        publisher.publish(json!({ "type": format!("late.{n}"), "payload": { "n": n } })).await;
+        wait_until(Duration::from_secs(30), "the delivery or its dead letter", || {
+            endpoint.count() > n || consumer.counter("hookline_dlq_records_total", &[("reason", "no_webhook_url")]) > 0
+        })
+        .await;
+        assert_eq!(consumer.counter("hookline_dlq_records_total", &[("reason", "no_webhook_url")]), 0);
+    }
+    consumer.stop().await;
+    publisher.stop().await;
 }

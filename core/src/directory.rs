@@ -260,6 +260,17 @@ impl Directory {
         self.follower.sync().await
     }
 
+    /// [`Directory::sync`] within `timeout`.
+    pub async fn sync_within(&self, timeout: Duration) -> Result<()> {
+        self.follower.sync_within(timeout, "the customer directory to catch up").await
+    }
+
+    /// Waits until the view holds the record the broker acknowledged at `offset` of
+    /// `partition` (a writer reading its own write; see [`Follower::sync_to`]).
+    pub async fn sync_to(&self, partition: i32, offset: i64) -> Result<()> {
+        self.follower.sync_to(partition, offset).await
+    }
+
     /// Stops following the topic and waits for the reader thread to end, so that its Kafka
     /// client is closed when this returns (the stop token given to [`Directory::start`] does the
     /// same without waiting).

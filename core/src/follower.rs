@@ -7,6 +7,33 @@
 //! start-up; [`Follower::sync`] waits until it has caught up with what the topic holds *now*, so a
 //! caller can read its own writes (and those of other processes made before the call).
 //!
+//! A writer that knows where its record landed (the producer's acknowledgement gives the offset)
+//! reads its own write with [`Follower::sync_to`] instead: no broker round trip, only the
+//! follower's next fetch.
+//!
+//! # Latency of a catch-up
+//!
+//! The reader keeps a fetch waiting at the broker for records (up to `fetch.wait.max.ms`,
+//! librdkafka's default 500 ms). Apache Kafka answers a waiting fetch as soon as a record
+//! arrives; tansu and librdkafka's mock cluster answer it only at its deadline, so on them every
+//! read-back of a write made while a fetch waited cost up to 500 ms, and an operation made of
+//! several writes several times over. librdkafka cannot cut a waiting fetch short nor send
+//! another beside it (one fetch in flight per connection), so the follower has a second client,
+//! the *side* client, assigned nothing while nobody waits. When a caller waits for records and
+//! the reader has given none for [`DIRECT_READ_AFTER`], the follower thread assigns the side
+//! client at the view's position: its fetch, sent now, finds the records there and is answered
+//! at once on every broker; the records are applied in order (the reader's copies of them are
+//! skipped when they come), and the side client is unassigned again. On Kafka, where the
+//! reader's fetch is answered as soon as the record is written, that rarely happens, and the
+//! reader's idle fetches stay at librdkafka's default (2 a second); a short
+//! `fetch.wait.max.ms` instead would have cost idle fetches on every broker all the time. The
+//! side client asks for [`SIDE_FETCH_WAIT_MS`], so that a fetch of its still in flight when it is
+//! unassigned ends soon.
+//!
+//! The side client also asks for the watermarks: a broker answers the requests of one
+//! connection in order, so on the reader's connection the question would wait behind the
+//! reader's waiting fetch, up to its deadline, on every broker.
+//!
 //! A catch-up costs a broker round trip (the partitions' high watermarks), so catch-ups are
 //! coalesced: at most one such fetch is in flight per follower, and a caller joins the first
 //! fetch that *starts after its call* (so it still sees every write made before it called);
@@ -36,7 +63,17 @@ use crate::kafka::FirstSince;
 use crate::{Error, Result, kafka};
 
 const METADATA_TIMEOUT: Duration = Duration::from_secs(10);
-const POLL_INTERVAL: Duration = Duration::from_millis(100);
+/// How long one poll of the reader waits: also how soon the thread notices a waiting caller.
+const POLL_INTERVAL: Duration = Duration::from_millis(10);
+
+/// How long the reader may give no record while a caller waits for some before the follower
+/// reads them through the side client (see the module documentation).
+pub const DIRECT_READ_AFTER: Duration = Duration::from_millis(20);
+/// The most one read through the side client takes before the reader is polled again.
+const DIRECT_READ_TIMEOUT: Duration = Duration::from_secs(1);
+/// `fetch.wait.max.ms` of the side client: how long a fetch of its may still wait at the broker
+/// after it was unassigned.
+pub const SIDE_FETCH_WAIT_MS: &str = "10";
 
 /// Least time between the starts of two catch-ups that only [`Follower::sync_paced`] callers
 /// wait for.
@@ -96,15 +133,24 @@ struct Inner<A> {
     topic: String,
     partitions: Vec<i32>,
     view: A,
-    /// `None` once the follower stopped: the client is closed by the follower thread itself, so
-    /// that [`Follower::close`] returns with no Kafka connection left open.
-    reader: RwLock<Option<BaseConsumer>>,
+    /// `None` once the follower stopped: the clients are closed by the follower thread itself,
+    /// so that [`Follower::close`] returns with no Kafka connection left open.
+    clients: RwLock<Option<Clients>>,
     progress: Mutex<Progress>,
     catchups: Arc<Catchups>,
     /// Records read (and applied) since the start.
     records: AtomicU64,
     stop: CancellationToken,
     thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+/// A follower's Kafka clients.
+struct Clients {
+    /// Reads the records, with a fetch waiting at the broker most of the time.
+    reader: BaseConsumer,
+    /// Asks for the watermarks, and reads the records callers wait for when the reader's fetch
+    /// is late; assigned nothing otherwise, so it has no fetch waiting at the broker.
+    side: BaseConsumer,
 }
 
 /// The high watermark to reach, per partition.
@@ -139,6 +185,32 @@ impl Progress {
         }
         self.waiters.retain(|waiter| !waiter.done.is_closed());
         self.waiters.push(Waiter { targets, done });
+    }
+
+    /// Per partition some caller waits for, where the view is and the furthest target: what a
+    /// direct read has to read. Empty when nobody waits.
+    fn behind(&self) -> Vec<(i32, i64, i64)> {
+        let mut furthest: HashMap<i32, i64> = HashMap::new();
+        for waiter in self.waiters.iter().filter(|waiter| !waiter.done.is_closed()) {
+            for (&partition, &target) in waiter.targets.iter() {
+                let next = self.next_offset.get(&partition).copied().unwrap_or(0);
+                if next < target {
+                    let entry = furthest.entry(partition).or_insert(target);
+                    *entry = (*entry).max(target);
+                }
+            }
+        }
+        let mut behind: Vec<(i32, i64, i64)> = furthest
+            .into_iter()
+            .map(|(partition, target)| (partition, self.next_offset.get(&partition).copied().unwrap_or(0), target))
+            .collect();
+        behind.sort_unstable();
+        behind
+    }
+
+    /// Whether the record at `offset` of `partition` is one the view does not hold yet.
+    fn is_new(&self, partition: i32, offset: i64) -> bool {
+        offset >= self.next_offset.get(&partition).copied().unwrap_or(0)
     }
 
     fn wake_reached(&mut self) {
@@ -365,6 +437,34 @@ impl<A: Apply> Follower<A> {
             }
         };
         let targets = self.inner.catchups.targets(paced, fetch).await?;
+        self.reach(targets).await
+    }
+
+    /// Waits until the view holds the record at `offset` of `partition`, and so every record
+    /// before it: how a writer reads its own write, with the offset the broker acknowledged it
+    /// at. Costs no broker round trip of its own (see the module documentation).
+    pub async fn sync_to(&self, partition: i32, offset: i64) -> Result<()> {
+        if offset < 0 {
+            // No offset acknowledged (librdkafka says -1 when it does not know): ask the broker.
+            return self.sync().await;
+        }
+        self.reach(Arc::new(HashMap::from([(partition, offset.saturating_add(1))]))).await
+    }
+
+    /// [`Follower::sync_to`] within `timeout` ([`Error::Timeout`] naming `what`).
+    pub async fn sync_to_within(
+        &self,
+        partition: i32,
+        offset: i64,
+        timeout: Duration,
+        what: &'static str,
+    ) -> Result<()> {
+        tokio::time::timeout(timeout, self.sync_to(partition, offset))
+            .await
+            .map_err(|_| Error::Timeout(timeout, what))?
+    }
+
+    async fn reach(&self, targets: Arc<Targets>) -> Result<()> {
         let (done, reached) = oneshot::channel();
         {
             let mut progress = self.inner.progress.lock().unwrap_or_else(PoisonError::into_inner);
@@ -398,20 +498,31 @@ impl<A: Apply> Follower<A> {
     }
 }
 
+/// The configuration of the reader (`side`: of the side client): the readers' defaults, then
+/// the follower's own, which `--kafka-property` still overrides.
+fn reader_config(kafka: &KafkaArgs, side: bool) -> rdkafka::ClientConfig {
+    // A start offset that retention removed meanwhile must not make the reader skip to the end.
+    let earliest = ("auto.offset.reset", "earliest");
+    if side {
+        kafka::reader_config_with(kafka, "hookline-follower", &[earliest, ("fetch.wait.max.ms", SIDE_FETCH_WAIT_MS)])
+    } else {
+        kafka::reader_config_with(kafka, "hookline-follower", &[earliest])
+    }
+}
+
 impl<A: Apply> Inner<A> {
     fn open(kafka: &KafkaArgs, topic: String, start_at: StartAt, view: A, stop: CancellationToken) -> Result<Self> {
-        // A start offset that retention removed meanwhile must not make the reader skip to the end.
-        let reader: BaseConsumer =
-            kafka::reader_config_with(kafka, "hookline-follower", &[("auto.offset.reset", "earliest")]).create()?;
-        let partitions = kafka::topic_partitions(&reader, &topic, METADATA_TIMEOUT)?;
+        let reader: BaseConsumer = reader_config(kafka, false).create()?;
+        let side: BaseConsumer = reader_config(kafka, true).create()?;
+        let partitions = kafka::topic_partitions(&side, &topic, METADATA_TIMEOUT)?;
         let mut watermarks = HashMap::new();
         for &partition in &partitions {
-            watermarks.insert(partition, reader.fetch_watermarks(&topic, partition, METADATA_TIMEOUT)?);
+            watermarks.insert(partition, side.fetch_watermarks(&topic, partition, METADATA_TIMEOUT)?);
         }
         let by_time = match start_at {
             StartAt::Beginning => HashMap::new(),
             StartAt::Recent { since, .. } => {
-                kafka::first_offsets_since(&reader, &topic, &partitions, since, METADATA_TIMEOUT)
+                kafka::first_offsets_since(&side, &topic, &partitions, since, METADATA_TIMEOUT)
             }
         };
         let mut assignment = TopicPartitionList::new();
@@ -432,7 +543,7 @@ impl<A: Apply> Inner<A> {
             topic,
             partitions,
             view,
-            reader: RwLock::new(Some(reader)),
+            clients: RwLock::new(Some(Clients { reader, side })),
             progress: Mutex::new(Progress { next_offset, ..Progress::default() }),
             catchups: Arc::new(Catchups::new(PACED_INTERVAL)),
             records: AtomicU64::new(0),
@@ -441,36 +552,86 @@ impl<A: Apply> Inner<A> {
         })
     }
 
+    /// Applies a record unless the view holds it already (read through both clients).
+    fn take(&self, message: &BorrowedMessage<'_>) {
+        if !self.progress.lock().unwrap_or_else(PoisonError::into_inner).is_new(message.partition(), message.offset()) {
+            return;
+        }
+        self.view.apply(message);
+        self.records.fetch_add(1, Ordering::Relaxed);
+        let mut progress = self.progress.lock().unwrap_or_else(PoisonError::into_inner);
+        progress.next_offset.insert(message.partition(), message.offset() + 1);
+        progress.wake_reached();
+    }
+
+    /// Reads `behind` (partition, from, target) through the side client, whose fetch starts now
+    /// and so finds the records there; then unassigns it. Within [`DIRECT_READ_TIMEOUT`].
+    fn read_directly(&self, side: &BaseConsumer, behind: &[(i32, i64, i64)]) {
+        let mut assignment = TopicPartitionList::new();
+        for &(partition, from, _) in behind {
+            if assignment.add_partition_offset(&self.topic, partition, Offset::Offset(from)).is_err() {
+                return;
+            }
+        }
+        if let Err(error) = side.assign(&assignment) {
+            tracing::warn!(topic = %self.topic, %error, "cannot read a followed topic directly");
+            return;
+        }
+        let deadline = std::time::Instant::now() + DIRECT_READ_TIMEOUT;
+        let reached = || {
+            let progress = self.progress.lock().unwrap_or_else(PoisonError::into_inner);
+            behind.iter().all(|&(partition, _, target)| !progress.is_new(partition, target - 1))
+        };
+        while !self.stop.is_cancelled() && std::time::Instant::now() < deadline && !reached() {
+            match side.poll(POLL_INTERVAL) {
+                Some(Ok(message)) => self.take(&message),
+                Some(Err(error)) => tracing::warn!(topic = %self.topic, %error, "reading a followed topic failed"),
+                None => {}
+            }
+        }
+        if let Err(error) = side.unassign() {
+            tracing::warn!(topic = %self.topic, %error, "cannot unassign the follower's side client");
+        }
+    }
+
     fn high_watermarks(&self) -> std::result::Result<Targets, FetchError> {
-        let reader = self.reader.read().unwrap_or_else(PoisonError::into_inner);
-        let reader = reader.as_ref().ok_or(FetchError::Stopped)?;
+        let clients = self.clients.read().unwrap_or_else(PoisonError::into_inner);
+        let side = &clients.as_ref().ok_or(FetchError::Stopped)?.side;
         let mut targets = HashMap::new();
         for &partition in &self.partitions {
             let (_low, high) =
-                reader.fetch_watermarks(&self.topic, partition, METADATA_TIMEOUT).map_err(FetchError::Kafka)?;
+                side.fetch_watermarks(&self.topic, partition, METADATA_TIMEOUT).map_err(FetchError::Kafka)?;
             targets.insert(partition, high);
         }
         Ok(targets)
     }
 
-    /// The follower thread: applies records until `stop` fires.
+    /// The follower thread: applies records until `stop` fires, reading them through the side
+    /// client when the reader is late with records a caller waits for.
     fn follow(&self) {
+        // Since when callers have waited with no record from the reader.
+        let mut quiet_since: Option<std::time::Instant> = None;
         while !self.stop.is_cancelled() {
-            let reader = self.reader.read().unwrap_or_else(PoisonError::into_inner);
-            let Some(reader) = reader.as_ref() else { break };
+            let clients = self.clients.read().unwrap_or_else(PoisonError::into_inner);
+            let Some(Clients { reader, side }) = clients.as_ref() else { break };
             match reader.poll(POLL_INTERVAL) {
                 Some(Ok(message)) => {
-                    self.view.apply(&message);
-                    self.records.fetch_add(1, Ordering::Relaxed);
-                    let mut progress = self.progress.lock().unwrap_or_else(PoisonError::into_inner);
-                    progress.next_offset.insert(message.partition(), message.offset() + 1);
-                    progress.wake_reached();
+                    self.take(&message);
+                    quiet_since = None;
                 }
                 Some(Err(error)) => tracing::warn!(topic = %self.topic, %error, "reading a followed topic failed"),
-                None => {}
+                None => {
+                    let behind = self.progress.lock().unwrap_or_else(PoisonError::into_inner).behind();
+                    if behind.is_empty() {
+                        quiet_since = None;
+                    } else if quiet_since.get_or_insert_with(std::time::Instant::now).elapsed() >= DIRECT_READ_AFTER {
+                        self.read_directly(side, &behind);
+                        quiet_since = None;
+                    }
+                }
             }
         }
-        drop(self.reader.write().unwrap_or_else(PoisonError::into_inner).take());
+        drop(self.clients.write().unwrap_or_else(PoisonError::into_inner).take());
         let mut progress = self.progress.lock().unwrap_or_else(PoisonError::into_inner);
         progress.stopped = true;
         progress.waiters.clear();
@@ -482,6 +643,40 @@ mod tests {
     use std::sync::atomic::AtomicUsize;
 
     use super::*;
+
+    #[test]
+    fn only_the_side_client_asks_for_short_fetches() {
+        let kafka = KafkaArgs::new("b:9092");
+        let (reader, side) = (reader_config(&kafka, false), reader_config(&kafka, true));
+        assert_eq!(reader.get("fetch.wait.max.ms"), None, "the reader keeps librdkafka's default: no idle cost");
+        assert_eq!(side.get("fetch.wait.max.ms"), Some(SIDE_FETCH_WAIT_MS));
+        for config in [&reader, &side] {
+            assert_eq!(config.get("auto.offset.reset"), Some("earliest"));
+            assert_eq!(config.get("enable.auto.commit"), Some("false"));
+        }
+        let tuned = KafkaArgs::new("b:9092").with_property("fetch.wait.max.ms", "50");
+        assert_eq!(reader_config(&tuned, true).get("fetch.wait.max.ms"), Some("50"), "--kafka-property wins");
+    }
+
+    #[test]
+    fn a_direct_read_covers_the_furthest_target_of_live_callers() {
+        let mut progress = Progress::default();
+        progress.next_offset.extend([(0, 10), (1, 5)]);
+        assert!(progress.behind().is_empty(), "nobody waits");
+        let mut callers = Vec::new();
+        for targets in [vec![(0, 12)], vec![(0, 15), (1, 5)], vec![(1, 7)], vec![(0, 10)]] {
+            let (done, reached) = oneshot::channel();
+            progress.wait_for(Arc::new(targets.into_iter().collect()), done);
+            callers.push(reached);
+        }
+        // (1, 5) and (0, 10) are reached: nothing to read for them.
+        assert_eq!(progress.behind(), [(0, 10, 15), (1, 5, 7)]);
+        // A caller that gave up is not read for.
+        drop(callers.remove(2));
+        assert_eq!(progress.behind(), [(0, 10, 15)]);
+        // Records the view holds are not applied twice.
+        assert!(!progress.is_new(0, 9) && progress.is_new(0, 10));
+    }
 
     #[test]
     fn recent_start_takes_the_latest_bound() {

@@ -7,8 +7,9 @@
 //! Every change is a read-modify-write of the customer's record in the compacted customers
 //! topic: the [`Directory`] is caught up first (so a change made through another replica a
 //! moment ago is not overwritten), the new record is written with the shared producer and
-//! acknowledged, and the directory is caught up again before returning, so that the caller reads
-//! its own write. Writes through one [`Tenants`] are serialized; two replicas changing the same
+//! acknowledged, and the directory is caught up to the acknowledged offset before returning, so
+//! that the caller reads its own write (no watermark round trip for that: the acknowledgement
+//! says where the record is). Writes through one [`Tenants`] are serialized; two replicas changing the same
 //! customer at the same instant are last-writer-wins (changes are rare, human-driven
 //! operations).
 //!
@@ -24,6 +25,7 @@ use std::time::Duration;
 
 use hookline_wire::signing::SigningSecret;
 use rdkafka::error::KafkaError;
+use rdkafka::producer::future_producer::Delivery;
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
 use rdkafka::types::RDKafkaErrorCode;
 use tokio::sync::Mutex;
@@ -458,17 +460,19 @@ impl Tenants {
 
     /// Writes one record, waits for its acknowledgement, then for the directory to apply it.
     async fn write(&self, id: &str, value: Option<Vec<u8>>) -> Result<()> {
-        self.send(id, value.as_deref()).await?;
-        self.sync().await
+        let written = self.send(id, value.as_deref()).await?;
+        tokio::time::timeout(SYNC_TIMEOUT, self.directory.sync_to(written.partition, written.offset))
+            .await
+            .map_err(|_| Error::Timeout(SYNC_TIMEOUT, "the customer directory to catch up"))?
     }
 
-    /// Writes one record and waits for its acknowledgement.
-    async fn send(&self, id: &str, value: Option<&[u8]>) -> Result<()> {
+    /// Writes one record and waits for its acknowledgement: where the broker put it.
+    async fn send(&self, id: &str, value: Option<&[u8]>) -> Result<Delivery> {
         let mut record: FutureRecord<'_, str, [u8]> = FutureRecord::to(&self.topic).key(id);
         if let Some(value) = value {
             record = record.payload(value);
         }
-        self.producer.send(record, self.write_timeout).await.map(drop).map_err(|(error, _)| Error::Kafka(error))
+        self.producer.send(record, self.write_timeout).await.map_err(|(error, _)| Error::Kafka(error))
     }
 
     /// Writes `(id, value)` records and returns each one's acknowledgement, in order. All but the
@@ -508,7 +512,7 @@ impl Tenants {
         for (index, delivery) in in_flight {
             acks[index] = acknowledged(delivery).await;
         }
-        acks.push(self.send(last_id, Some(*last_value)).await);
+        acks.push(self.send(last_id, Some(*last_value)).await.map(drop));
         acks
     }
 

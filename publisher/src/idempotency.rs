@@ -11,7 +11,8 @@
 //!    body is answered from the record (a *replay*); the same key with another body is refused
 //!    (422); a request still in progress elsewhere is refused with 409 (retry shortly);
 //! 2. otherwise *claims* the key by writing a `pending` record with a fresh event id (or, taking
-//!    over a failed or abandoned claim, the event id that claim used) and catches up again. The
+//!    over a failed or abandoned claim, the event id that claim used) and catches up to the
+//!    claim's own offset, which the broker's acknowledgement gives (no watermark round trip). The
 //!    first pending record in the log wins; a replica that lost the race answers from the
 //!    winner's state instead of producing;
 //! 3. the winner produces the copies with that event id and writes `done` with the result (or
@@ -477,8 +478,12 @@ impl Idempotency {
                 lease_ms: millis(self.lease),
                 expires_at_ms: now.saturating_add(millis(self.window)),
             };
-            self.write(key, &claim).await?;
-            self.sync().await?;
+            let (partition, offset) = self.write(key, &claim).await?;
+            // Read up to the claim itself: whether it won depends on the records before it only.
+            self.follower
+                .sync_to_within(partition, offset, SYNC_TIMEOUT, "the idempotency keys to catch up")
+                .await
+                .map_err(Error::Idempotency)?;
             if self.follower.view().get(key).is_some_and(|entry| *entry.owner == *owner) {
                 return Ok(Begin::Claimed(Claim { key: key.to_owned(), event_id, owner }));
             }
@@ -505,13 +510,14 @@ impl Idempotency {
         self.follower.sync_within(SYNC_TIMEOUT, "the idempotency keys to catch up").await.map_err(Error::Idempotency)
     }
 
-    async fn write(&self, key: &str, record: &Record) -> Result<()> {
+    /// Writes `record` and waits for its acknowledgement: its partition and offset.
+    async fn write(&self, key: &str, record: &Record) -> Result<(i32, i64)> {
         let value = serde_json::to_vec(record).map_err(|e| Error::Idempotency(e.into()))?;
         let message = FutureRecord::to(self.follower.topic()).key(key).payload(&value);
         self.producer
             .send(message, self.write_timeout)
             .await
-            .map(|_| ())
+            .map(|delivery| (delivery.partition, delivery.offset))
             .map_err(|(error, _)| Error::Idempotency(error.into()))
     }
 }

@@ -289,3 +289,29 @@ async fn webhook_urls_reaching_internal_networks_are_refused() {
     assert_eq!(status, 200, "{updated}");
     harness.stop().await;
 }
+
+/// A change reads its own write back without waiting for the fetch deadline of a broker that
+/// answers a waiting fetch only then (tansu; librdkafka's mock cluster): ten changes in a row
+/// take well under ten of librdkafka's default 500 ms deadlines, which each of them waited
+/// before. The bound, 250 ms a change, is generous (a change costs a few broker round trips and
+/// at most the followers' 100 ms deadline); it is not a benchmark (`make bench` has the figures).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn changes_in_a_row_do_not_each_wait_for_a_fetch_deadline() {
+    const CHANGES: u32 = 10;
+    let harness = Harness::start(&[], |_| {}).await;
+    let (key, _) = create(&harness, "acme").await;
+    let started = std::time::Instant::now();
+    for i in 0..CHANGES {
+        let events = json!({ "events": [format!("order.v{i}")] });
+        let (status, updated) = harness.call(Method::PUT, "/v1/customer/subscriptions", Some(&key), Some(events)).await;
+        assert_eq!(status, 200, "{updated}");
+        // The answer is the record as read back from the topic.
+        assert_eq!(updated["events"], json!([format!("order.v{i}")]));
+    }
+    let took = started.elapsed();
+    assert!(
+        took < std::time::Duration::from_millis(250) * CHANGES,
+        "{CHANGES} subscription changes took {took:?}: each waits for a fetch deadline"
+    );
+    harness.stop().await;
+}

@@ -14,6 +14,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::{Offset, TopicPartitionList};
 
+use crate::broker::check_reachable;
 use crate::{Error, Result};
 
 /// Extra time given to the blocking thread over its own librdkafka timeouts before giving up.
@@ -86,6 +87,8 @@ pub async fn snapshot(
     group: Option<&str>,
     timeout: Duration,
 ) -> Result<Snapshot> {
+    // Fails at once when the broker refuses the connection, else waits up to `timeout`.
+    check_reachable(kafka, timeout).await?;
     let kafka = kafka.clone();
     let names = names.clone();
     let group = group.map(str::to_owned);
@@ -144,10 +147,9 @@ fn read_snapshot(kafka: &KafkaArgs, names: &TopicArgs, group: Option<&str>, time
     let reader: BaseConsumer = kafka::reader(kafka, "hookline-setup")?;
     // All topics at once: asking for the five by name could auto-create them on a broker that
     // does so for metadata requests, and a check must not change what it checks.
-    let metadata = reader.fetch_metadata(None, timeout).map_err(|source| Error::Unreachable {
+    let metadata = reader.fetch_metadata(None, timeout).map_err(|error| Error::Unreachable {
         brokers: kafka.brokers.clone(),
-        timeout,
-        source,
+        reason: format!("no answer within {timeout:?} ({error})"),
     })?;
     let mut topics = Vec::new();
     for (role, name) in roles(names) {

@@ -2,8 +2,6 @@
 
 use std::time::Duration;
 
-use rdkafka::error::KafkaError;
-
 /// Result alias used across `hookline-setup`.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -18,8 +16,10 @@ pub enum Error {
     #[error(transparent)]
     Core(#[from] hookline_core::Error),
 
-    #[error("cannot reach Kafka at {brokers} within {timeout:?} ({source}); {hint}", hint = hookline_core::kafka::BROKERS_HINT)]
-    Unreachable { brokers: String, timeout: Duration, source: KafkaError },
+    /// No broker answered: `reason` says whether they refused (failed fast) or stayed silent
+    /// (the whole `--timeout`).
+    #[error("cannot reach Kafka at {brokers}: {reason}; {hint}", hint = hookline_core::kafka::BROKERS_HINT)]
+    Unreachable { brokers: String, reason: String },
 
     #[error("timed out after {0:?} waiting for {1}; is the broker overloaded? raise --timeout to wait longer")]
     Timeout(Duration, &'static str),

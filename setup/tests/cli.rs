@@ -4,7 +4,7 @@ mod common;
 
 use std::net::TcpListener;
 
-use common::{args, assert_exit, binary, in_process, stderr};
+use common::{args, assert_exit, binary, in_process, stderr, stdout};
 use hookline_setup::{EXIT_FAILURE, Error};
 
 /// A loopback address nothing listens on.
@@ -15,11 +15,58 @@ fn dead_address() -> String {
     address.to_string()
 }
 
-fn with_short_timeout(mut args: Vec<String>) -> Vec<String> {
+fn with_short_timeout(args: Vec<String>) -> Vec<String> {
+    with_timeout(args, "3s")
+}
+
+fn with_timeout(mut args: Vec<String>, timeout: &str) -> Vec<String> {
     // clap refuses a flag given twice, so replace the `--timeout 10s` that `args` adds.
     let at = args.iter().position(|a| a == "--timeout").expect("--timeout present");
-    args[at + 1] = "3s".into();
+    args[at + 1] = timeout.into();
     args
+}
+
+/// A broker that accepts connections and never answers; stops accepting when the test ends.
+fn silent_broker() -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let address = listener.local_addr().expect("address").to_string();
+    std::thread::spawn(move || {
+        // Holds every connection open, unanswered.
+        let held: Vec<_> = listener.incoming().map_while(Result::ok).collect();
+        drop(held);
+    });
+    address
+}
+
+/// A refused connection is an answer: the command fails at once, not after `--timeout` (the
+/// bound is generous, a third of the timeout: a failure within it is a failure that did not
+/// wait for the timeout).
+#[tokio::test]
+async fn a_refused_connection_fails_at_once_not_after_the_timeout() {
+    let brokers = dead_address();
+    for command in [vec!["topics", "describe"], vec!["customers", "list"], vec!["check"]] {
+        let started = std::time::Instant::now();
+        let output = binary(&with_timeout(args(&brokers, "refused", &command), "15s")).await;
+        let took = started.elapsed();
+        assert_exit(&output, 1);
+        let said = format!("{}{}", stdout(&output), stderr(&output));
+        assert!(
+            said.contains(&format!("cannot reach Kafka at {brokers}: every broker refused")),
+            "{command:?}: {said}"
+        );
+        assert!(said.contains("Connection refused"), "librdkafka's words: {said}");
+        assert!(took < std::time::Duration::from_secs(5), "{command:?} waited {took:?} for a refused connection");
+    }
+}
+
+/// A broker that accepts the connection and stays silent is given the whole `--timeout`.
+#[tokio::test]
+async fn a_silent_broker_is_given_the_whole_timeout() {
+    let brokers = silent_broker();
+    let output = binary(&with_short_timeout(args(&brokers, "silent", &["topics", "describe"]))).await;
+    assert_exit(&output, 1);
+    let err = stderr(&output);
+    assert!(err.contains(&format!("cannot reach Kafka at {brokers}: no answer within 3s")), "{err}");
 }
 
 #[tokio::test]
