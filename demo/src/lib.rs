@@ -403,6 +403,9 @@ pub fn consumer_config(kafka: &KafkaArgs, topics: &TopicArgs, group: &str, mock:
         kafka.kafka_properties.splice(0..0, ours);
     }
     let mut config = hookline_consumer::Config::new(kafka, topics.clone(), group);
+    // Seam for key mode (issue 14): once the consumer has `--ordering key`, the demo sets it here
+    // so that the always-failing customer visibly delays nobody sharing its partition; the progress
+    // line's `partitions in backoff` (Stack::in_backoff) then reads the consumer's keys-in-backoff.
     config.delivery.max_attempts = 4;
     // The always-failing customer's deliveries wait out every backoff, one after another on their
     // partition: about 0.5 s each with these, so the demo ends a few seconds after publishing.
