@@ -20,6 +20,10 @@ pub enum Scenario {
     Drain,
     /// The drain with one customer answering 503 to everything.
     HeadOfLine,
+    /// Drains to endpoints that behave like real ones (every answer after a latency), healthy,
+    /// with one customer dead and with one customer slow; per ordering mode, each against its
+    /// ideal.
+    Endpoints,
     /// Publish-to-delivery latency at fixed offered rates.
     EndToEnd,
     /// Publishes with an `Idempotency-Key` (each claims its key on the idempotency topic and
@@ -41,6 +45,7 @@ impl Scenario {
             "publisher" => Some(Self::Publisher),
             "drain" => Some(Self::Drain),
             "head_of_line" => Some(Self::HeadOfLine),
+            "endpoints" => Some(Self::Endpoints),
             "end_to_end" => Some(Self::EndToEnd),
             "keyed" => Some(Self::Keyed),
             "customer_api" => Some(Self::CustomerApi),
@@ -78,6 +83,60 @@ impl Sealing {
             Self::Jwe => "signing + JWE",
         }
     }
+}
+
+/// How the consumers order deliveries: `hookline-consumer --ordering` (issue 14).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum OrderingMode {
+    /// One delivery at a time per partition: the consumer's default, started without the flag.
+    Partition,
+    /// One lane per record key, concurrent across keys (needs a consumer that has
+    /// `--ordering key`).
+    Key,
+}
+
+/// The most HTTP attempts a key-ordered consumer process has in flight: the default of its
+/// `--max-concurrency` (issue 14). Only the ideal of the endpoint scenarios uses it.
+pub const KEY_MODE_MAX_CONCURRENCY: u32 = 256;
+
+impl OrderingMode {
+    pub fn id(self) -> &'static str {
+        match self {
+            Self::Partition => "partition",
+            Self::Key => "key",
+        }
+    }
+
+    /// What a consumer process is started with for this mode (partition: nothing, its default).
+    pub fn consumer_args(self) -> &'static [&'static str] {
+        match self {
+            Self::Partition => &[],
+            Self::Key => &["--ordering", "key"],
+        }
+    }
+
+    /// The most deliveries in flight at once in a group of `consumers` processes over
+    /// `partitions` partitions.
+    pub fn concurrency(self, partitions: i32, consumers: u32) -> u32 {
+        match self {
+            Self::Partition => u32::try_from(partitions).unwrap_or(1),
+            Self::Key => KEY_MODE_MAX_CONCURRENCY.saturating_mul(consumers),
+        }
+    }
+}
+
+/// Deliveries per second if `customers` endpoints that each take `latency` were kept busy, one
+/// delivery at a time each (the order of a customer's deliveries allows no more), by at most
+/// `concurrency` deliveries in flight: *min(customers, concurrency) ÷ latency*. `None` for no
+/// latency.
+pub fn ideal_rate(customers: u32, concurrency: u32, latency: Duration) -> Option<f64> {
+    (!latency.is_zero()).then(|| f64::from(customers.min(concurrency)) / latency.as_secs_f64())
+}
+
+/// A latency that is not zero.
+fn parse_latency(raw: &str) -> Result<Duration, String> {
+    let latency = parse_duration(raw)?;
+    if latency.is_zero() { Err(format!("`{raw}`: an endpoint latency must be above zero")) } else { Ok(latency) }
 }
 
 /// Settings of a benchmark run. The defaults are the issue's workload; `--smoke` shrinks it to
@@ -120,6 +179,27 @@ pub struct Config {
     /// How the drains' deliveries are sealed: one run set per choice.
     #[arg(long, env = "BENCH_SEALING", value_delimiter = ',', value_enum, default_values_t = [Sealing::Signing, Sealing::Jwe])]
     pub sealing: Vec<Sealing>,
+
+    /// Ordering modes of the endpoint scenarios: one column of figures per mode, side by side.
+    #[arg(long, env = "BENCH_ORDERINGS", value_delimiter = ',', value_enum, default_values_t = [OrderingMode::Partition])]
+    pub orderings: Vec<OrderingMode>,
+
+    /// Events prefilled for each drain of the endpoint scenarios (over `--customers`).
+    #[arg(long, env = "BENCH_ENDPOINT_EVENTS", default_value_t = 3_000)]
+    pub endpoint_events: usize,
+
+    /// How long every endpoint takes to answer in the endpoint scenarios.
+    #[arg(long, env = "BENCH_ENDPOINT_LATENCY", value_parser = parse_latency, default_value = "50ms")]
+    pub endpoint_latency: Duration,
+
+    /// How long the slow customer's endpoint takes to answer.
+    #[arg(long, env = "BENCH_SLOW_ENDPOINT_LATENCY", value_parser = parse_latency, default_value = "2s")]
+    pub slow_endpoint_latency: Duration,
+
+    /// The longest a drain with a dead or slow customer runs (from the gate opening) before the
+    /// other customers' deliveries still missing are counted as left behind.
+    #[arg(long, env = "BENCH_ENDPOINT_CAP", value_parser = parse_latency, default_value = "60s")]
+    pub endpoint_cap: Duration,
 
     /// Concurrent keep-alive clients of the publisher benchmark.
     #[arg(long, env = "BENCH_CLIENTS", default_value_t = 64)]
@@ -216,6 +296,10 @@ impl Config {
         if self.smoke {
             self.runs = 1;
             self.events = self.events.min(600);
+            self.endpoint_events = self.endpoint_events.min(120);
+            self.endpoint_latency = self.endpoint_latency.min(Duration::from_millis(10));
+            self.slow_endpoint_latency = self.slow_endpoint_latency.min(Duration::from_millis(200));
+            self.endpoint_cap = self.endpoint_cap.min(Duration::from_secs(5));
             self.customers = self.customers.min(4);
             self.rsa_bits = self.rsa_bits.min(2048);
             self.clients = self.clients.min(8);
@@ -232,6 +316,7 @@ impl Config {
                 Scenario::Publisher,
                 Scenario::Drain,
                 Scenario::HeadOfLine,
+                Scenario::Endpoints,
                 Scenario::EndToEnd,
                 Scenario::Keyed,
                 Scenario::CustomerApi,
@@ -250,5 +335,36 @@ impl Config {
     /// The warm-up before a measured window of `measured`.
     pub fn warmup(measured: Duration) -> Duration {
         measured / 5
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_ideal_is_the_busy_customers_over_the_latency() {
+        let latency = Duration::from_millis(50);
+        let partition = OrderingMode::Partition.concurrency(6, 1);
+        assert_eq!(ideal_rate(100, partition, latency), Some(120.0), "6 partitions, one in flight each");
+        let key = OrderingMode::Key.concurrency(6, 1);
+        assert_eq!(ideal_rate(100, key, latency), Some(2000.0), "every customer busy");
+        assert_eq!(ideal_rate(1000, key, latency), Some(5120.0), "the consumer's concurrency");
+        assert_eq!(OrderingMode::Key.concurrency(6, 3), 768);
+        assert_eq!(ideal_rate(100, 6, Duration::ZERO), None);
+    }
+
+    #[test]
+    fn endpoint_flags() {
+        let config = Config::from_args(["--orderings", "partition,key", "--endpoint-latency", "20ms"]);
+        assert_eq!(config.orderings, [OrderingMode::Partition, OrderingMode::Key]);
+        assert_eq!(config.endpoint_latency, Duration::from_millis(20));
+        assert_eq!(OrderingMode::Key.consumer_args(), ["--ordering", "key"]);
+        assert!(OrderingMode::Partition.consumer_args().is_empty());
+        let refused = Config::try_parse_from(["hookline-bench", "--endpoint-latency", "0s"]).unwrap_err();
+        assert!(refused.to_string().contains("above zero"), "{refused}");
+        let smoke = Config::from_args(["--smoke"]).effective();
+        assert!(smoke.runs(Scenario::Endpoints) && smoke.endpoint_events <= 120);
+        assert_eq!(Scenario::of_figure("endpoints.dead.partition.left_behind"), Some(Scenario::Endpoints));
     }
 }

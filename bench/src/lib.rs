@@ -13,8 +13,11 @@
 //! 3. drains of a prefilled topic by one and by several consumer processes, signing only and
 //!    signing + JWE to per-customer RSA keys;
 //! 4. head-of-line: the same drain with one customer always answering 503;
-//! 5. end to end: publish-to-delivery latency at fixed offered rates (open loop);
-//! 6. the delivery ledger: restore time and memory of a partition's delivered set, for ledgers of
+//! 5. endpoints that behave like real ones (every answer after a latency, 50 ms by default):
+//!    a drain of healthy customers, one with a dead customer and one with a slow one, in each
+//!    ordering mode, each as a share of its ideal (*min(customers, concurrency) ÷ latency*);
+//! 6. end to end: publish-to-delivery latency at fixed offered rates (open loop);
+//! 7. the delivery ledger: restore time and memory of a partition's delivered set, for ledgers of
 //!    millions of entries and several `--dedup-capacity` values (in this process, with the
 //!    consumer's own code).
 //!
@@ -26,7 +29,8 @@
 //! - [`scenarios`]: the benchmarks.
 //! - [`ledger`]: the ledger scenario.
 //! - [`stack`]: broker, topics, customers, prefill, Hookline processes, CPU time.
-//! - [`receiver`]: the fast receiver.
+//! - [`receiver`]: the fast receiver, and its endpoints' behaviour (latency, a dead or slow
+//!   customer).
 //! - [`load`]: closed- and open-loop HTTP load generators.
 //! - [`keys`]: the customers' RSA keys, generated once and cached.
 //! - [`stats`]: figures (median, min, max) and latency histograms.

@@ -197,7 +197,7 @@ pub fn client() -> reqwest::Client {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::receiver::FastReceiver;
+    use crate::receiver::{Endpoints, FastReceiver};
 
     fn signed_post(url: String) -> Arc<MakeRequest> {
         Arc::new(move |client: &reqwest::Client, n: u64| {
@@ -207,7 +207,7 @@ mod tests {
 
     #[tokio::test]
     async fn closed_loop_counts_answered_requests_in_its_window() {
-        let receiver = FastReceiver::start(false, None).await.unwrap();
+        let receiver = FastReceiver::start(false, Endpoints::default()).await.unwrap();
         let measured = Duration::from_millis(300);
         let run = closed_loop(client(), 4, Duration::from_millis(100), measured, signed_post(receiver.url(1))).await;
         assert!(run.completed > 0 && run.failed == 0, "{run:?}");
@@ -218,11 +218,11 @@ mod tests {
 
     #[tokio::test]
     async fn open_loop_sends_the_scheduled_number_of_requests() {
-        let receiver = FastReceiver::start(false, None).await.unwrap();
+        let receiver = FastReceiver::start(false, Endpoints::default()).await.unwrap();
         let run = open_loop(client(), 500, Duration::from_millis(400), 64, signed_post(receiver.url(1))).await;
         assert_eq!((run.answered.len(), run.failed, run.shed), (200, 0, 0));
         assert_eq!(receiver.delivered(), 200);
-        let failing = FastReceiver::start(false, Some(1)).await.unwrap();
+        let failing = FastReceiver::start(false, Endpoints::instant(Some(1))).await.unwrap();
         let run = open_loop(client(), 500, Duration::from_millis(100), 64, signed_post(failing.url(1))).await;
         assert_eq!((run.answered.len(), run.failed), (0, 50));
         assert!(run.first_failure.is_some_and(|f| f.starts_with("503")));

@@ -9,12 +9,16 @@
 //! A gate holds requests until [`FastReceiver::open`]: a drain starts its clock only once every
 //! consumer process has joined the group and every partition worker is waiting on its first
 //! delivery, so start-up and rebalances stay out of the figure.
+//!
+//! [`Endpoints`] makes the endpoints behave like real ones: every answer after a latency, one
+//! customer dead (503 to everything) or slow. The wait is a timer in the request's own future,
+//! never a blocked thread, so any number of requests wait at once, as at separate real servers.
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
 use axum::extract::{Path, State};
@@ -25,13 +29,53 @@ use tokio_util::sync::CancellationToken;
 
 use crate::Result;
 
+/// How the customers' endpoints answer.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Endpoints {
+    /// How long every endpoint takes to answer.
+    pub latency: Duration,
+    /// The one customer that behaves differently, and how.
+    pub odd_one: Option<(u32, OddOne)>,
+}
+
+/// The customer whose endpoint is not like the others.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OddOne {
+    /// Answers 503 to everything (after the common latency).
+    Dead,
+    /// Answers 200 after this long instead of the common latency.
+    Slow(Duration),
+}
+
+impl Endpoints {
+    /// Instant 200s from every customer but `dead`, which answers 503.
+    pub fn instant(dead: Option<u32>) -> Self {
+        Self { latency: Duration::ZERO, odd_one: dead.map(|n| (n, OddOne::Dead)) }
+    }
+
+    /// The customer that is dead or slow.
+    pub fn odd_customer(&self) -> Option<u32> {
+        self.odd_one.map(|(n, _)| n)
+    }
+
+    /// What customer `n`'s endpoint answers, and after how long.
+    pub fn answer(&self, customer: u32) -> (StatusCode, Duration) {
+        match self.odd_one {
+            Some((n, OddOne::Dead)) if n == customer => (StatusCode::SERVICE_UNAVAILABLE, self.latency),
+            Some((n, OddOne::Slow(latency))) if n == customer => (StatusCode::OK, latency),
+            _ => (StatusCode::OK, self.latency),
+        }
+    }
+}
+
 /// One request received.
 #[derive(Debug, Clone)]
 pub struct Arrival {
     pub customer: u32,
     pub webhook_id: String,
+    /// When it was answered (after the endpoint's latency): when the delivery was done.
     pub at: Instant,
-    /// First arrival of this (customer, webhook-id) with a 2xx answer.
+    /// First answer to this (customer, webhook-id) that was 2xx.
     pub first_delivery: bool,
     pub status: u16,
 }
@@ -47,14 +91,14 @@ struct Shared {
     log: Mutex<Log>,
     /// Distinct deliveries answered 2xx (read without the lock while waiting).
     delivered: AtomicUsize,
-    /// Deliveries of customers other than the failing one.
+    /// Deliveries of customers other than the odd (dead or slow) one.
     healthy_delivered: AtomicUsize,
     requests: AtomicUsize,
     /// Requests refused because they were not signed.
     unsigned: AtomicUsize,
     held: AtomicUsize,
     gate: watch::Sender<bool>,
-    failing: Option<u32>,
+    endpoints: Endpoints,
 }
 
 /// The receiver; its server stops when this is dropped.
@@ -72,9 +116,9 @@ impl Drop for FastReceiver {
 }
 
 impl FastReceiver {
-    /// A receiver on `127.0.0.1:0`. `gated`: hold requests until [`Self::open`]. `failing`: this
-    /// customer gets 503 to everything.
-    pub async fn start(gated: bool, failing: Option<u32>) -> Result<Self> {
+    /// A receiver on `127.0.0.1:0`. `gated`: hold requests until [`Self::open`]. `endpoints`:
+    /// how its customers' endpoints answer.
+    pub async fn start(gated: bool, endpoints: Endpoints) -> Result<Self> {
         let (gate, _) = watch::channel(!gated);
         let shared = Arc::new(Shared {
             log: Mutex::default(),
@@ -84,7 +128,7 @@ impl FastReceiver {
             unsigned: AtomicUsize::new(0),
             held: AtomicUsize::new(0),
             gate,
-            failing,
+            endpoints,
         });
         let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
         listener.set_nonblocking(true)?;
@@ -126,7 +170,7 @@ impl FastReceiver {
         self.shared.delivered.load(Ordering::Acquire)
     }
 
-    /// Distinct deliveries of the customers other than the failing one.
+    /// Distinct deliveries of the customers other than the odd (dead or slow) one.
     pub fn healthy_delivered(&self) -> usize {
         self.shared.healthy_delivered.load(Ordering::Acquire)
     }
@@ -163,7 +207,6 @@ async fn deliver(
         let _ = gate.wait_for(|open| *open).await;
         shared.held.fetch_sub(1, Ordering::AcqRel);
     }
-    let at = Instant::now();
     shared.requests.fetch_add(1, Ordering::AcqRel);
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
     let (Some(webhook_id), Some(_signature)) = (header("webhook-id"), header("webhook-signature")) else {
@@ -173,12 +216,16 @@ async fn deliver(
     if body.is_empty() {
         return (StatusCode::BAD_REQUEST, r#"{"error":"empty body"}"#);
     }
-    let status = if shared.failing == Some(customer) { StatusCode::SERVICE_UNAVAILABLE } else { StatusCode::OK };
+    let (status, latency) = shared.endpoints.answer(customer);
+    if !latency.is_zero() {
+        tokio::time::sleep(latency).await;
+    }
+    let at = Instant::now();
     let mut log = shared.log.lock().unwrap_or_else(PoisonError::into_inner);
     let first_delivery = status.is_success() && log.delivered.insert((customer, webhook_id.to_owned()));
     if first_delivery {
         shared.delivered.fetch_add(1, Ordering::AcqRel);
-        if shared.failing != Some(customer) {
+        if shared.endpoints.odd_customer() != Some(customer) {
             shared.healthy_delivered.fetch_add(1, Ordering::AcqRel);
         }
     }
@@ -198,7 +245,7 @@ mod tests {
 
     #[tokio::test]
     async fn counts_distinct_signed_deliveries_and_holds_requests_until_opened() {
-        let receiver = FastReceiver::start(true, Some(2)).await.unwrap();
+        let receiver = FastReceiver::start(true, Endpoints::instant(Some(2))).await.unwrap();
         let client = reqwest::Client::new();
         let send = |customer: u32, id: &'static str, signed: bool| {
             let mut request = client.post(receiver.url(customer)).header("webhook-id", id).body("{}");
@@ -222,5 +269,51 @@ mod tests {
         let arrivals = receiver.arrivals();
         assert_eq!(arrivals.iter().filter(|a| a.first_delivery).count(), 1);
         assert_eq!(arrivals.last().map(|a| a.status), Some(503));
+    }
+
+    #[test]
+    fn the_odd_customer_answers_differently() {
+        let slow =
+            Endpoints { latency: Duration::from_millis(50), odd_one: Some((3, OddOne::Slow(Duration::from_secs(2)))) };
+        assert_eq!(slow.answer(1), (StatusCode::OK, Duration::from_millis(50)));
+        assert_eq!(slow.answer(3), (StatusCode::OK, Duration::from_secs(2)));
+        let dead = Endpoints { odd_one: Some((3, OddOne::Dead)), ..slow };
+        assert_eq!(dead.answer(3), (StatusCode::SERVICE_UNAVAILABLE, Duration::from_millis(50)));
+        assert_eq!(dead.odd_customer(), Some(3));
+        assert_eq!(Endpoints::instant(None).answer(3), (StatusCode::OK, Duration::ZERO));
+    }
+
+    #[tokio::test]
+    async fn a_waiting_endpoint_does_not_hold_up_the_others_and_answers_after_its_latency() {
+        let latency = Duration::from_millis(100);
+        let never = Duration::from_secs(3600);
+        let endpoints = Endpoints { latency, odd_one: Some((0, OddOne::Slow(never))) };
+        let receiver = FastReceiver::start(false, endpoints).await.unwrap();
+        let client = reqwest::Client::new();
+        let send = |customer: u32, id: &str| {
+            client
+                .post(receiver.url(customer))
+                .header("webhook-id", id)
+                .header("webhook-signature", "v1,x")
+                .body("{}")
+                .send()
+        };
+        let slow = tokio::spawn(send(0, "slow"));
+        while receiver.requests() == 0 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        // The receiver has one thread: a blocking wait would hold every other request.
+        let sent = Instant::now();
+        // A guard against a hang, not a timing: the others need milliseconds.
+        let others =
+            tokio::time::timeout(Duration::from_secs(30), futures::future::join_all((1..=20).map(|n| send(n, "e"))))
+                .await
+                .expect("the others answered while the slow customer waits");
+        assert!(others.iter().all(|r| r.as_ref().is_ok_and(|r| r.status() == 200)));
+        assert!(!slow.is_finished(), "the slow customer is still waiting");
+        assert_eq!((receiver.delivered(), receiver.healthy_delivered(), receiver.requests()), (20, 20, 21));
+        let arrivals = receiver.arrivals();
+        assert!(arrivals.iter().all(|a| a.at.duration_since(sent) >= latency), "answered after the latency");
+        slow.abort();
     }
 }

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::Result;
 use crate::config::{Config, Scenario};
-use crate::stats::{Figure, Share};
+use crate::stats::{Figure, IDEAL, Share};
 
 /// The results section's markers in the Markdown report.
 pub const BEGIN: &str = "<!-- bench:results:begin -->";
@@ -111,12 +111,15 @@ impl Report {
 
     /// Sets each throughput figure's share of the ceiling it is bounded by: deliveries by the
     /// receiver alone with one client per partition, publishes by the receiver alone with as many
-    /// clients.
+    /// clients. A figure given as a share of its ideal keeps that.
     pub fn relate_to_ceilings(&mut self) {
         let ceilings: Vec<(String, f64)> =
             self.figures.iter().filter(|f| f.id.starts_with("ceiling.")).map(|f| (f.id.clone(), f.median)).collect();
         let ceiling = |id: &str| ceilings.iter().find(|(c, _)| c == id).map(|(c, v)| (c.clone(), *v));
         for figure in &mut self.figures {
+            if figure.of_ceiling.as_ref().is_some_and(|share| share.ceiling == IDEAL) {
+                continue;
+            }
             let bound = if figure.unit == "deliveries/s" && !figure.id.starts_with("end_to_end") {
                 ceiling("ceiling.receiver.sequential")
             } else if figure.id == "publisher.events_per_second" {
@@ -201,7 +204,10 @@ impl Report {
                 .map_or_else(String::new, |n| format!(" ({})", n + 1))
         };
         for f in &self.figures {
-            let share = f.of_ceiling.as_ref().map_or_else(String::new, |s| format!("{:.0} %", s.fraction * 100.0));
+            let share = f.of_ceiling.as_ref().map_or_else(String::new, |s| {
+                let of = if s.ceiling == IDEAL { " of ideal" } else { "" };
+                format!("{:.0} %{of}", s.fraction * 100.0)
+            });
             out.push_str(&format!(
                 "| {}{} | {} | {} | {} | {} | {} |\n",
                 f.label,
@@ -233,6 +239,13 @@ impl Report {
         out.push_str(
             "\n\"Of ceiling\": the median as a share of the receiver alone under the same number of clients.\n",
         );
+        if self.figures.iter().any(|f| f.of_ceiling.as_ref().is_some_and(|s| s.ceiling == IDEAL)) {
+            out.push_str(
+                "\"Of ideal\": the median as a share of min(customers, deliveries in flight) ÷ endpoint latency, \
+                 the most a mode can deliver when a customer's deliveries go one at a time; in flight: one per \
+                 partition in partition ordering, the consumer's `--max-concurrency` in key ordering.\n",
+            );
+        }
         out
     }
 
@@ -338,6 +351,33 @@ mod tests {
         alone.carry_over(&dir.join("missing.json"), &[Scenario::Ledger]);
         assert!(alone.figures.is_empty());
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_figure_of_its_ideal_keeps_that_share_and_says_so() {
+        let config = Config::from_args(["--scenarios", "ceiling,endpoints"]).effective();
+        let mut report = Report {
+            machine: Machine::read("tansu".into()),
+            workload: (&config).into(),
+            figures: vec![
+                Figure::new("ceiling.receiver.sequential", "Receiver", "requests/s", vec![1000.0]),
+                Figure::new("endpoints.drain.partition", "Slow drain", "deliveries/s", vec![60.0])
+                    .with_ideal(Some(120.0)),
+                Figure::new("drain.signing.1", "Drain", "deliveries/s", vec![500.0]),
+            ],
+        };
+        report.relate_to_ceilings();
+        let share = |id: &str| report.figure(id).unwrap().of_ceiling.clone().unwrap();
+        assert_eq!(
+            (share("endpoints.drain.partition").ceiling.as_str(), share("endpoints.drain.partition").fraction),
+            (IDEAL, 0.5)
+        );
+        assert_eq!(share("drain.signing.1").ceiling, "ceiling.receiver.sequential");
+        let markdown = report.markdown();
+        assert!(markdown.contains("| Slow drain | 60.0 | 60.0 | 60.0 | deliveries/s | 50 % of ideal |"), "{markdown}");
+        assert!(
+            markdown.contains("| Drain | 500 | 500 | 500 | deliveries/s | 50 % |") && markdown.contains("\"Of ideal\"")
+        );
     }
 
     #[test]

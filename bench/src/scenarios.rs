@@ -13,9 +13,9 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{Offset, TopicPartitionList};
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{Config, Scenario, Sealing};
+use crate::config::{self, Config, OrderingMode, Scenario, Sealing};
 use crate::load::{self, MakeRequest};
-use crate::receiver::FastReceiver;
+use crate::receiver::{Endpoints, FastReceiver, OddOne};
 use crate::stack::{self, HooklineProcess, Stack};
 use crate::stats::{Figure, Latencies};
 use crate::{Error, Result};
@@ -37,11 +37,35 @@ pub struct Bench<'a> {
     pub shutdown: &'a CancellationToken,
 }
 
+/// The set-up of a drain: the workload, the endpoints, the consumers and when a run ends.
+#[derive(Debug, Clone, Copy)]
+struct DrainSpec {
+    sealing: Sealing,
+    consumers: u32,
+    ordering: OrderingMode,
+    /// Records prefilled.
+    events: usize,
+    endpoints: Endpoints,
+    end: DrainEnd,
+}
+
+/// When a drain run ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum DrainEnd {
+    /// When every healthy delivery arrived (the run fails if that takes too long).
+    Complete,
+    /// Then, or when the healthy deliveries stop arriving for [`HEAD_OF_LINE_QUIET`].
+    Quiet,
+    /// Then, or this long after the gate opened (the missing ones are left behind).
+    Cap(Duration),
+}
+
 /// What one drain run measured.
 #[derive(Debug)]
 struct DrainRun {
     /// Distinct deliveries to healthy customers per second, from the gate opening to the last.
     per_second: f64,
+    /// Healthy deliveries when the run ended, of those expected.
     delivered: usize,
     expected: usize,
     /// CPU seconds per 1000 deliveries: the consumer processes together, and the broker.
@@ -69,7 +93,7 @@ impl Bench<'_> {
         for run in 0..config.runs {
             self.check_stop()?;
             self.progress("ceiling", run);
-            let receiver = FastReceiver::start(false, None).await?;
+            let receiver = FastReceiver::start(false, Endpoints::default()).await?;
             let url = receiver.url(1);
             let body = body.clone();
             let make: Arc<MakeRequest> = Arc::new(move |client, n| {
@@ -198,7 +222,15 @@ impl Bench<'_> {
         let mut figures = vec![];
         for &sealing in &self.config.sealing {
             for &consumers in &self.config.consumers {
-                let runs = self.drain_runs(sealing, consumers, None).await?;
+                let spec = DrainSpec {
+                    sealing,
+                    consumers,
+                    ordering: OrderingMode::Partition,
+                    events: self.config.events,
+                    endpoints: Endpoints::instant(None),
+                    end: DrainEnd::Complete,
+                };
+                let runs = self.drain_runs(&spec).await?;
                 figures.extend(drain_figures(
                     &format!("drain.{}.{consumers}", sealing.id()),
                     &format!(
@@ -216,13 +248,21 @@ impl Bench<'_> {
 
     /// The drain with customer 0 answering 503 to everything: the throughput of the others.
     pub async fn head_of_line(&self) -> Result<Vec<Figure>> {
-        let runs = self.drain_runs(Sealing::Jwe, 1, Some(0)).await?;
+        let spec = DrainSpec {
+            sealing: Sealing::Jwe,
+            consumers: 1,
+            ordering: OrderingMode::Partition,
+            events: self.config.events,
+            endpoints: Endpoints::instant(Some(0)),
+            end: DrainEnd::Quiet,
+        };
+        let runs = self.drain_runs(&spec).await?;
         let mut figures = drain_figures(
             "head_of_line.jwe.1",
             "Head-of-line: drain with 1 customer always 503 (the other customers' deliveries)",
             &runs,
         );
-        let stuck: Vec<f64> = runs.iter().map(|r| (r.expected - r.delivered) as f64).collect();
+        let stuck = left_behind(&runs);
         figures.push(
             Figure::new(
                 "head_of_line.jwe.1.stuck",
@@ -238,34 +278,74 @@ impl Bench<'_> {
         Ok(figures)
     }
 
-    async fn drain_runs(&self, sealing: Sealing, consumers: u32, failing: Option<u32>) -> Result<Vec<DrainRun>> {
+    /// Endpoints that behave like real ones: every customer's answer takes `--endpoint-latency`;
+    /// a drain of healthy customers, one with customer 0 dead (503) and one with it slow, each
+    /// in every `--orderings` mode (side by side), each against its ideal. The runs with a dead
+    /// or slow customer end when the others are all delivered or at `--endpoint-cap`.
+    pub async fn endpoints(&self) -> Result<Vec<Figure>> {
         let config = self.config;
+        // Customer 0 healthy, dead, slow.
+        let cases = [None, Some(OddOne::Dead), Some(OddOne::Slow(config.slow_endpoint_latency))];
+        let mut figures = vec![];
+        for odd in cases {
+            for &ordering in &config.orderings {
+                let spec = DrainSpec {
+                    sealing: Sealing::Signing,
+                    consumers: 1,
+                    ordering,
+                    events: config.endpoint_events,
+                    endpoints: Endpoints { latency: config.endpoint_latency, odd_one: odd.map(|odd| (0, odd)) },
+                    end: if odd.is_some() { DrainEnd::Cap(config.endpoint_cap) } else { DrainEnd::Complete },
+                };
+                let runs = self.drain_runs(&spec).await?;
+                figures.extend(endpoint_figures(config, &spec, &runs));
+            }
+        }
+        Ok(figures)
+    }
+
+    async fn drain_runs(&self, spec: &DrainSpec) -> Result<Vec<DrainRun>> {
+        let config = self.config;
+        let (sealing, consumers) = (spec.sealing, spec.consumers);
+        let odd = spec.endpoints.odd_customer();
         let mut runs = vec![];
         let name = format!(
-            "drain, {}, {consumers} consumer(s){}",
+            "drain, {}, {consumers} consumer(s), {} ordering{}{}",
             sealing.label(),
-            if failing.is_some() { ", one customer failing" } else { "" }
+            spec.ordering.id(),
+            match spec.endpoints.latency {
+                Duration::ZERO => String::new(),
+                latency => format!(", {} endpoints", humantime::format_duration(latency)),
+            },
+            match spec.endpoints.odd_one {
+                None => String::new(),
+                Some((_, OddOne::Dead)) => ", one customer failing".to_owned(),
+                Some((_, OddOne::Slow(latency))) =>
+                    format!(", one customer slow ({})", humantime::format_duration(latency)),
+            }
         );
         for run in 0..config.runs {
             self.check_stop()?;
             self.progress(&name, run);
             let stack = Stack::start(config).await?;
-            let receiver = FastReceiver::start(true, failing).await?;
+            let receiver = FastReceiver::start(true, spec.endpoints).await?;
             let keys = if sealing == Sealing::Jwe { self.keys } else { &[] };
             stack.put_customers(config.customers, |n| receiver.url(n), keys).await?;
             let prefill_started = Instant::now();
-            let per_partition = stack.prefill(config.events, config.customers).await?;
+            let per_partition = stack.prefill(spec.events, config.customers).await?;
             eprintln!(
                 "    prefilled {} records in {:.1} s: {per_partition:?}",
-                config.events,
+                spec.events,
                 prefill_started.elapsed().as_secs_f64()
             );
-            let failing_events = failing.map_or(0, |n| events_of(config.events, config.customers, n));
-            let expected = config.events - failing_events;
+            let odd_events = odd.map_or(0, |n| events_of(spec.events, config.customers, n));
+            let expected = spec.events - odd_events;
 
             let group = hookline_testkit::unique_name("bench-group");
             let mut processes = (0..consumers)
-                .map(|n| stack.spawn_consumer(self.bin_dir, &group, &format!("consumer-{n}")))
+                .map(|n| {
+                    stack.spawn_consumer(self.bin_dir, &group, &format!("consumer-{n}"), spec.ordering.consumer_args())
+                })
                 .collect::<Result<Vec<_>>>()?;
             let joining = Instant::now();
             wait_group_ready(&mut processes, &receiver, stack.partitions, per_partition.len(), self.shutdown).await?;
@@ -274,16 +354,16 @@ impl Bench<'_> {
 
             let before = Cpu::read(&processes.iter().collect::<Vec<_>>(), &stack);
             let opened = receiver.open();
-            let ended = wait_drained(&mut processes, &receiver, expected, failing.is_some(), self.shutdown).await?;
+            let ended = wait_drained(&mut processes, &receiver, expected, spec, self.shutdown).await?;
             let after = Cpu::read(&processes.iter().collect::<Vec<_>>(), &stack);
             if receiver.unsigned() > 0 {
                 return Err(Error::Invalid(format!("{} deliveries were not signed", receiver.unsigned())));
             }
-            let delivered = receiver.healthy_delivered();
-            if failing.is_none() && delivered != expected {
+            let delivered = receiver.healthy_delivered().min(expected);
+            if spec.end == DrainEnd::Complete && delivered != expected {
                 return Err(Error::Invalid(format!("{delivered} of {expected} deliveries arrived")));
             }
-            let last = last_healthy_delivery(&receiver, failing).unwrap_or(ended);
+            let last = last_healthy_delivery(&receiver, odd).unwrap_or(ended);
             let elapsed = last.saturating_duration_since(opened).as_secs_f64().max(1e-6);
             let cpu = after.since(&before);
             let thousands = (receiver.delivered().max(1)) as f64 / 1000.0;
@@ -343,11 +423,11 @@ impl Bench<'_> {
     async fn end_to_end_run(&self, rate: u32) -> Result<(Latencies, f64)> {
         let config = self.config;
         let stack = Stack::start_with_threads(config, config.e2e_worker_threads).await?;
-        let receiver = FastReceiver::start(false, None).await?;
+        let receiver = FastReceiver::start(false, Endpoints::default()).await?;
         stack.put_customers(config.customers, |n| receiver.url(n), self.keys).await?;
         let publisher = stack.spawn_publisher(self.bin_dir).await?;
         let group = hookline_testkit::unique_name("bench-group");
-        let mut consumer = vec![stack.spawn_consumer(self.bin_dir, &group, "consumer-0")?];
+        let mut consumer = vec![stack.spawn_consumer(self.bin_dir, &group, "consumer-0", &[])?];
         wait_assigned(&mut consumer, stack.partitions, self.shutdown).await?;
         // The partition workers read their (empty) ledgers after the assignment.
         tokio::time::sleep(GROUP_SETTLED).await;
@@ -483,6 +563,7 @@ impl Bench<'_> {
             Scenario::Publisher => self.publisher().await,
             Scenario::Drain => self.drains().await,
             Scenario::HeadOfLine => self.head_of_line().await,
+            Scenario::Endpoints => self.endpoints().await,
             Scenario::EndToEnd => self.end_to_end().await,
             Scenario::Keyed => self.keyed().await,
             Scenario::CustomerApi => self.customer_api().await,
@@ -638,17 +719,20 @@ async fn wait_assigned(processes: &mut [HooklineProcess], partitions: i32, shutd
     }
 }
 
-/// Waits until `expected` healthy deliveries arrived, or (`until_quiet`) until they stop
-/// arriving for [`HEAD_OF_LINE_QUIET`]. Returns when it noticed.
+/// Waits until `expected` healthy deliveries arrived, or until the run's [`DrainEnd`]. Returns
+/// when it noticed.
 async fn wait_drained(
     processes: &mut [HooklineProcess],
     receiver: &FastReceiver,
     expected: usize,
-    until_quiet: bool,
+    spec: &DrainSpec,
     shutdown: &CancellationToken,
 ) -> Result<Instant> {
-    let timeout = Duration::from_secs(120).max(Duration::from_millis(expected as u64 * 2));
-    let deadline = Instant::now() + timeout;
+    // Room for a drain one delivery at a time (at 2 ms each on loopback, plus the endpoints').
+    let one_by_one = (Duration::from_millis(2) + spec.endpoints.latency).saturating_mul(expected as u32);
+    let timeout = Duration::from_secs(120).max(one_by_one);
+    let started = Instant::now();
+    let deadline = started + timeout;
     let (mut last_count, mut last_change) = (0, Instant::now());
     loop {
         let delivered = receiver.healthy_delivered();
@@ -657,8 +741,13 @@ async fn wait_drained(
         }
         if delivered != last_count {
             (last_count, last_change) = (delivered, Instant::now());
-        } else if until_quiet && delivered > 0 && last_change.elapsed() >= HEAD_OF_LINE_QUIET {
+        } else if spec.end == DrainEnd::Quiet && delivered > 0 && last_change.elapsed() >= HEAD_OF_LINE_QUIET {
             return Ok(last_change);
+        }
+        if let DrainEnd::Cap(cap) = spec.end
+            && started.elapsed() >= cap
+        {
+            return Ok(Instant::now());
         }
         if shutdown.is_cancelled() {
             return Err(Error::Invalid("interrupted".into()));
@@ -676,9 +765,64 @@ async fn wait_drained(
     }
 }
 
-/// When the last first delivery to a customer other than `failing` arrived.
-fn last_healthy_delivery(receiver: &FastReceiver, failing: Option<u32>) -> Option<Instant> {
-    receiver.arrivals().iter().filter(|a| a.first_delivery && Some(a.customer) != failing).map(|a| a.at).max()
+/// When the last first delivery to a customer other than `odd` (dead or slow) arrived.
+fn last_healthy_delivery(receiver: &FastReceiver, odd: Option<u32>) -> Option<Instant> {
+    receiver.arrivals().iter().filter(|a| a.first_delivery && Some(a.customer) != odd).map(|a| a.at).max()
+}
+
+/// Per run, the healthy deliveries still missing when it ended.
+fn left_behind(runs: &[DrainRun]) -> Vec<f64> {
+    runs.iter().map(|r| (r.expected - r.delivered) as f64).collect()
+}
+
+/// The figures of a set of endpoint-scenario runs: deliveries/s (of the customers other than
+/// the odd one) as a share of the mode's ideal, and for a dead or slow customer, how many of the
+/// others' deliveries were left behind.
+fn endpoint_figures(config: &Config, spec: &DrainSpec, runs: &[DrainRun]) -> Vec<Figure> {
+    let customers = config.customers;
+    let latency = humantime::format_duration(spec.endpoints.latency);
+    let mode = spec.ordering.id();
+    let concurrency = spec.ordering.concurrency(config.partitions, spec.consumers);
+    let (case_id, healthy, what) = match spec.endpoints.odd_one {
+        None => ("drain", customers, format!("{customers} customers")),
+        Some((_, OddOne::Dead)) => {
+            ("dead", customers - 1, format!("1 of {customers} customers dead (503), the others' deliveries"))
+        }
+        Some((_, OddOne::Slow(slow))) => (
+            "slow",
+            customers - 1,
+            format!("1 of {customers} customers slow ({}), the others' deliveries", humantime::format_duration(slow)),
+        ),
+    };
+    let ideal = config::ideal_rate(healthy, concurrency, spec.endpoints.latency);
+    let id = format!("endpoints.{case_id}.{mode}");
+    let label = format!(
+        "Drain to {latency} endpoints, {what}, {mode} ordering, {} consumer{}",
+        spec.consumers,
+        if spec.consumers == 1 { "" } else { "s" },
+    );
+    let rate_label = format!("{label} (ideal {:.0}/s)", ideal.unwrap_or_default());
+    let rates = runs.iter().map(|r| r.per_second).collect();
+    let rate = Figure::new(&id, &rate_label, "deliveries/s", rates).with_ideal(ideal);
+    match spec.endpoints.odd_one {
+        None => vec![rate.with_note(format!(
+            "{} records prefilled, signing only; ideal: min(customers, {concurrency} deliveries in flight) ÷ {latency}",
+            spec.events
+        ))],
+        Some(_) => vec![
+            rate,
+            Figure::new(
+                &format!("{id}.left_behind"),
+                &format!("{label}: left behind"),
+                "deliveries",
+                left_behind(runs),
+            )
+            .with_note(format!(
+                "the others' deliveries missing when they were all done or at the {} cap",
+                humantime::format_duration(config.endpoint_cap)
+            )),
+        ],
+    }
 }
 
 /// The broker's raw consume rate: one reader assigned every partition from the start, counting

@@ -148,14 +148,15 @@ impl Stack {
     }
 
     /// Starts a `hookline-consumer` process of `group` (production defaults but for the
-    /// loopback allow-list and the tests' master key).
-    pub fn spawn_consumer(&self, bin_dir: &Path, group: &str, name: &str) -> Result<HooklineProcess> {
+    /// loopback allow-list and the tests' master key, and `args`).
+    pub fn spawn_consumer(&self, bin_dir: &Path, group: &str, name: &str, args: &[&str]) -> Result<HooklineProcess> {
         let metrics = free_address()?;
         let mut command = Command::new(bin_dir.join("hookline-consumer"));
         command
             .args(["--delivered-topic", &self.topics.delivered])
             .args(["--group", group])
-            .args(["--metrics-listen", &metrics.to_string()]);
+            .args(["--metrics-listen", &metrics.to_string()])
+            .args(args);
         HooklineProcess::spawn(command, self, name, metrics)
     }
 

@@ -31,6 +31,10 @@ pub struct Figure {
     pub measured: Option<String>,
 }
 
+/// [`Share::ceiling`] of a figure given as a share of its ideal rather than of a measured
+/// ceiling (the endpoint scenarios).
+pub const IDEAL: &str = "ideal";
+
 /// A figure as a fraction of another.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Share {
@@ -53,6 +57,14 @@ impl Figure {
             note: None,
             measured: None,
         }
+    }
+
+    /// The figure as a share of `ideal` (nothing for no ideal).
+    pub fn with_ideal(mut self, ideal: Option<f64>) -> Self {
+        if let Some(ideal) = ideal.filter(|i| i.is_finite() && *i > 0.0) {
+            self.of_ceiling = Some(Share { ceiling: IDEAL.to_owned(), fraction: self.median / ideal });
+        }
+        self
     }
 
     pub fn with_note(mut self, note: impl Into<String>) -> Self {

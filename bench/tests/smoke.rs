@@ -42,6 +42,11 @@ async fn a_smoke_run_measures_every_scenario_and_writes_the_reports() {
         "drain.jwe.2",
         "head_of_line.jwe.1",
         "head_of_line.jwe.1.stuck",
+        "endpoints.drain.partition",
+        "endpoints.dead.partition",
+        "endpoints.dead.partition.left_behind",
+        "endpoints.slow.partition",
+        "endpoints.slow.partition.left_behind",
         "end_to_end.200.p50",
         "end_to_end.200.p999",
         "end_to_end.200.delivered_per_second",
@@ -63,6 +68,9 @@ async fn a_smoke_run_measures_every_scenario_and_writes_the_reports() {
         "drain.signing.1",
         "drain.jwe.2",
         "head_of_line.jwe.1",
+        "endpoints.drain.partition",
+        "endpoints.dead.partition",
+        "endpoints.slow.partition",
         "publisher.events_per_second",
         "keyed.events_per_second",
         "customer_api.write.p50",
@@ -74,6 +82,16 @@ async fn a_smoke_run_measures_every_scenario_and_writes_the_reports() {
     // them there; the other partitions drain.
     let stuck = report.figure("head_of_line.jwe.1.stuck").unwrap().median;
     assert!(stuck < 450.0, "{stuck} of the healthy customers' 450 deliveries stuck");
+    // The endpoint scenarios: 120 events over 4 customers, 10 ms endpoints, each rate a share of
+    // its ideal (4 customers, 6 partitions: 400/s), not of the receiver alone; of the others'
+    // 90 deliveries, those queued behind the dead customer are left behind.
+    for id in ["endpoints.drain.partition", "endpoints.dead.partition", "endpoints.slow.partition"] {
+        let share = report.figure(id).unwrap().of_ceiling.as_ref().expect(id);
+        assert_eq!(share.ceiling, "ideal", "{id}");
+    }
+    assert!(report.figure("endpoints.drain.partition").unwrap().label.contains("partition ordering"));
+    let dead_left = report.figure("endpoints.dead.partition.left_behind").unwrap().median;
+    assert!(dead_left < 90.0, "{dead_left} of the others' 90 deliveries left behind");
 
     // A ledger of 20,000 entries restored with a capacity of 5,000 holds at most 5,000 (the
     // newest, the re-readable tail among them: the scenario checks; fewer only if the broker

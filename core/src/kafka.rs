@@ -85,10 +85,30 @@ fn base(kafka: &KafkaArgs, client_id: &str, defaults: &[(&str, &str)]) -> Client
     config
 }
 
-/// Configuration for an idempotent, `acks=all` producer.
+/// Configuration for an idempotent, `acks=all` producer. Pass-through properties of group
+/// membership ([`GROUP_MEMBERSHIP_PROPERTIES`]) are left out.
 pub fn producer_config(kafka: &KafkaArgs, client_id: &str) -> ClientConfig {
-    base(kafka, client_id, PRODUCER_DEFAULTS)
+    let mut config = base(kafka, client_id, PRODUCER_DEFAULTS);
+    for key in GROUP_MEMBERSHIP_PROPERTIES {
+        config.remove(key);
+    }
+    config
 }
+
+/// librdkafka's consumer-group properties other than `group.id`. A consumer builds its group
+/// member and its producer from the same [`KafkaArgs`], so a `--kafka-property
+/// session.timeout.ms=...` meant for the member reached the producer too, which ignores it and
+/// warns so (`CONFWARN`) at every start; a producer is not given them.
+const GROUP_MEMBERSHIP_PROPERTIES: &[&str] = &[
+    "group.instance.id",
+    "partition.assignment.strategy",
+    "session.timeout.ms",
+    "heartbeat.interval.ms",
+    "group.protocol.type",
+    "group.protocol",
+    "group.remote.assignor",
+    "coordinator.query.interval.ms",
+];
 
 /// Configuration for a consumer-group member with manual offset store and background commits.
 pub fn group_consumer_config(kafka: &KafkaArgs, client_id: &str, group_id: &str) -> ClientConfig {
@@ -238,6 +258,20 @@ mod tests {
         assert_eq!(config.get("security.protocol"), Some("SASL_SSL"));
         assert_eq!(config.get("enable.idempotence"), Some("true"));
         assert_eq!(config.get("acks"), Some("all"));
+    }
+
+    #[test]
+    fn group_membership_properties_reach_group_members_but_not_producers() {
+        let args = KafkaArgs::new("b:9092")
+            .with_property("session.timeout.ms", "6000")
+            .with_property("heartbeat.interval.ms", "500")
+            .with_property("linger.ms", "50");
+        let producer = producer_config(&args, "p");
+        assert_eq!((producer.get("session.timeout.ms"), producer.get("heartbeat.interval.ms")), (None, None));
+        assert_eq!(producer.get("linger.ms"), Some("50"));
+        let member = group_consumer_config(&args, "c", "g");
+        assert_eq!(member.get("session.timeout.ms"), Some("6000"));
+        assert_eq!(member.get("heartbeat.interval.ms"), Some("500"));
     }
 
     #[test]

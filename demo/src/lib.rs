@@ -27,6 +27,7 @@ pub mod workload;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use hookline_consumer::Metrics;
@@ -195,6 +196,7 @@ async fn drive(
     stack: &mut Stack,
     interrupt: &CancellationToken,
 ) -> Result<Summary> {
+    let began = Instant::now();
     // Fresh credentials for this run; the loopback receivers need the SSRF guard's allow-list.
     let credentials = Credentials::generate();
     let listener = TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0))).await.map_err(Error::PublisherListen)?;
@@ -217,8 +219,12 @@ async fn drive(
         client: reqwest::Client::new(),
     };
     wait_for_publisher(&api, interrupt).await?;
+    let onboarding = Instant::now();
     stack.members = cast::onboard(&api).await?;
-    println!("  customers (onboarded over HTTP, each with its own verifying receiver):");
+    println!(
+        "  customers (onboarded over HTTP in {:.1}s, each with its own verifying receiver):",
+        onboarding.elapsed().as_secs_f64()
+    );
     for member in &stack.members {
         let profile = &member.profile;
         let behaviour = profile.behaviour.to_string();
@@ -227,7 +233,7 @@ async fn drive(
     }
     stack.dlq = Some(DlqFollower::start(kafka, &topics.dlq).await?);
 
-    let mut config = consumer_config(kafka, topics, group);
+    let mut config = consumer_config(kafka, topics, group, args.brokers.is_none());
     config.master_key = MasterKeyArgs::with_key(&credentials.master_key);
     config.network = loopback_only();
     for _ in 0..args.consumers {
@@ -251,25 +257,38 @@ async fn drive(
     let total: u64 = expected.values().sum();
     let started = Instant::now();
     println!();
-    println!("Publishing {} events over HTTP...", args.events);
-    let published =
-        workload::publish(publisher_address, &credentials.producer_token, &unique_suffix(), args.events, cast::CAST)
-            .await?;
     println!(
-        "Published {} events in {:.1}s: {} deliveries for {} customers; {} requests sent twice (client retries \
-         with the same Idempotency-Key) were answered from the first and delivered nothing more.",
+        "Publishing {} events over HTTP, while the consumers deliver them (set-up took {:.1}s)...",
         args.events,
-        started.elapsed().as_secs_f64(),
-        published.deliveries,
-        expected.values().filter(|n| **n > 0).count(),
-        published.replayed,
+        began.elapsed().as_secs_f64()
     );
-
+    // Published while the progress lines run, so that deliveries show from the first second.
+    let sent = AtomicU32::new(0);
+    let run = unique_suffix();
+    let publishing =
+        workload::publish(publisher_address, &credentials.producer_token, &run, args.events, cast::CAST, &sent);
+    let mut publishing = std::pin::pin!(publishing);
+    let mut published = false;
     let deadline = started + args.timeout;
     let mut ticker = tokio::time::interval(PROGRESS_INTERVAL);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    ticker.tick().await;
     let customers = loop {
         tokio::select! {
+            outcome = &mut publishing, if !published => {
+                let outcome = outcome?;
+                published = true;
+                println!(
+                    "Published {} events in {:.1}s: {} deliveries for {} customers; {} requests sent twice (client \
+                     retries with the same Idempotency-Key) were answered from the first and delivered nothing more.",
+                    args.events,
+                    started.elapsed().as_secs_f64(),
+                    outcome.deliveries,
+                    expected.values().filter(|n| **n > 0).count(),
+                    outcome.replayed,
+                );
+                continue;
+            }
             _ = ticker.tick() => {}
             () = interrupt.cancelled() => {}
         }
@@ -283,14 +302,17 @@ async fn drive(
         // failures once the DLQ write is seen.
         let retries = stack.retries();
         println!(
-            "[{:>5.1}s] accounted for {:>w$}/{total}  delivered {delivered:>w$}  dead-lettered {dead_lettered:>3}  \
-             retries {retries:>4}  partitions in backoff {}",
+            "[{:>5.1}s] published {:>e$}/{}  accounted for {:>w$}/{total}  delivered {delivered:>w$}  \
+             dead-lettered {dead_lettered:>3}  retries {retries:>4}  partitions in backoff {}",
             started.elapsed().as_secs_f64(),
+            sent.load(Ordering::Relaxed),
+            args.events,
             delivered + dead_lettered,
             stack.in_backoff(),
+            e = args.events.to_string().len(),
             w = total.to_string().len(),
         );
-        if customers.iter().all(|c| c.outstanding() == 0) {
+        if published && customers.iter().all(|c| c.outstanding() == 0) {
             break customers;
         }
         if interrupt.is_cancelled() {
@@ -360,12 +382,35 @@ async fn wait_for_publisher(api: &cast::Api, interrupt: &CancellationToken) -> R
     }
 }
 
-/// The delivery workers' settings: fast retries so that the demo's failures play out quickly.
-fn consumer_config(kafka: &KafkaArgs, topics: &TopicArgs, group: &str) -> hookline_consumer::Config {
-    let mut config = hookline_consumer::Config::new(kafka.clone(), topics.clone(), group);
+/// Group-member settings of the demo's consumers on the mock cluster.
+///
+/// When a member joins a group that has already formed, the mock cluster keeps the rebalance open
+/// for the members' `session.timeout.ms` less one second, where Kafka closes it as soon as every
+/// member has rejoined; no partition is consumed meanwhile. With librdkafka's default of 45 s, one
+/// consumer starting a moment after the others (outside the mock's 3 s initial rebalance delay)
+/// stalled the whole group for 44 s. 6 s, the lowest Kafka accepts by default
+/// (`group.min.session.timeout.ms`), bounds that at 5 s; heartbeats every 500 ms make the members
+/// rejoin well within it. The consumer tests use the same values.
+pub const MOCK_GROUP_PROPERTIES: &[(&str, &str)] = &[("session.timeout.ms", "6000"), ("heartbeat.interval.ms", "500")];
+
+/// The delivery workers' settings: fast retries so that the demo's failures play out quickly, and
+/// on the mock cluster ([`MOCK_GROUP_PROPERTIES`]) group settings under the `--kafka-property`
+/// pass-through, which still wins.
+pub fn consumer_config(kafka: &KafkaArgs, topics: &TopicArgs, group: &str, mock: bool) -> hookline_consumer::Config {
+    let mut kafka = kafka.clone();
+    if mock {
+        let ours = MOCK_GROUP_PROPERTIES.iter().map(|(key, value)| ((*key).to_owned(), (*value).to_owned()));
+        kafka.kafka_properties.splice(0..0, ours);
+    }
+    let mut config = hookline_consumer::Config::new(kafka, topics.clone(), group);
+    // Seam for key mode (issue 14): once the consumer has `--ordering key`, the demo sets it here
+    // so that the always-failing customer visibly delays nobody sharing its partition; the progress
+    // line's `partitions in backoff` (Stack::in_backoff) then reads the consumer's keys-in-backoff.
     config.delivery.max_attempts = 4;
-    config.delivery.initial_backoff = Duration::from_millis(200);
-    config.delivery.max_backoff = Duration::from_secs(1);
+    // The always-failing customer's deliveries wait out every backoff, one after another on their
+    // partition: about 0.5 s each with these, so the demo ends a few seconds after publishing.
+    config.delivery.initial_backoff = Duration::from_millis(50);
+    config.delivery.max_backoff = Duration::from_millis(400);
     config.delivery.request_timeout = Duration::from_secs(5);
     config.shutdown_grace = Duration::from_secs(5);
     config
@@ -411,4 +456,29 @@ fn unique_suffix() -> String {
 /// Per-customer expected deliveries, for callers that want them before running.
 pub fn expected_deliveries(events: u32) -> BTreeMap<&'static str, u64> {
     workload::expected(events, cast::CAST)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn member_setting(config: &hookline_consumer::Config, key: &str) -> Option<String> {
+        hookline_core::kafka::group_consumer_config(&config.kafka, "demo", &config.group).get(key).map(str::to_owned)
+    }
+
+    #[test]
+    fn on_the_mock_cluster_members_get_short_sessions_that_the_pass_through_still_overrides() {
+        let topics = TopicArgs::default();
+        let mock = consumer_config(&KafkaArgs::new("m:1"), &topics, "g", true);
+        assert_eq!(member_setting(&mock, "session.timeout.ms").as_deref(), Some("6000"));
+        assert_eq!(member_setting(&mock, "heartbeat.interval.ms").as_deref(), Some("500"));
+
+        let operator = KafkaArgs::new("m:1").with_property("session.timeout.ms", "10000");
+        let overridden = consumer_config(&operator, &topics, "g", true);
+        assert_eq!(member_setting(&overridden, "session.timeout.ms").as_deref(), Some("10000"));
+
+        // A real Kafka ends a rebalance once every member has rejoined: its defaults stay.
+        let real = consumer_config(&KafkaArgs::new("k:9092"), &topics, "g", false);
+        assert_eq!(member_setting(&real, "session.timeout.ms"), None);
+    }
 }

@@ -15,6 +15,7 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU32, Ordering};
 
 use futures::StreamExt;
 use serde::Deserialize;
@@ -89,13 +90,15 @@ pub struct Published {
 
 /// Publishes the first `events` events to the publisher at `publisher` and checks that each one
 /// was fanned out to the customers expected, and that each repeated request was answered from the
-/// first. `run` makes the idempotency keys unique to this run.
+/// first. `run` makes the idempotency keys unique to this run; `sent` counts the events accepted
+/// so far.
 pub async fn publish(
     publisher: SocketAddr,
     token: &str,
     run: &str,
     events: u32,
     cast: &[Profile],
+    sent: &AtomicU32,
 ) -> Result<Published> {
     let client = reqwest::Client::builder().build()?;
     let url = format!("http://{publisher}/publish");
@@ -107,6 +110,7 @@ pub async fn publish(
                 let event = event(index, cast);
                 let key = format!("demo-{run}-{index}");
                 let first = publish_one(&client, &url, token, &key, &event, cast).await?;
+                sent.fetch_add(1, Ordering::Relaxed);
                 if index % RETRY_EVERY != RETRY_EVERY / 2 {
                     return Ok(Published { deliveries: first.0.deliveries, replayed: 0 });
                 }
