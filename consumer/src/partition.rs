@@ -18,9 +18,11 @@
 //! ledger writes in flight are awaited and their offsets stored; only `abandon` (the drain
 //! timeout, or shutdown's grace period) cuts that short. Then the worker drops its lease, which
 //! tells a revocation it may commit. When the partition is revoked, the worker hands its
-//! delivered set back to the ledger, to be continued if the partition comes back. Records are processed strictly sequentially today (a customer's events keep their order, and a failing
-//! endpoint blocks only its own partition); a key-ordered mode would run one lane per customer
-//! inside this worker and keep the same tracker and commit rule.
+//! delivered set back to the ledger, to be continued if the partition comes back.
+//!
+//! Records are processed strictly sequentially today (a customer's events keep their order, and
+//! a failing endpoint blocks only its own partition); a key-ordered mode would run one lane per
+//! customer inside this worker and keep the same tracker, commit rule and wind-down.
 
 use std::pin::pin;
 use std::sync::Arc;
