@@ -751,29 +751,25 @@ mod tests {
         assert!(matches!(refusal(hookline_core::Error::DirectoryStopped, None), Outcome::Failed(_)));
     }
 
-    #[tokio::test]
-    async fn a_refused_host_name_fits_its_report_line_with_how_to_allow_it() {
-        let url = "http://localhost:9000/webhook?token=hush";
+    /// The reason the import reports for `url` under the default (strict) SSRF policy, checked
+    /// to fit the report line unclipped.
+    async fn refused_reason(url: &str) -> String {
         let parsed = reqwest::Url::parse(url).expect("a URL");
-        let error = hookline_core::netguard::NetworkPolicy::default()
-            .check_url(&parsed)
-            .await
-            .expect_err("localhost is refused");
+        let error = hookline_core::netguard::NetworkPolicy::default().check_url(&parsed).await.expect_err("refused");
         let Outcome::Refused(reason) = refusal(error, Some(url)) else { panic!("not refused") };
         assert_eq!(clip(&reason), reason, "clipped");
+        reason
+    }
+
+    #[tokio::test]
+    async fn a_refused_host_name_fits_its_report_line_with_how_to_allow_it() {
+        let reason = refused_reason("http://localhost:9000/webhook?token=hush").await;
         assert!(reason.contains("HOOKLINE_ALLOW_NETWORKS") && !reason.contains("hush"), "{reason}");
     }
 
     #[tokio::test]
     async fn a_refused_address_fits_its_report_line_with_how_to_allow_it() {
-        let url = "http://127.0.0.1:9000/webhook?token=hush";
-        let parsed = reqwest::Url::parse(url).expect("a URL");
-        let error = hookline_core::netguard::NetworkPolicy::default()
-            .check_url(&parsed)
-            .await
-            .expect_err("loopback is refused");
-        let Outcome::Refused(reason) = refusal(error, Some(url)) else { panic!("not refused") };
-        assert_eq!(clip(&reason), reason, "clipped");
+        let reason = refused_reason("http://127.0.0.1:9000/webhook?token=hush").await;
         let line = Report { line: 7, id: Some("acme".to_owned()), outcome: Outcome::Refused(reason) }.to_string();
         assert_eq!(
             line,
