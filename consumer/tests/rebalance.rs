@@ -59,3 +59,38 @@ async fn a_member_joining_mid_way_sends_nothing_the_previous_owner_delivered() {
     first.stop().await;
     second.stop().await;
 }
+
+/// An attempt that outlasts `--revoke-drain-timeout` does not hold the rebalance up: the wait
+/// gives up, says so in `hookline_revoke_drain_timeouts_total`, and the unfinished records are
+/// delivered all the same (by whichever member owns them next).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drain_that_outlasts_its_timeout_gives_up_and_is_counted() {
+    let env = Env::new(4).await;
+    // Every attempt takes 4 s, well past the 1 s drain timeout (and within the 5 s request
+    // timeout of the test configuration, so it is not a failure).
+    let endpoint = Endpoint::start(|_| Respond::ok().delayed(Duration::from_secs(4))).await;
+    let customers: Vec<String> = (0..4).map(|i| format!("customer-{i}")).collect();
+    for customer in &customers {
+        env.customer(customer, &endpoint.url()).await;
+    }
+    let mut published = Vec::new();
+    for seq in 0..2 {
+        for customer in &customers {
+            published.push(env.publish(customer, json!({"customer": customer, "seq": seq})).await);
+        }
+    }
+    let mut config = env.config();
+    config.revoke_drain_timeout = Some(Duration::from_secs(1));
+
+    let first = env.start(config.clone());
+    wait_until(WAIT, "an attempt in flight", || endpoint.count() >= 1).await;
+    let second = env.start(config);
+    wait_until(WAIT, "the first member's drain to time out", || {
+        first.counter("hookline_revoke_drain_timeouts_total", &[]) >= 1
+    })
+    .await;
+    wait_until(WAIT, "every event delivered", || endpoint.distinct_ids().len() == published.len()).await;
+    assert!(first.counter("hookline_rebalances_total", &[("kind", "revoke")]) >= 1);
+    first.stop().await;
+    second.stop().await;
+}
