@@ -12,22 +12,29 @@ use serde_json::json;
 
 const WAIT: Duration = Duration::from_secs(120);
 
+/// `customers` customers behind one endpoint that answers 200 after `delay`, and `events` events
+/// published to each (`{"customer", "seq"}`, seq by seq); the event ids.
+async fn slow_customers(env: &Env, delay: Duration, customers: usize, events: i64) -> (Endpoint, Vec<String>) {
+    let endpoint = Endpoint::start(move |_| Respond::ok().delayed(delay)).await;
+    let customers: Vec<String> = (0..customers).map(|i| format!("customer-{i}")).collect();
+    for customer in &customers {
+        env.customer(customer, &endpoint.url()).await;
+    }
+    let mut published = Vec::new();
+    for seq in 0..events {
+        for customer in &customers {
+            published.push(env.publish(customer, json!({"customer": customer, "seq": seq})).await);
+        }
+    }
+    (endpoint, published)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_member_joining_mid_way_sends_nothing_the_previous_owner_delivered() {
     let env = Env::new(4).await;
     // A slow endpoint: when the second member joins, an attempt is in flight on every partition
     // the first one owns.
-    let endpoint = Endpoint::start(|_| Respond::ok().delayed(Duration::from_secs(1))).await;
-    let customers: Vec<String> = (0..8).map(|i| format!("customer-{i}")).collect();
-    for customer in &customers {
-        env.customer(customer, &endpoint.url()).await;
-    }
-    let mut published = Vec::new();
-    for seq in 0..6 {
-        for customer in &customers {
-            published.push(env.publish(customer, json!({"customer": customer, "seq": seq})).await);
-        }
-    }
+    let (endpoint, published) = slow_customers(&env, Duration::from_secs(1), 8, 6).await;
 
     let first = env.start(env.config());
     wait_until(WAIT, "the first member to be delivering", || endpoint.count() >= 6).await;
@@ -68,17 +75,7 @@ async fn a_drain_that_outlasts_its_timeout_gives_up_and_is_counted() {
     let env = Env::new(4).await;
     // Every attempt takes 4 s, well past the 1 s drain timeout (and within the 5 s request
     // timeout of the test configuration, so it is not a failure).
-    let endpoint = Endpoint::start(|_| Respond::ok().delayed(Duration::from_secs(4))).await;
-    let customers: Vec<String> = (0..4).map(|i| format!("customer-{i}")).collect();
-    for customer in &customers {
-        env.customer(customer, &endpoint.url()).await;
-    }
-    let mut published = Vec::new();
-    for seq in 0..2 {
-        for customer in &customers {
-            published.push(env.publish(customer, json!({"customer": customer, "seq": seq})).await);
-        }
-    }
+    let (endpoint, published) = slow_customers(&env, Duration::from_secs(4), 4, 2).await;
     let mut config = env.config();
     config.revoke_drain_timeout = Some(Duration::from_secs(1));
 

@@ -12,18 +12,22 @@ use hookline_testkit::unique_name;
 
 /// Without the DLQ topic every record that must be dead-lettered would be retried forever,
 /// uncommitted, stalling its partition: the consumer refuses to start and names the topic.
+/// The error a consumer that must not start stops with (within a minute, without panicking).
+async fn refusal(running: common::Running, what: &str) -> String {
+    let stopped = tokio::time::timeout(Duration::from_secs(60), running.handle)
+        .await
+        .unwrap_or_else(|_| panic!("the consumer stops instead of running with {what}"))
+        .expect("no panic");
+    stopped.expect_err(what).to_string()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refuses_to_start_without_the_dlq_topic() {
     let env = Env::new(2).await;
     let mut config = env.config();
     let missing = unique_name("no-such-dlq");
     config.topics.dlq = missing.clone();
-    let running = env.start(config);
-    let stopped = tokio::time::timeout(Duration::from_secs(60), running.handle)
-        .await
-        .expect("the consumer stops instead of running without a DLQ")
-        .expect("no panic");
-    let error = stopped.expect_err("a missing DLQ topic is refused").to_string();
+    let error = refusal(env.start(config), "a missing DLQ topic").await;
     assert!(error.contains(&missing) && error.contains("does not exist"), "{error}");
 }
 
@@ -43,12 +47,7 @@ async fn refuses_to_start_with_a_ledger_not_co_partitioned_with_the_deliveries()
     topics::ensure_topics(&env.kafka, &[spec]).await.expect("create the ledger topic");
     let mut config = env.config();
     config.topics.delivered = ledger.clone();
-    let running = env.start(config);
-    let stopped = tokio::time::timeout(Duration::from_secs(60), running.handle)
-        .await
-        .expect("the consumer stops instead of running with a mismatched ledger")
-        .expect("no panic");
-    let error = stopped.expect_err("a ledger of another layout is refused").to_string();
+    let error = refusal(env.start(config), "a ledger of another layout").await;
     assert!(error.contains(&ledger) && error.contains("3 partitions"), "{error}");
 }
 
