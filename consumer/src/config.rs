@@ -31,6 +31,9 @@ pub struct Config {
     #[command(flatten)]
     pub delivery: DeliveryArgs,
 
+    #[command(flatten)]
+    pub ordering: OrderingArgs,
+
     /// Address for `GET /metrics` (Prometheus), or `off`.
     #[arg(long, env = "HOOKLINE_METRICS_LISTEN", default_value = "0.0.0.0:9464")]
     pub metrics_listen: ListenAddr,
@@ -96,6 +99,76 @@ pub struct DeliveryArgs {
     pub request_timeout: Duration,
 }
 
+/// In which order records are delivered, and the bounds of key mode's concurrency.
+#[derive(Debug, Clone, Args)]
+pub struct OrderingArgs {
+    /// `partition`: one record at a time per partition, in offset order (a failing endpoint holds
+    /// back every customer of its partition). `key`: one lane per record key (customer or inbound
+    /// source) in each partition; a key's records one at a time in offset order, different keys
+    /// concurrently (a failing endpoint holds back only its own customer). Key mode needs the
+    /// delivery ledger (not with `--dedup-window off`).
+    #[arg(long, env = "HOOKLINE_ORDERING", value_enum, default_value_t = Ordering::Partition)]
+    pub ordering: Ordering,
+
+    /// Key mode: records a partition may have taken off its queue and not finished (waiting in
+    /// their lane or being delivered). At this many the partition takes no further record until
+    /// one finishes; the consumer keeps polling and stays in its group.
+    #[arg(
+        long,
+        env = "HOOKLINE_MAX_IN_FLIGHT",
+        default_value_t = DEFAULT_MAX_IN_FLIGHT,
+        value_parser = clap::value_parser!(u64).range(1..=1_000_000)
+    )]
+    pub max_in_flight: u64,
+
+    /// Key mode: bytes of record values a partition may hold taken off its queue and not
+    /// finished (a record larger than this is still taken when the partition holds nothing else).
+    #[arg(
+        long,
+        env = "HOOKLINE_MAX_IN_FLIGHT_BYTES",
+        default_value_t = DEFAULT_MAX_IN_FLIGHT_BYTES,
+        value_parser = clap::value_parser!(u64).range(1..)
+    )]
+    pub max_in_flight_bytes: u64,
+
+    /// HTTP attempts in flight at once in this consumer process, over all its partitions (both
+    /// modes; in partition mode a partition has at most one).
+    #[arg(
+        long,
+        env = "HOOKLINE_MAX_CONCURRENCY",
+        default_value_t = DEFAULT_MAX_CONCURRENCY,
+        value_parser = clap::value_parser!(u64).range(1..=100_000)
+    )]
+    pub max_concurrency: u64,
+}
+
+/// `--ordering`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Ordering {
+    /// One record at a time per partition.
+    Partition,
+    /// One lane per record key, concurrent across keys.
+    Key,
+}
+
+/// Default `--max-in-flight`.
+pub const DEFAULT_MAX_IN_FLIGHT: u64 = 1000;
+/// Default `--max-in-flight-bytes`: 16 MiB per partition.
+pub const DEFAULT_MAX_IN_FLIGHT_BYTES: u64 = 16 << 20;
+/// Default `--max-concurrency`.
+pub const DEFAULT_MAX_CONCURRENCY: u64 = 256;
+
+impl Default for OrderingArgs {
+    fn default() -> Self {
+        Self {
+            ordering: Ordering::Partition,
+            max_in_flight: DEFAULT_MAX_IN_FLIGHT,
+            max_in_flight_bytes: DEFAULT_MAX_IN_FLIGHT_BYTES,
+            max_concurrency: DEFAULT_MAX_CONCURRENCY,
+        }
+    }
+}
+
 /// Bounds of the delivery ledger's memory, restore and writes.
 #[derive(Debug, Clone, Args)]
 pub struct DedupArgs {
@@ -125,6 +198,7 @@ pub struct DedupArgs {
     /// Ledger writes a partition may await at once; at this many the partition takes no further
     /// record until the ledger acknowledges some (its offsets cannot be committed before anyway).
     #[arg(
+        id = "ledger_max_in_flight",
         long = "ledger-max-in-flight",
         env = "HOOKLINE_LEDGER_MAX_IN_FLIGHT",
         default_value_t = 1000,
@@ -162,6 +236,7 @@ impl Config {
             schema_registry: SchemaRegistryArgs::default(),
             group: group.to_owned(),
             delivery: DeliveryArgs::default(),
+            ordering: OrderingArgs::default(),
             metrics_listen: ListenAddr(None),
             shutdown_grace: Duration::from_secs(10),
             revoke_drain_timeout: None,
@@ -189,6 +264,20 @@ impl Config {
     /// timeout, or its default), or why the settings cannot work (a usage error).
     pub fn revoke_drain(&self) -> Result<Duration, String> {
         revoke_drain(self.revoke_drain_timeout, self.session_timeout())
+    }
+
+    /// Settings that parse one by one but cannot work together (a usage error, exit code 2).
+    pub fn validate(&self) -> Result<(), String> {
+        self.revoke_drain()?;
+        if self.ordering.ordering == Ordering::Key && self.dedup_window.0.is_none() {
+            // Records of different keys finish out of offset order: a restart re-reads everything
+            // past the oldest unfinished one, and only the ledger keeps the ones already
+            // delivered from being sent again.
+            return Err("--ordering key needs the delivery ledger: it cannot run with --dedup-window off \
+                        (records delivered past the commit position would be sent again after a restart)"
+                .to_owned());
+        }
+        Ok(())
     }
 }
 
@@ -316,5 +405,45 @@ mod tests {
         assert!(Config::try_parse_from(["c", "--dedup-capacity", "0"]).is_err());
         assert!(Config::try_parse_from(["c", "--dedup-capacity", "lots"]).is_err());
         assert!(Config::try_parse_from(["c", "--ledger-max-in-flight", "0"]).is_err());
+        assert!(Config::try_parse_from(["c", "--ordering", "customer"]).is_err());
+        assert!(Config::try_parse_from(["c", "--max-in-flight", "0"]).is_err());
+        assert!(Config::try_parse_from(["c", "--max-concurrency", "0"]).is_err());
+        assert!(Config::try_parse_from(["c", "--max-in-flight-bytes", "0"]).is_err());
+    }
+
+    #[test]
+    fn key_ordering_parses_and_refuses_to_run_without_the_ledger() {
+        let config = Config::try_parse_from(["c"]).unwrap();
+        assert_eq!(config.ordering.ordering, Ordering::Partition);
+        assert_eq!(config.ordering.max_in_flight, DEFAULT_MAX_IN_FLIGHT);
+        assert_eq!(config.ordering.max_concurrency, DEFAULT_MAX_CONCURRENCY);
+        assert_eq!(config.validate(), Ok(()));
+
+        let config = Config::try_parse_from([
+            "c",
+            "--ordering",
+            "key",
+            "--max-in-flight",
+            "50",
+            "--max-in-flight-bytes",
+            "4096",
+            "--max-concurrency",
+            "8",
+        ])
+        .unwrap();
+        assert_eq!(config.ordering.ordering, Ordering::Key);
+        assert_eq!(
+            (config.ordering.max_in_flight, config.ordering.max_in_flight_bytes, config.ordering.max_concurrency),
+            (50, 4096, 8)
+        );
+        assert_eq!(config.validate(), Ok(()));
+
+        let refused = Config::try_parse_from(["c", "--ordering", "key", "--dedup-window", "off"]).unwrap().validate();
+        assert!(
+            refused.as_ref().is_err_and(|e| e.contains("--ordering key") && e.contains("--dedup-window off")),
+            "{refused:?}"
+        );
+        let partition = Config::try_parse_from(["c", "--dedup-window", "off"]).unwrap();
+        assert_eq!(partition.validate(), Ok(()));
     }
 }

@@ -18,6 +18,7 @@ use hookline_core::customer::unix_now;
 use hookline_core::directory::Directory;
 use hookline_core::telemetry;
 use rdkafka::message::{Message, OwnedMessage};
+use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
@@ -60,6 +61,8 @@ pub struct Deliverer {
     pub policy: RetryPolicy,
     pub sealer: Sealer,
     pub metrics: Metrics,
+    /// `--max-concurrency`: a permit per HTTP attempt in flight in this process.
+    pub concurrency: Semaphore,
 }
 
 /// What the delivery of one record has learnt so far, across its attempts.
@@ -147,13 +150,14 @@ impl Deliverer {
                 }
                 Decision::Retry { after } => {
                     self.metrics.retries.inc();
-                    self.metrics.clocks.blocked(record.partition());
+                    self.metrics.partitions.failing(record.partition(), record.offset());
                     if let Fact::Failed { failure, .. } = &fact {
                         tracing::info!(parent: &span, attempt = attempts, error = %failure.error, retry_in = ?after, "delivery failed; will retry");
                     }
-                    self.metrics.partitions_in_backoff.inc();
-                    let waited = wait(after, stopping).await;
-                    self.metrics.partitions_in_backoff.dec();
+                    let waited = {
+                        let _waiting = InFlight::new(&self.metrics.keys_in_backoff);
+                        wait(after, stopping).await
+                    };
                     if waited.is_err() {
                         return Outcome::Abandoned;
                     }
@@ -256,7 +260,12 @@ impl Deliverer {
             error_class = tracing::field::Empty,
             "otel.status_code" = tracing::field::Empty,
         );
-        let attempt = self.client.attempt(&request).instrument(attempt_span.clone()).await;
+        let attempt = {
+            // Never closed, so the permit always comes (a closed one would only lift the bound).
+            let _permit = self.concurrency.acquire().await.ok();
+            let _counted = InFlight::new(&self.metrics.attempts_in_flight);
+            self.client.attempt(&request).instrument(attempt_span.clone()).await
+        };
         let fact = match attempt {
             Attempt::Acked { status, took } => {
                 attempt_span.record("status", status);
@@ -304,6 +313,22 @@ impl Deliverer {
         };
         self.metrics.deliveries.with_label_values(&[outcome]).inc();
         Outcome::DeadLettered(reason)
+    }
+}
+
+/// Counts one in a gauge while alive (also when the attempt it counts is dropped unfinished).
+struct InFlight<'g>(&'g prometheus::IntGauge);
+
+impl<'g> InFlight<'g> {
+    fn new(gauge: &'g prometheus::IntGauge) -> Self {
+        gauge.inc();
+        Self(gauge)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.dec();
     }
 }
 

@@ -1,9 +1,10 @@
 //! Hookline's delivery worker.
 //!
 //! A member of a Kafka consumer group on the delivery topic. Each assigned partition gets its own
-//! worker that handles records one at a time, in offset order: POST to the customer's webhook,
-//! retry with exponential backoff on failure (blocking that partition only), dead-letter after
-//! the last attempt. A record's offset is stored for commit only after the endpoint's ACK or the
+//! worker that handles records in offset order: POST to the customer's webhook, retry with
+//! exponential backoff on failure, dead-letter after the last attempt. In partition mode (the
+//! default) a partition's records go one at a time, so retries block the whole partition; in key
+//! mode (`--ordering key`) each record key has its own lane, so they block only their key. A record's offset is stored for commit only after the endpoint's ACK or the
 //! DLQ's acknowledgement, so a crash at any point means redelivery, never loss.
 //!
 //! The main task keeps polling the consumer while workers wait on slow endpoints, so long retries
@@ -18,8 +19,10 @@
 //! - [`config`]: flags and environment variables.
 //! - `rebalance`: rebalance and commit callbacks; splits each assigned partition's queue, and
 //!   on revocation waits for the partition's worker to drain, then commits.
-//! - `partition`: the partition worker: takes its records in offset order and applies the
-//!   commit rule (`offsets`).
+//! - `partition`: the partition worker: takes its records in offset order, runs them through its
+//!   `lanes` (one per key in key mode, a single one in partition mode), and applies the commit
+//!   rule (`offsets`).
+//! - `lanes`: the key-ordered lanes of one partition and their bounds (pure).
 //! - `dedup`: a partition's de-duplication, owned by its worker: restored on assignment, asked
 //!   before a record is sent, recording each ACK in the ledger (at most `--ledger-max-in-flight`
 //!   writes awaiting the broker), kept on revocation.
@@ -44,6 +47,7 @@ pub(crate) mod dedup;
 pub(crate) mod delivery;
 pub(crate) mod dlq;
 pub(crate) mod error;
+pub(crate) mod lanes;
 pub mod ledger;
 pub mod metrics;
 pub(crate) mod offsets;
@@ -99,6 +103,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<()> {
 pub async fn run_with_metrics(config: Config, shutdown: CancellationToken, metrics: Metrics) -> Result<()> {
     // Checked first: without it nothing can be signed, so there is no point joining the group.
     let master_key = config.master_key.require()?;
+    config.validate().map_err(Error::Settings)?;
     let drain_timeout = config.revoke_drain().map_err(Error::Settings)?;
     if config.delivery.request_timeout > drain_timeout {
         tracing::warn!(
@@ -149,7 +154,11 @@ pub async fn run_with_metrics(config: Config, shutdown: CancellationToken, metri
         policy: retry::RetryPolicy::from(&config.delivery),
         sealer: seal::Sealer::new(master_key, ContentKeyPolicy::default()),
         metrics: metrics.clone(),
+        concurrency: tokio::sync::Semaphore::new(
+            usize::try_from(config.ordering.max_concurrency).unwrap_or(usize::MAX),
+        ),
     });
+    let bounds = bounds(&config);
 
     let stops = Stops { stopping: shutdown.clone(), hard_stop: CancellationToken::new() };
     let (assignments_tx, mut assignments) = mpsc::unbounded_channel();
@@ -170,7 +179,14 @@ pub async fn run_with_metrics(config: Config, shutdown: CancellationToken, metri
             Some(assignment) = assignments.recv() => {
                 let partition = assignment.partition;
                 let previous = workers.remove(&partition);
-                let worker = partition::run(assignment, Arc::clone(&consumer), Arc::clone(&deliverer), ledger.clone(), stops.clone());
+                let worker = partition::run(
+                    assignment,
+                    Arc::clone(&consumer),
+                    Arc::clone(&deliverer),
+                    ledger.clone(),
+                    stops.clone(),
+                    bounds,
+                );
                 let partition_handle = tokio::spawn(async move {
                     // A partition revoked and assigned again quickly must not be worked on twice at
                     // once: the new worker starts when the cancelled one has let go.
@@ -203,6 +219,24 @@ pub async fn run_with_metrics(config: Config, shutdown: CancellationToken, metri
     close(consumer, deliverer).await;
     directory.close().await;
     failure.map_or(Ok(()), Err)
+}
+
+/// How much each partition worker takes in flight ([`partition::Bounds`]).
+fn bounds(config: &Config) -> partition::Bounds {
+    let by_key = config.ordering.ordering == config::Ordering::Key;
+    let max_uncommitted = match config.dedup_window.0 {
+        // The ledger keeps the newest `--dedup-capacity` deliveries of a partition; every delivery
+        // past the commit position must still be among them after a restart. Those written since
+        // the oldest one still needed are at most twice the offsets past the position.
+        Some(_) => (config.dedup.capacity / 2).max(1),
+        None => u64::MAX,
+    };
+    partition::Bounds {
+        by_key,
+        max_records: if by_key { usize::try_from(config.ordering.max_in_flight).unwrap_or(usize::MAX) } else { 1 },
+        max_bytes: usize::try_from(config.ordering.max_in_flight_bytes).unwrap_or(usize::MAX),
+        max_uncommitted,
+    }
 }
 
 /// The `client.id` of the `instance`-th consumer this process starts ([`kafka::client_id`]):

@@ -5,8 +5,8 @@ use hookline_consumer::Config;
 
 fn main() -> anyhow::Result<()> {
     let config = Config::parse();
-    // A drain timeout not below the session timeout is a usage error (exit code 2).
-    if let Err(error) = config.revoke_drain() {
+    // Settings that cannot work together are a usage error (exit code 2).
+    if let Err(error) = config.validate() {
         Config::command().error(clap::error::ErrorKind::ValueValidation, error).exit();
     }
     config.runtime.build()?.block_on(run(config))

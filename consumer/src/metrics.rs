@@ -3,9 +3,10 @@
 //! Labels are bounded: outcomes, status classes, DLQ reasons, rebalance kinds and partition
 //! numbers; nothing per event or per customer.
 //!
-//! The per-partition gauges that measure time (how old the record in progress is, how long the
-//! partition has been blocked by its retries) are computed when scraped, from the state the
-//! partition workers keep in [`PartitionClocks`].
+//! The per-partition gauges (records in flight, records done beyond the commit watermark, how old
+//! the oldest record not done is, how long its retries have held the watermark) are set when
+//! scraped, from the state the partition workers keep in [`PartitionStats`]; what would be per
+//! key (keys waiting to retry) is a count, not a label.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -35,8 +36,12 @@ pub struct Metrics {
     pub deliveries: IntCounterVec,
     /// `hookline_retries_total`: retries scheduled.
     pub retries: IntCounter,
-    /// `hookline_partitions_in_backoff`: partitions currently waiting to retry.
-    pub partitions_in_backoff: IntGauge,
+    /// `hookline_keys_in_backoff`: records (one per key at most: in partition mode, one per
+    /// partition) currently waiting to retry.
+    pub keys_in_backoff: IntGauge,
+    /// `hookline_attempts_in_flight`: HTTP attempts under way in this process (at most
+    /// `--max-concurrency`).
+    pub attempts_in_flight: IntGauge,
     /// `hookline_dlq_records_total{reason}`: records acknowledged by the DLQ topic.
     pub dlq_records: IntCounterVec,
     /// `hookline_dlq_write_errors_total`: failed DLQ produce attempts (retried unless refused for
@@ -96,9 +101,10 @@ pub struct Metrics {
     /// `hookline_consumer_lag{partition}`: records of the delivery topic not yet consumed, per
     /// assigned partition (librdkafka statistics, every `statistics.interval.ms`).
     pub consumer_lag: IntGaugeVec,
+    /// `hookline_records_in_flight{partition}`, `hookline_records_done_beyond_watermark{partition}`,
     /// `hookline_oldest_undelivered_age_seconds{partition}` and
-    /// `hookline_partition_blocked_seconds{partition}`, computed at scrape time.
-    pub clocks: PartitionClocks,
+    /// `hookline_partition_blocked_seconds{partition}`, set at scrape time.
+    pub partitions: PartitionStats,
     /// What `/readyz` answers.
     pub readiness: Readiness,
     /// `hookline_decode_errors_total{reason}`: record values that could not be decoded
@@ -162,11 +168,11 @@ impl Metrics {
             &["partition"],
         )?;
         registry.register(Box::new(consumer_lag.clone()))?;
-        let clocks = PartitionClocks::new(&registry)?;
+        let partitions = PartitionStats::new(&registry)?;
         Ok(Self {
             delivery_latency,
             consumer_lag,
-            clocks,
+            partitions,
             readiness: Readiness::default(),
             attempts: counter_vec(
                 "hookline_delivery_attempts_total",
@@ -180,9 +186,13 @@ impl Metrics {
                 &["outcome"],
             )?,
             retries: counter("hookline_retries_total", "Retries scheduled after a failed attempt.")?,
-            partitions_in_backoff: gauge(
-                "hookline_partitions_in_backoff",
-                "Partitions currently blocked waiting for a retry.",
+            keys_in_backoff: gauge(
+                "hookline_keys_in_backoff",
+                "Records waiting to retry (at most one per key; in partition ordering, one per partition).",
+            )?,
+            attempts_in_flight: gauge(
+                "hookline_attempts_in_flight",
+                "HTTP delivery attempts under way in this process (at most --max-concurrency).",
             )?,
             dlq_records: counter_vec(
                 "hookline_dlq_records_total",
@@ -279,86 +289,124 @@ impl Metrics {
 
     /// The registry in Prometheus text format.
     pub fn render(&self) -> String {
-        self.clocks.refresh();
+        self.partitions.refresh();
         TextEncoder::new().encode_to_string(&self.registry.gather()).unwrap_or_default()
     }
 }
 
-/// When each assigned partition's record in progress was published, and since when its
-/// retries block the partition.
+/// What each assigned partition's worker has in flight, as its offset tracker sees it, and since
+/// when its records in flight have been failing.
 #[derive(Debug, Clone)]
-pub struct PartitionClocks {
-    clocks: Arc<Mutex<HashMap<i32, Clock>>>,
+pub struct PartitionStats {
+    states: Arc<Mutex<HashMap<i32, PartitionState>>>,
+    in_flight: IntGaugeVec,
+    done_beyond: IntGaugeVec,
     oldest_age: GaugeVec,
     blocked: GaugeVec,
 }
 
-#[derive(Debug, Default, Clone, Copy)]
-struct Clock {
-    /// The record in progress's timestamp (Unix milliseconds), if a record is in progress.
-    record_ms: Option<i64>,
-    /// When the record in progress first failed.
-    blocked_since: Option<Instant>,
+#[derive(Debug, Default)]
+struct PartitionState {
+    in_flight: usize,
+    done_beyond: u64,
+    /// The oldest record not done: its offset and timestamp (Unix milliseconds).
+    oldest: Option<(i64, Option<i64>)>,
+    /// Since when each record in flight that failed has been failing, by offset (at most one
+    /// entry per record in flight).
+    failing: HashMap<i64, Instant>,
 }
 
-impl PartitionClocks {
+impl PartitionStats {
     fn new(registry: &Registry) -> prometheus::Result<Self> {
+        let in_flight = IntGaugeVec::new(
+            Opts::new(
+                "hookline_records_in_flight",
+                "Records of the partition taken and not done (waiting in a lane, being delivered, or awaiting their \
+                 ledger entry's acknowledgement).",
+            ),
+            &["partition"],
+        )?;
+        let done_beyond = IntGaugeVec::new(
+            Opts::new(
+                "hookline_records_done_beyond_watermark",
+                "Offsets of the partition past its commit watermark that are done: what a restart reads again and \
+                 the ledger skips.",
+            ),
+            &["partition"],
+        )?;
         let oldest_age = GaugeVec::new(
             Opts::new(
                 "hookline_oldest_undelivered_age_seconds",
-                "Age of the oldest record of the partition not yet delivered or dead-lettered (the one in progress).",
+                "Age of the oldest record of the partition not yet done (the one holding the commit watermark).",
             ),
             &["partition"],
         )?;
         let blocked = GaugeVec::new(
             Opts::new(
                 "hookline_partition_blocked_seconds",
-                "How long the partition has been held by its current record's retries (0 when it is not).",
+                "How long the partition's oldest record not done has been failing (0 when it has not failed): how \
+                 long its retries have held the commit watermark.",
             ),
             &["partition"],
         )?;
+        for metric in [&in_flight, &done_beyond] {
+            registry.register(Box::new(metric.clone()))?;
+        }
         registry.register(Box::new(oldest_age.clone()))?;
         registry.register(Box::new(blocked.clone()))?;
-        Ok(Self { clocks: Arc::default(), oldest_age, blocked })
+        Ok(Self { states: Arc::default(), in_flight, done_beyond, oldest_age, blocked })
     }
 
-    fn with(&self, partition: i32, change: impl FnOnce(&mut Clock)) {
-        change(self.clocks.lock().unwrap_or_else(PoisonError::into_inner).entry(partition).or_default());
+    fn with(&self, partition: i32, change: impl FnOnce(&mut PartitionState)) {
+        change(self.states.lock().unwrap_or_else(PoisonError::into_inner).entry(partition).or_default());
     }
 
-    /// A record published at `record_ms` (Unix milliseconds) is in progress on `partition`.
-    pub fn started(&self, partition: i32, record_ms: Option<i64>) {
-        self.with(partition, |clock| *clock = Clock { record_ms, blocked_since: None });
-    }
-
-    /// The record in progress on `partition` failed and waits to retry.
-    pub fn blocked(&self, partition: i32) {
-        self.with(partition, |clock| {
-            clock.blocked_since.get_or_insert_with(Instant::now);
+    /// The partition's offset tracker changed.
+    pub(crate) fn tracked(&self, partition: i32, tracker: &crate::offsets::OffsetTracker) {
+        self.with(partition, |state| {
+            state.in_flight = tracker.in_flight();
+            state.done_beyond = tracker.done_beyond_watermark();
+            state.oldest = tracker.oldest();
         });
     }
 
-    /// The record in progress on `partition` is done.
-    pub fn finished(&self, partition: i32) {
-        self.with(partition, |clock| *clock = Clock::default());
+    /// The record at `offset` failed and waits to retry.
+    pub fn failing(&self, partition: i32, offset: i64) {
+        self.with(partition, |state| {
+            state.failing.entry(offset).or_insert_with(Instant::now);
+        });
+    }
+
+    /// The record at `offset` is no longer being delivered (done, or left for redelivery).
+    pub fn finished(&self, partition: i32, offset: i64) {
+        self.with(partition, |state| {
+            state.failing.remove(&offset);
+        });
     }
 
     /// `partition` is no longer worked on here: its series go away.
     pub fn released(&self, partition: i32) {
-        self.clocks.lock().unwrap_or_else(PoisonError::into_inner).remove(&partition);
+        self.states.lock().unwrap_or_else(PoisonError::into_inner).remove(&partition);
         let label = partition.to_string();
+        let _ = self.in_flight.remove_label_values(&[&label]);
+        let _ = self.done_beyond.remove_label_values(&[&label]);
         let _ = self.oldest_age.remove_label_values(&[&label]);
         let _ = self.blocked.remove_label_values(&[&label]);
     }
 
-    /// Sets the gauges from the clocks, as of now.
+    /// Sets the gauges from the partitions' states, as of now.
     pub fn refresh(&self) {
         let now_ms = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64() * 1000.0);
-        for (partition, clock) in self.clocks.lock().unwrap_or_else(PoisonError::into_inner).iter() {
+        for (partition, state) in self.states.lock().unwrap_or_else(PoisonError::into_inner).iter() {
             let label = partition.to_string();
-            let age = clock.record_ms.map_or(0.0, |ms| ((now_ms - ms as f64) / 1000.0).max(0.0));
+            self.in_flight.with_label_values(&[&label]).set(i64::try_from(state.in_flight).unwrap_or(i64::MAX));
+            self.done_beyond.with_label_values(&[&label]).set(i64::try_from(state.done_beyond).unwrap_or(i64::MAX));
+            let age = state.oldest.and_then(|(_, ms)| ms).map_or(0.0, |ms| ((now_ms - ms as f64) / 1000.0).max(0.0));
             self.oldest_age.with_label_values(&[&label]).set(age);
-            let blocked = clock.blocked_since.map_or(0.0, |since| since.elapsed().as_secs_f64());
+            let blocked = state
+                .oldest
+                .and_then(|(offset, _)| state.failing.get(&offset))
+                .map_or(0.0, |since| since.elapsed().as_secs_f64());
             self.blocked.with_label_values(&[&label]).set(blocked);
         }
     }

@@ -68,7 +68,8 @@ async fn metrics_follow_acks_retries_and_dead_letters_and_readyz_follows_the_mem
         sample(&text, r#"hookline_oldest_undelivered_age_seconds{partition="0"}"#).is_some_and(|s| s > 0.0),
         "{text}"
     );
-    assert_eq!(sample(&text, "hookline_partitions_in_backoff"), Some(1.0), "{text}");
+    assert_eq!(sample(&text, "hookline_keys_in_backoff"), Some(1.0), "{text}");
+    assert_eq!(sample(&text, r#"hookline_records_in_flight{partition="0"}"#), Some(1.0), "{text}");
 
     wait_until(WAIT, "every record finished", || {
         metric_value(&metrics, "hookline_deliveries_total", &[("outcome", "delivered")]) == 2

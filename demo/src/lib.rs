@@ -156,7 +156,7 @@ impl Stack {
     }
 
     fn in_backoff(&self) -> i64 {
-        self.consumers.iter().map(|c| c.metrics.partitions_in_backoff.get()).sum()
+        self.consumers.iter().map(|c| c.metrics.keys_in_backoff.get()).sum()
     }
 
     /// Stops the consumers (finishing deliveries in flight), the publisher, the receivers and the
