@@ -85,19 +85,22 @@ impl Sealing {
     }
 }
 
-/// How the consumers order deliveries: `hookline-consumer --ordering` (issue 14).
+/// How the consumers order deliveries: `hookline-consumer --ordering`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum OrderingMode {
     /// One delivery at a time per partition: the consumer's default, started without the flag.
     Partition,
-    /// One lane per record key, concurrent across keys (needs a consumer that has
-    /// `--ordering key`).
+    /// One lane per record key, concurrent across keys (`--ordering key`).
     Key,
 }
 
 /// The most HTTP attempts a key-ordered consumer process has in flight: the default of its
-/// `--max-concurrency` (issue 14). Only the ideal of the endpoint scenarios uses it.
-pub const KEY_MODE_MAX_CONCURRENCY: u32 = 256;
+/// `--max-concurrency`. Only the ideal of the endpoint scenarios uses it.
+pub const KEY_MODE_MAX_CONCURRENCY: u32 = {
+    let concurrency = hookline_consumer::config::DEFAULT_MAX_CONCURRENCY;
+    assert!(concurrency <= u32::MAX as u64);
+    concurrency as u32
+};
 
 impl OrderingMode {
     pub fn id(self) -> &'static str {
@@ -180,8 +183,9 @@ pub struct Config {
     #[arg(long, env = "BENCH_SEALING", value_delimiter = ',', value_enum, default_values_t = [Sealing::Signing, Sealing::Jwe])]
     pub sealing: Vec<Sealing>,
 
-    /// Ordering modes of the endpoint scenarios: one column of figures per mode, side by side.
-    #[arg(long, env = "BENCH_ORDERINGS", value_delimiter = ',', value_enum, default_values_t = [OrderingMode::Partition])]
+    /// Ordering modes of the drain, head-of-line and endpoint scenarios: one set of figures per
+    /// mode, side by side.
+    #[arg(long, env = "BENCH_ORDERINGS", value_delimiter = ',', value_enum, default_values_t = [OrderingMode::Partition, OrderingMode::Key])]
     pub orderings: Vec<OrderingMode>,
 
     /// Events prefilled for each drain of the endpoint scenarios (over `--customers`).

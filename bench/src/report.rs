@@ -110,7 +110,8 @@ impl Report {
     }
 
     /// Sets each throughput figure's share of the ceiling it is bounded by: deliveries by the
-    /// receiver alone with one client per partition, publishes by the receiver alone with as many
+    /// receiver alone with one client per partition (with many concurrent clients in key
+    /// ordering, ids with a `key` component), publishes by the receiver alone with as many
     /// clients. A figure given as a share of its ideal keeps that.
     pub fn relate_to_ceilings(&mut self) {
         let ceilings: Vec<(String, f64)> =
@@ -120,7 +121,10 @@ impl Report {
             if figure.of_ceiling.as_ref().is_some_and(|share| share.ceiling == IDEAL) {
                 continue;
             }
-            let bound = if figure.unit == "deliveries/s" && !figure.id.starts_with("end_to_end") {
+            let key_ordering = figure.id.split('.').any(|component| component == "key");
+            let bound = if figure.unit == "deliveries/s" && key_ordering {
+                ceiling("ceiling.receiver.concurrent")
+            } else if figure.unit == "deliveries/s" && !figure.id.starts_with("end_to_end") {
                 ceiling("ceiling.receiver.sequential")
             } else if figure.id == "publisher.events_per_second" {
                 ceiling("ceiling.receiver.concurrent")

@@ -217,64 +217,80 @@ impl Bench<'_> {
         ])
     }
 
-    /// Drains of a prefilled topic: both sealings, one consumer and `--consumers`.
+    /// Drains of a prefilled topic: both sealings, one consumer and `--consumers`, in every
+    /// `--orderings` mode (side by side).
     pub async fn drains(&self) -> Result<Vec<Figure>> {
         let mut figures = vec![];
         for &sealing in &self.config.sealing {
             for &consumers in &self.config.consumers {
-                let spec = DrainSpec {
-                    sealing,
-                    consumers,
-                    ordering: OrderingMode::Partition,
-                    events: self.config.events,
-                    endpoints: Endpoints::instant(None),
-                    end: DrainEnd::Complete,
-                };
-                let runs = self.drain_runs(&spec).await?;
-                figures.extend(drain_figures(
-                    &format!("drain.{}.{consumers}", sealing.id()),
-                    &format!(
-                        "Consumer drain, {}, {consumers} consumer{}{}",
-                        sealing.label(),
-                        if consumers == 1 { "" } else { "s" },
-                        threads_label(self.config.worker_threads)
-                    ),
-                    &runs,
-                ));
+                for &ordering in &self.config.orderings {
+                    let spec = DrainSpec {
+                        sealing,
+                        consumers,
+                        ordering,
+                        events: self.config.events,
+                        endpoints: Endpoints::instant(None),
+                        end: DrainEnd::Complete,
+                    };
+                    let runs = self.drain_runs(&spec).await?;
+                    figures.extend(drain_figures(
+                        &ordered_id(&format!("drain.{}.{consumers}", sealing.id()), ordering),
+                        &format!(
+                            "Consumer drain, {}, {consumers} consumer{}, {} ordering{}",
+                            sealing.label(),
+                            if consumers == 1 { "" } else { "s" },
+                            ordering.id(),
+                            threads_label(self.config.worker_threads)
+                        ),
+                        &runs,
+                    ));
+                }
             }
         }
         Ok(figures)
     }
 
-    /// The drain with customer 0 answering 503 to everything: the throughput of the others.
+    /// The drain with customer 0 answering 503 to everything: the throughput of the others, in
+    /// every `--orderings` mode.
     pub async fn head_of_line(&self) -> Result<Vec<Figure>> {
-        let spec = DrainSpec {
-            sealing: Sealing::Jwe,
-            consumers: 1,
-            ordering: OrderingMode::Partition,
-            events: self.config.events,
-            endpoints: Endpoints::instant(Some(0)),
-            end: DrainEnd::Quiet,
-        };
-        let runs = self.drain_runs(&spec).await?;
-        let mut figures = drain_figures(
-            "head_of_line.jwe.1",
-            "Head-of-line: drain with 1 customer always 503 (the other customers' deliveries)",
-            &runs,
-        );
-        let stuck = left_behind(&runs);
-        figures.push(
-            Figure::new(
-                "head_of_line.jwe.1.stuck",
-                "Head-of-line: healthy deliveries left behind the failing customer",
-                "deliveries",
-                stuck,
-            )
-            .with_note(
-                "records queued behind the failing customer's in its partition (partition-sequential mode, \
-                 production retry schedule: 8 attempts from 1 s); the run ends when the other deliveries stop",
-            ),
-        );
+        let mut figures = vec![];
+        for &ordering in &self.config.orderings {
+            let spec = DrainSpec {
+                sealing: Sealing::Jwe,
+                consumers: 1,
+                ordering,
+                events: self.config.events,
+                endpoints: Endpoints::instant(Some(0)),
+                end: DrainEnd::Quiet,
+            };
+            let runs = self.drain_runs(&spec).await?;
+            let id = ordered_id("head_of_line.jwe.1", ordering);
+            figures.extend(drain_figures(
+                &id,
+                &format!(
+                    "Head-of-line: drain with 1 customer always 503, {} ordering (the other customers' deliveries)",
+                    ordering.id()
+                ),
+                &runs,
+            ));
+            let stuck = left_behind(&runs);
+            figures.push(
+                Figure::new(
+                    &format!("{id}.stuck"),
+                    &format!(
+                        "Head-of-line: healthy deliveries left behind the failing customer, {} ordering",
+                        ordering.id()
+                    ),
+                    "deliveries",
+                    stuck,
+                )
+                .with_note(
+                    "records queued behind the failing customer's (in its partition in partition ordering, within \
+                     --max-in-flight in key ordering; production retry schedule: 8 attempts from 1 s); the run ends \
+                     when the other deliveries stop",
+                ),
+            );
+        }
         Ok(figures)
     }
 
@@ -651,6 +667,15 @@ fn drain_figures(id: &str, label: &str, runs: &[DrainRun]) -> Vec<Figure> {
             runs.iter().map(|r| r.broker_cpu_per_1k).collect(),
         ),
     ]
+}
+
+/// A figure id for `ordering`: partition ordering keeps the id it always had, key ordering
+/// adds `.key` (which also relates its rate to the receiver under concurrent clients).
+fn ordered_id(id: &str, ordering: OrderingMode) -> String {
+    match ordering {
+        OrderingMode::Partition => id.to_owned(),
+        OrderingMode::Key => format!("{id}.key"),
+    }
 }
 
 /// How many of `events` (spread round-robin over `customers`) are customer `n`'s.

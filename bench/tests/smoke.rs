@@ -42,6 +42,12 @@ async fn a_smoke_run_measures_every_scenario_and_writes_the_reports() {
         "drain.jwe.2",
         "head_of_line.jwe.1",
         "head_of_line.jwe.1.stuck",
+        "drain.signing.1.key",
+        "drain.jwe.2.key",
+        "head_of_line.jwe.1.key.stuck",
+        "endpoints.drain.key",
+        "endpoints.dead.key.left_behind",
+        "endpoints.slow.key.left_behind",
         "endpoints.drain.partition",
         "endpoints.dead.partition",
         "endpoints.dead.partition.left_behind",
@@ -82,16 +88,33 @@ async fn a_smoke_run_measures_every_scenario_and_writes_the_reports() {
     // them there; the other partitions drain.
     let stuck = report.figure("head_of_line.jwe.1.stuck").unwrap().median;
     assert!(stuck < 450.0, "{stuck} of the healthy customers' 450 deliveries stuck");
+    // In key ordering the failing customer's 150 records wait in its own lane (well within
+    // --max-in-flight): nothing of the others is left behind.
+    assert_eq!(report.figure("head_of_line.jwe.1.key.stuck").unwrap().median, 0.0);
+    assert_eq!(
+        report.figure("drain.signing.1.key").unwrap().of_ceiling.as_ref().map(|s| s.ceiling.as_str()),
+        Some("ceiling.receiver.concurrent")
+    );
     // The endpoint scenarios: 120 events over 4 customers, 10 ms endpoints, each rate a share of
     // its ideal (4 customers, 6 partitions: 400/s), not of the receiver alone; of the others'
     // 90 deliveries, those queued behind the dead customer are left behind.
-    for id in ["endpoints.drain.partition", "endpoints.dead.partition", "endpoints.slow.partition"] {
+    for id in [
+        "endpoints.drain.partition",
+        "endpoints.dead.partition",
+        "endpoints.slow.partition",
+        "endpoints.drain.key",
+        "endpoints.dead.key",
+        "endpoints.slow.key",
+    ] {
         let share = report.figure(id).unwrap().of_ceiling.as_ref().expect(id);
         assert_eq!(share.ceiling, "ideal", "{id}");
     }
     assert!(report.figure("endpoints.drain.partition").unwrap().label.contains("partition ordering"));
     let dead_left = report.figure("endpoints.dead.partition.left_behind").unwrap().median;
     assert!(dead_left < 90.0, "{dead_left} of the others' 90 deliveries left behind");
+    // Key ordering: neither the dead nor the slow customer holds the others back.
+    assert_eq!(report.figure("endpoints.dead.key.left_behind").unwrap().median, 0.0);
+    assert_eq!(report.figure("endpoints.slow.key.left_behind").unwrap().median, 0.0);
 
     // A ledger of 20,000 entries restored with a capacity of 5,000 holds at most 5,000 (the
     // newest, the re-readable tail among them: the scenario checks; fewer only if the broker
@@ -108,7 +131,8 @@ async fn a_smoke_run_measures_every_scenario_and_writes_the_reports() {
     assert!(written.starts_with("# Ours\n\nThe analysis.\n") && written.ends_with("\n\nMore.\n"), "{written}");
     assert!(
         !written.contains("old figures")
-            && written.contains("| Consumer drain, signing + JWE, 2 consumers, 1 worker thread |")
+            && written.contains("| Consumer drain, signing + JWE, 2 consumers, partition ordering, 1 worker thread |")
+            && written.contains("| Consumer drain, signing + JWE, 2 consumers, key ordering, 1 worker thread |")
     );
     let parsed: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
     assert_eq!(parsed["figures"].as_array().map(Vec::len), Some(report.figures.len()));

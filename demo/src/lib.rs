@@ -270,6 +270,9 @@ async fn drive(
     let mut publishing = std::pin::pin!(publishing);
     let mut published = false;
     let deadline = started + args.timeout;
+    // When each customer's deliveries were all seen ended: in key mode the healthy customers are
+    // done long before the always-failing one gives up, whatever partition they share with it.
+    let mut done_after: BTreeMap<String, Duration> = BTreeMap::new();
     let mut ticker = tokio::time::interval(PROGRESS_INTERVAL);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     ticker.tick().await;
@@ -295,7 +298,12 @@ async fn drive(
         let Some(dlq) = stack.dlq.as_ref() else {
             return Err(Error::Component { component: "the DLQ reader".into(), reason: "not started".into() });
         };
-        let customers = tally::customers(&stack.members, &expected, dlq);
+        let mut customers = tally::customers(&stack.members, &expected, dlq);
+        for customer in &mut customers {
+            if customer.outstanding() == 0 {
+                customer.done_after = Some(*done_after.entry(customer.id.clone()).or_insert_with(|| started.elapsed()));
+            }
+        }
         let delivered: u64 = customers.iter().map(|c| c.delivered).sum();
         let dead_lettered: u64 = customers.iter().map(|c| c.dead_lettered).sum();
         // The consumers' own count: the receivers' can only be split into retries and final
@@ -303,7 +311,7 @@ async fn drive(
         let retries = stack.retries();
         println!(
             "[{:>5.1}s] published {:>e$}/{}  accounted for {:>w$}/{total}  delivered {delivered:>w$}  \
-             dead-lettered {dead_lettered:>3}  retries {retries:>4}  partitions in backoff {}",
+             dead-lettered {dead_lettered:>3}  retries {retries:>4}  customers in backoff {}",
             started.elapsed().as_secs_f64(),
             sent.load(Ordering::Relaxed),
             args.events,
@@ -403,15 +411,18 @@ pub fn consumer_config(kafka: &KafkaArgs, topics: &TopicArgs, group: &str, mock:
         kafka.kafka_properties.splice(0..0, ours);
     }
     let mut config = hookline_consumer::Config::new(kafka, topics.clone(), group);
-    // Seam for key mode (issue 14): once the consumer has `--ordering key`, the demo sets it here
-    // so that the always-failing customer visibly delays nobody sharing its partition; the progress
-    // line's `partitions in backoff` (Stack::in_backoff) then reads the consumer's keys-in-backoff.
+    // Key mode: the always-failing customer delays nobody sharing its partition (the summary's
+    // `done by` column shows it); the progress line's `customers in backoff` reads the consumers'
+    // keys in backoff.
+    config.ordering.ordering = hookline_consumer::config::Ordering::Key;
     config.delivery.max_attempts = 4;
-    // The always-failing customer's deliveries wait out every backoff, one after another on their
-    // partition: about 0.5 s each with these, so the demo ends a few seconds after publishing.
+    // The always-failing customer's deliveries wait out every backoff, one after another in its
+    // lane: about 0.5 s each with these, so the demo ends a few seconds after publishing.
     config.delivery.initial_backoff = Duration::from_millis(50);
     config.delivery.max_backoff = Duration::from_millis(400);
-    config.delivery.request_timeout = Duration::from_secs(5);
+    // Below the revocation's drain timeout (3 s with these group settings), so that a rebalance
+    // never cuts an attempt short.
+    config.delivery.request_timeout = Duration::from_secs(2);
     config.shutdown_grace = Duration::from_secs(5);
     config
 }

@@ -132,6 +132,9 @@ pub struct CustomerSummary {
     pub duplicates: u64,
     /// DLQ records by `hookline-dlq-reason`.
     pub dlq_reasons: BTreeMap<String, u64>,
+    /// When (from the first publish) every delivery of this customer was seen to have ended, to
+    /// the progress lines' second.
+    pub done_after: Option<Duration>,
 }
 
 impl CustomerSummary {
@@ -166,6 +169,7 @@ pub fn customers(members: &[Member], expected: &BTreeMap<&str, u64>, dlq: &DlqFo
                 retries: stats.failed.saturating_sub(dead_lettered),
                 duplicates: stats.duplicates,
                 dlq_reasons: letters.reasons,
+                done_after: None,
             }
         })
         .collect()
@@ -218,16 +222,17 @@ impl fmt::Display for Summary {
         let id_width = self.customers.iter().map(|c| c.id.len()).max().unwrap_or(0).max(8);
         writeln!(
             f,
-            "{:<id_width$}  {:<behaviour_width$}  {:>9}  {:>9}  {:>5}  {:>8}  {:>7}  {:>10}",
-            "customer", "endpoint", "published", "delivered", "DLQ'd", "attempts", "retries", "duplicates"
+            "{:<id_width$}  {:<behaviour_width$}  {:>9}  {:>9}  {:>5}  {:>8}  {:>7}  {:>10}  {:>7}",
+            "customer", "endpoint", "published", "delivered", "DLQ'd", "attempts", "retries", "duplicates", "done by"
         )?;
-        let rule = id_width + behaviour_width + 2 + 9 + 9 + 5 + 8 + 7 + 10 + 2 * 6 + 2;
+        let rule = id_width + behaviour_width + 2 + 9 + 9 + 5 + 8 + 7 + 10 + 7 + 2 * 7 + 2;
         writeln!(f, "{}", "-".repeat(rule))?;
         for c in &self.customers {
             let mark = if c.is_accounted_for() { "" } else { "  <- unaccounted for" };
+            let done = c.done_after.map_or_else(|| "-".to_owned(), |after| format!("{:.0}s", after.as_secs_f64()));
             writeln!(
                 f,
-                "{:<id_width$}  {:<behaviour_width$}  {:>9}  {:>9}  {:>5}  {:>8}  {:>7}  {:>10}{mark}",
+                "{:<id_width$}  {:<behaviour_width$}  {:>9}  {:>9}  {:>5}  {:>8}  {:>7}  {:>10}  {done:>7}{mark}",
                 c.id,
                 c.behaviour.to_string(),
                 c.published,
