@@ -111,8 +111,9 @@ pub struct OrderingArgs {
     pub ordering: Ordering,
 
     /// Key mode: records a partition may have taken off its queue and not finished (waiting in
-    /// their lane or being delivered). At this many the partition takes no further record until
-    /// one finishes; the consumer keeps polling and stays in its group.
+    /// their lane, being delivered, or delivered and awaiting their ledger entry's
+    /// acknowledgement). At this many the partition takes no further record until one finishes;
+    /// the consumer keeps polling and stays in its group.
     #[arg(
         long,
         env = "HOOKLINE_MAX_IN_FLIGHT",

@@ -61,7 +61,8 @@ pub struct Stops {
 pub struct Bounds {
     /// Whether records have one lane per key (key mode) or a single lane (partition mode).
     pub by_key: bool,
-    /// Records held in lanes (1 in partition mode).
+    /// Records held in lanes (1 in partition mode); in key mode also records taken and not done
+    /// (`--max-in-flight`: those in lanes and those awaiting their ledger entry).
     pub max_records: usize,
     /// Bytes of record values held in lanes.
     pub max_bytes: usize,
@@ -142,6 +143,10 @@ pub async fn run(
         }
         let open = !winding_down
             && lanes.may_take()
+            // Key mode: a record delivered leaves its lane but is not done until the ledger
+            // acknowledges it; it still counts against `--max-in-flight`. (Partition mode keeps
+            // one record in its lane and pipelines the ledger writes, bounded by the ledger.)
+            && (!bounds.by_key || committer.tracker.in_flight() < bounds.max_records)
             && committer.tracker.uncommitted() < bounds.max_uncommitted
             && dedup.may_take();
         tokio::select! {

@@ -1,0 +1,446 @@
+//! Key-ordered delivery (`--ordering key`) against a real broker (tansu): a customer's records
+//! in offset order while customers of one partition are delivered at once, a SIGKILL with
+//! records done beyond the commit watermark, a member joining while lanes are busy, and the
+//! `--max-in-flight` back-pressure of a dead customer.
+
+mod common;
+
+use std::collections::hash_map::DefaultHasher;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::hash::{Hash, Hasher};
+use std::sync::atomic::{AtomicBool, Ordering as AtomicOrdering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use common::{Env, Running, metric_value};
+use hookline_consumer::config::Ordering;
+use hookline_testkit::kafka::{committed_offsets, read_topic};
+use hookline_testkit::{Endpoint, Received, Respond, wait_until};
+use rdkafka::message::Message;
+use serde_json::json;
+
+const WAIT: Duration = Duration::from_secs(60);
+
+/// An endpoint answering as its script decides, which also keeps the requests it ACKed (answered
+/// 2xx), in arrival order.
+struct Recording {
+    endpoint: Endpoint,
+    acks: Arc<Mutex<Vec<Received>>>,
+}
+
+impl Recording {
+    async fn start(script: impl Fn(&Received) -> Respond + Send + Sync + 'static) -> Self {
+        let acks: Arc<Mutex<Vec<Received>>> = Arc::default();
+        let kept = Arc::clone(&acks);
+        let endpoint = Endpoint::start(move |request| {
+            let respond = script(request);
+            if (200..300).contains(&respond.status) {
+                kept.lock().unwrap_or_else(PoisonError::into_inner).push(request.clone());
+            }
+            respond
+        })
+        .await;
+        Self { endpoint, acks }
+    }
+
+    /// An endpoint that answers 503 until the returned flag is set, then 200.
+    async fn switchable() -> (Self, Arc<AtomicBool>) {
+        let healthy = Arc::new(AtomicBool::new(false));
+        let flag = Arc::clone(&healthy);
+        let recording =
+            Self::start(move |_| if flag.load(AtomicOrdering::SeqCst) { Respond::ok() } else { Respond::status(503) })
+                .await;
+        (recording, healthy)
+    }
+
+    fn acks(&self) -> Vec<Received> {
+        self.acks.lock().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
+    fn acked_ids(&self) -> BTreeSet<String> {
+        self.acks().iter().map(|r| r.webhook_id().to_owned()).collect()
+    }
+}
+
+/// How many ACKs each `webhook-id` got, over `endpoints`.
+fn ack_counts(endpoints: &[&Recording]) -> BTreeMap<String, usize> {
+    let mut counts = BTreeMap::new();
+    for endpoint in endpoints {
+        for ack in endpoint.acks() {
+            *counts.entry(ack.webhook_id().to_owned()).or_default() += 1;
+        }
+    }
+    counts
+}
+
+/// Asserts that every event was ACKed exactly once, over `endpoints`.
+fn assert_each_acked_once(endpoints: &[&Recording], published: &[String]) {
+    let counts = ack_counts(endpoints);
+    let twice: Vec<_> = counts.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(twice.is_empty(), "events ACKed more than once: {twice:?}");
+    let acked: BTreeSet<&String> = counts.keys().collect();
+    let published: BTreeSet<&String> = published.iter().collect();
+    assert_eq!(acked, published, "the events ACKed are the events published");
+}
+
+/// The customer and seq of a request carrying `{"customer", "seq"}`.
+fn customer_seq(request: &Received) -> (String, i64) {
+    let data = &request.json()["data"];
+    (data["customer"].as_str().expect("customer").to_owned(), data["seq"].as_i64().expect("seq"))
+}
+
+/// Asserts that each customer's ACKed seqs are strictly increasing in ACK order (each customer is
+/// served by one endpoint, so each endpoint's ACK order is its customers' order).
+fn assert_customer_order(endpoints: &[&Recording]) {
+    for endpoint in endpoints {
+        let mut last: HashMap<String, i64> = HashMap::new();
+        for ack in endpoint.acks() {
+            let (customer, seq) = customer_seq(&ack);
+            let previous = last.insert(customer.clone(), seq);
+            assert!(previous.is_none_or(|p| p < seq), "{customer}: seq {seq} ACKed after {previous:?}");
+        }
+    }
+}
+
+/// `customers` customers `<prefix>-<i>` at `url`.
+async fn customers(env: &Env, prefix: &str, count: usize, url: &str) -> Vec<String> {
+    let names: Vec<String> = (0..count).map(|i| format!("{prefix}-{i}")).collect();
+    for name in &names {
+        env.customer(name, url).await;
+    }
+    names
+}
+
+/// Publishes `{"customer", "seq"}` for each seq of `seqs` to each customer, seq by seq; the
+/// event ids in publishing order.
+async fn publish(env: &Env, customers: &[String], seqs: std::ops::Range<i64>) -> Vec<String> {
+    let mut published = Vec::new();
+    for seq in seqs {
+        for customer in customers {
+            published.push(env.publish(customer, json!({"customer": customer, "seq": seq})).await);
+        }
+    }
+    published
+}
+
+/// In-process consumer settings in key mode.
+fn key_mode(env: &Env) -> hookline_consumer::Config {
+    let mut config = env.config();
+    config.ordering.ordering = Ordering::Key;
+    config
+}
+
+/// A gauge or counter of an in-process consumer, with the per-partition gauges refreshed first.
+fn sample(consumer: &Running, name: &str, labels: &[(&str, &str)]) -> u64 {
+    consumer.metrics.partitions.refresh();
+    metric_value(&consumer.metrics, name, labels)
+}
+
+/// A pseudo-random number decided by the request's `webhook-id` and attempt.
+fn mix(request: &Received) -> u64 {
+    let mut hasher = DefaultHasher::new();
+    (request.webhook_id(), request.earlier_attempts).hash(&mut hasher);
+    hasher.finish()
+}
+
+/// An endpoint that behaves like a real one: 0-50 ms to answer, and 503 to about a fifth of the
+/// first and second attempts (so an event fails at most twice, within the tests' 4 attempts).
+/// Decided by [`mix`], so the answer to any request received can be told afterwards.
+fn jittery(request: &Received) -> Respond {
+    let roll = mix(request);
+    let delay = Duration::from_millis(roll % 51);
+    let status = if request.earlier_attempts < 2 && (roll >> 32).is_multiple_of(5) { 503 } else { 200 };
+    Respond::status(status).delayed(delay)
+}
+
+/// Two requests for customers of the same partition that were at the endpoint at once: the second
+/// arrived before the first was answered (the first's delay started when it arrived), so the
+/// partition had two attempts in flight.
+fn overlapping_on_one_partition(
+    received: &[Received],
+    partition_of: &HashMap<String, i32>,
+) -> Option<(String, String)> {
+    for (index, first) in received.iter().enumerate() {
+        let answered = first.at + jittery(first).delay;
+        let (first_customer, _) = customer_seq(first);
+        for second in received[index + 1..].iter().take_while(|r| r.at < answered) {
+            let (second_customer, _) = customer_seq(second);
+            if second_customer != first_customer && partition_of[&second_customer] == partition_of[&first_customer] {
+                return Some((first_customer, second_customer));
+            }
+        }
+    }
+    None
+}
+
+/// Customers of two partitions, an endpoint with random latency and failures: each event is
+/// ACKed exactly once, each customer's in order, and customers of one partition are delivered at
+/// once (in partition mode the overlap assertion fails).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_key_is_delivered_in_order_while_keys_of_a_partition_run_at_once() {
+    let env = Env::new(2).await;
+    let endpoint = Recording::start(jittery).await;
+    let names = customers(&env, "customer", 20, &endpoint.endpoint.url()).await;
+    let published = publish(&env, &names, 0..10).await;
+
+    let consumer = env.start(key_mode(&env));
+    let mut most_attempts = 0;
+    wait_until(WAIT, "every event ACKed", || {
+        most_attempts = most_attempts.max(sample(&consumer, "hookline_attempts_in_flight", &[]));
+        endpoint.acked_ids().len() == published.len()
+    })
+    .await;
+    // Anything sent again would arrive within the next attempts; give it the time of a few.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+
+    assert_each_acked_once(&[&endpoint], &published);
+    assert_customer_order(&[&endpoint]);
+    let received = endpoint.endpoint.received();
+    assert!(received.iter().any(|r| jittery(r).status == 503), "some attempts failed and were retried");
+    assert!(most_attempts > 1, "attempts ran at once (at most {most_attempts} seen)");
+    let partition_of: HashMap<String, i32> = read_topic(&env.kafka, &env.topics.deliveries)
+        .await
+        .iter()
+        .map(|m| (String::from_utf8(m.key().expect("key").to_vec()).expect("UTF-8 key"), m.partition()))
+        .collect();
+    assert_eq!(partition_of.values().collect::<BTreeSet<_>>().len(), 2, "customers on both partitions");
+    let overlap = overlapping_on_one_partition(&received, &partition_of);
+    assert!(overlap.is_some(), "no two customers of one partition were ever at the endpoint at once");
+    assert_eq!(consumer.counter("hookline_deliveries_total", &[("outcome", "delivered")]), published.len() as u64);
+    assert!(read_topic(&env.kafka, &env.topics.dlq).await.is_empty(), "nothing dead-lettered");
+    consumer.stop().await;
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("address").port()
+}
+
+/// The value of `series` (`name` or `name{labels}`, as exported) at a process's `/metrics`; 0 if
+/// absent or unreachable.
+async fn scrape(http: &reqwest::Client, port: u16, series: &str) -> f64 {
+    let text = match http.get(format!("http://127.0.0.1:{port}/metrics")).send().await {
+        Ok(response) => response.text().await.unwrap_or_default(),
+        Err(_) => String::new(),
+    };
+    text.lines()
+        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
+        .and_then(|value| value.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// Polls `series` at a process's `/metrics` every 100 ms until `condition` holds on its value.
+async fn scrape_until(http: &reqwest::Client, port: u16, series: &str, condition: impl Fn(f64) -> bool) {
+    let until = tokio::time::Instant::now() + WAIT;
+    loop {
+        let value = scrape(http, port, series).await;
+        if condition(value) {
+            return;
+        }
+        assert!(tokio::time::Instant::now() < until, "timed out waiting on {series} (last {value})");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// A key-mode process is SIGKILLed while a dead customer's first record holds the commit
+/// watermark and the other customers' records past it are all delivered: the commit never
+/// passed the dead record, and after a restart everything is delivered, nothing ACKed before the
+/// kill is sent again (the ledger), and every customer's order is kept.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_with_records_done_beyond_the_watermark_sends_none_of_them_again() {
+    let env = Env::new(1).await;
+    let (dead, healthy) = Recording::switchable().await;
+    let flowing = Recording::start(|_| Respond::ok()).await;
+    env.customer("dead", &dead.endpoint.url()).await;
+    let others = customers(&env, "customer", 10, &flowing.endpoint.url()).await;
+    let dead_name = ["dead".to_owned()];
+    // The dead customer's first record comes after one round of the others and before four.
+    let mut published = publish(&env, &others, 0..1).await;
+    published.extend(publish(&env, &dead_name, 0..1).await);
+    for seq in 1..5 {
+        published.extend(publish(&env, &others, seq..seq + 1).await);
+        published.extend(publish(&env, &dead_name, seq..seq + 1).await);
+    }
+    let first_dead = read_topic(&env.kafka, &env.topics.deliveries)
+        .await
+        .iter()
+        .find(|m| m.key() == Some(b"dead".as_slice()))
+        .expect("the dead customer's first record")
+        .offset();
+
+    let http = reqwest::Client::new();
+    let key_process = |port: u16| {
+        env.spawn_process(&[
+            "--ordering",
+            "key",
+            "--max-attempts",
+            "1000",
+            "--metrics-listen",
+            &format!("127.0.0.1:{port}"),
+        ])
+    };
+    let port = free_port();
+    let mut first = key_process(port);
+    let others_count = others.len() * 5;
+    wait_until(WAIT, "the other customers' events ACKed", || flowing.acked_ids().len() == others_count).await;
+    // Their deliveries are in the ledger; the offsets stored (those of the first round) are
+    // committed every second.
+    scrape_until(&http, port, "hookline_ledger_records_total", |n| n >= others_count as f64).await;
+    scrape_until(&http, port, "hookline_offset_commits_total{result=\"ok\"}", |n| n >= 1.0).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let committed = committed_offsets(&env.kafka, &env.group, &env.topics.deliveries).await;
+    assert!(
+        committed.get(&0).is_some_and(|position| *position <= first_dead),
+        "committed up to the dead customer's first record at {first_dead} at most: {committed:?}"
+    );
+    // The watermark is held by the dead customer, the others' records past it are done.
+    scrape_until(&http, port, "hookline_records_done_beyond_watermark{partition=\"0\"}", |n| n >= 40.0).await;
+    assert!(dead.endpoint.count() >= 1, "the dead customer's first record is being retried");
+    assert!(dead.acks().is_empty());
+    first.start_kill().expect("SIGKILL");
+    first.wait().await.expect("wait");
+
+    healthy.store(true, AtomicOrdering::SeqCst);
+    let port = free_port();
+    let mut second = key_process(port);
+    wait_until(WAIT, "every event ACKed after the restart", || {
+        flowing.acked_ids().len() + dead.acked_ids().len() == published.len()
+    })
+    .await;
+    // Anything sent again would arrive within the next attempts; give it the time of a few.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+
+    assert_each_acked_once(&[&flowing, &dead], &published);
+    assert_eq!(flowing.endpoint.count(), others_count, "no other customer's event sent again");
+    assert_customer_order(&[&flowing, &dead]);
+    // The restart read the records past the watermark again and the ledger skipped them.
+    scrape_until(&http, port, "hookline_duplicates_skipped_total", |n| n >= 40.0).await;
+    second.start_kill().expect("SIGKILL");
+    second.wait().await.expect("wait");
+    assert!(read_topic(&env.kafka, &env.topics.dlq).await.is_empty());
+}
+
+/// A second member joins while several lanes of the first have an attempt in flight to slow
+/// endpoints: the first drains them before its partitions move, so the new owner sends nothing
+/// the first had ACKed, and each customer's order is kept.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_joining_while_lanes_are_busy_sends_nothing_the_previous_owner_delivered() {
+    let env = Env::new(2).await;
+    // Each customer's first event takes 4 s to be answered, longer than tansu takes to hand a
+    // partition to the member joining: without the drain the new owner would send those events
+    // again while the old one still awaits their ACKs. The others take 300 ms.
+    let endpoint = Recording::start(|request| {
+        let slow = customer_seq(request).1 == 0;
+        Respond::ok().delayed(Duration::from_millis(if slow { 4000 } else { 300 }))
+    })
+    .await;
+    let names = customers(&env, "customer", 12, &endpoint.endpoint.url()).await;
+    let published = publish(&env, &names, 0..6).await;
+    let mut config = key_mode(&env);
+    // Longer than an attempt, below the 6 s session timeout.
+    config.revoke_drain_timeout = Some(Duration::from_secs(5));
+
+    let first = env.start(config.clone());
+    wait_until(WAIT, "several lanes of the first member mid-attempt", || {
+        sample(&first, "hookline_attempts_in_flight", &[]) >= 6
+    })
+    .await;
+    let second = env.start(config);
+    wait_until(WAIT, "every event ACKed", || endpoint.acked_ids().len() == published.len()).await;
+    // Anything sent again would arrive within the next attempts; give it the time of a few.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+
+    assert!(
+        first.counter("hookline_rebalances_total", &[("kind", "revoke")]) >= 1,
+        "the first member gave up partitions"
+    );
+    assert!(
+        second.counter("hookline_deliveries_total", &[("outcome", "delivered")]) >= 1,
+        "the second member took some partitions over"
+    );
+    assert_eq!(first.counter("hookline_revoke_drain_timeouts_total", &[]), 0);
+    assert_each_acked_once(&[&endpoint], &published);
+    assert_customer_order(&[&endpoint]);
+    first.stop().await;
+    second.stop().await;
+}
+
+/// One partition, `--max-in-flight 20`, a dead customer with 40 records: the customers published
+/// among its first records are delivered, then its records fill the bound and the partition
+/// takes nothing more (the customers published behind wait), while the member stays in its group
+/// longer than `max.poll.interval.ms`; once the endpoint recovers everything is delivered in
+/// order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_customer_fills_max_in_flight_and_the_partition_waits_in_its_group() {
+    const BOUND: u64 = 20;
+    let env = Env::new(1).await;
+    let (dead, healthy) = Recording::switchable().await;
+    let flowing = Recording::start(|_| Respond::ok()).await;
+    env.customer("dead", &dead.endpoint.url()).await;
+    let others = customers(&env, "customer", 5, &flowing.endpoint.url()).await;
+    let dead_name = ["dead".to_owned()];
+    let mut published = publish(&env, &dead_name, 0..10).await;
+    let with_room = publish(&env, &others, 0..1).await;
+    published.extend(with_room.iter().cloned());
+    published.extend(publish(&env, &dead_name, 10..40).await);
+    let behind = publish(&env, &others, 1..3).await;
+    published.extend(behind.iter().cloned());
+
+    let mut config = key_mode(&env);
+    config.ordering.max_in_flight = BOUND;
+    config.delivery.max_attempts = 1000;
+    // The partition stalls longer than this: the member must keep polling to stay in its group.
+    // A slow ledger (its writes wait a second to be sent): records delivered stay in flight until
+    // their ledger entry is acknowledged, and count against the bound meanwhile.
+    config.kafka = config.kafka.with_property("max.poll.interval.ms", "6500").with_property("linger.ms", "1000");
+    let consumer = env.start(config);
+    let partition = [("partition", "0")];
+    let mut most_in_flight = 0;
+    let mut watch = |consumer: &Running| {
+        most_in_flight = most_in_flight.max(sample(consumer, "hookline_records_in_flight", &partition));
+        assert!(sample(consumer, "hookline_keys_in_backoff", &[]) <= 1, "only the dead customer retries");
+    };
+    wait_until(WAIT, "the customers published with room delivered and the bound reached", || {
+        watch(&consumer);
+        flowing.acked_ids().len() == with_room.len()
+            && sample(&consumer, "hookline_records_in_flight", &partition) == BOUND
+    })
+    .await;
+    let stalled = tokio::time::Instant::now();
+    while stalled.elapsed() < Duration::from_secs(8) {
+        watch(&consumer);
+        assert_eq!(sample(&consumer, "hookline_assigned_partitions", &[]), 1, "the member keeps its partition");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(flowing.endpoint.count(), with_room.len(), "nothing published behind the bound was taken");
+    assert!(dead.endpoint.count() > 3, "the dead customer's first record was retried meanwhile");
+    assert!(dead.endpoint.received().iter().all(|r| customer_seq(r).1 == 0), "only its first record was attempted");
+    assert_eq!(consumer.counter("hookline_rebalances_total", &[("kind", "revoke")]), 0, "never left the group");
+
+    healthy.store(true, AtomicOrdering::SeqCst);
+    wait_until(WAIT, "every event ACKed after the recovery", || {
+        watch(&consumer);
+        flowing.acked_ids().len() + dead.acked_ids().len() == published.len()
+    })
+    .await;
+    assert!(most_in_flight <= BOUND, "{most_in_flight} records in flight, above --max-in-flight {BOUND}");
+    assert_each_acked_once(&[&flowing, &dead], &published);
+    assert_customer_order(&[&flowing, &dead]);
+    assert_eq!(consumer.counter("hookline_rebalances_total", &[("kind", "revoke")]), 0, "never left the group");
+    consumer.stop().await;
+    assert!(read_topic(&env.kafka, &env.topics.dlq).await.is_empty());
+}
+
+/// Key mode needs the ledger: without it, a restart would send again every record delivered past
+/// the commit watermark. A usage error, before any broker is contacted.
+#[test]
+fn key_ordering_without_the_ledger_is_refused_with_exit_code_2() {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_hookline-consumer"))
+        .args(["--brokers", "127.0.0.1:1", "--metrics-listen", "off"])
+        .args(["--ordering", "key", "--dedup-window", "off"])
+        .env("HOOKLINE_MASTER_KEY", hookline_testkit::tenants::TEST_MASTER_KEY)
+        .output()
+        .expect("run hookline-consumer");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("--ordering key") && stderr.contains("--dedup-window off"), "{stderr}");
+}
