@@ -80,6 +80,8 @@ struct Progress {
 enum Gathered<'r> {
     /// A fact to decide on.
     Fact(Fact<'r>),
+    /// The partition was revoked or the consumer is stopping before an attempt could start.
+    Stopped,
     /// The ledger says this event was delivered to this customer already.
     Duplicate,
 }
@@ -115,9 +117,10 @@ impl Deliverer {
             caught_up: false,
         };
         loop {
-            let fact = match self.gather(record, seen, &span, &mut progress).await {
+            let fact = match self.gather(record, seen, stopping, &span, &mut progress).await {
                 Gathered::Fact(fact) => fact,
                 Gathered::Duplicate => return Outcome::Duplicate,
+                Gathered::Stopped => return Outcome::Abandoned,
             };
             let (attempts, last_status) = (progress.attempts, progress.last_status);
             let wait_for = match decide(&fact, attempts, &self.policy) {
@@ -177,6 +180,7 @@ impl Deliverer {
         &self,
         record: &'r OwnedMessage,
         seen: &Seen,
+        stopping: &CancellationToken,
         span: &tracing::Span,
         progress: &mut Progress,
     ) -> Gathered<'r> {
@@ -251,6 +255,13 @@ impl Deliverer {
             // An inbound source's endpoint is the operator's, internal by design.
             internal: customer.is_source(),
         };
+        // No new attempt once revoked or stopping, also when one was on its way (the look-up,
+        // or waiting for `--max-concurrency`, which other partitions' slow attempts may hold).
+        let permit = tokio::select! {
+            biased;
+            () = stopping.cancelled() => return Gathered::Stopped,
+            permit = self.concurrency.acquire() => permit,
+        };
         progress.attempts += 1;
         let attempt_span = tracing::info_span!(
             parent: span,
@@ -262,7 +273,7 @@ impl Deliverer {
         );
         let attempt = {
             // Never closed, so the permit always comes (a closed one would only lift the bound).
-            let _permit = self.concurrency.acquire().await.ok();
+            let _permit = permit.ok();
             let _counted = InFlight::new(&self.metrics.attempts_in_flight);
             self.client.attempt(&request).instrument(attempt_span.clone()).await
         };

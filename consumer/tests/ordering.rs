@@ -444,3 +444,28 @@ fn key_ordering_without_the_ledger_is_refused_with_exit_code_2() {
     assert_eq!(output.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("--ordering key") && stderr.contains("--dedup-window off"), "{stderr}");
 }
+
+/// A record whose attempt waits for `--max-concurrency` (held by another customer's slow
+/// attempt) starts no attempt once the consumer is stopping: the wait for the permit ends the
+/// record unfinished, as a backoff wait does, instead of sending it after the stop began.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_attempt_waiting_for_the_concurrency_bound_is_not_started_after_the_stop() {
+    let env = Env::new(1).await;
+    let endpoint = Endpoint::start(|_| Respond::ok().delayed(Duration::from_secs(2))).await;
+    let names = customers(&env, "permit", 2, &endpoint.url()).await;
+    publish(&env, &names, 0..1).await;
+    let mut config = key_mode(&env);
+    config.ordering.max_concurrency = 1;
+    let consumer = env.start(config);
+    wait_until(WAIT, "the first attempt", || endpoint.count() == 1).await;
+    // The other customer's lane is waiting for the one permit meanwhile.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(sample(&consumer, "hookline_attempts_in_flight", &[]), 1);
+    let metrics = consumer.metrics.clone();
+    // The stop lets the attempt in flight finish (2 s, within the 5 s grace); without the check,
+    // the waiting record would then take the permit and be sent (2 s more, still within it).
+    consumer.stop().await;
+    assert_eq!(endpoint.count(), 1, "a record was sent after the stop began");
+    assert_eq!(metric_value(&metrics, "hookline_deliveries_total", &[("outcome", "delivered")]), 1);
+    assert_eq!(metric_value(&metrics, "hookline_abandoned_records_total", &[("cause", "shutdown")]), 1);
+}
