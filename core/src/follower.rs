@@ -8,27 +8,36 @@
 //! caller can read its own writes (and those of other processes made before the call).
 //!
 //! A writer that knows where its record landed (the producer's acknowledgement gives the offset)
-//! reads its own write with [`Follower::sync_to`] instead: no broker round trip, only the
-//! follower's next fetch.
+//! reads its own write with [`Follower::sync_to`] instead: no watermark round trip, only a
+//! fetch.
 //!
 //! # Latency of a catch-up
 //!
 //! The reader keeps a fetch waiting at the broker for records (up to `fetch.wait.max.ms`,
-//! librdkafka's default 500 ms). Apache Kafka answers a waiting fetch as soon as a record
-//! arrives; tansu and librdkafka's mock cluster answer it only at its deadline, so on them every
-//! read-back of a write made while a fetch waited cost up to 500 ms, and an operation made of
-//! several writes several times over. librdkafka cannot cut a waiting fetch short nor send
-//! another beside it (one fetch in flight per connection), so the follower has a second client,
-//! the *side* client, assigned nothing while nobody waits. When a caller waits for records and
-//! the reader has given none for [`DIRECT_READ_AFTER`], the follower thread assigns the side
-//! client at the view's position: its fetch, sent now, finds the records there and is answered
-//! at once on every broker; the records are applied in order (the reader's copies of them are
-//! skipped when they come), and the side client is unassigned again. On Kafka, where the
-//! reader's fetch is answered as soon as the record is written, that rarely happens, and the
-//! reader's idle fetches stay at librdkafka's default (2 a second); a short
-//! `fetch.wait.max.ms` instead would have cost idle fetches on every broker all the time. The
-//! side client asks for [`SIDE_FETCH_WAIT_MS`], so that a fetch of its still in flight when it is
-//! unassigned ends soon.
+//! librdkafka's default 500 ms). Apache Kafka answers a waiting fetch as soon as a record arrives;
+//! tansu and librdkafka's mock cluster answer it only at its deadline, so on them every read-back
+//! of a write made while a fetch waited cost up to 500 ms, and an operation made of several writes
+//! several times over. librdkafka cannot cut a waiting fetch short nor send another beside it (one
+//! fetch in flight per connection), so the follower has a second client, the *side* client,
+//! assigned nothing while nobody waits. When a caller waits for records and the reader has given
+//! none for [`DIRECT_READ_AFTER`], the follower thread assigns the side client at the view's
+//! position: its fetch, sent now, finds the records there and is answered at once on every broker;
+//! the records are applied in order (the reader's copies of them are skipped when they come). A
+//! caller reading its own write ([`Follower::sync_to`]) does not wait for [`DIRECT_READ_AFTER`]:
+//! its record is on the broker already, so the side client is assigned as soon as the thread sees
+//! it (within a poll of the reader, 10 ms), and the read-back costs a fetch round trip on every
+//! broker. The side client stays assigned while callers wait for records of the partitions it
+//! reads, and [`SIDE_LINGER`] after the last was answered, so that writers in a row, or many at
+//! once, are each answered by the side client's next fetch (a new assignment would first wait for
+//! the fetch still under way to end); then it is unassigned again, and a read lasts at most 1 s
+//! before the reader is polled again. The side client asks for [`SIDE_FETCH_WAIT_MS`]: tansu holds
+//! a fetch that finds nothing that long whatever arrives meanwhile, so a record written during it
+//! waits for its end; while the side client is assigned with nothing to read, it fetches that
+//! often. On Kafka, where the reader's fetch is answered as soon as the record is written, callers
+//! catching up rarely need the side client, and the reader's idle fetches stay at librdkafka's
+//! default (2 a second); a short `fetch.wait.max.ms` for the reader instead would have cost idle
+//! fetches on every broker all the time. Read-backs of writes use the side client on every broker:
+//! a fetch each (shared by the writers waiting at once) while writers wait, nothing while none do.
 //!
 //! The side client also asks for the watermarks: a broker answers the requests of one
 //! connection in order, so on the reader's connection the question would wait behind the
@@ -67,13 +76,43 @@ const METADATA_TIMEOUT: Duration = Duration::from_secs(10);
 const POLL_INTERVAL: Duration = Duration::from_millis(10);
 
 /// How long the reader may give no record while a caller waits for some before the follower
-/// reads them through the side client (see the module documentation).
+/// reads them through the side client (see the module documentation). A caller waiting for
+/// its own write does not wait for this.
 pub const DIRECT_READ_AFTER: Duration = Duration::from_millis(20);
 /// The most one read through the side client takes before the reader is polled again.
 const DIRECT_READ_TIMEOUT: Duration = Duration::from_secs(1);
-/// `fetch.wait.max.ms` of the side client: how long a fetch of its may still wait at the broker
-/// after it was unassigned.
-pub const SIDE_FETCH_WAIT_MS: &str = "10";
+/// How long the side client stays assigned after the last caller it read for was answered: a
+/// caller coming meanwhile is answered by its next fetch, where a new assignment would first
+/// wait for the fetch still under way to end.
+pub const SIDE_LINGER: Duration = Duration::from_millis(20);
+/// `fetch.wait.max.ms` of the side client: how long a fetch of its waits at the broker when
+/// there is nothing to read (tansu holds it that long whatever arrives), so how late it may
+/// bring a record written meanwhile, and how long a fetch of its may still wait after it was
+/// unassigned.
+pub const SIDE_FETCH_WAIT_MS: &str = "2";
+
+/// What a read through the side client does next, given the partitions it reads and, per
+/// partition some caller waits for, (partition, view's next offset, furthest target).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SideRead {
+    /// Callers wait for records of the partitions read: keep reading.
+    Continue,
+    /// Nobody waits: keep reading for [`SIDE_LINGER`], in case more callers come.
+    Linger,
+    /// A caller waits for a partition this read does not cover: end it, so that the next read
+    /// covers that one too.
+    Stop,
+}
+
+fn side_read_next(read: &[(i32, i64, i64)], waiting: &[(i32, i64, i64)]) -> SideRead {
+    if waiting.iter().any(|&(partition, ..)| !read.iter().any(|&(covered, ..)| covered == partition)) {
+        SideRead::Stop
+    } else if waiting.is_empty() {
+        SideRead::Linger
+    } else {
+        SideRead::Continue
+    }
+}
 
 /// Least time between the starts of two catch-ups that only [`Follower::sync_paced`] callers
 /// wait for.
@@ -169,6 +208,9 @@ struct Progress {
 struct Waiter {
     targets: Arc<Targets>,
     done: oneshot::Sender<()>,
+    /// Whether the caller waits for a record it knows is written (its own, by the offset the
+    /// broker acknowledged): read it directly at once rather than give the reader time.
+    prompt: bool,
 }
 
 impl Progress {
@@ -178,13 +220,18 @@ impl Progress {
 
     /// Adds a waiter for `targets`, unless they are reached already (then it is told at once).
     /// Waiters whose caller gave up are dropped first, so the list holds live callers only.
-    fn wait_for(&mut self, targets: Arc<Targets>, done: oneshot::Sender<()>) {
+    fn wait_for(&mut self, targets: Arc<Targets>, prompt: bool, done: oneshot::Sender<()>) {
         if self.reached(&targets) {
             let _ = done.send(());
             return;
         }
         self.waiters.retain(|waiter| !waiter.done.is_closed());
-        self.waiters.push(Waiter { targets, done });
+        self.waiters.push(Waiter { targets, done, prompt });
+    }
+
+    /// Whether a live caller waits for a record it knows is written (see [`Waiter::prompt`]).
+    fn prompt_waiting(&self) -> bool {
+        self.waiters.iter().any(|waiter| waiter.prompt && !waiter.done.is_closed() && !self.reached(&waiter.targets))
     }
 
     /// Per partition some caller waits for, where the view is and the furthest target: what a
@@ -437,7 +484,7 @@ impl<A: Apply> Follower<A> {
             }
         };
         let targets = self.inner.catchups.targets(paced, fetch).await?;
-        self.reach(targets).await
+        self.reach(targets, false).await
     }
 
     /// Waits until the view holds the record at `offset` of `partition`, and so every record
@@ -448,7 +495,7 @@ impl<A: Apply> Follower<A> {
             // No offset acknowledged (librdkafka says -1 when it does not know): ask the broker.
             return self.sync().await;
         }
-        self.reach(Arc::new(HashMap::from([(partition, offset.saturating_add(1))]))).await
+        self.reach(Arc::new(HashMap::from([(partition, offset.saturating_add(1))])), true).await
     }
 
     /// [`Follower::sync_to`] within `timeout` ([`Error::Timeout`] naming `what`).
@@ -464,14 +511,15 @@ impl<A: Apply> Follower<A> {
             .map_err(|_| Error::Timeout(timeout, what))?
     }
 
-    async fn reach(&self, targets: Arc<Targets>) -> Result<()> {
+    /// Waits until the view reaches `targets`; `prompt`: see [`Waiter::prompt`].
+    async fn reach(&self, targets: Arc<Targets>, prompt: bool) -> Result<()> {
         let (done, reached) = oneshot::channel();
         {
             let mut progress = self.inner.progress.lock().unwrap_or_else(PoisonError::into_inner);
             if progress.stopped {
                 return Err(Error::DirectoryStopped);
             }
-            progress.wait_for(targets, done);
+            progress.wait_for(targets, prompt, done);
         }
         reached.await.map_err(|_| Error::DirectoryStopped)
     }
@@ -565,7 +613,9 @@ impl<A: Apply> Inner<A> {
     }
 
     /// Reads `behind` (partition, from, target) through the side client, whose fetch starts now
-    /// and so finds the records there; then unassigns it. Within [`DIRECT_READ_TIMEOUT`].
+    /// and so finds the records there, and keeps reading while callers wait for records of those
+    /// partitions and for [`SIDE_LINGER`] after the last was answered; then unassigns it. Within
+    /// [`DIRECT_READ_TIMEOUT`].
     fn read_directly(&self, side: &BaseConsumer, behind: &[(i32, i64, i64)]) {
         let mut assignment = TopicPartitionList::new();
         for &(partition, from, _) in behind {
@@ -578,11 +628,19 @@ impl<A: Apply> Inner<A> {
             return;
         }
         let deadline = std::time::Instant::now() + DIRECT_READ_TIMEOUT;
-        let reached = || {
-            let progress = self.progress.lock().unwrap_or_else(PoisonError::into_inner);
-            behind.iter().all(|&(partition, _, target)| !progress.is_new(partition, target - 1))
-        };
-        while !self.stop.is_cancelled() && std::time::Instant::now() < deadline && !reached() {
+        // Since when nobody has waited for a record of the partitions read.
+        let mut idle_since: Option<std::time::Instant> = None;
+        while !self.stop.is_cancelled() && std::time::Instant::now() < deadline {
+            let waiting = self.progress.lock().unwrap_or_else(PoisonError::into_inner).behind();
+            match side_read_next(behind, &waiting) {
+                SideRead::Continue => idle_since = None,
+                SideRead::Linger => {
+                    if idle_since.get_or_insert_with(std::time::Instant::now).elapsed() >= SIDE_LINGER {
+                        break;
+                    }
+                }
+                SideRead::Stop => break,
+            }
             match side.poll(POLL_INTERVAL) {
                 Some(Ok(message)) => self.take(&message),
                 Some(Err(error)) => tracing::warn!(topic = %self.topic, %error, "reading a followed topic failed"),
@@ -621,10 +679,15 @@ impl<A: Apply> Inner<A> {
                 }
                 Some(Err(error)) => tracing::warn!(topic = %self.topic, %error, "reading a followed topic failed"),
                 None => {
-                    let behind = self.progress.lock().unwrap_or_else(PoisonError::into_inner).behind();
+                    let (behind, prompt) = {
+                        let progress = self.progress.lock().unwrap_or_else(PoisonError::into_inner);
+                        (progress.behind(), progress.prompt_waiting())
+                    };
                     if behind.is_empty() {
                         quiet_since = None;
-                    } else if quiet_since.get_or_insert_with(std::time::Instant::now).elapsed() >= DIRECT_READ_AFTER {
+                    } else if prompt
+                        || quiet_since.get_or_insert_with(std::time::Instant::now).elapsed() >= DIRECT_READ_AFTER
+                    {
                         self.read_directly(side, &behind);
                         quiet_since = None;
                     }
@@ -666,7 +729,7 @@ mod tests {
         let mut callers = Vec::new();
         for targets in [vec![(0, 12)], vec![(0, 15), (1, 5)], vec![(1, 7)], vec![(0, 10)]] {
             let (done, reached) = oneshot::channel();
-            progress.wait_for(Arc::new(targets.into_iter().collect()), done);
+            progress.wait_for(Arc::new(targets.into_iter().collect()), false, done);
             callers.push(reached);
         }
         // (1, 5) and (0, 10) are reached: nothing to read for them.
@@ -676,6 +739,37 @@ mod tests {
         assert_eq!(progress.behind(), [(0, 10, 15)]);
         // Records the view holds are not applied twice.
         assert!(!progress.is_new(0, 9) && progress.is_new(0, 10));
+    }
+
+    #[test]
+    fn only_callers_waiting_for_their_own_write_are_read_for_at_once() {
+        let mut progress = Progress::default();
+        progress.next_offset.insert(0, 10);
+        let (done, _catching_up) = oneshot::channel();
+        progress.wait_for(Arc::new(HashMap::from([(0, 12)])), false, done);
+        assert!(!progress.prompt_waiting(), "a catch-up gives the reader time first");
+        let (done, own_write) = oneshot::channel();
+        progress.wait_for(Arc::new(HashMap::from([(0, 11)])), true, done);
+        assert!(progress.prompt_waiting());
+        // Once its write is read, or once it gave up, it waits no more.
+        progress.next_offset.insert(0, 11);
+        progress.wake_reached();
+        assert!(!progress.prompt_waiting());
+        let (done, gave_up) = oneshot::channel();
+        progress.wait_for(Arc::new(HashMap::from([(0, 20)])), true, done);
+        assert!(progress.prompt_waiting());
+        drop(gave_up);
+        assert!(!progress.prompt_waiting());
+        drop(own_write);
+    }
+
+    #[test]
+    fn a_side_read_goes_on_while_callers_wait_for_its_partitions() {
+        let read = [(0, 10, 12), (2, 5, 6)];
+        assert_eq!(side_read_next(&read, &[(0, 11, 15)]), SideRead::Continue, "a caller came meanwhile");
+        assert_eq!(side_read_next(&read, &[(0, 11, 15), (2, 5, 6)]), SideRead::Continue);
+        assert_eq!(side_read_next(&read, &[]), SideRead::Linger, "nobody waits: more may come");
+        assert_eq!(side_read_next(&read, &[(0, 11, 15), (1, 0, 3)]), SideRead::Stop, "partition 1 is not read");
     }
 
     #[test]
@@ -701,7 +795,7 @@ mod tests {
         let mut live = Vec::new();
         for i in 0..100 {
             let (done, reached) = oneshot::channel();
-            progress.wait_for(Arc::clone(&far), done);
+            progress.wait_for(Arc::clone(&far), false, done);
             // Every other caller times out (drops its receiver).
             if i % 2 == 0 {
                 live.push(reached);
@@ -712,7 +806,7 @@ mod tests {
         assert_eq!(progress.waiters.len(), 50);
         // A target reached already is answered at once, without a waiter.
         let (done, mut reached) = oneshot::channel();
-        progress.wait_for(Arc::new(HashMap::from([(0, 5)])), done);
+        progress.wait_for(Arc::new(HashMap::from([(0, 5)])), false, done);
         assert!(reached.try_recv().is_ok());
         assert_eq!(progress.waiters.len(), 50);
         progress.next_offset.insert(0, 100);
