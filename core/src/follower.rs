@@ -24,9 +24,9 @@
 //! position: its fetch, sent now, finds the records there and is answered at once on every broker;
 //! the records are applied in order (the reader's copies of them are skipped when they come). A
 //! caller reading its own write ([`Follower::sync_to`]) does not wait for [`DIRECT_READ_AFTER`]:
-//! its record is on the broker already, so the side client is assigned as soon as the thread sees
-//! it (within a poll of the reader, 10 ms), and the read-back costs a fetch round trip on every
-//! broker. The side client stays assigned while callers wait for records of the partitions it
+//! its record is on the broker already, so the follower thread is woken and assigns the side
+//! client at once, and the read-back costs a fetch round trip on every broker (librdkafka wakes
+//! the thread too when the reader has records, so it never sleeps through either). The side client stays assigned while callers wait for records of the partitions it
 //! reads, and [`SIDE_LINGER`] after the last was answered, so that writers in a row, or many at
 //! once, are each answered by the side client's next fetch (a new assignment would first wait for
 //! the fetch still under way to end); then it is unassigned again, and a read lasts at most 1 s
@@ -56,7 +56,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::sync::{Arc, Condvar, Mutex, PoisonError, RwLock};
 use std::time::Duration;
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -72,7 +72,8 @@ use crate::kafka::FirstSince;
 use crate::{Error, Result, kafka};
 
 const METADATA_TIMEOUT: Duration = Duration::from_secs(10);
-/// How long one poll of the reader waits: also how soon the thread notices a waiting caller.
+/// How long the follower thread waits for the reader's records or a caller before it looks again
+/// (it is woken at once by either), and how long one poll of the side client waits.
 const POLL_INTERVAL: Duration = Duration::from_millis(10);
 
 /// How long the reader may give no record while a caller waits for some before the follower
@@ -176,11 +177,41 @@ struct Inner<A> {
     /// so that [`Follower::close`] returns with no Kafka connection left open.
     clients: RwLock<Option<Clients>>,
     progress: Mutex<Progress>,
+    /// Wakes the follower thread when the reader has records or a caller waits for its own write.
+    wake: Arc<Wake>,
     catchups: Arc<Catchups>,
     /// Records read (and applied) since the start.
     records: AtomicU64,
     stop: CancellationToken,
     thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+/// How the follower thread, waiting for something to do, is woken at once: by librdkafka when
+/// the reader's queue gets records, and by a caller waiting for its own write. Without a wake-up
+/// the thread still looks every [`POLL_INTERVAL`].
+#[derive(Debug, Default)]
+struct Wake {
+    pending: Mutex<bool>,
+    signal: Condvar,
+}
+
+impl Wake {
+    fn notify(&self) {
+        *self.pending.lock().unwrap_or_else(PoisonError::into_inner) = true;
+        self.signal.notify_one();
+    }
+
+    /// Waits for a wake-up (one that came since the last wait counts), at most `timeout`.
+    fn wait(&self, timeout: Duration) {
+        let mut pending = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
+        if !*pending {
+            pending = match self.signal.wait_timeout(pending, timeout) {
+                Ok((pending, _)) => pending,
+                Err(poisoned) => poisoned.into_inner().0,
+            };
+        }
+        *pending = false;
+    }
 }
 
 /// A follower's Kafka clients.
@@ -521,6 +552,9 @@ impl<A: Apply> Follower<A> {
             }
             progress.wait_for(targets, prompt, done);
         }
+        if prompt {
+            self.inner.wake.notify();
+        }
         reached.await.map_err(|_| Error::DirectoryStopped)
     }
 
@@ -560,7 +594,10 @@ fn reader_config(kafka: &KafkaArgs, side: bool) -> rdkafka::ClientConfig {
 
 impl<A: Apply> Inner<A> {
     fn open(kafka: &KafkaArgs, topic: String, start_at: StartAt, view: A, stop: CancellationToken) -> Result<Self> {
-        let reader: BaseConsumer = reader_config(kafka, false).create()?;
+        let mut reader: BaseConsumer = reader_config(kafka, false).create()?;
+        let wake = Arc::new(Wake::default());
+        let on_records = Arc::clone(&wake);
+        reader.set_nonempty_callback(move || on_records.notify());
         let side: BaseConsumer = reader_config(kafka, true).create()?;
         let partitions = kafka::topic_partitions(&side, &topic, METADATA_TIMEOUT)?;
         let mut watermarks = HashMap::new();
@@ -593,6 +630,7 @@ impl<A: Apply> Inner<A> {
             view,
             clients: RwLock::new(Some(Clients { reader, side })),
             progress: Mutex::new(Progress { next_offset, ..Progress::default() }),
+            wake,
             catchups: Arc::new(Catchups::new(PACED_INTERVAL)),
             records: AtomicU64::new(0),
             stop,
@@ -672,27 +710,27 @@ impl<A: Apply> Inner<A> {
         while !self.stop.is_cancelled() {
             let clients = self.clients.read().unwrap_or_else(PoisonError::into_inner);
             let Some(Clients { reader, side }) = clients.as_ref() else { break };
-            match reader.poll(POLL_INTERVAL) {
+            match reader.poll(Duration::ZERO) {
                 Some(Ok(message)) => {
                     self.take(&message);
                     quiet_since = None;
+                    continue;
                 }
                 Some(Err(error)) => tracing::warn!(topic = %self.topic, %error, "reading a followed topic failed"),
-                None => {
-                    let (behind, prompt) = {
-                        let progress = self.progress.lock().unwrap_or_else(PoisonError::into_inner);
-                        (progress.behind(), progress.prompt_waiting())
-                    };
-                    if behind.is_empty() {
-                        quiet_since = None;
-                    } else if prompt
-                        || quiet_since.get_or_insert_with(std::time::Instant::now).elapsed() >= DIRECT_READ_AFTER
-                    {
-                        self.read_directly(side, &behind);
-                        quiet_since = None;
-                    }
-                }
+                None => {}
             }
+            let (behind, prompt) = {
+                let progress = self.progress.lock().unwrap_or_else(PoisonError::into_inner);
+                (progress.behind(), progress.prompt_waiting())
+            };
+            if behind.is_empty() {
+                quiet_since = None;
+            } else if prompt || quiet_since.get_or_insert_with(std::time::Instant::now).elapsed() >= DIRECT_READ_AFTER {
+                self.read_directly(side, &behind);
+                quiet_since = None;
+                continue;
+            }
+            self.wake.wait(POLL_INTERVAL);
         }
         drop(self.clients.write().unwrap_or_else(PoisonError::into_inner).take());
         let mut progress = self.progress.lock().unwrap_or_else(PoisonError::into_inner);
@@ -761,6 +799,19 @@ mod tests {
         drop(gave_up);
         assert!(!progress.prompt_waiting());
         drop(own_write);
+    }
+
+    #[test]
+    fn a_wake_up_before_the_wait_is_not_lost() {
+        let wake = Wake::default();
+        // librdkafka (or a caller) wakes the thread while it is busy: its next wait ends at once.
+        wake.notify();
+        wake.wait(Duration::from_secs(3600));
+        assert!(!*wake.pending.lock().unwrap(), "a wake-up is used once");
+        std::thread::scope(|scope| {
+            scope.spawn(|| wake.notify());
+            wake.wait(Duration::from_secs(3600));
+        });
     }
 
     #[test]
