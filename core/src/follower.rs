@@ -8,27 +8,36 @@
 //! caller can read its own writes (and those of other processes made before the call).
 //!
 //! A writer that knows where its record landed (the producer's acknowledgement gives the offset)
-//! reads its own write with [`Follower::sync_to`] instead: no broker round trip, only the
-//! follower's next fetch.
+//! reads its own write with [`Follower::sync_to`] instead: no watermark round trip, only a
+//! fetch.
 //!
 //! # Latency of a catch-up
 //!
 //! The reader keeps a fetch waiting at the broker for records (up to `fetch.wait.max.ms`,
-//! librdkafka's default 500 ms). Apache Kafka answers a waiting fetch as soon as a record
-//! arrives; tansu and librdkafka's mock cluster answer it only at its deadline, so on them every
-//! read-back of a write made while a fetch waited cost up to 500 ms, and an operation made of
-//! several writes several times over. librdkafka cannot cut a waiting fetch short nor send
-//! another beside it (one fetch in flight per connection), so the follower has a second client,
-//! the *side* client, assigned nothing while nobody waits. When a caller waits for records and
-//! the reader has given none for [`DIRECT_READ_AFTER`], the follower thread assigns the side
-//! client at the view's position: its fetch, sent now, finds the records there and is answered
-//! at once on every broker; the records are applied in order (the reader's copies of them are
-//! skipped when they come), and the side client is unassigned again. On Kafka, where the
-//! reader's fetch is answered as soon as the record is written, that rarely happens, and the
-//! reader's idle fetches stay at librdkafka's default (2 a second); a short
-//! `fetch.wait.max.ms` instead would have cost idle fetches on every broker all the time. The
-//! side client asks for [`SIDE_FETCH_WAIT_MS`], so that a fetch of its still in flight when it is
-//! unassigned ends soon.
+//! librdkafka's default 500 ms). Apache Kafka answers a waiting fetch as soon as a record arrives;
+//! tansu and librdkafka's mock cluster answer it only at its deadline, so on them every read-back
+//! of a write made while a fetch waited cost up to 500 ms, and an operation made of several writes
+//! several times over. librdkafka cannot cut a waiting fetch short nor send another beside it (one
+//! fetch in flight per connection), so the follower has a second client, the *side* client,
+//! assigned nothing while nobody waits. When a caller waits for records and the reader has given
+//! none for [`DIRECT_READ_AFTER`], the follower thread assigns the side client at the view's
+//! position: its fetch, sent now, finds the records there and is answered at once on every broker;
+//! the records are applied in order (the reader's copies of them are skipped when they come). A
+//! caller reading its own write ([`Follower::sync_to`]) does not wait for [`DIRECT_READ_AFTER`]:
+//! its record is on the broker already, so the follower thread is woken and assigns the side
+//! client at once, and the read-back costs a fetch round trip on every broker (librdkafka wakes
+//! the thread too when the reader has records, so it never sleeps through either). The side client stays assigned while callers wait for records of the partitions it
+//! reads, and [`SIDE_LINGER`] after the last was answered, so that writers in a row, or many at
+//! once, are each answered by the side client's next fetch (a new assignment would first wait for
+//! the fetch still under way to end); then it is unassigned again, and a read lasts at most 1 s
+//! before the reader is polled again. The side client asks for [`SIDE_FETCH_WAIT_MS`]: tansu holds
+//! a fetch that finds nothing that long whatever arrives meanwhile, so a record written during it
+//! waits for its end; while the side client is assigned with nothing to read, it fetches that
+//! often. On Kafka, where the reader's fetch is answered as soon as the record is written, callers
+//! catching up rarely need the side client, and the reader's idle fetches stay at librdkafka's
+//! default (2 a second); a short `fetch.wait.max.ms` for the reader instead would have cost idle
+//! fetches on every broker all the time. Read-backs of writes use the side client on every broker:
+//! a fetch each (shared by the writers waiting at once) while writers wait, nothing while none do.
 //!
 //! The side client also asks for the watermarks: a broker answers the requests of one
 //! connection in order, so on the reader's connection the question would wait behind the
@@ -47,7 +56,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::sync::{Arc, Condvar, Mutex, PoisonError, RwLock};
 use std::time::Duration;
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -63,17 +72,48 @@ use crate::kafka::FirstSince;
 use crate::{Error, Result, kafka};
 
 const METADATA_TIMEOUT: Duration = Duration::from_secs(10);
-/// How long one poll of the reader waits: also how soon the thread notices a waiting caller.
+/// How long the follower thread waits for the reader's records or a caller before it looks again
+/// (it is woken at once by either), and how long one poll of the side client waits.
 const POLL_INTERVAL: Duration = Duration::from_millis(10);
 
 /// How long the reader may give no record while a caller waits for some before the follower
-/// reads them through the side client (see the module documentation).
+/// reads them through the side client (see the module documentation). A caller waiting for
+/// its own write does not wait for this.
 pub const DIRECT_READ_AFTER: Duration = Duration::from_millis(20);
 /// The most one read through the side client takes before the reader is polled again.
 const DIRECT_READ_TIMEOUT: Duration = Duration::from_secs(1);
-/// `fetch.wait.max.ms` of the side client: how long a fetch of its may still wait at the broker
-/// after it was unassigned.
-pub const SIDE_FETCH_WAIT_MS: &str = "10";
+/// How long the side client stays assigned after the last caller it read for was answered: a
+/// caller coming meanwhile is answered by its next fetch, where a new assignment would first
+/// wait for the fetch still under way to end.
+pub const SIDE_LINGER: Duration = Duration::from_millis(20);
+/// `fetch.wait.max.ms` of the side client: how long a fetch of its waits at the broker when
+/// there is nothing to read (tansu holds it that long whatever arrives), so how late it may
+/// bring a record written meanwhile, and how long a fetch of its may still wait after it was
+/// unassigned.
+pub const SIDE_FETCH_WAIT_MS: &str = "2";
+
+/// What a read through the side client does next, given the partitions it reads and, per
+/// partition some caller waits for, (partition, view's next offset, furthest target).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SideRead {
+    /// Callers wait for records of the partitions read: keep reading.
+    Continue,
+    /// Nobody waits: keep reading for [`SIDE_LINGER`], in case more callers come.
+    Linger,
+    /// A caller waits for a partition this read does not cover: end it, so that the next read
+    /// covers that one too.
+    Stop,
+}
+
+fn side_read_next(read: &[(i32, i64, i64)], waiting: &[(i32, i64, i64)]) -> SideRead {
+    if waiting.iter().any(|&(partition, ..)| !read.iter().any(|&(covered, ..)| covered == partition)) {
+        SideRead::Stop
+    } else if waiting.is_empty() {
+        SideRead::Linger
+    } else {
+        SideRead::Continue
+    }
+}
 
 /// Least time between the starts of two catch-ups that only [`Follower::sync_paced`] callers
 /// wait for.
@@ -137,11 +177,41 @@ struct Inner<A> {
     /// so that [`Follower::close`] returns with no Kafka connection left open.
     clients: RwLock<Option<Clients>>,
     progress: Mutex<Progress>,
+    /// Wakes the follower thread when the reader has records or a caller waits for its own write.
+    wake: Arc<Wake>,
     catchups: Arc<Catchups>,
     /// Records read (and applied) since the start.
     records: AtomicU64,
     stop: CancellationToken,
     thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+/// How the follower thread, waiting for something to do, is woken at once: by librdkafka when
+/// the reader's queue gets records, and by a caller waiting for its own write. Without a wake-up
+/// the thread still looks every [`POLL_INTERVAL`].
+#[derive(Debug, Default)]
+struct Wake {
+    pending: Mutex<bool>,
+    signal: Condvar,
+}
+
+impl Wake {
+    fn notify(&self) {
+        *self.pending.lock().unwrap_or_else(PoisonError::into_inner) = true;
+        self.signal.notify_one();
+    }
+
+    /// Waits for a wake-up (one that came since the last wait counts), at most `timeout`.
+    fn wait(&self, timeout: Duration) {
+        let mut pending = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
+        if !*pending {
+            pending = match self.signal.wait_timeout(pending, timeout) {
+                Ok((pending, _)) => pending,
+                Err(poisoned) => poisoned.into_inner().0,
+            };
+        }
+        *pending = false;
+    }
 }
 
 /// A follower's Kafka clients.
@@ -169,6 +239,9 @@ struct Progress {
 struct Waiter {
     targets: Arc<Targets>,
     done: oneshot::Sender<()>,
+    /// Whether the caller waits for a record it knows is written (its own, by the offset the
+    /// broker acknowledged): read it directly at once rather than give the reader time.
+    prompt: bool,
 }
 
 impl Progress {
@@ -178,13 +251,18 @@ impl Progress {
 
     /// Adds a waiter for `targets`, unless they are reached already (then it is told at once).
     /// Waiters whose caller gave up are dropped first, so the list holds live callers only.
-    fn wait_for(&mut self, targets: Arc<Targets>, done: oneshot::Sender<()>) {
+    fn wait_for(&mut self, targets: Arc<Targets>, prompt: bool, done: oneshot::Sender<()>) {
         if self.reached(&targets) {
             let _ = done.send(());
             return;
         }
         self.waiters.retain(|waiter| !waiter.done.is_closed());
-        self.waiters.push(Waiter { targets, done });
+        self.waiters.push(Waiter { targets, done, prompt });
+    }
+
+    /// Whether a live caller waits for a record it knows is written (see [`Waiter::prompt`]).
+    fn prompt_waiting(&self) -> bool {
+        self.waiters.iter().any(|waiter| waiter.prompt && !waiter.done.is_closed() && !self.reached(&waiter.targets))
     }
 
     /// Per partition some caller waits for, where the view is and the furthest target: what a
@@ -437,7 +515,7 @@ impl<A: Apply> Follower<A> {
             }
         };
         let targets = self.inner.catchups.targets(paced, fetch).await?;
-        self.reach(targets).await
+        self.reach(targets, false).await
     }
 
     /// Waits until the view holds the record at `offset` of `partition`, and so every record
@@ -448,7 +526,7 @@ impl<A: Apply> Follower<A> {
             // No offset acknowledged (librdkafka says -1 when it does not know): ask the broker.
             return self.sync().await;
         }
-        self.reach(Arc::new(HashMap::from([(partition, offset.saturating_add(1))]))).await
+        self.reach(Arc::new(HashMap::from([(partition, offset.saturating_add(1))])), true).await
     }
 
     /// [`Follower::sync_to`] within `timeout` ([`Error::Timeout`] naming `what`).
@@ -464,14 +542,18 @@ impl<A: Apply> Follower<A> {
             .map_err(|_| Error::Timeout(timeout, what))?
     }
 
-    async fn reach(&self, targets: Arc<Targets>) -> Result<()> {
+    /// Waits until the view reaches `targets`; `prompt`: see [`Waiter::prompt`].
+    async fn reach(&self, targets: Arc<Targets>, prompt: bool) -> Result<()> {
         let (done, reached) = oneshot::channel();
         {
             let mut progress = self.inner.progress.lock().unwrap_or_else(PoisonError::into_inner);
             if progress.stopped {
                 return Err(Error::DirectoryStopped);
             }
-            progress.wait_for(targets, done);
+            progress.wait_for(targets, prompt, done);
+        }
+        if prompt {
+            self.inner.wake.notify();
         }
         reached.await.map_err(|_| Error::DirectoryStopped)
     }
@@ -512,7 +594,10 @@ fn reader_config(kafka: &KafkaArgs, side: bool) -> rdkafka::ClientConfig {
 
 impl<A: Apply> Inner<A> {
     fn open(kafka: &KafkaArgs, topic: String, start_at: StartAt, view: A, stop: CancellationToken) -> Result<Self> {
-        let reader: BaseConsumer = reader_config(kafka, false).create()?;
+        let mut reader: BaseConsumer = reader_config(kafka, false).create()?;
+        let wake = Arc::new(Wake::default());
+        let on_records = Arc::clone(&wake);
+        reader.set_nonempty_callback(move || on_records.notify());
         let side: BaseConsumer = reader_config(kafka, true).create()?;
         let partitions = kafka::topic_partitions(&side, &topic, METADATA_TIMEOUT)?;
         let mut watermarks = HashMap::new();
@@ -545,6 +630,7 @@ impl<A: Apply> Inner<A> {
             view,
             clients: RwLock::new(Some(Clients { reader, side })),
             progress: Mutex::new(Progress { next_offset, ..Progress::default() }),
+            wake,
             catchups: Arc::new(Catchups::new(PACED_INTERVAL)),
             records: AtomicU64::new(0),
             stop,
@@ -565,7 +651,9 @@ impl<A: Apply> Inner<A> {
     }
 
     /// Reads `behind` (partition, from, target) through the side client, whose fetch starts now
-    /// and so finds the records there; then unassigns it. Within [`DIRECT_READ_TIMEOUT`].
+    /// and so finds the records there, and keeps reading while callers wait for records of those
+    /// partitions and for [`SIDE_LINGER`] after the last was answered; then unassigns it. Within
+    /// [`DIRECT_READ_TIMEOUT`].
     fn read_directly(&self, side: &BaseConsumer, behind: &[(i32, i64, i64)]) {
         let mut assignment = TopicPartitionList::new();
         for &(partition, from, _) in behind {
@@ -578,11 +666,19 @@ impl<A: Apply> Inner<A> {
             return;
         }
         let deadline = std::time::Instant::now() + DIRECT_READ_TIMEOUT;
-        let reached = || {
-            let progress = self.progress.lock().unwrap_or_else(PoisonError::into_inner);
-            behind.iter().all(|&(partition, _, target)| !progress.is_new(partition, target - 1))
-        };
-        while !self.stop.is_cancelled() && std::time::Instant::now() < deadline && !reached() {
+        // Since when nobody has waited for a record of the partitions read.
+        let mut idle_since: Option<std::time::Instant> = None;
+        while !self.stop.is_cancelled() && std::time::Instant::now() < deadline {
+            let waiting = self.progress.lock().unwrap_or_else(PoisonError::into_inner).behind();
+            match side_read_next(behind, &waiting) {
+                SideRead::Continue => idle_since = None,
+                SideRead::Linger => {
+                    if idle_since.get_or_insert_with(std::time::Instant::now).elapsed() >= SIDE_LINGER {
+                        break;
+                    }
+                }
+                SideRead::Stop => break,
+            }
             match side.poll(POLL_INTERVAL) {
                 Some(Ok(message)) => self.take(&message),
                 Some(Err(error)) => tracing::warn!(topic = %self.topic, %error, "reading a followed topic failed"),
@@ -614,22 +710,27 @@ impl<A: Apply> Inner<A> {
         while !self.stop.is_cancelled() {
             let clients = self.clients.read().unwrap_or_else(PoisonError::into_inner);
             let Some(Clients { reader, side }) = clients.as_ref() else { break };
-            match reader.poll(POLL_INTERVAL) {
+            match reader.poll(Duration::ZERO) {
                 Some(Ok(message)) => {
                     self.take(&message);
                     quiet_since = None;
+                    continue;
                 }
                 Some(Err(error)) => tracing::warn!(topic = %self.topic, %error, "reading a followed topic failed"),
-                None => {
-                    let behind = self.progress.lock().unwrap_or_else(PoisonError::into_inner).behind();
-                    if behind.is_empty() {
-                        quiet_since = None;
-                    } else if quiet_since.get_or_insert_with(std::time::Instant::now).elapsed() >= DIRECT_READ_AFTER {
-                        self.read_directly(side, &behind);
-                        quiet_since = None;
-                    }
-                }
+                None => {}
             }
+            let (behind, prompt) = {
+                let progress = self.progress.lock().unwrap_or_else(PoisonError::into_inner);
+                (progress.behind(), progress.prompt_waiting())
+            };
+            if behind.is_empty() {
+                quiet_since = None;
+            } else if prompt || quiet_since.get_or_insert_with(std::time::Instant::now).elapsed() >= DIRECT_READ_AFTER {
+                self.read_directly(side, &behind);
+                quiet_since = None;
+                continue;
+            }
+            self.wake.wait(POLL_INTERVAL);
         }
         drop(self.clients.write().unwrap_or_else(PoisonError::into_inner).take());
         let mut progress = self.progress.lock().unwrap_or_else(PoisonError::into_inner);
@@ -666,7 +767,7 @@ mod tests {
         let mut callers = Vec::new();
         for targets in [vec![(0, 12)], vec![(0, 15), (1, 5)], vec![(1, 7)], vec![(0, 10)]] {
             let (done, reached) = oneshot::channel();
-            progress.wait_for(Arc::new(targets.into_iter().collect()), done);
+            progress.wait_for(Arc::new(targets.into_iter().collect()), false, done);
             callers.push(reached);
         }
         // (1, 5) and (0, 10) are reached: nothing to read for them.
@@ -676,6 +777,50 @@ mod tests {
         assert_eq!(progress.behind(), [(0, 10, 15)]);
         // Records the view holds are not applied twice.
         assert!(!progress.is_new(0, 9) && progress.is_new(0, 10));
+    }
+
+    #[test]
+    fn only_callers_waiting_for_their_own_write_are_read_for_at_once() {
+        let mut progress = Progress::default();
+        progress.next_offset.insert(0, 10);
+        let (done, _catching_up) = oneshot::channel();
+        progress.wait_for(Arc::new(HashMap::from([(0, 12)])), false, done);
+        assert!(!progress.prompt_waiting(), "a catch-up gives the reader time first");
+        let (done, own_write) = oneshot::channel();
+        progress.wait_for(Arc::new(HashMap::from([(0, 11)])), true, done);
+        assert!(progress.prompt_waiting());
+        // Once its write is read, or once it gave up, it waits no more.
+        progress.next_offset.insert(0, 11);
+        progress.wake_reached();
+        assert!(!progress.prompt_waiting());
+        let (done, gave_up) = oneshot::channel();
+        progress.wait_for(Arc::new(HashMap::from([(0, 20)])), true, done);
+        assert!(progress.prompt_waiting());
+        drop(gave_up);
+        assert!(!progress.prompt_waiting());
+        drop(own_write);
+    }
+
+    #[test]
+    fn a_wake_up_before_the_wait_is_not_lost() {
+        let wake = Wake::default();
+        // librdkafka (or a caller) wakes the thread while it is busy: its next wait ends at once.
+        wake.notify();
+        wake.wait(Duration::from_secs(3600));
+        assert!(!*wake.pending.lock().unwrap(), "a wake-up is used once");
+        std::thread::scope(|scope| {
+            scope.spawn(|| wake.notify());
+            wake.wait(Duration::from_secs(3600));
+        });
+    }
+
+    #[test]
+    fn a_side_read_goes_on_while_callers_wait_for_its_partitions() {
+        let read = [(0, 10, 12), (2, 5, 6)];
+        assert_eq!(side_read_next(&read, &[(0, 11, 15)]), SideRead::Continue, "a caller came meanwhile");
+        assert_eq!(side_read_next(&read, &[(0, 11, 15), (2, 5, 6)]), SideRead::Continue);
+        assert_eq!(side_read_next(&read, &[]), SideRead::Linger, "nobody waits: more may come");
+        assert_eq!(side_read_next(&read, &[(0, 11, 15), (1, 0, 3)]), SideRead::Stop, "partition 1 is not read");
     }
 
     #[test]
@@ -701,7 +846,7 @@ mod tests {
         let mut live = Vec::new();
         for i in 0..100 {
             let (done, reached) = oneshot::channel();
-            progress.wait_for(Arc::clone(&far), done);
+            progress.wait_for(Arc::clone(&far), false, done);
             // Every other caller times out (drops its receiver).
             if i % 2 == 0 {
                 live.push(reached);
@@ -712,7 +857,7 @@ mod tests {
         assert_eq!(progress.waiters.len(), 50);
         // A target reached already is answered at once, without a waiter.
         let (done, mut reached) = oneshot::channel();
-        progress.wait_for(Arc::new(HashMap::from([(0, 5)])), done);
+        progress.wait_for(Arc::new(HashMap::from([(0, 5)])), false, done);
         assert!(reached.try_recv().is_ok());
         assert_eq!(progress.waiters.len(), 50);
         progress.next_offset.insert(0, 100);

@@ -7,16 +7,25 @@
 //! view, applying the same deterministic rules to the same records in the same order. A request
 //! with a key:
 //!
-//! 1. catches the view up with the topic and looks the key up: a finished request with the same
-//!    body is answered from the record (a *replay*); the same key with another body is refused
-//!    (422); a request still in progress elsewhere is refused with 409 (retry shortly);
+//! 1. looks the key up, in the view caught up with the topic if the view knows the key: a
+//!    finished request with the same body is answered from the record (a *replay*); the same key
+//!    with another body is refused (422); a request still in progress elsewhere is refused with
+//!    409 (retry shortly);
 //! 2. otherwise *claims* the key by writing a `pending` record with a fresh event id (or, taking
-//!    over a failed or abandoned claim, the event id that claim used) and catches up to the
+//!    over a failed or abandoned claim, the event id that claim used) and reads up to the
 //!    claim's own offset, which the broker's acknowledgement gives (no watermark round trip). The
-//!    first pending record in the log wins; a replica that lost the race answers from the
-//!    winner's state instead of producing;
+//!    first claim in the log that may take the key wins: any claim of a free key, but of a failed
+//!    or abandoned claim only one carrying that claim's event id. A request that lost goes back
+//!    to step 1 (caught up) and answers from the winner's state instead of producing;
 //! 3. the winner produces the copies with that event id and writes `done` with the result (or
 //!    `failed`, so that the client's retry can take over at once).
+//!
+//! A key the view does not know is claimed without catching up first, so that a new key costs
+//! one produce and one fetch round trip before its copies are produced, not a watermark round
+//! trip and a read more. That is safe because the read-back shows every record before the
+//! claim: a view that was behind can only make the claim lose (to a claim it had not seen, or to
+//! a failed or abandoned claim, whose event id its fresh one is not), and the next round, caught
+//! up, sees the winner and answers as above.
 //!
 //! A claim whose owner died is taken over once its lease (the produce timeout and some) has run
 //! out. The takeover reuses the event id, so copies the dead owner managed to write and those
@@ -202,12 +211,17 @@ impl Keys {
         let mut evicted = 0;
         match record {
             Record::Pending { event_id, fingerprint, owner, at_ms, lease_ms, expires_at_ms } => {
-                // An expired entry is gone already.
+                // An expired entry is gone already. A failed or abandoned claim is taken over only
+                // by a claim that carries its event id: one written from a view that had not seen
+                // it (with a new event id) loses, so that the copies the failed claim's owner may
+                // have written are never published again under another id.
                 let claimable = match self.entries.get(key) {
                     None => true,
                     Some(entry) => match entry.state {
-                        State::Failed => true,
-                        State::Pending => at_ms.saturating_sub(entry.claimed_at_ms) > entry.lease_ms,
+                        State::Failed => *entry.event_id == *event_id,
+                        State::Pending => {
+                            at_ms.saturating_sub(entry.claimed_at_ms) > entry.lease_ms && *entry.event_id == *event_id
+                        }
                         State::Done { .. } => false,
                     },
                 };
@@ -451,10 +465,17 @@ impl Idempotency {
 
     /// Looks `key` up and, unless the request was answered before, claims it.
     pub(crate) async fn begin(&self, key: &str, fingerprint: Fingerprint) -> Result<Begin> {
-        for _ in 0..CLAIM_ROUNDS {
-            self.sync().await?;
+        for round in 0..CLAIM_ROUNDS {
+            // A key the view does not know is claimed without catching up first: the claim's
+            // read-back shows every record before it, so a view that was behind only makes the
+            // claim lose, and the next round, which catches up, sees what won.
+            let mut entry = self.follower.view().get(key);
+            if round > 0 || entry.is_some() {
+                self.sync().await?;
+                entry = self.follower.view().get(key);
+            }
             let now = now_ms();
-            let event_id = match self.follower.view().get(key) {
+            let event_id = match entry {
                 None => hookline_core::envelope::new_event_id(),
                 Some(entry) if now > entry.expires_at_ms => hookline_core::envelope::new_event_id(),
                 Some(entry) if entry.fingerprint != fingerprint => return Err(Error::IdempotencyKeyReused),
@@ -593,6 +614,34 @@ mod tests {
         assert_eq!(&*keys.entries["k"].owner, "b");
         keys.apply("k", pending("evt_a", "c", 1_007));
         assert_eq!(&*keys.entries["k"].owner, "c");
+        assert!(consistent(&keys));
+    }
+
+    #[test]
+    fn only_a_claim_with_its_event_id_takes_a_failed_or_abandoned_claim_over() {
+        // A request whose view had not seen the key claims it with a new event id: it must lose
+        // to a failed or abandoned claim, whose copies may be on the topic under the old id.
+        let mut keys = Keys::new(100);
+        keys.apply("failed", pending("evt_a", "a", 0));
+        keys.apply("failed", Record::Failed { event_id: "evt_a".into(), owner: "a".into(), at_ms: 5 });
+        keys.apply("failed", pending("evt_new", "b", 6));
+        let entry = keys.entries["failed"].clone();
+        assert_eq!((&*entry.event_id, &*entry.owner, entry.state), ("evt_a", "a", State::Failed));
+        keys.apply("failed", pending("evt_a", "c", 7));
+        assert_eq!((&*keys.entries["failed"].owner, keys.entries["failed"].state), ("c", State::Pending));
+
+        keys.apply("abandoned", pending("evt_x", "a", 0));
+        keys.apply("abandoned", pending("evt_new", "b", 2_000));
+        assert_eq!(&*keys.entries["abandoned"].owner, "a", "past the lease, but another event id");
+        keys.apply("abandoned", pending("evt_x", "c", 2_001));
+        assert_eq!(&*keys.entries["abandoned"].owner, "c");
+
+        // A free key (never claimed, or expired) goes to any claim.
+        keys.apply("free", pending("evt_new", "b", 2_002));
+        assert_eq!(&*keys.entries["free"].owner, "b");
+        keys.apply("failed", Record::Failed { event_id: "evt_a".into(), owner: "c".into(), at_ms: 2_003 });
+        keys.apply("failed", pending("evt_later", "d", 60_008));
+        assert_eq!(&*keys.entries["failed"].event_id, "evt_later", "after its window the key is free");
         assert!(consistent(&keys));
     }
 

@@ -7,6 +7,7 @@ use std::time::Duration;
 use hookline_core::config::{SecretString, TopicArgs};
 use hookline_publisher::idempotency::CLOCK_MARGIN;
 use hookline_testkit::tenants;
+use rdkafka::message::Message;
 use serde_json::{Value, json};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -274,4 +275,125 @@ async fn the_view_is_capped_and_a_restart_reads_a_bounded_tail() {
     assert_ne!(anew["event_id"], answers[0]["event_id"]);
     restarted.stop().await;
     harness.stop().await;
+}
+
+/// A key the view does not know is claimed without a catch-up first (a watermark round trip and
+/// a read): the claim's read-back shows every record before it. A key the view knows is looked
+/// up in a caught-up view.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_key_is_claimed_without_a_catch_up() {
+    const CATCHUPS: &str = "hookline_idempotency_catchups_total";
+    let harness = Harness::start(&[("alice", &["*"])], |_| {}).await;
+    let body = json!({"type": "order.created", "payload": {"id": 1}});
+    let before = harness_metric(&harness, CATCHUPS).await;
+    for i in 0..5 {
+        let (status, replayed, answer) = publish_with_key(&harness.base, &format!("order-{i}"), &body).await;
+        assert_eq!((status, replayed), (202, false), "{answer}");
+    }
+    assert_eq!(harness_metric(&harness, CATCHUPS).await, before, "new keys cost no catch-up");
+    let (status, replayed, answer) = publish_with_key(&harness.base, "order-0", &body).await;
+    assert_eq!((status, replayed), (202, true), "{answer}");
+    assert_eq!(harness_metric(&harness, CATCHUPS).await, before + 1.0, "a known key is looked up caught up");
+    harness.stop().await;
+}
+
+/// A replica whose view has not read a key written through another replica a moment ago (tansu
+/// answers its reader's waiting fetch only at the deadline) claims the key without catching up,
+/// loses to what the topic holds, and answers as a replica that knew the key would: the first
+/// answer; a 422 for another body; and the takeover of a failed or abandoned claim with that
+/// claim's event id (not a new one, which would deliver the copies already written twice).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_whose_view_is_behind_answers_as_one_that_knew_the_key() {
+    const ROUNDS: usize = 2;
+    let harness = Harness::start(&[("alice", &["*"])], |_| {}).await;
+    let behind = Replica::start(&harness).await;
+    let producer = hookline_testkit::kafka::producer(&harness.kafka);
+    // Claims the replica behind wrote without knowing the key (each lost).
+    let mut blind_claims = 0;
+    for i in 0..ROUNDS {
+        // A repeat through the replica behind: the first answer.
+        let (key, body) = (format!("order-{i}"), json!({"type": "order.created", "payload": {"id": i}}));
+        let (status, _, first) = publish_with_key(&harness.base, &key, &body).await;
+        assert_eq!(status, 202, "{first}");
+        let (status, replayed, again) = publish_with_key(&behind.base, &key, &body).await;
+        assert_eq!((status, replayed), (202, true), "{again}");
+        assert_eq!(again, first);
+        let claims = claims_of(&harness, &key).await;
+        blind_claims += claims.len() - 1;
+        // That request's claim, as a model of a claim for `body`.
+        let model = claim_records(&harness, &key).await.remove(0);
+
+        // The key reused for another body through the replica behind: 422.
+        let (key, other) = (format!("reused-{i}"), json!({"type": "order.created", "payload": {"id": -1}}));
+        let (status, _, first) = publish_with_key(&harness.base, &key, &body).await;
+        assert_eq!(status, 202, "{first}");
+        let (status, _, refused) = publish_with_key(&behind.base, &key, &other).await;
+        assert_eq!(status, 422, "{refused}");
+        blind_claims += claims_of(&harness, &key).await.len() - 1;
+
+        // A claim whose owner failed, and one whose owner died (its lease over), written a
+        // moment ago as that owner would have: the retry through the replica behind takes each
+        // over with its event id.
+        for (key, failed) in [(format!("failed-{i}"), true), (format!("abandoned-{i}"), false)] {
+            let event_id = hookline_core::envelope::new_event_id();
+            let lease_ms = model["lease_ms"].as_i64().expect("lease_ms");
+            let at_ms = if failed { now_ms() } else { now_ms() - lease_ms - 5_000 };
+            let mut claim = model.clone();
+            claim["event_id"] = json!(event_id);
+            claim["owner"] = json!("claim_gone");
+            claim["at_ms"] = json!(at_ms);
+            let mut records = vec![claim];
+            if failed {
+                records.push(json!({"state": "failed", "event_id": event_id, "owner": "claim_gone", "at_ms": at_ms}));
+            }
+            for record in records {
+                let value = serde_json::to_vec(&record).expect("JSON");
+                hookline_testkit::kafka::produce_raw(
+                    &producer,
+                    &harness.topics.idempotency,
+                    Some(key.as_bytes()),
+                    &value,
+                )
+                .await;
+            }
+            let (status, replayed, retried) = publish_with_key(&behind.base, &key, &body).await;
+            assert_eq!((status, replayed), (202, false), "{key}: {retried}");
+            let claims = claims_of(&harness, &key).await;
+            assert_eq!(retried["event_id"].as_str(), Some(event_id.as_str()), "{key}: {claims:?}");
+            assert_eq!(copies_of(&harness, &harness.topics, &event_id).await, 1, "{key}");
+            blind_claims += claims.iter().filter(|claimed| **claimed != event_id).count();
+        }
+    }
+    // The replica was behind at least once (it is behind unless its reader's fetch, answered
+    // every 500 ms, came in the moment between the write and the request): the path was taken.
+    assert!(blind_claims > 0, "the replica knew every key already: nothing tested");
+    eprintln!("claims written by the replica behind without knowing the key: {blind_claims} of {}", 4 * ROUNDS);
+    hookline_testkit::kafka::close_producer(producer).await;
+    behind.stop().await;
+    harness.stop().await;
+}
+
+fn now_ms() -> i64 {
+    let since_epoch = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock");
+    i64::try_from(since_epoch.as_millis()).expect("milliseconds")
+}
+
+/// The claims (`pending` records) of `key` on the idempotency topic, in order.
+async fn claim_records(harness: &Harness, key: &str) -> Vec<Value> {
+    hookline_testkit::kafka::read_topic(&harness.kafka, &harness.topics.idempotency)
+        .await
+        .iter()
+        .filter(|message| message.key() == Some(key.as_bytes()))
+        .filter_map(|message| serde_json::from_slice::<Value>(message.payload().expect("record value")).ok())
+        .filter(|record| record["state"] == "pending")
+        .collect()
+}
+
+/// The event ids of [`claim_records`].
+async fn claims_of(harness: &Harness, key: &str) -> Vec<String> {
+    claim_records(harness, key)
+        .await
+        .iter()
+        .map(|record| record["event_id"].as_str().expect("event_id").to_owned())
+        .collect()
 }
