@@ -469,3 +469,43 @@ async fn an_attempt_waiting_for_the_concurrency_bound_is_not_started_after_the_s
     assert_eq!(metric_value(&metrics, "hookline_deliveries_total", &[("outcome", "delivered")]), 1);
     assert_eq!(metric_value(&metrics, "hookline_abandoned_records_total", &[("cause", "shutdown")]), 1);
 }
+
+/// `--max-in-flight-bytes` bounds what a partition's lanes hold by the size of the records: with
+/// room for about two records, a dead customer's records fill it and the customers published
+/// behind them wait, although `--max-in-flight` would let hundreds in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_byte_bound_holds_a_partition_back_like_the_record_bound() {
+    let env = Env::new(1).await;
+    let (dead, healthy) = Recording::switchable().await;
+    let flowing = Recording::start(|_| Respond::ok()).await;
+    env.customer("dead", &dead.endpoint.url()).await;
+    let others = customers(&env, "customer", 3, &flowing.endpoint.url()).await;
+    let dead_name = ["dead".to_owned()];
+    let mut published = publish(&env, &dead_name, 0..3).await;
+    let behind = publish(&env, &others, 0..2).await;
+    published.extend(behind.iter().cloned());
+
+    // What a record weighs: its value and key, as read back from the topic.
+    let records = read_topic(&env.kafka, &env.topics.deliveries).await;
+    let first = records.first().expect("a record");
+    let size = first.payload().map_or(0, <[u8]>::len) + first.key().map_or(0, <[u8]>::len);
+    let mut config = key_mode(&env);
+    config.ordering.max_in_flight_bytes = u64::try_from(size * 2).expect("size");
+    config.delivery.max_attempts = 1000;
+    let consumer = env.start(config);
+    wait_until(WAIT, "the dead customer's first record retried", || dead.endpoint.count() >= 3).await;
+    // Two of the dead customer's records fill the bound (the second is let in below it): the
+    // third, and the others' records behind it, are not taken while the first retries.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(sample(&consumer, "hookline_records_in_flight", &[("partition", "0")]), 2);
+    assert_eq!(flowing.endpoint.count(), 0, "records behind the byte bound were taken");
+
+    healthy.store(true, AtomicOrdering::SeqCst);
+    wait_until(WAIT, "every event ACKed after the recovery", || {
+        flowing.acked_ids().len() + dead.acked_ids().len() == published.len()
+    })
+    .await;
+    assert_each_acked_once(&[&flowing, &dead], &published);
+    assert_customer_order(&[&flowing, &dead]);
+    consumer.stop().await;
+}
