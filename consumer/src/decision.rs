@@ -9,10 +9,10 @@
 
 use std::time::Duration;
 
-use crate::dlq::DlqReason;
 use crate::retry::RetryPolicy;
 use crate::seal::SealError;
 use crate::webhook::Failure;
+use hookline_core::deadletter::DlqReason;
 
 /// Pause before trying again when the infrastructure a record needs (the schema registry
 /// holding its schema, the customer directory) is unavailable.

@@ -24,11 +24,12 @@ use tracing::Instrument;
 
 use crate::decision::{Decision, Fact, decide};
 use crate::dedup::{Receipt, Seen};
-use crate::dlq::{DeadLetter, DlqReason, DlqWriter, Written};
+use crate::dlq::{DlqWriter, Written};
 use crate::metrics::Metrics;
 use crate::retry::{RetryPolicy, Schedule};
 use crate::seal::Sealer;
 use crate::webhook::{Attempt, WebhookClient, WebhookRequest};
+use hookline_core::deadletter::{DeadLetter, DlqReason};
 use hookline_core::envelope::EventRecord;
 
 /// How long a look-up of an unknown customer may wait for the directory to catch up.

@@ -54,9 +54,10 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use hookline_core::config::KafkaArgs;
-use hookline_core::kafka::{self, FirstSince};
+use hookline_core::kafka::{self, Backoff, FirstSince};
 use prometheus::IntGauge;
 use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Offset, TopicPartitionList};
@@ -68,8 +69,7 @@ use crate::metrics::Metrics;
 use crate::{Error, Result};
 
 const PRODUCE_TIMEOUT: Duration = Duration::from_secs(30);
-const RETRY_MIN: Duration = Duration::from_millis(200);
-const RETRY_MAX: Duration = Duration::from_secs(10);
+const BACKOFF: Backoff = Backoff { first: Duration::from_millis(200), max: Duration::from_secs(10) };
 const METADATA_TIMEOUT: Duration = Duration::from_secs(10);
 /// After the high watermark is reached, how long a poll may stay empty before the read is over.
 /// Records fetched together arrive at once; this only bounds the wait for a fetch already made.
@@ -675,23 +675,25 @@ impl Ledger {
         let ledger = self.clone();
         async move {
             let value = entry_value(&receipt.event_id, offset);
-            let topic = &ledger.settings.topic;
-            let mut delay = RETRY_MIN;
-            loop {
-                let record = FutureRecord::to(topic).partition(partition).key(&receipt.customer).payload(&value);
-                match ledger.producer.send(record, PRODUCE_TIMEOUT).await {
-                    Ok(delivery) => {
-                        ledger.metrics.ledger_records.inc();
-                        return delivery.offset;
-                    }
-                    Err((error, _)) => {
-                        ledger.metrics.ledger_write_errors.inc();
-                        tracing::warn!(topic = %topic, partition, %error, retry_in = ?delay, "ledger write failed; retrying");
-                        tokio::time::sleep(delay).await;
-                        delay = (delay * 2).min(RETRY_MAX);
-                    }
+            let (producer, topic) = (&ledger.producer, &ledger.settings.topic);
+            let (customer, value) = (&receipt.customer, &value);
+            let send = || async move {
+                let record = FutureRecord::to(topic).partition(partition).key(customer).payload(value);
+                producer.send(record, PRODUCE_TIMEOUT).await.map(|delivery| delivery.offset).map_err(|(error, _)| error)
+            };
+            // A ledger entry is a few dozen bytes: no failure is about the record itself, and
+            // the entry must be written before the offset may be committed.
+            let never_permanent = |_: &KafkaError| false;
+            let offset = kafka::produce_until_acknowledged(send, BACKOFF, never_permanent, |error, retry_in| {
+                ledger.metrics.ledger_write_errors.inc();
+                if let Some(retry_in) = retry_in {
+                    tracing::warn!(topic = %topic, partition, %error, ?retry_in, "ledger write failed; retrying");
                 }
-            }
+            })
+            .await;
+            let Ok(offset) = offset else { unreachable!("no ledger write error is permanent") };
+            ledger.metrics.ledger_records.inc();
+            offset
         }
     }
 }

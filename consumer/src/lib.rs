@@ -37,7 +37,8 @@
 //! - `seal`: the bytes of one attempt: JWE-encrypted when the customer has a key, signed.
 //! - `webhook`: one HTTP attempt, behind the SSRF guard.
 //! - `retry`: the backoff schedule and `Retry-After` parsing.
-//! - `dlq`: writing dead letters.
+//! - `dlq`: writing dead letters (their headers are `hookline_core::deadletter`'s), and their
+//!   body-less form when the whole record is refused for good.
 //! - [`metrics`]: Prometheus metrics and `/metrics`.
 //! - `error`: this crate's error type ([`Error`]).
 

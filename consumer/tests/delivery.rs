@@ -6,6 +6,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;
 
 use common::Env;
+use hookline_core::deadletter::headers as dlq_headers;
 use hookline_core::envelope::headers;
 use hookline_testkit::kafka::{committed_offsets, header, produce_raw, read_topic};
 use hookline_testkit::{Endpoint, Respond, wait_until};
@@ -124,15 +125,15 @@ async fn dead_letters_after_the_last_attempt_then_commits() {
     let letter = &dlq[0];
     assert_eq!(letter.key(), Some(b"broken".as_slice()));
     assert_eq!(header(letter, headers::EVENT_ID).as_deref(), Some(dead.as_str()));
-    assert_eq!(header(letter, headers::DLQ_REASON).as_deref(), Some("max_attempts"));
-    assert_eq!(header(letter, headers::DLQ_ATTEMPTS).as_deref(), Some("4"));
-    assert_eq!(header(letter, headers::DLQ_LAST_STATUS).as_deref(), Some("500"));
-    assert_eq!(header(letter, headers::ORIGINAL_TOPIC).as_deref(), Some(env.topics.deliveries.as_str()));
+    assert_eq!(header(letter, dlq_headers::DLQ_REASON).as_deref(), Some("max_attempts"));
+    assert_eq!(header(letter, dlq_headers::DLQ_ATTEMPTS).as_deref(), Some("4"));
+    assert_eq!(header(letter, dlq_headers::DLQ_LAST_STATUS).as_deref(), Some("500"));
+    assert_eq!(header(letter, dlq_headers::ORIGINAL_TOPIC).as_deref(), Some(env.topics.deliveries.as_str()));
     let originals = read_topic(&env.kafka, &env.topics.deliveries).await;
     let original = originals.iter().find(|m| m.key() == Some(b"broken".as_slice())).unwrap();
     assert_eq!(letter.payload(), original.payload(), "the value is the original record, unchanged");
-    assert_eq!(header(letter, headers::ORIGINAL_PARTITION), Some(original.partition().to_string()));
-    assert_eq!(header(letter, headers::ORIGINAL_OFFSET), Some(original.offset().to_string()));
+    assert_eq!(header(letter, dlq_headers::ORIGINAL_PARTITION), Some(original.partition().to_string()));
+    assert_eq!(header(letter, dlq_headers::ORIGINAL_OFFSET), Some(original.offset().to_string()));
 
     // Both records are done (one ACKed, one dead-lettered), so the commits cover both.
     let committed = committed_offsets(&env.kafka, &env.group, &env.topics.deliveries).await;
@@ -156,8 +157,11 @@ async fn poison_and_orphan_records_go_to_the_dlq_at_once() {
     consumer.stop().await;
 
     assert_eq!(endpoint.count(), 1, "nothing else was sent");
-    let reasons: Vec<String> =
-        read_topic(&env.kafka, &env.topics.dlq).await.iter().filter_map(|m| header(m, headers::DLQ_REASON)).collect();
+    let reasons: Vec<String> = read_topic(&env.kafka, &env.topics.dlq)
+        .await
+        .iter()
+        .filter_map(|m| header(m, dlq_headers::DLQ_REASON))
+        .collect();
     assert_eq!(reasons, ["undecodable", "undecodable", "unknown_customer"]);
     assert_eq!(committed_offsets(&env.kafka, &env.group, &env.topics.deliveries).await.get(&0), Some(&4));
 }

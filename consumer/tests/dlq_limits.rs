@@ -7,6 +7,7 @@ mod common;
 use std::time::Duration;
 
 use common::{Env, PRODUCER_TOKEN};
+use hookline_core::deadletter::headers as dlq_headers;
 use hookline_core::envelope::{EventRecord, headers};
 use hookline_core::limits;
 use hookline_testkit::kafka::{committed_offsets, header, produce_record, read_topic};
@@ -67,11 +68,11 @@ async fn a_record_too_large_for_the_dlq_is_dead_lettered_without_its_body_and_th
     assert_eq!(letter.key(), Some(key.as_bytes()));
     assert_eq!(header(letter, headers::EVENT_ID).as_deref(), Some(big.event_id.as_str()));
     assert_eq!(header(letter, headers::EVENT_TYPE).as_deref(), Some("test.event"));
-    assert_eq!(header(letter, headers::DLQ_REASON).as_deref(), Some("unknown_customer"));
-    assert_eq!(header(letter, headers::ORIGINAL_TOPIC).as_deref(), Some(env.topics.deliveries.as_str()));
-    assert_eq!(header(letter, headers::ORIGINAL_PARTITION).as_deref(), Some("0"));
-    assert_eq!(header(letter, headers::ORIGINAL_OFFSET).as_deref(), Some("0"));
-    let dropped = header(letter, headers::DLQ_BODY_DROPPED).expect("the body-dropped header");
+    assert_eq!(header(letter, dlq_headers::DLQ_REASON).as_deref(), Some("unknown_customer"));
+    assert_eq!(header(letter, dlq_headers::ORIGINAL_TOPIC).as_deref(), Some(env.topics.deliveries.as_str()));
+    assert_eq!(header(letter, dlq_headers::ORIGINAL_PARTITION).as_deref(), Some("0"));
+    assert_eq!(header(letter, dlq_headers::ORIGINAL_OFFSET).as_deref(), Some("0"));
+    let dropped = header(letter, dlq_headers::DLQ_BODY_DROPPED).expect("the body-dropped header");
     assert!(dropped.contains(&room.to_string()) && dropped.contains("MessageSizeTooLarge"), "{dropped}");
     // The original is still where the coordinates say.
     let originals = read_topic(&env.kafka, &env.topics.deliveries).await;
@@ -107,7 +108,7 @@ async fn the_largest_event_the_publisher_accepts_is_dead_lettered_whole() {
     let dlq = read_topic(&env.kafka, &env.topics.dlq).await;
     assert_eq!(dlq.len(), 1);
     assert_eq!(dlq[0].payload(), original[0].payload(), "dead-lettered whole");
-    assert_eq!(header(&dlq[0], headers::DLQ_REASON).as_deref(), Some("no_webhook_url"));
-    assert_eq!(header(&dlq[0], headers::DLQ_BODY_DROPPED), None);
+    assert_eq!(header(&dlq[0], dlq_headers::DLQ_REASON).as_deref(), Some("no_webhook_url"));
+    assert_eq!(header(&dlq[0], dlq_headers::DLQ_BODY_DROPPED), None);
     assert_eq!(committed_offsets(&env.kafka, &env.group, &env.topics.deliveries).await.get(&0), Some(&1));
 }

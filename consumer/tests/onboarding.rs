@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use common::{ADMIN_TOKEN, Env, Publisher};
-use hookline_core::envelope::headers;
+use hookline_core::deadletter::headers;
 use hookline_core::netguard::NetworkArgs;
 use hookline_testkit::{Endpoint, Received, Respond, wait_until};
 use hookline_wire::jwe::Decryptor;
@@ -184,10 +184,7 @@ async fn delivery_time_guard_dead_letters_forbidden_destinations() {
     assert_eq!(endpoint.count(), 0, "nothing was sent to the forbidden address");
     let dead = hookline_testkit::kafka::read_topic(&env.kafka, &env.topics.dlq).await;
     assert_eq!(dead.len(), 1);
-    assert_eq!(
-        hookline_testkit::kafka::header(&dead[0], "hookline-dlq-reason").as_deref(),
-        Some("blocked_destination")
-    );
+    assert_eq!(hookline_testkit::kafka::header(&dead[0], headers::DLQ_REASON).as_deref(), Some("blocked_destination"));
     // The dead letter tells the operator how to allow the destination.
     let error = hookline_testkit::kafka::header(&dead[0], headers::DLQ_ERROR).expect("an error header");
     assert_eq!(

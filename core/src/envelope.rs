@@ -10,37 +10,13 @@ use std::time::SystemTime;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
-/// Record headers Hookline writes. Values are UTF-8.
+/// Record headers the publisher writes, which a record keeps through its life (the dead-letter
+/// and replay headers are [`crate::deadletter::headers`]). Values are UTF-8.
 pub mod headers {
     /// Event id, duplicated from the value so tools can read it without decoding.
     pub const EVENT_ID: &str = "hookline-event-id";
     /// Event type, duplicated from the value for the same reason.
     pub const EVENT_TYPE: &str = "hookline-event-type";
-    /// Why a record was dead-lettered (see `DlqReason` in the consumer).
-    pub const DLQ_REASON: &str = "hookline-dlq-reason";
-    /// Human-readable detail of the last failure.
-    pub const DLQ_ERROR: &str = "hookline-dlq-error";
-    /// Delivery attempts made before giving up.
-    pub const DLQ_ATTEMPTS: &str = "hookline-dlq-attempts";
-    /// HTTP status of the last attempt, when there was a response.
-    pub const DLQ_LAST_STATUS: &str = "hookline-dlq-last-status";
-    /// When the record was dead-lettered (RFC 3339).
-    pub const DLQ_AT: &str = "hookline-dlq-at";
-    /// On a dead letter written without the original value (and without the original headers
-    /// but the event id, type and `traceparent`), because the broker or the producer refused the
-    /// whole record permanently (too large): why. Its presence says the body is not there; the
-    /// original is at [`ORIGINAL_TOPIC`] / [`ORIGINAL_PARTITION`] / [`ORIGINAL_OFFSET`] until the
-    /// delivery topic's retention removes it.
-    pub const DLQ_BODY_DROPPED: &str = "hookline-dlq-body-dropped";
-    /// Where the record came from.
-    pub const ORIGINAL_TOPIC: &str = "hookline-original-topic";
-    pub const ORIGINAL_PARTITION: &str = "hookline-original-partition";
-    pub const ORIGINAL_OFFSET: &str = "hookline-original-offset";
-    /// On a record re-produced by `hookline-setup dlq replay`: when (RFC 3339).
-    pub const REPLAYED_AT: &str = "hookline-replayed-at";
-    /// On a record re-produced by `hookline-setup dlq replay`: the dead letter it came from,
-    /// `<dlq topic>/<partition>/<offset>`.
-    pub const REPLAYED_FROM: &str = "hookline-replayed-from";
     /// W3C trace context of the span that produced the record (the publish request), so that
     /// delivery attempts and the DLQ write join the publisher's trace. Kept on DLQ records.
     pub const TRACEPARENT: &str = "traceparent";

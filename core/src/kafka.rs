@@ -4,8 +4,12 @@
 //! role, then the operator's `--kafka-property` pass-through, which wins over both so a deployment
 //! can tune anything (SASL, SSL, timeouts) without a new flag. The `client.id` the binaries give
 //! their clients comes from [`client_id`] (a `--kafka-property client.id=...` still wins).
+//!
+//! [`produce_until_acknowledged`] is the one retry loop of the writes an offset waits for (the
+//! dead letter, the ledger entry): retried with backoff until the broker acknowledges them.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -239,6 +243,64 @@ pub fn first_offsets_since(
         .collect()
 }
 
+/// How [`produce_until_acknowledged`] waits after a failed attempt: `first`, doubled after each
+/// further failure up to `max`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Backoff {
+    pub first: Duration,
+    pub max: Duration,
+}
+
+/// Produces with `send` until the broker acknowledges the record, and returns what `send`
+/// returned then. A failed attempt is reported to `failed` (for the caller's metrics and logs)
+/// with the wait before the next attempt, then retried after it ([`Backoff`]); an error
+/// `is_permanent` calls permanent is reported with no wait and returned: the same record would be
+/// refused again whatever the wait. Cancel by dropping the future (a revoked partition, shutdown).
+///
+/// `send` makes one attempt: it builds the record anew each time (a `FutureRecord` is consumed by
+/// the send) and maps the send's error to the [`KafkaError`].
+pub async fn produce_until_acknowledged<T, S, F>(
+    mut send: S,
+    backoff: Backoff,
+    is_permanent: impl Fn(&KafkaError) -> bool,
+    mut failed: impl FnMut(&KafkaError, Option<Duration>),
+) -> std::result::Result<T, KafkaError>
+where
+    S: FnMut() -> F,
+    F: Future<Output = std::result::Result<T, KafkaError>>,
+{
+    let mut delay = backoff.first;
+    loop {
+        let error = match send().await {
+            Ok(acknowledged) => return Ok(acknowledged),
+            Err(error) => error,
+        };
+        if is_permanent(&error) {
+            failed(&error, None);
+            return Err(error);
+        }
+        failed(&error, Some(delay));
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(backoff.max);
+    }
+}
+
+/// Whether a failed produce would fail again with the same record, whatever the wait: it is too
+/// large for the producer or the topic, or the broker rejects it as invalid. Anything else
+/// (timeouts, broker or leader unavailable, authorization, a missing topic an operator can
+/// create) may pass.
+pub fn is_permanent(error: &KafkaError) -> bool {
+    matches!(
+        error.rdkafka_error_code(),
+        Some(
+            RDKafkaErrorCode::MessageSizeTooLarge
+                | RDKafkaErrorCode::InvalidMessageSize
+                | RDKafkaErrorCode::MessageBatchTooLarge
+                | RDKafkaErrorCode::InvalidRecord
+        )
+    )
+}
+
 /// Creates a group-less reader (see [`reader_config`]).
 pub fn reader(kafka: &KafkaArgs, client_id: &str) -> Result<BaseConsumer> {
     Ok(reader_config(kafka, client_id).create()?)
@@ -330,5 +392,93 @@ mod tests {
         assert_eq!(config.get("queued.max.messages.kbytes"), Some("8192"), "not librdkafka's 64 MiB per partition");
         let tuned = KafkaArgs::new("b:9092").with_property("queued.max.messages.kbytes", "1024");
         assert_eq!(group_consumer_config(&tuned, "c", "hookline").get("queued.max.messages.kbytes"), Some("1024"));
+    }
+
+    #[test]
+    fn only_errors_about_the_record_itself_are_permanent() {
+        use RDKafkaErrorCode as Code;
+        for code in
+            [Code::MessageSizeTooLarge, Code::InvalidMessageSize, Code::MessageBatchTooLarge, Code::InvalidRecord]
+        {
+            assert!(is_permanent(&KafkaError::MessageProduction(code)), "{code:?}");
+        }
+        for code in [
+            Code::MessageTimedOut,
+            Code::QueueFull,
+            Code::BrokerTransportFailure,
+            Code::NotLeaderForPartition,
+            Code::UnknownTopicOrPartition,
+            Code::TopicAuthorizationFailed,
+            Code::RequestTimedOut,
+        ] {
+            assert!(!is_permanent(&KafkaError::MessageProduction(code)), "{code:?}");
+        }
+        assert!(!is_permanent(&KafkaError::Canceled));
+    }
+
+    const BACKOFF: Backoff = Backoff { first: Duration::from_millis(500), max: Duration::from_secs(2) };
+
+    /// Attempts failing with `errors` in turn, then acknowledged with the attempt's number.
+    fn attempts(
+        errors: Vec<RDKafkaErrorCode>,
+    ) -> impl FnMut() -> std::future::Ready<std::result::Result<usize, KafkaError>> {
+        let mut errors = errors.into_iter();
+        let mut made = 0;
+        move || {
+            made += 1;
+            std::future::ready(errors.next().map_or(Ok(made), |code| Err(KafkaError::MessageProduction(code))))
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn passing_failures_are_retried_with_capped_backoff_until_acknowledged() {
+        let start = tokio::time::Instant::now();
+        let mut reported = Vec::new();
+        let transient = vec![RDKafkaErrorCode::MessageTimedOut; 4];
+        let acknowledged = produce_until_acknowledged(attempts(transient), BACKOFF, is_permanent, |error, retry_in| {
+            reported.push((error.rdkafka_error_code(), retry_in));
+        })
+        .await;
+        assert_eq!(acknowledged.unwrap(), 5, "the fifth attempt");
+        let waits: Vec<_> = reported.iter().map(|(_, wait)| wait.unwrap().as_millis()).collect();
+        assert_eq!(waits, [500, 1000, 2000, 2000], "doubling, capped");
+        assert!(reported.iter().all(|(code, _)| *code == Some(RDKafkaErrorCode::MessageTimedOut)));
+        assert_eq!(start.elapsed(), Duration::from_millis(5500), "the waits are slept (paused clock)");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_permanent_refusal_ends_the_loop_reported_without_a_wait() {
+        let mut reported = Vec::new();
+        let errors = vec![RDKafkaErrorCode::QueueFull, RDKafkaErrorCode::MessageSizeTooLarge];
+        let refused = produce_until_acknowledged(attempts(errors), BACKOFF, is_permanent, |error, retry_in| {
+            reported.push((error.rdkafka_error_code(), retry_in));
+        })
+        .await;
+        assert_eq!(refused.unwrap_err().rdkafka_error_code(), Some(RDKafkaErrorCode::MessageSizeTooLarge));
+        assert_eq!(
+            reported,
+            [
+                (Some(RDKafkaErrorCode::QueueFull), Some(Duration::from_millis(500))),
+                (Some(RDKafkaErrorCode::MessageSizeTooLarge), None)
+            ]
+        );
+        // A caller that calls nothing permanent retries that too.
+        let errors = vec![RDKafkaErrorCode::MessageSizeTooLarge; 2];
+        let mut failures = 0;
+        let acknowledged = produce_until_acknowledged(attempts(errors), BACKOFF, |_| false, |_, _| failures += 1).await;
+        assert_eq!((acknowledged.unwrap(), failures), (3, 2));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn passing_failures_are_retried_until_the_caller_drops_the_future() {
+        let mut made = 0;
+        let never = || {
+            made += 1;
+            std::future::ready(Err::<(), _>(KafkaError::MessageProduction(RDKafkaErrorCode::MessageTimedOut)))
+        };
+        let looping = produce_until_acknowledged(never, BACKOFF, is_permanent, |_, _| {});
+        assert!(tokio::time::timeout(Duration::from_secs(60), looping).await.is_err(), "it never gives up by itself");
+        // Attempts at 0, 0.5 and 1.5 s, then every 2 s from 3.5 to 59.5 s.
+        assert_eq!(made, 32);
     }
 }

@@ -6,6 +6,8 @@
 //! - [`kafka`]: builders for librdkafka clients from those settings, so every binary talks to
 //!   Kafka the same way (idempotent producers, manual offset store for consumers).
 //! - [`envelope`]: the record carried on the delivery topic and the webhook body built from it.
+//! - [`deadletter`]: the dead-letter record contract: reasons, header names, the builders of a
+//!   dead letter's headers (whole and body-less) and of a replayed record's, and their parser.
 //! - [`limits`]: the largest record value Hookline produces, derived from `message.max.bytes`
 //!   with room for every header a record gets up to its dead letter (publisher and consumer agree).
 //! - [`codec`]: record values in Avro (single-object encoding, or the Confluent Schema Registry
@@ -32,6 +34,7 @@
 pub mod codec;
 pub mod config;
 pub mod customer;
+pub mod deadletter;
 pub mod directory;
 pub mod envelope;
 pub mod error;

@@ -15,6 +15,7 @@ use std::str::FromStr;
 
 use crate::config::KafkaArgs;
 use crate::customer::{MAX_EVENT_TYPE_LEN, MAX_ID_LEN};
+use crate::deadletter::headers as letter;
 use crate::envelope::headers;
 use crate::{Error, Result};
 
@@ -45,7 +46,7 @@ const EVENT_ID_MAX: usize = 64;
 const NUMBER_MAX: usize = 20;
 const TIMESTAMP_MAX: usize = 32;
 /// A DLQ reason (`max_attempts`, `blocked_destination`, ...).
-const REASON_MAX: usize = 32;
+pub(crate) const REASON_MAX: usize = 32;
 /// Room for what the table below cannot know of (librdkafka versions framing differently).
 const MARGIN: usize = 1024;
 /// The smallest record value worth running with.
@@ -58,17 +59,17 @@ const HEADERS: &[(&str, usize)] = &[
     (headers::EVENT_TYPE, MAX_EVENT_TYPE_LEN),
     (headers::TRACEPARENT, TRACE_HEADER_MAX),
     (headers::TRACESTATE, TRACE_HEADER_MAX),
-    (headers::REPLAYED_AT, TIMESTAMP_MAX),
+    (letter::REPLAYED_AT, TIMESTAMP_MAX),
     // `<dlq topic>/<partition>/<offset>`
-    (headers::REPLAYED_FROM, TOPIC_NAME_MAX + 2 + 2 * NUMBER_MAX),
-    (headers::DLQ_REASON, REASON_MAX),
-    (headers::DLQ_ERROR, DLQ_ERROR_MAX),
-    (headers::DLQ_ATTEMPTS, NUMBER_MAX),
-    (headers::DLQ_LAST_STATUS, NUMBER_MAX),
-    (headers::DLQ_AT, TIMESTAMP_MAX),
-    (headers::ORIGINAL_TOPIC, TOPIC_NAME_MAX),
-    (headers::ORIGINAL_PARTITION, NUMBER_MAX),
-    (headers::ORIGINAL_OFFSET, NUMBER_MAX),
+    (letter::REPLAYED_FROM, TOPIC_NAME_MAX + 2 + 2 * NUMBER_MAX),
+    (letter::DLQ_REASON, REASON_MAX),
+    (letter::DLQ_ERROR, DLQ_ERROR_MAX),
+    (letter::DLQ_ATTEMPTS, NUMBER_MAX),
+    (letter::DLQ_LAST_STATUS, NUMBER_MAX),
+    (letter::DLQ_AT, TIMESTAMP_MAX),
+    (letter::ORIGINAL_TOPIC, TOPIC_NAME_MAX),
+    (letter::ORIGINAL_PARTITION, NUMBER_MAX),
+    (letter::ORIGINAL_OFFSET, NUMBER_MAX),
 ];
 
 /// Everything but the value that a record Hookline produced may carry by the time it is

@@ -12,10 +12,11 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use hookline_core::config::KafkaArgs;
-use hookline_core::envelope::{EventRecord, headers};
+use hookline_core::deadletter;
+use hookline_core::envelope::EventRecord;
 use hookline_core::kafka;
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::{Headers, Message};
+use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -93,18 +94,13 @@ fn follow(reader: &BaseConsumer, counts: &Mutex<HashMap<String, DeadLetters>>, s
             }
             Some(Ok(message)) => message,
         };
-        let header = |name: &str| {
-            message
-                .headers()
-                .and_then(|h| h.iter().find(|h| h.key == name))
-                .and_then(|h| h.value)
-                .map(|v| String::from_utf8_lossy(v).into_owned())
-        };
+        let parsed = deadletter::parse_message(&message);
         let customer = message.key().map(|k| String::from_utf8_lossy(k).into_owned()).unwrap_or_default();
-        let event_id = header(headers::EVENT_ID)
+        let event_id = parsed
+            .event_id
             .or_else(|| message.payload().and_then(|v| EventRecord::from_bytes(v).ok()).map(|e| e.event_id))
             .unwrap_or_else(|| format!("{}/{}", message.partition(), message.offset()));
-        let reason = header(headers::DLQ_REASON).unwrap_or_else(|| "unknown".to_owned());
+        let reason = parsed.reason.unwrap_or_else(|| "unknown".to_owned());
         let mut counts = counts.lock().unwrap_or_else(PoisonError::into_inner);
         let letters = counts.entry(customer).or_default();
         letters.event_ids.insert(event_id);

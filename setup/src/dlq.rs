@@ -1,7 +1,8 @@
 //! `dlq list`, `dlq replay` and `dlq purge`: the operator's tools for the dead-letter topic.
 //!
 //! A dead letter is the original delivery record, unchanged (key = customer id, value, headers),
-//! plus the consumer's `hookline-dlq-*` and `hookline-original-*` headers. The value is treated as
+//! plus the consumer's `hookline-dlq-*` and `hookline-original-*` headers ([`deadletter`], which
+//! [`DeadLetter::parsed`] reads). The value is treated as
 //! opaque bytes (it may be JSON or Avro): what is shown comes from the key and the headers, and
 //! only when the event id or type header is missing is the value decoded, tolerating failure.
 //!
@@ -23,7 +24,8 @@ use std::io::Write;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use hookline_core::config::{KafkaArgs, TopicArgs};
-use hookline_core::envelope::{EventRecord, headers};
+use hookline_core::deadletter;
+use hookline_core::envelope::EventRecord;
 use hookline_core::kafka;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{BorrowedMessage, Headers, Message};
@@ -108,13 +110,13 @@ impl DeadLetter {
             event_type: None,
             replayed_at: None,
         };
-        letter.at =
-            letter.header(headers::DLQ_AT).and_then(|at| humantime::parse_rfc3339_weak(at).ok()).or_else(|| {
-                let millis = u64::try_from(message.timestamp().to_millis()?).ok()?;
-                Some(UNIX_EPOCH + Duration::from_millis(millis))
-            });
-        letter.event_id = letter.header(headers::EVENT_ID).map(str::to_owned);
-        letter.event_type = letter.header(headers::EVENT_TYPE).map(str::to_owned);
+        let parsed = letter.parsed();
+        letter.at = parsed.at.or_else(|| {
+            let millis = u64::try_from(message.timestamp().to_millis()?).ok()?;
+            Some(UNIX_EPOCH + Duration::from_millis(millis))
+        });
+        letter.event_id = parsed.event_id;
+        letter.event_type = parsed.event_type;
         if (letter.event_id.is_none() || letter.event_type.is_none())
             && let Some(event) = letter.value.as_deref().and_then(|v| EventRecord::from_bytes(v).ok())
         {
@@ -124,13 +126,9 @@ impl DeadLetter {
         letter
     }
 
-    /// The last value of header `name`, if it is UTF-8.
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .rev()
-            .find(|(key, _)| key == name)
-            .and_then(|(_, v)| std::str::from_utf8(v.as_deref()?).ok())
+    /// What its headers say under the dead-letter contract.
+    pub fn parsed(&self) -> deadletter::Parsed {
+        deadletter::parse(self.headers.iter().map(|(key, value)| (key.as_str(), value.as_deref())))
     }
 
     /// The customer id: the record key, if it is UTF-8.
@@ -138,26 +136,22 @@ impl DeadLetter {
         std::str::from_utf8(self.key.as_deref()?).ok()
     }
 
-    fn reason(&self) -> Option<&str> {
-        self.header(headers::DLQ_REASON)
-    }
-
     fn to_json(&self) -> serde_json::Value {
-        let number = |name| self.header(name).and_then(|v| v.parse::<i64>().ok());
+        let parsed = self.parsed();
         json!({
             "dead_lettered_at": self.at.map(|at| humantime::format_rfc3339_millis(at).to_string()),
             "customer": self.customer(),
             "event_id": self.event_id,
             "event_type": self.event_type,
-            "reason": self.reason(),
-            "attempts": number(headers::DLQ_ATTEMPTS),
-            "last_status": number(headers::DLQ_LAST_STATUS),
-            "error": self.header(headers::DLQ_ERROR),
+            "reason": parsed.reason,
+            "attempts": parsed.attempts,
+            "last_status": parsed.last_status,
+            "error": parsed.error,
             "dlq_partition": self.partition,
             "dlq_offset": self.offset,
-            "original_topic": self.header(headers::ORIGINAL_TOPIC),
-            "original_partition": number(headers::ORIGINAL_PARTITION),
-            "original_offset": number(headers::ORIGINAL_OFFSET),
+            "original_topic": parsed.original_topic,
+            "original_partition": parsed.original_partition,
+            "original_offset": parsed.original_offset,
             "replayed_at": self.replayed_at,
         })
     }
@@ -206,7 +200,7 @@ impl Selection {
         let before_until = self.until.is_none_or(|until| letter.at.is_some_and(|at| at < until));
         any(&self.customers, letter.customer())
             && any(&self.event_ids, letter.event_id.as_deref())
-            && any(&self.reasons, letter.reason())
+            && any(&self.reasons, letter.parsed().reason.as_deref())
             && after_since
             && before_until
     }
@@ -332,14 +326,15 @@ fn write_table<W: Write>(letters: &[DeadLetter], out: &mut W) -> std::io::Result
     let rows: Vec<[String; 9]> = letters
         .iter()
         .map(|l| {
+            let parsed = l.parsed();
             [
                 format_time(l.at),
                 dash(l.customer()),
                 dash(l.event_id.as_deref()),
                 dash(l.event_type.as_deref()),
-                dash(l.reason()),
-                dash(l.header(headers::DLQ_ATTEMPTS)),
-                dash(l.header(headers::DLQ_LAST_STATUS)),
+                dash(parsed.reason.as_deref()),
+                parsed.attempts.map_or_else(|| "-".to_owned(), |n| n.to_string()),
+                parsed.last_status.map_or_else(|| "-".to_owned(), |n| n.to_string()),
                 format!("{}/{}", l.partition, l.offset),
                 l.replayed_at.as_deref().map_or_else(
                     || "-".to_owned(),
@@ -404,6 +399,9 @@ pub fn parse_time(raw: &str) -> Result<SystemTime, String> {
 
 #[cfg(test)]
 mod tests {
+    use hookline_core::deadletter::headers as dlq_headers;
+    use hookline_core::envelope::headers;
+
     use super::*;
 
     fn at(rfc3339: &str) -> SystemTime {
@@ -435,8 +433,8 @@ mod tests {
             headers: vec![
                 (headers::EVENT_ID.into(), Some(format!("evt_{partition}_{offset}").into_bytes())),
                 (headers::EVENT_TYPE.into(), Some(b"order.created".to_vec())),
-                (headers::DLQ_REASON.into(), Some(reason.as_bytes().to_vec())),
-                (headers::DLQ_ATTEMPTS.into(), Some(b"8".to_vec())),
+                (dlq_headers::DLQ_REASON.into(), Some(reason.as_bytes().to_vec())),
+                (dlq_headers::DLQ_ATTEMPTS.into(), Some(b"8".to_vec())),
             ],
             event_id: Some(format!("evt_{partition}_{offset}")),
             event_type: Some("order.created".into()),

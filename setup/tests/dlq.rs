@@ -11,6 +11,7 @@ use std::time::{Duration, SystemTime};
 
 use common::{args, assert_exit, binary, in_process, stderr, stdout};
 use hookline_core::config::{KafkaArgs, TopicArgs};
+use hookline_core::deadletter::headers as dlq_headers;
 use hookline_core::{directory, topics};
 use hookline_setup::{EXIT_FAILURE, EXIT_USAGE, Error};
 use hookline_testkit::kafka::{committed_offsets, header, produce_event, producer};
@@ -248,12 +249,15 @@ async fn replay_redelivers_once_the_endpoint_recovers_keeping_the_event_id() {
     // The replayed records are the originals, keyed by the customer, with a replay marker.
     let records = env.read(&env.topics.deliveries).await;
     assert_eq!(records.len(), 5, "two records replayed");
-    let copies: Vec<&OwnedMessage> = records.iter().filter(|m| header(m, "hookline-replayed-from").is_some()).collect();
+    let copies: Vec<&OwnedMessage> =
+        records.iter().filter(|m| header(m, dlq_headers::REPLAYED_FROM).is_some()).collect();
     assert_eq!(copies.len(), 2);
     for copy in copies {
         assert_eq!(copy.key(), Some(b"acme".as_slice()));
-        assert!(header(copy, "hookline-dlq-reason").is_none() && header(copy, "hookline-original-offset").is_none());
-        assert!(header(copy, "hookline-replayed-at").is_some());
+        assert!(
+            header(copy, dlq_headers::DLQ_REASON).is_none() && header(copy, dlq_headers::ORIGINAL_OFFSET).is_none()
+        );
+        assert!(header(copy, dlq_headers::REPLAYED_AT).is_some());
         let event_id = header(copy, "hookline-event-id").expect("event id header");
         let original = originals
             .iter()
@@ -261,7 +265,7 @@ async fn replay_redelivers_once_the_endpoint_recovers_keeping_the_event_id() {
             .expect("the original record");
         assert_eq!(copy.payload(), original.payload(), "the value is unchanged");
         assert_eq!(copy.partition(), original.partition(), "the customer's partition");
-        let from = header(copy, "hookline-replayed-from").expect("replayed-from");
+        let from = header(copy, dlq_headers::REPLAYED_FROM).expect("replayed-from");
         let source = dead_letters
             .iter()
             .find(|m| from == format!("{}/{}/{}", env.topics.dlq, m.partition(), m.offset()))
@@ -341,7 +345,7 @@ async fn an_interrupted_replay_resumes_without_producing_twice() {
         .read(&env.topics.deliveries)
         .await
         .iter()
-        .filter(|m| header(m, "hookline-replayed-from").is_some())
+        .filter(|m| header(m, dlq_headers::REPLAYED_FROM).is_some())
         .filter_map(|m| header(m, "hookline-event-id"))
         .collect();
     assert_eq!(replayed, events, "each dead letter replayed once, in order");
@@ -400,8 +404,8 @@ async fn write_dead_letters(env: &Env, count: usize) -> Vec<String> {
         let headers = OwnedHeaders::new()
             .insert(Header { key: "hookline-event-id", value: Some(&event_id) })
             .insert(Header { key: "hookline-event-type", value: Some("order.created") })
-            .insert(Header { key: "hookline-dlq-reason", value: Some("max_attempts") })
-            .insert(Header { key: "hookline-dlq-attempts", value: Some("8") });
+            .insert(Header { key: dlq_headers::DLQ_REASON, value: Some("max_attempts") })
+            .insert(Header { key: dlq_headers::DLQ_ATTEMPTS, value: Some("8") });
         let customer = format!("customer-{}", n % 5);
         let record = FutureRecord::to(&env.topics.dlq).key(&customer).payload("{}").headers(headers);
         pending.push(env.producer.send_result(record).map_err(|(e, _)| e).expect("enqueue a dead letter"));

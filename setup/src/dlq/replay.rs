@@ -3,7 +3,8 @@
 //! Each replayed record is the original one: the same key (the customer id, so the record lands
 //! in the customer's partition and keeps its order with the customer's other events), the same
 //! value (so the same event id) and the original headers without the consumer's `hookline-dlq-*`
-//! and `hookline-original-*` ones, plus [`REPLAYED_AT`] and [`REPLAYED_FROM`]. The consumer counts
+//! and `hookline-original-*` ones, plus [`REPLAYED_AT`](deadletter::headers::REPLAYED_AT)
+//! and [`REPLAYED_FROM`](deadletter::headers::REPLAYED_FROM) ([`deadletter::replayed_headers`]). The consumer counts
 //! attempts per read, so the replayed copy gets a full set of attempts.
 //!
 //! **Idempotent re-runs.** Once the broker acknowledged a replayed record, a marker keyed by the
@@ -24,14 +25,14 @@ use std::io::{IsTerminal, Write};
 use std::time::{Duration, SystemTime};
 
 use hookline_core::config::{KafkaArgs, TopicArgs};
-use hookline_core::envelope::headers;
+use hookline_core::deadletter;
 use hookline_core::kafka;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
-use rdkafka::message::{Header, Message, OwnedHeaders};
+use rdkafka::message::{Message, OwnedHeaders};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
 use rdkafka::types::RDKafkaErrorCode;
 use serde_json::json;
@@ -40,11 +41,6 @@ use tokio_util::sync::CancellationToken;
 use super::{DeadLetter, Selection, read_dead_letters, read_topic, write_table};
 use crate::broker::{bounded, check_reachable, for_writes};
 use crate::{Error, ReplayDeadLetters, Result};
-
-/// Header on a replayed record: when it was replayed (RFC 3339).
-pub const REPLAYED_AT: &str = headers::REPLAYED_AT;
-/// Header on a replayed record: the dead letter it came from, `<dlq topic>/<partition>/<offset>`.
-pub const REPLAYED_FROM: &str = headers::REPLAYED_FROM;
 
 /// Records awaiting their broker acknowledgement at once: enough to keep the producer's batches
 /// full, few enough that an interrupted run leaves little without a marker.
@@ -188,7 +184,7 @@ struct Plan {
     todo: Vec<DeadLetter>,
     already_replayed: usize,
     keyless: usize,
-    /// Written without the original value (see `headers::DLQ_BODY_DROPPED`): nothing to replay.
+    /// Written without the original value (see `deadletter::headers::DLQ_BODY_DROPPED`): nothing to replay.
     bodiless: usize,
 }
 
@@ -456,20 +452,13 @@ impl Replayer<'_> {
 /// The dead letter's headers minus the consumer's DLQ headers and an earlier replay's markers,
 /// plus this replay's.
 fn replay_headers(letter: &DeadLetter, dlq: &str, replayed_at: &str) -> OwnedHeaders {
-    let mut out = OwnedHeaders::new();
-    for (key, value) in &letter.headers {
-        if ["hookline-dlq-", "hookline-original-", "hookline-replayed-"].iter().any(|p| key.starts_with(p)) {
-            continue;
-        }
-        out = out.insert(Header { key, value: value.as_deref() });
-    }
-    let from = format!("{dlq}/{}/{}", letter.partition, letter.offset);
-    out.insert(Header { key: REPLAYED_AT, value: Some(replayed_at) })
-        .insert(Header { key: REPLAYED_FROM, value: Some(&from) })
+    let kept = letter.headers.iter().map(|(key, value)| (key.as_str(), value.as_deref()));
+    deadletter::replayed_headers(kept, (dlq, letter.partition, letter.offset), replayed_at)
 }
 
 #[cfg(test)]
 mod tests {
+    use hookline_core::deadletter::headers::{self as dlq_headers, REPLAYED_AT, REPLAYED_FROM};
     use hookline_core::envelope::headers;
     use rdkafka::message::Headers;
 
@@ -485,8 +474,8 @@ mod tests {
             headers: vec![
                 (headers::EVENT_ID.into(), Some(event_id.as_bytes().to_vec())),
                 ("traceparent".into(), Some(b"00-abc-def-01".to_vec())),
-                (headers::DLQ_REASON.into(), Some(b"max_attempts".to_vec())),
-                (headers::ORIGINAL_OFFSET.into(), Some(b"7".to_vec())),
+                (dlq_headers::DLQ_REASON.into(), Some(b"max_attempts".to_vec())),
+                (dlq_headers::ORIGINAL_OFFSET.into(), Some(b"7".to_vec())),
                 (REPLAYED_FROM.into(), Some(b"old".to_vec())),
             ],
             event_id: Some(event_id.into()),
