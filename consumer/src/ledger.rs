@@ -684,14 +684,15 @@ impl Ledger {
             // A ledger entry is a few dozen bytes: no failure is about the record itself, and
             // the entry must be written before the offset may be committed.
             let never_permanent = |_: &KafkaError| false;
-            let offset = kafka::produce_until_acknowledged(send, BACKOFF, never_permanent, |error, retry_in| {
+            let written = kafka::produce_until_acknowledged(send, BACKOFF, never_permanent, |error, retry_in| {
                 ledger.metrics.ledger_write_errors.inc();
                 if let Some(retry_in) = retry_in {
                     tracing::warn!(topic = %topic, partition, %error, ?retry_in, "ledger write failed; retrying");
                 }
-            })
-            .await;
-            let Ok(offset) = offset else { unreachable!("no ledger write error is permanent") };
+            });
+            // With no error permanent the loop ends only acknowledged; `Err` cannot come, and
+            // would end as nothing written: the record stays undone (uncommitted), never lost.
+            let Ok(offset) = written.await else { return std::future::pending().await };
             ledger.metrics.ledger_records.inc();
             offset
         }
