@@ -31,7 +31,7 @@ use crate::http::{
     AppState, Direction, PublishRequest, parse_payload, publish_span, publish_traced, validate_id_field,
     validate_publish_type,
 };
-use crate::{Error, Result};
+use crate::{Error, Result, idempotency};
 
 /// The generated messages, client and server of `proto/hookline/v1/event_broker.proto`.
 #[allow(missing_docs, missing_debug_implementations, clippy::all)]
@@ -248,18 +248,11 @@ pub(crate) fn default_incoming_type(source: &str) -> String {
     format!("{source}.received")
 }
 
-/// Longest idempotency key accepted.
-const MAX_IDEMPOTENCY_KEY_LEN: usize = 255;
-
-/// An idempotency key: absent or empty means none; otherwise 1 to 255 printable ASCII
-/// characters (what an HTTP `Idempotency-Key` header can carry).
+/// An idempotency key: absent or empty means none; otherwise checked by the rule every path
+/// shares ([`idempotency::validate_key`]).
 pub(crate) fn idempotency_key(key: Option<String>) -> Result<Option<String>> {
     let Some(key) = key.filter(|k| !k.is_empty()) else { return Ok(None) };
-    if key.len() > MAX_IDEMPOTENCY_KEY_LEN || !key.chars().all(|c| c.is_ascii_graphic()) {
-        return Err(Error::InvalidRequest(format!(
-            "invalid `idempotency_key`: must be 1 to {MAX_IDEMPOTENCY_KEY_LEN} printable ASCII characters"
-        )));
-    }
+    idempotency::validate_key(&key, "`idempotency_key`")?;
     Ok(Some(key))
 }
 
@@ -299,9 +292,16 @@ mod tests {
         assert!(invalid(outgoing_request(outgoing("a", "", None))).starts_with("invalid `payload`"));
         assert!(invalid(outgoing_request(outgoing("a", "{", None))).starts_with("invalid `payload`"));
         assert!(invalid(outgoing_request(outgoing("a", "{}", Some("bad id")))).starts_with("invalid `target`"));
-        let mut keyed = outgoing("a", "{}", None);
-        keyed.idempotency_key = Some("has space".into());
-        assert!(invalid(outgoing_request(keyed)).starts_with("invalid `idempotency_key`"));
+        // The rule of the HTTP header: printable ASCII, space included, at most 255.
+        let keyed = |key: &str| {
+            let mut request = outgoing("a", "{}", None);
+            request.idempotency_key = Some(key.into());
+            outgoing_request(request)
+        };
+        assert_eq!(keyed("has space").unwrap().idempotency_key.as_deref(), Some("has space"));
+        assert!(invalid(keyed("new\nline")).starts_with("invalid `idempotency_key`"));
+        assert!(invalid(keyed(&"k".repeat(256))).starts_with("invalid `idempotency_key`"));
+        assert_eq!(keyed("").unwrap().idempotency_key, None, "empty means none");
     }
 
     #[test]

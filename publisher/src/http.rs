@@ -277,7 +277,7 @@ impl FromRequest<Arc<AppState>> for Publish {
                 let key = value.to_str().map_err(|_| {
                     Error::InvalidRequest("invalid `Idempotency-Key` header: not printable ASCII".to_owned())
                 })?;
-                idempotency::validate_key(key)?;
+                idempotency::validate_key(key, "`Idempotency-Key` header")?;
                 Some(key.to_owned())
             }
         };

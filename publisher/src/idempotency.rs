@@ -82,11 +82,13 @@ pub const CLOCK_MARGIN: Duration = Duration::from_secs(2);
 /// Evictions are logged at most this often (with the count since the last log line).
 const EVICTION_LOG_INTERVAL: Duration = Duration::from_secs(60);
 
-/// Checks an `Idempotency-Key`: 1 to 255 printable ASCII characters.
-pub fn validate_key(key: &str) -> Result<()> {
+/// The one rule for an idempotency key, whichever path it comes by (the HTTP `Idempotency-Key`
+/// header, gRPC's `idempotency_key`, an inbound sender's delivery id): 1 to 255 printable ASCII
+/// characters, space included (0x20 to 0x7E). `field` names where it came from in the error.
+pub fn validate_key(key: &str, field: &str) -> Result<()> {
     if key.is_empty() || key.len() > MAX_KEY_LEN || !key.bytes().all(|b| (0x20..=0x7e).contains(&b)) {
         return Err(Error::InvalidRequest(format!(
-            "invalid `Idempotency-Key` header: must be 1 to {MAX_KEY_LEN} printable ASCII characters"
+            "invalid {field}: must be 1 to {MAX_KEY_LEN} printable ASCII characters (space included)"
         )));
     }
     Ok(())
@@ -691,10 +693,17 @@ mod tests {
 
     #[test]
     fn keys_and_fingerprints() {
-        assert!(validate_key("order-42/attempt").is_ok());
-        assert!(validate_key("").is_err());
-        assert!(validate_key(&"k".repeat(MAX_KEY_LEN + 1)).is_err());
-        assert!(validate_key("new\nline").is_err());
+        let header = "`Idempotency-Key` header";
+        assert!(validate_key("order-42/attempt", header).is_ok());
+        assert!(validate_key("order 42", header).is_ok(), "space is printable ASCII");
+        assert!(validate_key(&"k".repeat(MAX_KEY_LEN), header).is_ok());
+        assert!(validate_key("", header).is_err());
+        assert!(validate_key(&"k".repeat(MAX_KEY_LEN + 1), header).is_err());
+        assert!(validate_key("new\nline", header).is_err());
+        assert!(validate_key("tab\there", header).is_err());
+        assert!(validate_key("caf\u{e9}", header).is_err());
+        let refused = validate_key("", "`idempotency_key`").unwrap_err().to_string();
+        assert!(refused.contains("invalid `idempotency_key`"), "{refused}");
         assert_ne!(fingerprint(&[b"ab", b"c"]), fingerprint(&[b"a", b"bc"]));
         assert_eq!(fingerprint(&[b"x"]), fingerprint(&[b"x"]));
         let print = fingerprint(&[b"x"]).to_hex();

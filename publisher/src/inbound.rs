@@ -34,12 +34,12 @@ use hookline_core::telemetry;
 use hookline_wire::signing::{ID_HEADER, SignatureVerifier, SigningSecret, verify_hub_signature};
 use serde_json::value::RawValue;
 
-use crate::grpc::{default_incoming_type, idempotency_key};
+use crate::grpc::default_incoming_type;
 use crate::http::{
     AppState, Direction, PublishRequest, TARGET_LOOKUP_TIMEOUT, is_json, publish_span, publish_traced, read_body,
     validate_publish_type,
 };
-use crate::idempotency::fingerprint;
+use crate::idempotency::{fingerprint, validate_key};
 use crate::metrics::InboundOutcome;
 use crate::{Error, Result};
 
@@ -103,8 +103,7 @@ async fn accept(state: &Arc<AppState>, source_id: &str, request: Request) -> Res
         // pass as a new event. The body is covered, so the body is the de-duplication id.
         SignatureScheme::HubSignature256 => Some(format!("body-{}", fingerprint(&[&body]).to_hex())),
     };
-    // A sender's id that is not a valid key only loses de-duplication, not the event.
-    let idempotency_key = idempotency_key(delivery_id.map(|id| format!("inbound:{}:{id}", source.id))).unwrap_or(None);
+    let idempotency_key = delivery_id.map(|id| inbound_key(&source.id, &id));
     let request = PublishRequest {
         event_type,
         payload,
@@ -114,6 +113,17 @@ async fn accept(state: &Arc<AppState>, source_id: &str, request: Request) -> Res
     };
     let span = publish_span(telemetry::extract_http(&headers));
     Ok(publish_traced(state, request, &span).await?.event_id)
+}
+
+/// The idempotency key of an inbound delivery: `inbound:<source>:<sender's id>` when that is a
+/// valid key ([`validate_key`]), else (an id too long, or not printable ASCII) the same with the
+/// id's SHA-256, so that every sender id keeps its de-duplication.
+fn inbound_key(source: &str, delivery_id: &str) -> String {
+    let key = format!("inbound:{source}:{delivery_id}");
+    if validate_key(&key, "delivery id").is_ok() {
+        return key;
+    }
+    format!("inbound:{source}:sha256-{}", fingerprint(&[delivery_id.as_bytes()]).to_hex())
 }
 
 /// Checks the sender's signature over the exact body with the source's secret.
@@ -178,6 +188,21 @@ mod tests {
 
     fn raw(text: &str) -> Box<RawValue> {
         RawValue::from_string(text.to_owned()).unwrap()
+    }
+
+    #[test]
+    fn every_sender_delivery_id_keeps_its_de_duplication() {
+        // Valid as a key (spaces too, as on the other paths): kept as it is.
+        assert_eq!(inbound_key("github", "72d3162e-cc78"), "inbound:github:72d3162e-cc78");
+        assert_eq!(inbound_key("billing", "msg 42"), "inbound:billing:msg 42");
+        // Not valid as a key: hashed, the same for the same id, another for another.
+        for id in ["x".repeat(300), "caf\u{e9}".to_owned(), "new\nline".to_owned()] {
+            let key = inbound_key("billing", &id);
+            assert!(key.starts_with("inbound:billing:sha256-"), "{key}");
+            assert!(validate_key(&key, "key").is_ok(), "{key}");
+            assert_eq!(key, inbound_key("billing", &id));
+            assert_ne!(key, inbound_key("billing", &format!("{id}2")));
+        }
     }
 
     #[test]

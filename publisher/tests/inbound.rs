@@ -181,3 +181,26 @@ async fn hub_signed_replays_with_another_delivery_id_are_not_new_events() {
     assert_eq!(records.len(), 2, "{records:?}");
     harness.stop().await;
 }
+
+/// A sender's delivery id that is not valid as an idempotency key (here longer than 255
+/// characters with its prefix) still de-duplicates its retries: the same `webhook-id` is
+/// answered as the first request, not queued as a second event.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delivery_id_too_long_for_a_key_still_de_duplicates() {
+    let harness = Harness::start(&[], |_| {}).await;
+    let secret = add_source(&harness, "billing", SignatureScheme::StandardWebhooks, None).await;
+    let body = r#"{"type": "invoice.paid", "data": {"id": "in_1"}}"#;
+    let long_id = format!("msg_{}", "7".repeat(250));
+    let (status, first) = post(&harness, "billing", &standard_headers(&secret, &long_id, now(), body), body).await;
+    assert_eq!(status, 202, "{first}");
+    let (status, retried) = post(&harness, "billing", &standard_headers(&secret, &long_id, now(), body), body).await;
+    assert_eq!(status, 202, "{retried}");
+    assert_eq!(retried["event_id"], first["event_id"], "the sender's retry is the same event");
+    let spaced = "msg with spaces";
+    let (status, one) = post(&harness, "billing", &standard_headers(&secret, spaced, now(), body), body).await;
+    assert_eq!(status, 202, "{one}");
+    let (status, again) = post(&harness, "billing", &standard_headers(&secret, spaced, now(), body), body).await;
+    assert_eq!(status, 202, "{again}");
+    assert_eq!(again["event_id"], one["event_id"], "an id with spaces is a key like any other");
+    assert_ne!(one["event_id"], first["event_id"]);
+}
