@@ -15,7 +15,7 @@ async fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .with_ansi(hookline_core::telemetry::colour_logs())
         .init();
-    let report = hookline_bench::run(config, hookline_core::shutdown::on_signal()).await?;
+    let report = hookline_bench::run(config, hookline_shutdown::on_signal()).await?;
     println!("{}", report.markdown());
     Ok(())
 }

@@ -25,7 +25,6 @@
 //!   hashed) and operator bearer tokens, all compared in constant time.
 //! - [`netguard`]: the SSRF guard on webhook destinations.
 //! - [`quote`]: how input appears in messages: clipped, URLs without credentials.
-//! - [`shutdown`]: one cancellation token fired by SIGINT/SIGTERM.
 //! - [`telemetry`]: logging and OpenTelemetry tracing set-up, W3C trace-context propagation
 //!   through Kafka record headers.
 //! - [`topics`]: creating and checking the three topics.
@@ -44,7 +43,6 @@ pub mod limits;
 pub mod netguard;
 pub mod quote;
 pub mod secrets;
-pub mod shutdown;
 pub mod telemetry;
 pub mod tenants;
 pub mod topics;

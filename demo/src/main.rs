@@ -18,7 +18,7 @@ async fn main() -> anyhow::Result<ExitCode> {
         .with_ansi(hookline_core::telemetry::colour_logs())
         .init();
 
-    let summary = hookline_demo::run_until(args, hookline_core::shutdown::on_signal()).await?;
+    let summary = hookline_demo::run_until(args, hookline_shutdown::on_signal()).await?;
     println!();
     println!("{summary}");
     Ok(if summary.is_complete() { ExitCode::SUCCESS } else { ExitCode::FAILURE })

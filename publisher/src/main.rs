@@ -15,7 +15,7 @@ fn main() -> anyhow::Result<()> {
 async fn run(config: Config) -> anyhow::Result<()> {
     // Kept until exit: dropping it flushes the spans not exported yet.
     let telemetry = hookline_core::telemetry::init(config.log.format, "hookline-publisher");
-    let shutdown = hookline_core::shutdown::on_signal();
+    let shutdown = hookline_shutdown::on_signal();
     let result = hookline_publisher::run(config, shutdown).await;
     telemetry.shutdown();
     result?;

@@ -1,7 +1,8 @@
 //! `hookline-receiver`: a demo webhook endpoint; see the library documentation.
 //!
-//! Logging and signal handling are set up here rather than borrowed from `hookline-core`, so that
-//! this customer-side binary does not link librdkafka.
+//! Logging is set up here rather than borrowed from `hookline-core`, so that this customer-side
+//! binary does not link librdkafka; signal handling is `hookline-shutdown`'s, which is free of
+//! Kafka for that reason.
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
@@ -9,7 +10,6 @@ use std::sync::Arc;
 
 use clap::Parser;
 use hookline_receiver::{AcceptUnverified, Error, ReceiverConfig, Verifier, VerifyConfig, serve_with_verifier};
-use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
 
 /// Demo webhook receiver: verifies and decrypts deliveries, logs them, de-duplicates by
@@ -64,7 +64,7 @@ async fn run(cli: Cli) -> Result<(), Error> {
     let listen = cli.receiver.listen;
     let listener =
         tokio::net::TcpListener::bind(listen).await.map_err(|source| Error::Bind { address: listen, source })?;
-    serve_with_verifier(cli.receiver, listener, verifier, on_signal()).await
+    serve_with_verifier(cli.receiver, listener, verifier, hookline_shutdown::on_signal()).await
 }
 
 /// Logs to stderr, filtered by `RUST_LOG` (default `info`), coloured only on a terminal and
@@ -75,38 +75,4 @@ fn init_logging() {
     let colours = std::io::stderr().is_terminal() && !no_color;
     let _ =
         tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(colours).try_init();
-}
-
-/// A token cancelled on the first SIGINT or SIGTERM.
-fn on_signal() -> CancellationToken {
-    let token = CancellationToken::new();
-    let cancel = token.clone();
-    tokio::spawn(async move {
-        wait_for_signal().await;
-        tracing::info!("shutdown requested");
-        cancel.cancel();
-    });
-    token
-}
-
-#[cfg(unix)]
-async fn wait_for_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    match signal(SignalKind::terminate()) {
-        Ok(mut terminate) => {
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = terminate.recv() => {}
-            }
-        }
-        Err(error) => {
-            tracing::warn!(%error, "cannot listen for SIGTERM; only Ctrl-C will stop this process");
-            let _ = tokio::signal::ctrl_c().await;
-        }
-    }
-}
-
-#[cfg(not(unix))]
-async fn wait_for_signal() {
-    let _ = tokio::signal::ctrl_c().await;
 }
