@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use common::{Env, metric_value};
+use common::{Env, free_port, metric_value};
 use hookline_testkit::kafka::{committed_offsets, read_topic};
 use hookline_testkit::{Endpoint, Respond, wait_until};
 use serde_json::json;
@@ -122,10 +122,6 @@ async fn three_consumers_share_six_partitions_and_survive_a_sigkill() {
         }
     }
     assert!(read_topic(&env.kafka, &env.topics.dlq).await.is_empty());
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 async fn assigned_partitions(http: &reqwest::Client, ports: &[u16]) -> Vec<u64> {

@@ -74,14 +74,7 @@ async fn an_unreachable_broker_is_named_with_the_setting_that_points_at_it() {
 /// contacted.
 #[test]
 fn a_revoke_drain_timeout_not_below_the_session_timeout_is_refused_with_exit_code_2() {
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_hookline-consumer"))
-        .args(["--brokers", "127.0.0.1:1", "--metrics-listen", "off"])
-        .args(["--kafka-property", "session.timeout.ms=6000", "--revoke-drain-timeout", "6s"])
-        .env("HOOKLINE_MASTER_KEY", hookline_testkit::tenants::TEST_MASTER_KEY)
-        .output()
-        .expect("run hookline-consumer");
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    let stderr = common::usage_error(&["--kafka-property", "session.timeout.ms=6000", "--revoke-drain-timeout", "6s"]);
     assert!(
         stderr.contains("--revoke-drain-timeout (6s)") && stderr.contains("session.timeout.ms (6000 ms)"),
         "{stderr}"

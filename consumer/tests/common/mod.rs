@@ -280,3 +280,36 @@ pub fn received_counts(endpoint: &Endpoint) -> std::collections::BTreeMap<String
     }
     counts
 }
+
+/// A free port on 127.0.0.1 (for a consumer process's `--metrics-listen`).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("address").port()
+}
+
+/// Runs `hookline-consumer` with `args` (after an unreachable broker and no metrics), expects
+/// the usage error's exit code 2 before any broker is contacted, and returns its stderr.
+pub fn usage_error(args: &[&str]) -> String {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_hookline-consumer"))
+        .args(["--brokers", "127.0.0.1:1", "--metrics-listen", "off"])
+        .args(args)
+        .env("HOOKLINE_MASTER_KEY", tenants::TEST_MASTER_KEY)
+        .output()
+        .expect("run hookline-consumer");
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    stderr
+}
+
+/// After `second` joined `first`'s group: `first` gave partitions up, without its drain timing
+/// out, and `second` delivered from them.
+pub fn assert_handed_over(first: &Running, second: &Running) {
+    assert!(
+        first.counter("hookline_rebalances_total", &[("kind", "revoke")]) >= 1,
+        "the first member gave up partitions"
+    );
+    assert!(
+        second.counter("hookline_deliveries_total", &[("outcome", "delivered")]) >= 1,
+        "the second member took some partitions over"
+    );
+    assert_eq!(first.counter("hookline_revoke_drain_timeouts_total", &[]), 0);
+}
