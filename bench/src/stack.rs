@@ -154,6 +154,8 @@ impl Stack {
         let mut command = Command::new(bin_dir.join("hookline-consumer"));
         command
             .args(["--delivered-topic", &self.topics.delivered])
+            .args(["--retry-topic", &self.topics.retry])
+            .args(["--parking-topic", &self.topics.parking])
             .args(["--group", group])
             .args(["--metrics-listen", &metrics.to_string()])
             .args(args);

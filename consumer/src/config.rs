@@ -34,6 +34,9 @@ pub struct Config {
     #[command(flatten)]
     pub ordering: OrderingArgs,
 
+    #[command(flatten)]
+    pub parking: ParkingArgs,
+
     /// Address for `GET /metrics` (Prometheus), or `off`.
     #[arg(long, env = "HOOKLINE_METRICS_LISTEN", default_value = "0.0.0.0:9464")]
     pub metrics_listen: ListenAddr,
@@ -170,6 +173,91 @@ impl Default for OrderingArgs {
     }
 }
 
+/// When a failing customer is parked on the retry topic, and how long its records are retried.
+#[derive(Debug, Clone, Args)]
+pub struct ParkingArgs {
+    /// After this many failed attempts in place on one record, its customer is parked: that
+    /// record and every later record of the customer from its partition go, in order, to the
+    /// retry topic (`--retry-topic`), and the partition moves on. A number (1 to 1000, at most
+    /// `--max-attempts`) or `off` (failing records retry in place until `--max-attempts`, then go
+    /// to the DLQ). Default: `off` in partition ordering (its documented shape: blocking
+    /// retries), 3 in key ordering (a dead customer would otherwise fill its partition's
+    /// `--max-in-flight` and hold every customer of it back).
+    #[arg(long, env = "HOOKLINE_PARK_AFTER")]
+    pub park_after: Option<ParkAfter>,
+
+    /// When a parked customer is tried again, with its oldest parked record only: each delay
+    /// counts from the previous try (the first from the parking), e.g. the default's 7 tries over
+    /// about 27 hours. When they all failed the record goes to the DLQ (`retries_exhausted`), and
+    /// so does each later parked record whose own schedule has run out meanwhile. The retry
+    /// topic's retention must be well above the schedule's total.
+    #[arg(long, env = "HOOKLINE_RETRY_SCHEDULE", default_value = DEFAULT_RETRY_SCHEDULE)]
+    pub retry_schedule: RetrySchedule,
+}
+
+/// Default `--retry-schedule`: about 27 hours, like the hosted webhook services'.
+pub const DEFAULT_RETRY_SCHEDULE: &str = "5s,5m,30m,2h,5h,10h,10h";
+
+impl Default for ParkingArgs {
+    fn default() -> Self {
+        Self { park_after: None, retry_schedule: DEFAULT_RETRY_SCHEDULE.parse().expect("the default schedule parses") }
+    }
+}
+
+/// `--park-after` in key ordering when not given.
+pub const KEY_MODE_PARK_AFTER: u32 = 3;
+
+/// `--park-after`: a number of attempts, or `off`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ParkAfter(pub Option<u32>);
+
+impl FromStr for ParkAfter {
+    type Err = String;
+
+    fn from_str(raw: &str) -> Result<Self, Self::Err> {
+        if raw.eq_ignore_ascii_case("off") {
+            return Ok(Self(None));
+        }
+        match raw.trim().parse::<u32>() {
+            Ok(attempts @ 1..=1000) => Ok(Self(Some(attempts))),
+            _ => Err(format!("`{raw}` is neither `off` nor a number of attempts from 1 to 1000")),
+        }
+    }
+}
+
+/// Most steps a `--retry-schedule` may have.
+pub const MAX_RETRY_STEPS: usize = 100;
+
+/// `--retry-schedule`: comma-separated durations, each above 0.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RetrySchedule(pub Vec<Duration>);
+
+impl RetrySchedule {
+    /// The time from parking to the last try.
+    pub fn total(&self) -> Duration {
+        self.0.iter().sum()
+    }
+}
+
+impl FromStr for RetrySchedule {
+    type Err = String;
+
+    fn from_str(raw: &str) -> Result<Self, Self::Err> {
+        let steps = raw
+            .split(',')
+            .map(|step| match parse_duration(step.trim()) {
+                Ok(Duration::ZERO) => Err(format!("`{}`: every step must be above 0", step.trim())),
+                Ok(delay) => Ok(delay),
+                Err(error) => Err(format!("`{}`: {error}", step.trim())),
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        if steps.len() > MAX_RETRY_STEPS {
+            return Err(format!("{} steps; at most {MAX_RETRY_STEPS}", steps.len()));
+        }
+        Ok(Self(steps))
+    }
+}
+
 /// Bounds of the delivery ledger's memory, restore and writes.
 #[derive(Debug, Clone, Args)]
 pub struct DedupArgs {
@@ -238,6 +326,7 @@ impl Config {
             group: group.to_owned(),
             delivery: DeliveryArgs::default(),
             ordering: OrderingArgs::default(),
+            parking: ParkingArgs::default(),
             metrics_listen: ListenAddr(None),
             shutdown_grace: Duration::from_secs(10),
             revoke_drain_timeout: None,
@@ -267,9 +356,29 @@ impl Config {
         revoke_drain(self.revoke_drain_timeout, self.session_timeout())
     }
 
+    /// `--park-after` as it applies: given, or the default of the ordering mode (`None`: off).
+    pub fn park_after(&self) -> Option<u32> {
+        match self.parking.park_after {
+            Some(ParkAfter(given)) => given,
+            None if self.ordering.ordering == Ordering::Key => {
+                Some(KEY_MODE_PARK_AFTER.min(self.delivery.max_attempts))
+            }
+            None => None,
+        }
+    }
+
     /// Settings that parse one by one but cannot work together (a usage error, exit code 2).
     pub fn validate(&self) -> Result<(), String> {
         self.revoke_drain()?;
+        if let Some(park_after) = self.park_after()
+            && park_after > self.delivery.max_attempts
+        {
+            return Err(format!(
+                "--park-after ({park_after}) must not be above --max-attempts ({}): the record would be \
+                 dead-lettered before it could be parked",
+                self.delivery.max_attempts
+            ));
+        }
         if self.ordering.ordering == Ordering::Key && self.dedup_window.0.is_none() {
             // Records of different keys finish out of offset order: a restart re-reads everything
             // past the oldest unfinished one, and only the ledger keeps the ones already
@@ -410,6 +519,34 @@ mod tests {
         assert!(Config::try_parse_from(["c", "--max-in-flight", "0"]).is_err());
         assert!(Config::try_parse_from(["c", "--max-concurrency", "0"]).is_err());
         assert!(Config::try_parse_from(["c", "--max-in-flight-bytes", "0"]).is_err());
+    }
+
+    #[test]
+    fn parking_is_off_in_partition_ordering_and_on_after_3_attempts_in_key_ordering_unless_given() {
+        let parse = |args: &[&str]| Config::try_parse_from(std::iter::once("c").chain(args.iter().copied()));
+        assert_eq!(parse(&[]).unwrap().park_after(), None);
+        assert_eq!(parse(&["--ordering", "key"]).unwrap().park_after(), Some(KEY_MODE_PARK_AFTER));
+        assert_eq!(parse(&["--ordering", "key", "--park-after", "off"]).unwrap().park_after(), None);
+        assert_eq!(parse(&["--park-after", "5"]).unwrap().park_after(), Some(5));
+        // Never above --max-attempts: by default it follows it down; given, it is refused.
+        assert_eq!(parse(&["--ordering", "key", "--max-attempts", "2"]).unwrap().park_after(), Some(2));
+        let above = parse(&["--park-after", "9"]).unwrap();
+        assert!(above.validate().unwrap_err().contains("--park-after (9) must not be above --max-attempts (8)"));
+        for bad in ["0", "1001", "-1", "soon", ""] {
+            assert!(parse(&["--park-after", bad]).is_err(), "{bad:?}");
+        }
+
+        let config = parse(&[]).unwrap();
+        assert_eq!(config.parking.retry_schedule.0.len(), 7);
+        let total = config.parking.retry_schedule.total();
+        assert!(total > Duration::from_secs(26 * 3600) && total < Duration::from_secs(28 * 3600), "{total:?}");
+        let custom = parse(&["--retry-schedule", "250ms, 1s,2m"]).unwrap().parking.retry_schedule;
+        assert_eq!(custom.0, [Duration::from_millis(250), Duration::from_secs(1), Duration::from_secs(120)]);
+        for bad in ["", "5s,,1m", "0s", "5s,never"] {
+            assert!(parse(&["--retry-schedule", bad]).is_err(), "{bad:?}");
+        }
+        let too_long = vec!["1s"; MAX_RETRY_STEPS + 1].join(",");
+        assert!(parse(&["--retry-schedule", &too_long]).is_err());
     }
 
     #[test]

@@ -54,6 +54,8 @@ pub enum Decision {
     Retry { after: Duration },
     /// Write the record to the DLQ, saying why.
     DeadLetter { reason: DlqReason, error: String },
+    /// The attempts ran out under a parking policy: the record's customer is (or stays) parked.
+    Park { error: String },
     /// Something the record needs is unavailable: try the same step again after `after`,
     /// without counting an attempt.
     WaitForInfrastructure { after: Duration },
@@ -64,7 +66,8 @@ pub enum Decision {
 /// Only a 2xx ACKs. A failed attempt (3xx, 4xx, 5xx, timeout, connection error: the endpoint may
 /// recover, and a 4xx is often a deployment in progress) is retried after the scheduled backoff,
 /// or the endpoint's `Retry-After` instead, both capped at `--max-backoff`, until the last
-/// attempt. Everything retrying cannot fix is dead-lettered at once.
+/// attempt; under a parking policy the record's customer is parked then instead. Everything
+/// retrying cannot fix is dead-lettered at once, parking or not.
 pub fn decide(fact: &Fact<'_>, attempts: u32, policy: &RetryPolicy) -> Decision {
     let dead_letter = |reason, error: String| Decision::DeadLetter { reason, error };
     match fact {
@@ -92,6 +95,7 @@ pub fn decide(fact: &Fact<'_>, attempts: u32, policy: &RetryPolicy) -> Decision 
             Some(scheduled) if attempts < policy.max_attempts => {
                 Decision::Retry { after: failure.retry_after.unwrap_or(*scheduled).min(policy.max_backoff) }
             }
+            _ if policy.park => Decision::Park { error: failure.error.clone() },
             _ => dead_letter(DlqReason::MaxAttempts, format!("{} after {attempts} attempts", failure.error)),
         },
     }
@@ -102,7 +106,12 @@ mod tests {
     use super::*;
 
     fn policy(max_attempts: u32) -> RetryPolicy {
-        RetryPolicy { max_attempts, initial_backoff: Duration::from_millis(100), max_backoff: Duration::from_secs(2) }
+        RetryPolicy {
+            max_attempts,
+            initial_backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_secs(2),
+            park: false,
+        }
     }
 
     fn failed(status: Option<u16>, class: &'static str, retry_after: Option<Duration>) -> Failure {
@@ -232,5 +241,22 @@ mod tests {
         let single =
             Fact::Failed { failure: failed(Some(500), "5xx", None), scheduled: policy(1).schedule().next_backoff() };
         assert_eq!(reason(&decide(&single, 1, &policy(1))), Some(DlqReason::MaxAttempts));
+    }
+
+    #[test]
+    fn under_a_parking_policy_the_last_failure_parks_and_nothing_else_changes() {
+        let parking = RetryPolicy { park: true, ..policy(3) };
+        let last = Fact::Failed { failure: failed(Some(503), "5xx", None), scheduled: None };
+        assert_eq!(decide(&last, 3, &parking), Decision::Park { error: "HTTP 503".into() });
+        let early = Fact::Failed { failure: failed(Some(503), "5xx", None), scheduled: Some(Duration::from_secs(1)) };
+        assert_eq!(decide(&early, 2, &parking), Decision::Retry { after: Duration::from_secs(1) });
+        // What retrying cannot fix is not parked: it would fail the same way later.
+        let blocked = Fact::Blocked { reason: "private".into() };
+        assert_eq!(reason(&decide(&blocked, 1, &parking)), Some(DlqReason::BlockedDestination));
+        // A probe is one attempt: its failure parks at once.
+        let probe = parking.probe();
+        assert_eq!(probe.max_attempts, 1);
+        let first = Fact::Failed { failure: failed(None, "timeout", None), scheduled: probe.schedule().next_backoff() };
+        assert_eq!(decide(&first, 1, &probe), Decision::Park { error: "timeout failure".into() });
     }
 }

@@ -52,6 +52,10 @@ impl Seen {
     }
 }
 
+/// What [`Dedup::acknowledged`] says of a parked record's delivery ([`Dedup::record_parked`]):
+/// no record of the delivery topic to complete.
+pub const NO_OFFSET: i64 = -1;
+
 /// What [`Dedup::record`] did with a delivery.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Recorded {
@@ -132,6 +136,15 @@ impl Dedup {
         self.seen.remember(&receipt);
         self.recording.push(ledger.record(self.partition, receipt, offset).map(move |at| (offset, at)).boxed());
         Recorded::Pending
+    }
+
+    /// A parked record of the retry topic was delivered: remembered and recorded like any
+    /// delivery, but it completes no record of the delivery topic (its offset there was committed
+    /// when it was parked), so its acknowledgement says [`NO_OFFSET`].
+    pub fn record_parked(&mut self, receipt: Receipt) {
+        let Some(ledger) = &self.ledger else { return };
+        self.seen.remember(&receipt);
+        self.recording.push(ledger.record(self.partition, receipt, NO_OFFSET).map(|at| (NO_OFFSET, at)).boxed());
     }
 
     /// The worker takes no more records: waits for the ledger writes still in flight and calls

@@ -26,6 +26,7 @@ use crate::decision::{Decision, Fact, decide};
 use crate::dedup::{Receipt, Seen};
 use crate::dlq::{DlqWriter, Written};
 use crate::metrics::Metrics;
+use crate::parked::ParkedStore;
 use crate::retry::{RetryPolicy, Schedule};
 use crate::seal::Sealer;
 use crate::webhook::{Attempt, WebhookClient, WebhookRequest};
@@ -49,6 +50,9 @@ pub enum Outcome {
     /// Left unfinished because the partition is revoked or the consumer is stopping (the worker
     /// counts it): the offset must not be committed.
     Abandoned,
+    /// The attempts of a parking policy ran out (`--park-after`, or a probe's one attempt): the
+    /// worker parks the record's customer, or keeps it parked.
+    Failing { attempts: u32, last_status: Option<u16>, error: String },
 }
 
 /// Everything needed to process records; shared by every partition worker.
@@ -64,6 +68,10 @@ pub struct Deliverer {
     pub metrics: Metrics,
     /// `--max-concurrency`: a permit per HTTP attempt in flight in this process.
     pub concurrency: Semaphore,
+    /// The retry topic and parking state, with `--park-after` on.
+    pub parked: Option<ParkedStore>,
+    /// `--retry-schedule`.
+    pub retry_schedule: Vec<Duration>,
 }
 
 /// What the delivery of one record has learnt so far, across its attempts.
@@ -97,6 +105,7 @@ impl Deliverer {
         record: &OwnedMessage,
         seen: &Seen,
         stopping: &CancellationToken,
+        policy: &RetryPolicy,
     ) -> Outcome {
         // The record's whole processing; a child of the publish request's span when the record
         // carries its trace context (`traceparent`), with one child per attempt and one for the
@@ -110,13 +119,8 @@ impl Deliverer {
             customer = tracing::field::Empty,
         );
         telemetry::set_parent(&span, telemetry::extract_kafka(record.headers()));
-        let mut progress = Progress {
-            event: None,
-            schedule: self.policy.schedule(),
-            attempts: 0,
-            last_status: None,
-            caught_up: false,
-        };
+        let mut progress =
+            Progress { event: None, schedule: policy.schedule(), attempts: 0, last_status: None, caught_up: false };
         loop {
             let fact = match self.gather(record, seen, stopping, &span, &mut progress).await {
                 Gathered::Fact(fact) => fact,
@@ -124,7 +128,7 @@ impl Deliverer {
                 Gathered::Stopped => return Outcome::Abandoned,
             };
             let (attempts, last_status) = (progress.attempts, progress.last_status);
-            let wait_for = match decide(&fact, attempts, &self.policy) {
+            let wait_for = match decide(&fact, attempts, policy) {
                 Decision::Ack => {
                     self.metrics.deliveries.with_label_values(&["delivered"]).inc();
                     let (event, _) =
@@ -138,7 +142,12 @@ impl Deliverer {
                     return Outcome::Delivered { attempts, receipt };
                 }
                 Decision::DeadLetter { reason, error } => {
-                    return self.dead_letter(&span, record, reason, &error, attempts, last_status).await;
+                    let letter = DeadLetter { reason, error, attempts, last_status };
+                    return self.dead_letter(&span, record, letter).await;
+                }
+                Decision::Park { error } => {
+                    tracing::info!(parent: &span, attempts, %error, "delivery failed; the customer is parked");
+                    return Outcome::Failing { attempts, last_status, error };
                 }
                 Decision::WaitForInfrastructure { after } => {
                     match &fact {
@@ -154,7 +163,11 @@ impl Deliverer {
                 }
                 Decision::Retry { after } => {
                     self.metrics.retries.inc();
-                    self.metrics.partitions.failing(record.partition(), record.offset());
+                    // Only a delivery-topic record holds its partition's watermark back; a parked
+                    // record's offset is the retry topic's.
+                    if self.parked.as_ref().is_none_or(|parked| parked.retry_topic != record.topic()) {
+                        self.metrics.partitions.failing(record.partition(), record.offset());
+                    }
                     if let Fact::Failed { failure, .. } = &fact {
                         tracing::info!(parent: &span, attempt = attempts, error = %failure.error, retry_in = ?after, "delivery failed; will retry");
                     }
@@ -307,16 +320,20 @@ impl Deliverer {
         Gathered::Fact(fact)
     }
 
-    async fn dead_letter(
-        &self,
-        deliver: &tracing::Span,
-        record: &OwnedMessage,
-        reason: DlqReason,
-        error: &str,
-        attempts: u32,
-        last_status: Option<u16>,
-    ) -> Outcome {
-        let letter = DeadLetter { reason, error: error.to_owned(), attempts, last_status };
+    /// Dead-letters `record` as `letter` says, outside of its delivery (parking decided it).
+    pub async fn dead_letter_as(&self, record: &OwnedMessage, letter: DeadLetter) -> Outcome {
+        let span = tracing::info_span!(
+            "deliver",
+            topic = record.topic(),
+            partition = record.partition(),
+            offset = record.offset(),
+        );
+        telemetry::set_parent(&span, telemetry::extract_kafka(record.headers()));
+        self.dead_letter(&span, record, letter).await
+    }
+
+    async fn dead_letter(&self, deliver: &tracing::Span, record: &OwnedMessage, letter: DeadLetter) -> Outcome {
+        let (reason, attempts) = (letter.reason, letter.attempts);
         let span = tracing::info_span!(parent: deliver, "dead_letter", reason = reason.as_str(), attempts);
         let outcome = match self.dlq.write(record, &letter).instrument(span).await {
             Written::Whole | Written::BodyDropped => "dead_lettered",

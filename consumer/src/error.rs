@@ -41,6 +41,13 @@ pub enum Error {
     )]
     LedgerLayout { topic: String, partitions: usize, deliveries: String, expected: usize },
 
+    #[error(
+        "`{topic}` has {partitions} partitions but the delivery topic `{deliveries}` has {expected}; with \
+         --park-after the retry topic and the parking state must match it (create them with `hookline-setup \
+         topics create`)"
+    )]
+    ParkingLayout { topic: String, partitions: usize, deliveries: String, expected: usize },
+
     #[error("cannot read the delivery ledger: {0}")]
     LedgerRead(String),
 

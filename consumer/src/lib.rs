@@ -4,8 +4,11 @@
 //! worker that handles records in offset order: POST to the customer's webhook, retry with
 //! exponential backoff on failure, dead-letter after the last attempt. In partition mode (the
 //! default) a partition's records go one at a time, so retries block the whole partition; in key
-//! mode (`--ordering key`) each record key has its own lane, so they block only their key. A record's offset is stored for commit only after the endpoint's ACK or the
-//! DLQ's acknowledgement, so a crash at any point means redelivery, never loss.
+//! mode (`--ordering key`) each record key has its own lane, so they block only their key. With
+//! `--park-after`, a customer still failing after that many attempts is parked: its records go
+//! to the retry topic, in order, and are tried again on `--retry-schedule`. A record's offset is
+//! stored for commit only after the endpoint's ACK, the DLQ's or the retry topic's
+//! acknowledgement, so a crash at any point means redelivery, never loss.
 //!
 //! The main task keeps polling the consumer while workers wait on slow endpoints, so long retries
 //! never exceed `max.poll.interval.ms`, and rebalance callbacks run promptly: a revoked
@@ -23,6 +26,8 @@
 //!   `lanes` (one per key in key mode, a single one in partition mode), and applies the commit
 //!   rule (`offsets`).
 //! - `lanes`: the key-ordered lanes of one partition and their bounds (pure).
+//! - `parking`: the parked customers of one partition and the rules of the retry schedule
+//!   (pure); `parked`: the retry topic and the parking state as a worker writes and reads them.
 //! - `dedup`: a partition's de-duplication, owned by its worker: restored on assignment, asked
 //!   before a record is sent, recording each ACK in the ledger (at most `--ledger-max-in-flight`
 //!   writes awaiting the broker), kept on revocation.
@@ -52,6 +57,8 @@ pub(crate) mod lanes;
 pub mod ledger;
 pub mod metrics;
 pub(crate) mod offsets;
+pub(crate) mod parked;
+pub(crate) mod parking;
 pub(crate) mod partition;
 pub(crate) mod rebalance;
 pub(crate) mod retry;
@@ -147,12 +154,21 @@ pub async fn run_with_metrics(config: Config, shutdown: CancellationToken, metri
             None
         }
     };
+    let parked = config.park_after().map(|_| parked::ParkedStore {
+        producer: producer.clone(),
+        kafka: config.kafka.clone(),
+        retry_topic: config.topics.retry.clone(),
+        parking_topic: config.topics.parking.clone(),
+        metrics: metrics.clone(),
+    });
     let deliverer = Arc::new(Deliverer {
         directory,
         codec,
         client: webhook::WebhookClient::new(config.delivery.request_timeout, config.network.policy())?,
         dlq: dlq::DlqWriter::new(producer, config.topics.dlq.clone(), metrics.clone()),
-        policy: retry::RetryPolicy::from(&config.delivery),
+        policy: retry::RetryPolicy::from(&config.delivery).parking_after(config.park_after()),
+        parked,
+        retry_schedule: config.parking.retry_schedule.0.clone(),
         sealer: seal::Sealer::new(master_key, ContentKeyPolicy::default()),
         metrics: metrics.clone(),
         concurrency: tokio::sync::Semaphore::new(
@@ -268,11 +284,17 @@ fn member_config(config: &Config, client_id: &str) -> rdkafka::ClientConfig {
 ///   ([`ledger::check_layout`]).
 async fn check_topics(config: &Config) -> Result<()> {
     let (kafka, topics, dedup) = (config.kafka.clone(), config.topics.clone(), config.dedup_window.0.is_some());
+    let parking = config.park_after().is_some();
     tokio::task::spawn_blocking(move || {
         let reader = kafka::reader(&kafka, "hookline-consumer-check")?;
         kafka::topic_partitions(&reader, &topics.dlq, TOPIC_CHECK_TIMEOUT)?;
         if dedup {
             ledger::check_layout(&reader, &topics.delivered, &topics.deliveries)?;
+        }
+        if parking {
+            for topic in [&topics.retry, &topics.parking] {
+                parked::check_layout(&reader, topic, &topics.deliveries)?;
+            }
         }
         Ok(())
     })

@@ -107,6 +107,18 @@ pub struct Metrics {
     pub partitions: PartitionStats,
     /// What `/readyz` answers.
     pub readiness: Readiness,
+    /// `hookline_parked_customers`: customers parked on the partitions this process holds.
+    pub parked_customers: IntGauge,
+    /// `hookline_parked_records_total`: records written to the retry topic (acknowledged).
+    pub parked_records: IntCounter,
+    /// `hookline_parking_transitions_total{kind}`: `parked` (a customer parked), `probe_failed`
+    /// (a try of a parked customer's oldest record failed), `recovered` (a try succeeded; its
+    /// records drain), `unparked` (every parked record done; live records flow directly again),
+    /// `retries_exhausted` (a parked record's schedule ran out: dead-lettered).
+    pub parking_transitions: IntCounterVec,
+    /// `hookline_parking_write_errors_total`: failed writes to the retry topic or the parking
+    /// state (retried).
+    pub parking_write_errors: IntCounter,
     /// `hookline_decode_errors_total{reason}`: record values that could not be decoded
     /// (dead-lettered as `undecodable`, except `registry_unavailable`, which is retried).
     pub decode_errors: IntCounterVec,
@@ -174,6 +186,23 @@ impl Metrics {
             consumer_lag,
             partitions,
             readiness: Readiness::default(),
+            parked_customers: gauge(
+                "hookline_parked_customers",
+                "Customers parked on the retry topic, over the partitions this process holds.",
+            )?,
+            parked_records: counter(
+                "hookline_parked_records_total",
+                "Records written to the retry topic and acknowledged.",
+            )?,
+            parking_transitions: counter_vec(
+                "hookline_parking_transitions_total",
+                "Parking state changes by kind (parked, probe_failed, recovered, unparked, retries_exhausted).",
+                &["kind"],
+            )?,
+            parking_write_errors: counter(
+                "hookline_parking_write_errors_total",
+                "Failed writes to the retry topic or the parking state (retried).",
+            )?,
             attempts: counter_vec(
                 "hookline_delivery_attempts_total",
                 "HTTP delivery attempts by outcome (ack, failed) and status class (2xx..5xx, timeout, connect, other).",

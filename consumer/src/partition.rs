@@ -21,6 +21,13 @@
 //! partition's de-duplication ([`Dedup`]): its ledger writes are acknowledged in the background,
 //! at most `--ledger-max-in-flight` at once.
 //!
+//! With `--park-after`, the worker also parks failing customers ([`crate::parking`],
+//! [`crate::parked`]): a record whose attempts ran out is written to the retry topic (its offset
+//! done once acknowledged, and, for the customer's first, once its parking state is), a record of a
+//! parked customer is written there without an attempt, and each parked customer's oldest parked
+//! record is tried when due, at most [`MAX_TRIES_IN_FLIGHT`] customers at once. The parking state
+//! is read back before the first record is taken.
+//!
 //! Revocation and shutdown wind the worker down the same way ([`crate::rebalance`]): on `revoked`
 //! (a child of shutdown's `stopping`) it takes no new record and starts none waiting in a lane,
 //! and records waiting to retry are given up unstored; attempts and DLQ writes in flight finish
@@ -31,20 +38,25 @@
 //! partition comes back.
 
 use std::sync::Arc;
+use std::time::{Duration, SystemTime};
 
 use futures::future::BoxFuture;
 use futures::stream::FuturesUnordered;
 use futures::{FutureExt, StreamExt};
+use hookline_core::deadletter::{DeadLetter, DlqReason};
+use hookline_core::parking::{ParkState, Parking as ParkingInfo, unix_ms};
 use rdkafka::consumer::Consumer;
 use rdkafka::message::{Message, OwnedMessage};
 use rdkafka::{Offset, TopicPartitionList};
 use tokio_util::sync::CancellationToken;
 
-use crate::dedup::{Dedup, Recorded};
+use crate::dedup::{Dedup, NO_OFFSET, Recorded};
 use crate::delivery::{Deliverer, Outcome};
 use crate::lanes::Lanes;
 use crate::ledger::Ledger;
 use crate::offsets::OffsetTracker;
+use crate::parked::{ParkedStore, RetryReader};
+use crate::parking::{AfterFailure, Parked, Parking, Phase, after_failure, outlived, resume};
 use crate::rebalance::{Assignment, HooklineConsumer};
 
 /// Stop signals shared by every worker of a consumer.
@@ -88,13 +100,36 @@ impl Committer<'_> {
     }
 }
 
-/// A record whose delivery ended, with what its lane needs to go on.
-struct Finished {
-    key: Vec<u8>,
-    offset: i64,
-    size: usize,
-    outcome: Outcome,
+/// What one of the worker's futures ended with.
+enum Step {
+    /// A live record's delivery ended; `lane` is its lane's key.
+    Finished { lane: Vec<u8>, record: OwnedMessage, size: usize, outcome: Outcome },
+    /// A live record was written to the retry topic (`Ok`: at that offset), or refused there for
+    /// good. `first`: the record parked its customer, whose state is written with it.
+    Parked { lane: Vec<u8>, record: OwnedMessage, size: usize, written: Result<i64, String>, first: Option<ParkState> },
+    /// A try of a parked customer's oldest record ended.
+    Tried { key: Vec<u8>, tried: Tried },
+    /// A parking state was acknowledged; `unparked` when it was the customer's tombstone.
+    StateWritten { key: Vec<u8>, unparked: bool },
 }
+
+/// How a try of a parked customer's oldest record ended.
+enum Tried {
+    /// The customer has no parked record at or after its head.
+    Empty,
+    /// The retry topic could not be read (logged): try again later.
+    Unreadable,
+    /// The head, parked at `parked_ms` behind records of its failing customer, is not due yet.
+    Later { parked_ms: u64 },
+    /// The record, parked at `parked_ms`, and its outcome; `probe` when it had one attempt.
+    Done { record: OwnedMessage, parked_ms: u64, probe: bool, outcome: Outcome },
+}
+
+/// At most this many parked customers of a partition are tried at once.
+const MAX_TRIES_IN_FLIGHT: usize = 16;
+/// After a failed read of the retry topic, or while parks of a customer that seems drained are
+/// still being written, its next try waits this long.
+const TRY_AGAIN: Duration = Duration::from_millis(200);
 
 /// Runs one assigned partition until it is revoked or the consumer stops. `ledger` is the
 /// delivery ledger, `None` with `--dedup-window off`.
@@ -111,6 +146,18 @@ pub async fn run(
     let restored =
         Dedup::restore(ledger.as_ref(), &deliverer.metrics, &consumer, &topic, partition, &revoked, &stops).await;
     let Some(mut dedup) = restored else { return };
+    let mut parking = match &deliverer.parked {
+        None => Parking::default(),
+        Some(store) => match restore_parking(store, partition, &revoked, &stops).await {
+            Some(parking) => parking,
+            None => return,
+        },
+    };
+    let metrics = &deliverer.metrics;
+    metrics.parked_customers.add(parking.len() as i64);
+    if parking.len() > 0 {
+        tracing::info!(topic, partition, customers = parking.len(), "parked customers restored");
+    }
     // Records are taken from now on, so a revocation waits for this worker: the lease is held to
     // the end and its drop says the worker has drained. (Before, a revocation has nothing to
     // wait for; one that came meanwhile is seen below before any record is taken.)
@@ -122,18 +169,91 @@ pub async fn run(
         partition,
         tracker: OffsetTracker::default(),
     };
-    let stats = &deliverer.metrics.partitions;
+    let stats = &metrics.partitions;
     let seen = dedup.seen();
     let mut lanes = Lanes::new(bounds.max_records, bounds.max_bytes);
-    let mut running: FuturesUnordered<BoxFuture<'static, Finished>> = FuturesUnordered::new();
+    let mut running: FuturesUnordered<BoxFuture<'static, Step>> = FuturesUnordered::new();
+    // The retry topic's reader, once a parked customer is tried.
+    let mut reader: Option<Arc<RetryReader>> = None;
+    // Live records of customers being unparked: started once the tombstone is acknowledged.
+    let mut held: Vec<(OwnedMessage, Vec<u8>)> = Vec::new();
+    let live = deliverer.policy.clone();
+    let probe = live.probe();
     // Revoked or stopping: no new attempt or wait, but those in flight may finish.
-    let start = |record: OwnedMessage, key: Vec<u8>| -> BoxFuture<'static, Finished> {
-        let (deliverer, seen, revoked) = (Arc::clone(&deliverer), seen.clone(), revoked.clone());
+    let deliver = |record: OwnedMessage, lane: Vec<u8>| -> BoxFuture<'static, Step> {
+        let (deliverer, seen, revoked, live) = (Arc::clone(&deliverer), seen.clone(), revoked.clone(), live.clone());
         async move {
-            let outcome = deliverer.process(&record, &seen, &revoked).await;
-            Finished { key, offset: record.offset(), size: size_of(&record), outcome }
+            let outcome = deliverer.process(&record, &seen, &revoked, &live).await;
+            Step::Finished { lane, size: size_of(&record), record, outcome }
         }
         .boxed()
+    };
+    let park = |record: OwnedMessage, lane: Vec<u8>, what: ParkingInfo, first: bool| -> BoxFuture<'static, Step> {
+        let deliverer = Arc::clone(&deliverer);
+        async move {
+            let size = size_of(&record);
+            let Some(store) = &deliverer.parked else {
+                return Step::Parked { lane, record, size, written: Err("parking is off".into()), first: None };
+            };
+            let written = store.park(&record, &what).await.map_err(|e| e.to_string());
+            let mut state = None;
+            if let Ok(head) = written {
+                deliverer.metrics.parked_records.inc();
+                if first {
+                    // The state is acknowledged before the record is done (its offset committed):
+                    // a parked record is always found again after a crash.
+                    let now = unix_ms(what.at);
+                    let due_ms = match after_failure(&deliverer.retry_schedule, None, now) {
+                        AfterFailure::Retry { due_ms, .. } => due_ms,
+                        AfterFailure::Exhausted => now,
+                    };
+                    let parked = ParkState {
+                        head,
+                        step: 0,
+                        due_ms,
+                        since_ms: now,
+                        last_status: what.last_status,
+                        last_error: what.last_error.clone(),
+                    };
+                    store.write_state(record.partition(), record.key().unwrap_or_default(), Some(&parked)).await;
+                    state = Some(parked);
+                }
+            }
+            Step::Parked { lane, record, size, written, first: state }
+        }
+        .boxed()
+    };
+    let write_state = |key: Vec<u8>, state: Option<ParkState>| -> BoxFuture<'static, Step> {
+        let deliverer = Arc::clone(&deliverer);
+        async move {
+            if let Some(store) = &deliverer.parked {
+                store.write_state(partition, &key, state.as_ref()).await;
+            }
+            Step::StateWritten { unparked: state.is_none(), key }
+        }
+        .boxed()
+    };
+    // A live record to start: delivered, parked behind its customer's parked records, or held
+    // while its customer is being unparked.
+    let start = |record: OwnedMessage,
+                 lane: Vec<u8>,
+                 parking: &mut Parking,
+                 held: &mut Vec<(OwnedMessage, Vec<u8>)>,
+                 running: &mut FuturesUnordered<BoxFuture<'static, Step>>| {
+        match parking.get_mut(record.key().unwrap_or_default()) {
+            None => running.push(deliver(record, lane)),
+            Some(parked) if parked.phase == Phase::Unparking => held.push((record, lane)),
+            Some(parked) => {
+                parked.parks_in_flight += 1;
+                let what = ParkingInfo {
+                    at: SystemTime::now(),
+                    attempts: 0,
+                    last_status: None,
+                    last_error: Some("parked behind an earlier record of its customer".into()),
+                };
+                running.push(park(record, lane, what, false));
+            }
+        }
     };
     // Set once no record may be started any more: revoked, stopping, or a record given up.
     let mut winding_down = false;
@@ -149,40 +269,193 @@ pub async fn run(
             && (!bounds.by_key || committer.tracker.in_flight() < bounds.max_records)
             && committer.tracker.uncommitted() < bounds.max_uncommitted
             && dedup.may_take();
+        let next_due = parking.next_due_ms().filter(|_| !winding_down && parking.busy() < MAX_TRIES_IN_FLIGHT);
         tokio::select! {
             biased;
             () = abandon.cancelled() => break,
             () = revoked.cancelled(), if !winding_down => winding_down = true,
-            Some(done) = dedup.acknowledged(), if dedup.writing() => committer.done(done),
-            Some(finished) = running.next(), if !running.is_empty() => {
-                let Finished { key, offset, size, outcome } = finished;
-                stats.finished(partition, offset);
-                match outcome {
-                    Outcome::Delivered { receipt, .. } => {
-                        if dedup.record(receipt, offset) == Recorded::Done {
-                            committer.done(offset);
+            Some(done) = dedup.acknowledged(), if dedup.writing() => {
+                if done != NO_OFFSET {
+                    committer.done(done);
+                }
+            }
+            Some(step) = running.next(), if !running.is_empty() => match step {
+                Step::Finished { lane, record, size, outcome } => {
+                    let offset = record.offset();
+                    stats.finished(partition, offset);
+                    match outcome {
+                        Outcome::Delivered { receipt, .. } => {
+                            if dedup.record(receipt, offset) == Recorded::Done {
+                                committer.done(offset);
+                            }
+                        }
+                        Outcome::DeadLettered(_) | Outcome::Duplicate => committer.done(offset),
+                        Outcome::Abandoned => {
+                            committer.tracker.abandon(offset);
+                            winding_down = true;
+                        }
+                        Outcome::Failing { attempts, last_status, error } => {
+                            // The lane stays busy until the record is parked.
+                            let customer = record.key().unwrap_or_default();
+                            let first = match parking.get_mut(customer) {
+                                Some(parked) => {
+                                    parked.parks_in_flight += 1;
+                                    false
+                                }
+                                None => true,
+                            };
+                            let what = ParkingInfo { at: SystemTime::now(), attempts, last_status, last_error: Some(error) };
+                            running.push(park(record, lane, what, first));
+                            continue;
                         }
                     }
-                    Outcome::DeadLettered(_) | Outcome::Duplicate => committer.done(offset),
-                    Outcome::Abandoned => {
-                        committer.tracker.abandon(offset);
-                        winding_down = true;
+                    // Once winding down, the lane's next record stays unstarted (and uncommitted).
+                    if let Some(next) = lanes.finished(&lane, size)
+                        && !winding_down
+                    {
+                        start(next, lane, &mut parking, &mut held, &mut running);
                     }
                 }
-                // Once winding down, the lane's next record stays unstarted (and uncommitted).
-                if let Some(next) = lanes.finished(&key, size)
-                    && !winding_down
-                {
-                    running.push(start(next, key));
+                Step::Parked { lane, record, size, written, first } => {
+                    let offset = record.offset();
+                    let customer = record.key().unwrap_or_default().to_vec();
+                    match written {
+                        Ok(at) => {
+                            tracing::debug!(topic, partition, offset, retry_offset = at, "record parked");
+                            match first {
+                                Some(state) => {
+                                    metrics.parked_customers.inc();
+                                    metrics.parking_transitions.with_label_values(&["parked"]).inc();
+                                    tracing::warn!(
+                                        topic, partition, offset,
+                                        customer = %String::from_utf8_lossy(&customer),
+                                        error = state.last_error.as_deref().unwrap_or_default(),
+                                        retry_in = ?Duration::from_millis(state.due_ms.saturating_sub(state.since_ms)),
+                                        "customer parked: its records go to the retry topic until its endpoint recovers"
+                                    );
+                                    parking.park(customer, state);
+                                }
+                                None => {
+                                    if let Some(parked) = parking.get_mut(&customer) {
+                                        parked.parks_in_flight = parked.parks_in_flight.saturating_sub(1);
+                                    }
+                                }
+                            }
+                            stats.finished(partition, offset);
+                            committer.done(offset);
+                        }
+                        Err(error) => {
+                            if let Some(parked) = parking.get_mut(&customer) {
+                                parked.parks_in_flight = parked.parks_in_flight.saturating_sub(1);
+                            }
+                            // Refused for good by the retry topic (it took it on the delivery
+                            // topic): the DLQ says why, and the lane goes on once it is written.
+                            tracing::error!(topic, partition, offset, %error, "the retry topic refused the record for good; dead-lettering it");
+                            let deliverer = Arc::clone(&deliverer);
+                            let why = format!("cannot be parked: {error}");
+                            running.push(
+                                async move {
+                                    let letter = DeadLetter { reason: DlqReason::MaxAttempts, error: why, attempts: 0, last_status: None };
+                                    let outcome = deliverer.dead_letter_as(&record, letter).await;
+                                    Step::Finished { lane, record, size, outcome }
+                                }
+                                .boxed(),
+                            );
+                            continue;
+                        }
+                    }
+                    if let Some(next) = lanes.finished(&lane, size)
+                        && !winding_down
+                    {
+                        start(next, lane, &mut parking, &mut held, &mut running);
+                    }
+                }
+                Step::Tried { key, tried } => {
+                    if let Some(follow) = tried_parked(&deliverer, &mut parking, &mut dedup, &key, tried, &topic, partition) {
+                        match follow {
+                            Follow::Write(state) => running.push(write_state(key, state)),
+                            Follow::DeadLetter { record, parked_ms, letter } => {
+                                let deliverer = Arc::clone(&deliverer);
+                                running.push(
+                                    async move {
+                                        let outcome = deliverer.dead_letter_as(&record, letter).await;
+                                        Step::Tried { key, tried: Tried::Done { record, parked_ms, probe: false, outcome } }
+                                    }
+                                    .boxed(),
+                                );
+                            }
+                        }
+                    }
+                }
+                Step::StateWritten { key, unparked } => {
+                    if unparked && parking.unpark(&key).is_some() {
+                        metrics.parked_customers.dec();
+                        metrics.parking_transitions.with_label_values(&["unparked"]).inc();
+                        tracing::info!(topic, partition, customer = %String::from_utf8_lossy(&key), "customer unparked: its records flow directly again");
+                        let (released, kept): (Vec<_>, Vec<_>) =
+                            std::mem::take(&mut held).into_iter().partition(|(record, _)| record.key().unwrap_or_default() == key.as_slice());
+                        held = kept;
+                        for (record, lane) in released {
+                            if winding_down {
+                                break;
+                            }
+                            start(record, lane, &mut parking, &mut held, &mut running);
+                        }
+                    }
+                }
+            },
+            () = sleep_until_ms(next_due.unwrap_or(u64::MAX)), if next_due.is_some() => {
+                let now = unix_ms(SystemTime::now());
+                let room = MAX_TRIES_IN_FLIGHT.saturating_sub(parking.busy());
+                for key in parking.take_due(now, room) {
+                    let Some(parked) = parking.get(&key) else { continue };
+                    let Some(store) = &deliverer.parked else { continue };
+                    let reader = Arc::clone(reader.get_or_insert_with(|| Arc::new(store.reader(partition))));
+                    let (head, draining, behind) = (parked.state.head, parked.draining, parked.behind);
+                    let policy = if draining { live.clone() } else { probe.clone() };
+                    let (deliverer, seen, revoked) = (Arc::clone(&deliverer), seen.clone(), revoked.clone());
+                    running.push(
+                        async move {
+                            let tried = match reader.next(&key, head).await {
+                                Ok(None) => Tried::Empty,
+                                Err(error) => {
+                                    tracing::warn!(partition, %error, "cannot read the retry topic; trying again");
+                                    Tried::Unreadable
+                                }
+                                Ok(Some(record)) => {
+                                    let parked_ms = hookline_core::parking::parse(&record).at.map_or(now, unix_ms);
+                                    if behind {
+                                        if !outlived(&deliverer.retry_schedule, parked_ms, now) {
+                                            // Its customer is failing: it waits for its own
+                                            // schedule's next step.
+                                            return Step::Tried { key, tried: Tried::Later { parked_ms } };
+                                        }
+                                        // It waited its whole schedule behind earlier records of
+                                        // its failing customer: no try of its own (a backlog of
+                                        // them would otherwise drain one probe at a time).
+                                        let error = "retry schedule exhausted while parked behind earlier records of its customer".to_owned();
+                                        deliverer.metrics.parking_transitions.with_label_values(&["retries_exhausted"]).inc();
+                                        let letter = DeadLetter { reason: DlqReason::RetriesExhausted, error, attempts: 0, last_status: None };
+                                        let outcome = deliverer.dead_letter_as(&record, letter).await;
+                                        return Step::Tried { key, tried: Tried::Done { record, parked_ms, probe: true, outcome } };
+                                    }
+                                    let outcome = deliverer.process(&record, &seen, &revoked, &policy).await;
+                                    Tried::Done { record, parked_ms, probe: !draining, outcome }
+                                }
+                            };
+                            Step::Tried { key, tried }
+                        }
+                        .boxed(),
+                    );
                 }
             }
             received = queue.recv(), if open => match received {
                 Ok(message) => {
                     let record = message.detach();
                     committer.tracker.begin(record.offset(), record.timestamp().to_millis());
-                    let key = if bounds.by_key { record.key().unwrap_or_default().to_vec() } else { Vec::new() };
-                    if let Some(record) = lanes.push(&key, size_of(&record), record) {
-                        running.push(start(record, key));
+                    let lane = if bounds.by_key { record.key().unwrap_or_default().to_vec() } else { Vec::new() };
+                    if let Some(record) = lanes.push(&lane, size_of(&record), record) {
+                        start(record, lane, &mut parking, &mut held, &mut running);
                     }
                 }
                 Err(error) => tracing::warn!(topic, partition, %error, "consume error"),
@@ -192,8 +465,16 @@ pub async fn run(
     }
     // Deliveries still running here were cut short by `abandon`; they are dropped unfinished.
     drop(running);
+    drop(reader);
     drop(seen);
-    dedup.finish(&topic, &abandon, |offset| committer.done(offset)).await;
+    dedup
+        .finish(&topic, &abandon, |offset| {
+            if offset != NO_OFFSET {
+                committer.done(offset);
+            }
+        })
+        .await;
+    metrics.parked_customers.sub(parking.len() as i64);
     let left = committer.tracker.in_flight();
     if left > 0 {
         let cause = if stops.stopping.is_cancelled() { "shutdown" } else { "revoked" };
@@ -206,6 +487,156 @@ pub async fn run(
     dedup.release(revoked.is_cancelled() && !stops.stopping.is_cancelled());
     tracing::debug!(topic, partition, "partition worker stopped");
     drop(lease);
+}
+
+/// What the worker does after a try of a parked customer: write its new state (`None`: the
+/// tombstone that unparks it), or dead-letter its record whose schedule ran out.
+enum Follow {
+    Write(Option<ParkState>),
+    DeadLetter { record: OwnedMessage, parked_ms: u64, letter: DeadLetter },
+}
+
+/// Applies the end of a try of parked customer `key` to its bookkeeping; what to do next.
+fn tried_parked(
+    deliverer: &Deliverer,
+    parking: &mut Parking,
+    dedup: &mut Dedup,
+    key: &[u8],
+    tried: Tried,
+    topic: &str,
+    partition: i32,
+) -> Option<Follow> {
+    let metrics = &deliverer.metrics;
+    let customer = String::from_utf8_lossy(key).into_owned();
+    let parked = parking.get_mut(key)?;
+    let now = unix_ms(SystemTime::now());
+    parked.phase = Phase::Waiting;
+    match tried {
+        Tried::Empty if parked.parks_in_flight > 0 => {
+            parked.state.due_ms = now + millis(TRY_AGAIN);
+            None
+        }
+        Tried::Empty => {
+            parked.phase = Phase::Unparking;
+            Some(Follow::Write(None))
+        }
+        Tried::Unreadable => {
+            parked.state.due_ms = now + millis(TRY_AGAIN);
+            None
+        }
+        Tried::Later { parked_ms } => {
+            parked.behind = false;
+            // Not outlived when read; should it be by now, its next try is its last.
+            let (step, due_ms) = resume(&deliverer.retry_schedule, parked_ms, now)
+                .unwrap_or((u32::try_from(deliverer.retry_schedule.len().saturating_sub(1)).unwrap_or(0), now));
+            parked.state.step = step;
+            parked.state.due_ms = due_ms;
+            Some(Follow::Write(Some(parked.state.clone())))
+        }
+        Tried::Done { record, parked_ms, probe, outcome } => {
+            let offset = record.offset();
+            match outcome {
+                Outcome::Abandoned => None,
+                Outcome::Delivered { receipt, .. } => {
+                    dedup.record_parked(receipt);
+                    if !parked.draining {
+                        metrics.parking_transitions.with_label_values(&["recovered"]).inc();
+                        tracing::info!(
+                            topic,
+                            partition,
+                            customer,
+                            "parked customer recovered: its parked records drain"
+                        );
+                    }
+                    parked.draining = true;
+                    Some(Follow::Write(Some(advance(parked, offset, now))))
+                }
+                Outcome::Duplicate | Outcome::DeadLettered(_) => {
+                    Some(Follow::Write(Some(advance(parked, offset, now))))
+                }
+                Outcome::Failing { last_status, error, .. } => {
+                    parked.draining = false;
+                    parked.behind = false;
+                    let tried = if probe { Some(parked.state.step) } else { None };
+                    match after_failure(&deliverer.retry_schedule, tried, now) {
+                        AfterFailure::Retry { step, due_ms } => {
+                            metrics.parking_transitions.with_label_values(&["probe_failed"]).inc();
+                            tracing::info!(
+                                topic, partition, customer, %error, step,
+                                retry_in = ?Duration::from_millis(due_ms.saturating_sub(now)),
+                                "parked customer still failing"
+                            );
+                            parked.state.step = step;
+                            parked.state.due_ms = due_ms;
+                            parked.state.last_status = last_status;
+                            parked.state.last_error = Some(error);
+                            Some(Follow::Write(Some(parked.state.clone())))
+                        }
+                        AfterFailure::Exhausted => {
+                            metrics.parking_transitions.with_label_values(&["retries_exhausted"]).inc();
+                            tracing::warn!(topic, partition, customer, %error, "retry schedule exhausted; dead-lettering the parked record");
+                            parked.phase = Phase::Busy;
+                            // Its attempts in place before it was parked, and one per step.
+                            let in_place = hookline_core::parking::parse(&record).attempts.unwrap_or(0);
+                            let letter = DeadLetter {
+                                reason: DlqReason::RetriesExhausted,
+                                error: format!("{error}; retry schedule exhausted"),
+                                attempts: in_place + parked.state.step + 1,
+                                last_status,
+                            };
+                            Some(Follow::DeadLetter { record, parked_ms, letter })
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The customer's head record at `offset` is done: its next parked record is due at once.
+fn advance(parked: &mut Parked, offset: i64, now: u64) -> ParkState {
+    parked.behind = !parked.draining;
+    parked.state.head = offset + 1;
+    parked.state.step = 0;
+    parked.state.due_ms = now;
+    parked.state.clone()
+}
+
+fn millis(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// Sleeps until `due_ms` (milliseconds since the Unix epoch; at once if past).
+async fn sleep_until_ms(due_ms: u64) {
+    let now = unix_ms(SystemTime::now());
+    tokio::time::sleep(Duration::from_millis(due_ms.saturating_sub(now))).await;
+}
+
+/// Reads the partition's parking state back, retrying until it succeeds; `None` if the partition
+/// is revoked or the consumer stops first. No record is taken before: one of a parked customer
+/// must be parked behind the others, never delivered ahead of them.
+async fn restore_parking(
+    store: &ParkedStore,
+    partition: i32,
+    revoked: &CancellationToken,
+    stops: &Stops,
+) -> Option<Parking> {
+    loop {
+        let error = tokio::select! {
+            () = revoked.cancelled() => return None,
+            () = stops.stopping.cancelled() => return None,
+            loaded = store.load(partition) => match loaded {
+                Ok(states) => return Some(Parking::restore(states)),
+                Err(error) => error,
+            },
+        };
+        tracing::warn!(topic = %store.parking_topic, partition, %error, "cannot read the parking state; retrying");
+        tokio::select! {
+            () = revoked.cancelled() => return None,
+            () = stops.stopping.cancelled() => return None,
+            () = tokio::time::sleep(TRY_AGAIN * 5) => {}
+        }
+    }
 }
 
 /// What a record weighs against `--max-in-flight-bytes`.

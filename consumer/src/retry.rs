@@ -18,15 +18,37 @@ pub struct RetryPolicy {
     pub max_attempts: u32,
     pub initial_backoff: Duration,
     pub max_backoff: Duration,
+    /// When the attempts run out, park the record's customer (`--park-after`) instead of
+    /// dead-lettering the record.
+    pub park: bool,
 }
 
 impl From<&DeliveryArgs> for RetryPolicy {
     fn from(args: &DeliveryArgs) -> Self {
-        Self { max_attempts: args.max_attempts, initial_backoff: args.initial_backoff, max_backoff: args.max_backoff }
+        Self {
+            max_attempts: args.max_attempts,
+            initial_backoff: args.initial_backoff,
+            max_backoff: args.max_backoff,
+            park: false,
+        }
     }
 }
 
 impl RetryPolicy {
+    /// The policy of live records with parking after `park_after` attempts (`None`: off).
+    pub fn parking_after(mut self, park_after: Option<u32>) -> Self {
+        if let Some(attempts) = park_after {
+            self.max_attempts = attempts.min(self.max_attempts);
+            self.park = true;
+        }
+        self
+    }
+
+    /// The policy of a probe: one attempt, and the customer stays parked if it fails.
+    pub fn probe(&self) -> Self {
+        Self { max_attempts: 1, park: true, ..self.clone() }
+    }
+
     /// Delays between attempts for one record: `max_attempts - 1` of them.
     pub fn schedule(&self) -> Schedule {
         let retries = usize::try_from(self.max_attempts.saturating_sub(1)).unwrap_or(usize::MAX);
@@ -76,7 +98,12 @@ mod tests {
     use super::*;
 
     fn policy(max_attempts: u32) -> RetryPolicy {
-        RetryPolicy { max_attempts, initial_backoff: Duration::from_millis(100), max_backoff: Duration::from_secs(2) }
+        RetryPolicy {
+            max_attempts,
+            initial_backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_secs(2),
+            park: false,
+        }
     }
 
     #[test]

@@ -6,135 +6,21 @@
 mod common;
 
 use std::collections::hash_map::DefaultHasher;
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap};
 use std::hash::{Hash, Hasher};
-use std::sync::atomic::{AtomicBool, Ordering as AtomicOrdering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::atomic::Ordering as AtomicOrdering;
 use std::time::Duration;
 
-use common::{Env, Running, assert_handed_over, free_port, metric_value, usage_error};
-use hookline_consumer::config::Ordering;
+use common::{
+    Env, Recording, Running, assert_customer_order, assert_each_acked_once, assert_handed_over, customer_seq,
+    customers, free_port, key_mode, metric_value, publish, sample, usage_error,
+};
+use hookline_consumer::config::ParkAfter;
 use hookline_testkit::kafka::{committed_offsets, read_topic};
 use hookline_testkit::{Endpoint, Received, Respond, wait_until};
 use rdkafka::message::Message;
-use serde_json::json;
 
 const WAIT: Duration = Duration::from_secs(60);
-
-/// An endpoint answering as its script decides, which also keeps the requests it ACKed (answered
-/// 2xx), in arrival order.
-struct Recording {
-    endpoint: Endpoint,
-    acks: Arc<Mutex<Vec<Received>>>,
-}
-
-impl Recording {
-    async fn start(script: impl Fn(&Received) -> Respond + Send + Sync + 'static) -> Self {
-        let acks: Arc<Mutex<Vec<Received>>> = Arc::default();
-        let kept = Arc::clone(&acks);
-        let endpoint = Endpoint::start(move |request| {
-            let respond = script(request);
-            if (200..300).contains(&respond.status) {
-                kept.lock().unwrap_or_else(PoisonError::into_inner).push(request.clone());
-            }
-            respond
-        })
-        .await;
-        Self { endpoint, acks }
-    }
-
-    /// An endpoint that answers 503 until the returned flag is set, then 200.
-    async fn switchable() -> (Self, Arc<AtomicBool>) {
-        let healthy = Arc::new(AtomicBool::new(false));
-        let flag = Arc::clone(&healthy);
-        let recording =
-            Self::start(move |_| if flag.load(AtomicOrdering::SeqCst) { Respond::ok() } else { Respond::status(503) })
-                .await;
-        (recording, healthy)
-    }
-
-    fn acks(&self) -> Vec<Received> {
-        self.acks.lock().unwrap_or_else(PoisonError::into_inner).clone()
-    }
-
-    fn acked_ids(&self) -> BTreeSet<String> {
-        self.acks().iter().map(|r| r.webhook_id().to_owned()).collect()
-    }
-}
-
-/// How many ACKs each `webhook-id` got, over `endpoints`.
-fn ack_counts(endpoints: &[&Recording]) -> BTreeMap<String, usize> {
-    let mut counts = BTreeMap::new();
-    for endpoint in endpoints {
-        for ack in endpoint.acks() {
-            *counts.entry(ack.webhook_id().to_owned()).or_default() += 1;
-        }
-    }
-    counts
-}
-
-/// Asserts that every event was ACKed exactly once, over `endpoints`.
-fn assert_each_acked_once(endpoints: &[&Recording], published: &[String]) {
-    let counts = ack_counts(endpoints);
-    let twice: Vec<_> = counts.iter().filter(|(_, n)| **n > 1).collect();
-    assert!(twice.is_empty(), "events ACKed more than once: {twice:?}");
-    let acked: BTreeSet<&String> = counts.keys().collect();
-    let published: BTreeSet<&String> = published.iter().collect();
-    assert_eq!(acked, published, "the events ACKed are the events published");
-}
-
-/// The customer and seq of a request carrying `{"customer", "seq"}`.
-fn customer_seq(request: &Received) -> (String, i64) {
-    let data = &request.json()["data"];
-    (data["customer"].as_str().expect("customer").to_owned(), data["seq"].as_i64().expect("seq"))
-}
-
-/// Asserts that each customer's ACKed seqs are strictly increasing in ACK order (each customer is
-/// served by one endpoint, so each endpoint's ACK order is its customers' order).
-fn assert_customer_order(endpoints: &[&Recording]) {
-    for endpoint in endpoints {
-        let mut last: HashMap<String, i64> = HashMap::new();
-        for ack in endpoint.acks() {
-            let (customer, seq) = customer_seq(&ack);
-            let previous = last.insert(customer.clone(), seq);
-            assert!(previous.is_none_or(|p| p < seq), "{customer}: seq {seq} ACKed after {previous:?}");
-        }
-    }
-}
-
-/// `customers` customers `<prefix>-<i>` at `url`.
-async fn customers(env: &Env, prefix: &str, count: usize, url: &str) -> Vec<String> {
-    let names: Vec<String> = (0..count).map(|i| format!("{prefix}-{i}")).collect();
-    for name in &names {
-        env.customer(name, url).await;
-    }
-    names
-}
-
-/// Publishes `{"customer", "seq"}` for each seq of `seqs` to each customer, seq by seq; the
-/// event ids in publishing order.
-async fn publish(env: &Env, customers: &[String], seqs: std::ops::Range<i64>) -> Vec<String> {
-    let mut published = Vec::new();
-    for seq in seqs {
-        for customer in customers {
-            published.push(env.publish(customer, json!({"customer": customer, "seq": seq})).await);
-        }
-    }
-    published
-}
-
-/// In-process consumer settings in key mode.
-fn key_mode(env: &Env) -> hookline_consumer::Config {
-    let mut config = env.config();
-    config.ordering.ordering = Ordering::Key;
-    config
-}
-
-/// A gauge or counter of an in-process consumer, with the per-partition gauges refreshed first.
-fn sample(consumer: &Running, name: &str, labels: &[(&str, &str)]) -> u64 {
-    consumer.metrics.partitions.refresh();
-    metric_value(&consumer.metrics, name, labels)
-}
 
 /// A pseudo-random number decided by the request's `webhook-id` and attempt.
 fn mix(request: &Received) -> u64 {
@@ -270,6 +156,9 @@ async fn sigkill_with_records_done_beyond_the_watermark_sends_none_of_them_again
             "key",
             "--max-attempts",
             "1000",
+            // The dead customer retries in place: its records are what holds the watermark.
+            "--park-after",
+            "off",
             "--metrics-listen",
             &format!("127.0.0.1:{port}"),
         ])
@@ -376,6 +265,8 @@ async fn a_dead_customer_fills_max_in_flight_and_the_partition_waits_in_its_grou
     let mut config = key_mode(&env);
     config.ordering.max_in_flight = BOUND;
     config.delivery.max_attempts = 1000;
+    // Retrying in place, as without parking: the bound is what is tested.
+    config.parking.park_after = Some(ParkAfter(None));
     // The partition stalls longer than this: the member must keep polling to stay in its group.
     // A slow ledger (its writes wait a second to be sent): records delivered stay in flight until
     // their ledger entry is acknowledged, and count against the bound meanwhile.
@@ -473,6 +364,7 @@ async fn the_byte_bound_holds_a_partition_back_like_the_record_bound() {
     let mut config = key_mode(&env);
     config.ordering.max_in_flight_bytes = u64::try_from(size * 2).expect("size");
     config.delivery.max_attempts = 1000;
+    config.parking.park_after = Some(ParkAfter(None));
     let consumer = env.start(config);
     wait_until(WAIT, "the dead customer's first record retried", || dead.endpoint.count() >= 3).await;
     // Two of the dead customer's records fill the bound (the second is let in below it): the

@@ -179,6 +179,16 @@ pub struct TopicArgs {
         global = true
     )]
     pub idempotency: String,
+
+    /// Retry topic: the records of parked customers (`--park-after`), in order, unchanged,
+    /// co-partitioned with the delivery topic.
+    #[arg(long = "retry-topic", env = "HOOKLINE_RETRY_TOPIC", default_value = "webhooks.retry", global = true)]
+    pub retry: String,
+
+    /// Compacted parking state (key = customer id): which customers of each partition are parked,
+    /// their oldest parked record and when it is due, co-partitioned with the delivery topic.
+    #[arg(long = "parking-topic", env = "HOOKLINE_PARKING_TOPIC", default_value = "webhooks.parking", global = true)]
+    pub parking: String,
 }
 
 impl Default for TopicArgs {
@@ -189,7 +199,8 @@ impl Default for TopicArgs {
 
 impl TopicArgs {
     /// Every name derived from one prefix: `P`, `P.dlq`, `P.customers`, `P.delivered`,
-    /// `P.idempotency` (the defaults use `webhooks`; tests use a unique prefix per test).
+    /// `P.idempotency`, `P.retry`, `P.parking` (the defaults use `webhooks`; tests use a unique
+    /// prefix per test).
     pub fn with_prefix(prefix: &str) -> Self {
         Self {
             deliveries: prefix.to_owned(),
@@ -197,6 +208,8 @@ impl TopicArgs {
             customers: format!("{prefix}.customers"),
             delivered: format!("{prefix}.delivered"),
             idempotency: format!("{prefix}.idempotency"),
+            retry: format!("{prefix}.retry"),
+            parking: format!("{prefix}.parking"),
         }
     }
 }

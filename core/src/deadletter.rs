@@ -78,11 +78,14 @@ pub enum DlqReason {
     /// The customer's stored public key cannot be used. Nothing is ever sent unencrypted to a
     /// customer that asked for encryption.
     EncryptionFailed,
+    /// A parked record's retry schedule (`--retry-schedule`) ran out with its endpoint still
+    /// failing.
+    RetriesExhausted,
 }
 
 impl DlqReason {
     /// Every reason, in the order documented.
-    pub const ALL: [Self; 7] = [
+    pub const ALL: [Self; 8] = [
         Self::MaxAttempts,
         Self::Undecodable,
         Self::UnknownCustomer,
@@ -90,6 +93,7 @@ impl DlqReason {
         Self::BlockedDestination,
         Self::SigningFailed,
         Self::EncryptionFailed,
+        Self::RetriesExhausted,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -101,6 +105,7 @@ impl DlqReason {
             Self::BlockedDestination => "blocked_destination",
             Self::SigningFailed => "signing_failed",
             Self::EncryptionFailed => "encryption_failed",
+            Self::RetriesExhausted => "retries_exhausted",
         }
     }
 }
@@ -168,7 +173,8 @@ pub fn bodiless_key(key: Option<&[u8]>) -> Option<&[u8]> {
 }
 
 /// The headers of a dead letter re-produced to the delivery topic by `dlq replay`: its headers
-/// minus this contract's (dead-letter headers and an earlier replay's marks), plus
+/// minus this contract's (dead-letter headers and an earlier replay's marks) and a parking's
+/// ([`crate::parking::headers`]), plus
 /// [`headers::REPLAYED_AT`] `replayed_at` and [`headers::REPLAYED_FROM`]
 /// `<dlq topic>/<partition>/<offset>`.
 pub fn replayed_headers<'a>(
@@ -178,7 +184,11 @@ pub fn replayed_headers<'a>(
 ) -> OwnedHeaders {
     let kept = letter_headers
         .into_iter()
-        .filter(|(key, _)| !is_letter_header(key) && !key.starts_with(headers::REPLAYED_PREFIX))
+        .filter(|(key, _)| {
+            !is_letter_header(key)
+                && !key.starts_with(headers::REPLAYED_PREFIX)
+                && !crate::parking::is_parked_header(key)
+        })
         .map(|(key, value)| Header { key, value });
     let from = format!("{dlq}/{partition}/{offset}");
     copy(kept)
@@ -375,6 +385,7 @@ mod tests {
             "blocked_destination",
             "signing_failed",
             "encryption_failed",
+            "retries_exhausted",
         ];
         assert_eq!(reasons, expected);
         assert!(names[..6].iter().all(|name| name.starts_with(headers::DLQ_PREFIX) && is_letter_header(name)));

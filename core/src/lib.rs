@@ -8,6 +8,8 @@
 //! - [`envelope`]: the record carried on the delivery topic and the webhook body built from it.
 //! - [`deadletter`]: the dead-letter record contract: reasons, header names, the builders of a
 //!   dead letter's headers (whole and body-less) and of a replayed record's, and their parser.
+//! - [`parking`]: the parking contract: the headers of a record parked on the retry topic and the
+//!   parking state of a customer, with their builders and parsers.
 //! - [`limits`]: the largest record value Hookline produces, derived from `message.max.bytes`
 //!   with room for every header a record gets up to its dead letter (publisher and consumer agree).
 //! - [`codec`]: record values in Avro (single-object encoding, or the Confluent Schema Registry
@@ -27,7 +29,7 @@
 //! - [`quote`]: how input appears in messages: clipped, URLs without credentials.
 //! - [`telemetry`]: logging and OpenTelemetry tracing set-up, W3C trace-context propagation
 //!   through Kafka record headers.
-//! - [`topics`]: creating and checking the three topics.
+//! - [`topics`]: creating and checking the seven topics.
 //! - [`error`]: this crate's error type.
 
 pub mod codec;
@@ -41,6 +43,7 @@ pub mod follower;
 pub mod kafka;
 pub mod limits;
 pub mod netguard;
+pub mod parking;
 pub mod quote;
 pub mod secrets;
 pub mod telemetry;

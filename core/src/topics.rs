@@ -4,9 +4,12 @@
 //! topics out the same way: the delivery topic, the DLQ and the delivery ledger with the same
 //! partition count (all keyed by customer id; the ledger's partition `p` records what was delivered
 //! from the delivery topic's partition `p`), the customers topic compacted with a single partition
-//! (it is small and read whole by every process), and the idempotency topic with a single
-//! partition (every publisher follows all of it). The two state topics keep records for
-//! [`STATE_RETENTION`]: the de-duplication and idempotency windows cannot be longer.
+//! (it is small and read whole by every process), the idempotency topic with a single
+//! partition (every publisher follows all of it), and the retry topic and parking state
+//! co-partitioned with the delivery topic (partition `p` of each holds the parked customers of
+//! the delivery topic's partition `p`; the parking state is compacted). The ledger, the
+//! idempotency topic and the retry topic keep records for [`STATE_RETENTION`]: the
+//! de-duplication and idempotency windows, and a parked record's whole retry schedule, must fit.
 
 use std::time::Duration;
 
@@ -51,7 +54,8 @@ pub enum TopicOutcome {
     Differs(Vec<String>),
 }
 
-/// Every topic for `topics`, with `partitions` for the delivery topic, the DLQ and the ledger.
+/// Every topic for `topics`, with `partitions` for the delivery topic and those co-partitioned
+/// with it (the DLQ, the ledger, the retry topic and the parking state).
 pub fn specs(topics: &TopicArgs, partitions: i32, replication_factor: i32) -> Vec<TopicSpec> {
     let spec = |name: &str, partitions, cleanup_policy, retention| TopicSpec {
         name: name.to_owned(),
@@ -66,6 +70,8 @@ pub fn specs(topics: &TopicArgs, partitions: i32, replication_factor: i32) -> Ve
         spec(&topics.customers, CUSTOMERS_PARTITIONS, "compact", None),
         spec(&topics.delivered, partitions, "delete", Some(STATE_RETENTION)),
         spec(&topics.idempotency, IDEMPOTENCY_PARTITIONS, "delete", Some(STATE_RETENTION)),
+        spec(&topics.retry, partitions, "delete", Some(STATE_RETENTION)),
+        spec(&topics.parking, partitions, "compact", None),
     ]
 }
 
@@ -178,7 +184,7 @@ mod tests {
     #[test]
     fn customers_topic_is_compacted_with_one_partition() {
         let specs = specs(&TopicArgs::with_prefix("t"), 6, 3);
-        assert_eq!(specs.len(), 5);
+        assert_eq!(specs.len(), 7);
         assert_eq!((specs[0].name.as_str(), specs[0].partitions, specs[0].cleanup_policy), ("t", 6, "delete"));
         assert_eq!((specs[1].name.as_str(), specs[1].partitions), ("t.dlq", 6));
         assert_eq!(
@@ -191,6 +197,16 @@ mod tests {
             "the ledger is co-partitioned with the delivery topic"
         );
         assert_eq!((specs[4].name.as_str(), specs[4].partitions), ("t.idempotency", 1));
+        assert_eq!(
+            (specs[5].name.as_str(), specs[5].partitions, specs[5].cleanup_policy, specs[5].retention),
+            ("t.retry", 6, "delete", Some(STATE_RETENTION)),
+            "the retry topic is co-partitioned with the delivery topic"
+        );
+        assert_eq!(
+            (specs[6].name.as_str(), specs[6].partitions, specs[6].cleanup_policy),
+            ("t.parking", 6, "compact"),
+            "the parking state is co-partitioned and compacted"
+        );
         assert!(specs.iter().all(|s| s.replication_factor == 3));
     }
 }

@@ -96,8 +96,15 @@ pub async fn run_until(args: Args, interrupt: CancellationToken) -> Result<Summa
         }
     }
     println!(
-        "  topics: {} ({} partitions), {}, {}, {} (delivery ledger), {}",
-        topics.deliveries, args.partitions, topics.dlq, topics.customers, topics.delivered, topics.idempotency
+        "  topics: {} ({} partitions), {}, {}, {} (delivery ledger), {}, {} (retry), {} (parking state)",
+        topics.deliveries,
+        args.partitions,
+        topics.dlq,
+        topics.customers,
+        topics.delivered,
+        topics.idempotency,
+        topics.retry,
+        topics.parking
     );
 
     let mut stack = Stack::default();
@@ -157,6 +164,11 @@ impl Stack {
 
     fn in_backoff(&self) -> i64 {
         self.consumers.iter().map(|c| c.metrics.keys_in_backoff.get()).sum()
+    }
+
+    /// Customers parked on the retry topic, over the consumers.
+    fn parked(&self) -> i64 {
+        self.consumers.iter().map(|c| c.metrics.parked_customers.get()).sum()
     }
 
     /// Stops the consumers (finishing deliveries in flight), the publisher, the receivers and the
@@ -311,12 +323,13 @@ async fn drive(
         let retries = stack.retries();
         println!(
             "[{:>5.1}s] published {:>e$}/{}  accounted for {:>w$}/{total}  delivered {delivered:>w$}  \
-             dead-lettered {dead_lettered:>3}  retries {retries:>4}  customers in backoff {}",
+             dead-lettered {dead_lettered:>3}  retries {retries:>4}  customers in backoff {}  parked {}",
             started.elapsed().as_secs_f64(),
             sent.load(Ordering::Relaxed),
             args.events,
             delivered + dead_lettered,
             stack.in_backoff(),
+            stack.parked(),
             e = args.events.to_string().len(),
             w = total.to_string().len(),
         );
@@ -347,6 +360,8 @@ async fn drive(
                 .iter()
                 .map(|kind| c.metrics.rebalances.with_label_values(&[kind]).get())
                 .sum(),
+            parked_records: c.metrics.parked_records.get(),
+            parkings: c.metrics.parking_transitions.with_label_values(&["parked"]).get(),
         })
         .collect();
     Ok(Summary { kafka: location.to_owned(), events: args.events, customers, consumers, elapsed })
@@ -424,6 +439,9 @@ pub fn consumer_config(kafka: &KafkaArgs, topics: &TopicArgs, group: &str, mock:
     // never cuts an attempt short.
     config.delivery.request_timeout = Duration::from_secs(2);
     config.shutdown_grace = Duration::from_secs(5);
+    // Key mode parks the always-failing customer after 3 attempts; a schedule of seconds instead
+    // of hours lets its parked records reach the DLQ (`retries_exhausted`) while the demo runs.
+    config.parking.retry_schedule = "250ms,500ms,1s".parse().expect("a valid schedule");
     config
 }
 

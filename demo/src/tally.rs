@@ -179,6 +179,9 @@ pub struct ConsumerSummary {
     pub delivered: u64,
     pub dead_lettered: u64,
     pub rebalances: u64,
+    /// Records this consumer parked on the retry topic, and times it parked a customer.
+    pub parked_records: u64,
+    pub parkings: u64,
 }
 
 /// The outcome of a demo run.
@@ -256,11 +259,14 @@ impl fmt::Display for Summary {
         for (n, consumer) in self.consumers.iter().enumerate() {
             writeln!(
                 f,
-                "consumer {}: {} partitions, {} delivered, {} dead-lettered (rebalance callbacks: {})",
+                "consumer {}: {} partitions, {} delivered, {} dead-lettered, {} parked on the retry topic (customers \
+                 parked: {}; rebalance callbacks: {})",
                 n + 1,
                 consumer.partitions,
                 consumer.delivered,
                 consumer.dead_lettered,
+                consumer.parked_records,
+                consumer.parkings,
                 consumer.rebalances
             )?;
         }

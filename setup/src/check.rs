@@ -111,7 +111,7 @@ async fn check_topics(
 ) {
     let delivery_partitions = snapshot.deliveries().partitions.as_ref().map(Vec::len);
     // The expected layout is `topics create`'s, with the delivery topic's actual partition count
-    // (any count is fine for it; the DLQ and the ledger must follow it).
+    // (any count is fine for it; the topics co-partitioned with it must follow it).
     let count = delivery_partitions.and_then(|n| i32::try_from(n).ok()).unwrap_or(1);
     let specs = topics::specs(names, count, 1);
     let policies = cleanup_policies(kafka, snapshot, timeout).await;
@@ -123,8 +123,9 @@ async fn check_topics(
             continue;
         };
         let mut problems = Vec::new();
-        // The DLQ and the ledger follow the delivery topic (unknown when it is missing).
-        let follows_deliveries = matches!(index, 1 | 3);
+        // The DLQ, the ledger, the retry topic and the parking state follow the delivery topic
+        // (unknown when it is missing).
+        let follows_deliveries = matches!(index, 1 | 3 | 5 | 6);
         if (!follows_deliveries || delivery_partitions.is_some())
             && found.len() != usize::try_from(spec.partitions).unwrap_or_default()
         {
@@ -399,6 +400,8 @@ mod tests {
                 topic("customers", "t.customers", None),
                 topic("delivery ledger", "t.delivered", None),
                 topic("idempotency", "t.idempotency", None),
+                topic("retry", "t.retry", None),
+                topic("parking state", "t.parking", None),
             ],
             committed: Some(committed),
         }

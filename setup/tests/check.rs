@@ -93,7 +93,7 @@ async fn a_missing_topic_and_a_dlq_laid_out_unlike_the_delivery_topic_fail() {
     // Everything but the idempotency topic, a DLQ with fewer partitions than the deliveries and a
     // customers topic that is not compacted (it would lose customers to retention).
     let mut specs = topics::specs(&TopicArgs::with_prefix(&prefix), 3, 1);
-    specs.pop();
+    specs.remove(4);
     specs[1].partitions = 2;
     specs[2].cleanup_policy = "delete";
     topics::ensure_topics(&broker.kafka_args(), &specs).await.expect("create topics");

@@ -4,15 +4,19 @@
 
 #![allow(dead_code)]
 
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::process::Stdio;
+use std::sync::atomic::{AtomicBool, Ordering as AtomicOrdering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use hookline_consumer::config::Ordering;
 use hookline_consumer::{Config, Metrics};
 use hookline_core::config::{KafkaArgs, SecretString, TopicArgs};
 use hookline_core::customer::Customer;
 use hookline_core::envelope::EventRecord;
 use hookline_core::{directory, topics};
-use hookline_testkit::{Broker, Endpoint, init_test_logging, kafka, tenants, unique_name};
+use hookline_testkit::{Broker, Endpoint, Received, Respond, init_test_logging, kafka, tenants, unique_name};
 use hookline_wire::signing::SigningSecret;
 use rdkafka::producer::FutureProducer;
 use tokio::task::JoinHandle;
@@ -126,6 +130,8 @@ impl Env {
             .args(["--dlq-topic", &self.topics.dlq])
             .args(["--customers-topic", &self.topics.customers])
             .args(["--delivered-topic", &self.topics.delivered])
+            .args(["--retry-topic", &self.topics.retry])
+            .args(["--parking-topic", &self.topics.parking])
             .args(["--group", &self.group])
             .args(["--initial-backoff", "100ms", "--max-backoff", "400ms", "--request-timeout", "5s"]);
         for (key, value) in GROUP_PROPERTIES {
@@ -312,4 +318,119 @@ pub fn assert_handed_over(first: &Running, second: &Running) {
         "the second member took some partitions over"
     );
     assert_eq!(first.counter("hookline_revoke_drain_timeouts_total", &[]), 0);
+}
+
+/// An endpoint answering as its script decides, which also keeps the requests it ACKed (answered
+/// 2xx), in arrival order.
+pub struct Recording {
+    pub endpoint: Endpoint,
+    pub acks: Arc<Mutex<Vec<Received>>>,
+}
+
+impl Recording {
+    pub async fn start(script: impl Fn(&Received) -> Respond + Send + Sync + 'static) -> Self {
+        let acks: Arc<Mutex<Vec<Received>>> = Arc::default();
+        let kept = Arc::clone(&acks);
+        let endpoint = Endpoint::start(move |request| {
+            let respond = script(request);
+            if (200..300).contains(&respond.status) {
+                kept.lock().unwrap_or_else(PoisonError::into_inner).push(request.clone());
+            }
+            respond
+        })
+        .await;
+        Self { endpoint, acks }
+    }
+
+    /// An endpoint that answers 503 until the returned flag is set, then 200.
+    pub async fn switchable() -> (Self, Arc<AtomicBool>) {
+        let healthy = Arc::new(AtomicBool::new(false));
+        let flag = Arc::clone(&healthy);
+        let recording =
+            Self::start(move |_| if flag.load(AtomicOrdering::SeqCst) { Respond::ok() } else { Respond::status(503) })
+                .await;
+        (recording, healthy)
+    }
+
+    pub fn acks(&self) -> Vec<Received> {
+        self.acks.lock().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
+    pub fn acked_ids(&self) -> BTreeSet<String> {
+        self.acks().iter().map(|r| r.webhook_id().to_owned()).collect()
+    }
+}
+
+/// How many ACKs each `webhook-id` got, over `endpoints`.
+pub fn ack_counts(endpoints: &[&Recording]) -> BTreeMap<String, usize> {
+    let mut counts = BTreeMap::new();
+    for endpoint in endpoints {
+        for ack in endpoint.acks() {
+            *counts.entry(ack.webhook_id().to_owned()).or_default() += 1;
+        }
+    }
+    counts
+}
+
+/// Asserts that every event was ACKed exactly once, over `endpoints`.
+pub fn assert_each_acked_once(endpoints: &[&Recording], published: &[String]) {
+    let counts = ack_counts(endpoints);
+    let twice: Vec<_> = counts.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(twice.is_empty(), "events ACKed more than once: {twice:?}");
+    let acked: BTreeSet<&String> = counts.keys().collect();
+    let published: BTreeSet<&String> = published.iter().collect();
+    assert_eq!(acked, published, "the events ACKed are the events published");
+}
+
+/// The customer and seq of a request carrying `{"customer", "seq"}`.
+pub fn customer_seq(request: &Received) -> (String, i64) {
+    let data = &request.json()["data"];
+    (data["customer"].as_str().expect("customer").to_owned(), data["seq"].as_i64().expect("seq"))
+}
+
+/// Asserts that each customer's ACKed seqs are strictly increasing in ACK order (each customer is
+/// served by one endpoint, so each endpoint's ACK order is its customers' order).
+pub fn assert_customer_order(endpoints: &[&Recording]) {
+    for endpoint in endpoints {
+        let mut last: HashMap<String, i64> = HashMap::new();
+        for ack in endpoint.acks() {
+            let (customer, seq) = customer_seq(&ack);
+            let previous = last.insert(customer.clone(), seq);
+            assert!(previous.is_none_or(|p| p < seq), "{customer}: seq {seq} ACKed after {previous:?}");
+        }
+    }
+}
+
+/// `customers` customers `<prefix>-<i>` at `url`.
+pub async fn customers(env: &Env, prefix: &str, count: usize, url: &str) -> Vec<String> {
+    let names: Vec<String> = (0..count).map(|i| format!("{prefix}-{i}")).collect();
+    for name in &names {
+        env.customer(name, url).await;
+    }
+    names
+}
+
+/// Publishes `{"customer", "seq"}` for each seq of `seqs` to each customer, seq by seq; the
+/// event ids in publishing order.
+pub async fn publish(env: &Env, customers: &[String], seqs: std::ops::Range<i64>) -> Vec<String> {
+    let mut published = Vec::new();
+    for seq in seqs {
+        for customer in customers {
+            published.push(env.publish(customer, serde_json::json!({"customer": customer, "seq": seq})).await);
+        }
+    }
+    published
+}
+
+/// In-process consumer settings in key mode.
+pub fn key_mode(env: &Env) -> hookline_consumer::Config {
+    let mut config = env.config();
+    config.ordering.ordering = Ordering::Key;
+    config
+}
+
+/// A gauge or counter of an in-process consumer, with the per-partition gauges refreshed first.
+pub fn sample(consumer: &Running, name: &str, labels: &[(&str, &str)]) -> u64 {
+    consumer.metrics.partitions.refresh();
+    metric_value(&consumer.metrics, name, labels)
 }

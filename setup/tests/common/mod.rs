@@ -79,6 +79,10 @@ pub fn args_without_master_key(brokers: &str, prefix: &str, args: &[&str]) -> Ve
             &format!("{prefix}.delivered"),
             "--idempotency-topic",
             &format!("{prefix}.idempotency"),
+            "--retry-topic",
+            &format!("{prefix}.retry"),
+            "--parking-topic",
+            &format!("{prefix}.parking"),
             "--timeout",
             "10s",
         ]

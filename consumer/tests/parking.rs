@@ -1,0 +1,173 @@
+//! Parking (`--park-after`) against a real broker (tansu): a failing customer's records go to the
+//! retry topic in order while the other customers of its partition flow, it is probed on its
+//! schedule and drained in order once it recovers, in both ordering modes; its schedule runs
+//! out into the DLQ; its parked state survives a restart.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::sync::atomic::Ordering as AtomicOrdering;
+use std::time::Duration;
+
+use common::{Env, Recording, assert_customer_order, customers, metric_value, publish, sample};
+use hookline_consumer::config::{Ordering, ParkAfter, RetrySchedule};
+use hookline_core::deadletter;
+use hookline_core::envelope::headers::EVENT_ID;
+use hookline_core::parking;
+use hookline_testkit::kafka::{header, read_topic};
+use hookline_testkit::wait_until;
+use rdkafka::message::Message;
+
+const WAIT: Duration = Duration::from_secs(60);
+
+/// Settings with parking after `park_after` attempts and `schedule`, in `ordering`.
+fn parking_config(env: &Env, ordering: Ordering, park_after: u32, schedule: &str) -> hookline_consumer::Config {
+    let mut config = env.config();
+    config.ordering.ordering = ordering;
+    config.parking.park_after = Some(ParkAfter(Some(park_after)));
+    config.parking.retry_schedule = schedule.parse::<RetrySchedule>().expect("schedule");
+    config
+}
+
+/// The event ids of `customer`'s records on the retry topic, in offset order.
+async fn parked_ids(env: &Env, customer: &str) -> Vec<String> {
+    read_topic(&env.kafka, &env.topics.retry)
+        .await
+        .iter()
+        .filter(|m| m.key() == Some(customer.as_bytes()))
+        .map(|m| {
+            assert!(parking::parse(m).at.is_some(), "a parked record says when it was parked");
+            header(m, EVENT_ID).expect("event id")
+        })
+        .collect()
+}
+
+async fn a_failing_customer_is_parked_then_drained_in_order_while_the_others_flow(ordering: Ordering) {
+    let env = Env::new(1).await;
+    let healthy = Recording::start(|_| hookline_testkit::Respond::ok()).await;
+    let (down, up) = Recording::switchable().await;
+    let others = customers(&env, "ok", 3, &healthy.endpoint.url()).await;
+    let failing = customers(&env, "down", 1, &down.endpoint.url()).await;
+    // A schedule long enough that the customer is still parked when it recovers.
+    let consumer = env.start(parking_config(&env, ordering, 2, "300ms,300ms,300ms,300ms,300ms,300ms,300ms,300ms,300ms,300ms,300ms,300ms,300ms,300ms,300ms,300ms,300ms,300ms,300ms,300ms,300ms,300ms,300ms,300ms,300ms,300ms,300ms,300ms,300ms,300ms"));
+
+    let mut all = failing.clone();
+    all.extend(others.iter().cloned());
+    // The failing customer's records first in each round, so that everyone else's are behind them.
+    let published = publish(&env, &all, 0..10).await;
+    assert_eq!(published.len(), 40);
+
+    // Every other customer's records arrive while the failing one is still down.
+    wait_until(WAIT, "the healthy customers' 30 deliveries", || healthy.acks().len() >= 30).await;
+    assert!(!up.load(AtomicOrdering::SeqCst));
+    assert_eq!(healthy.acks().len(), 30, "each healthy delivery once");
+    wait_until(WAIT, "the failing customer's 10 records parked", || {
+        sample(&consumer, "hookline_parked_records_total", &[]) >= 10
+    })
+    .await;
+    assert_eq!(sample(&consumer, "hookline_parked_customers", &[]), 1);
+    // The failing customer is first of each round of four.
+    let failing_ids: Vec<String> = published.iter().step_by(4).cloned().collect();
+    assert_eq!(parked_ids(&env, &failing[0]).await, failing_ids, "parked in order, once each");
+    assert!(down.acks().is_empty());
+    // Probed with one request per due time, not a storm: at most about one per 300 ms since.
+    let failed_probes =
+        metric_value(&consumer.metrics, "hookline_parking_transitions_total", &[("kind", "probe_failed")]);
+    assert!(failed_probes >= 1, "the parked customer is probed");
+
+    up.store(true, AtomicOrdering::SeqCst);
+    wait_until(WAIT, "the failing customer's 10 deliveries", || down.acks().len() >= 10).await;
+    assert_customer_order(&[&down, &healthy]);
+    let seqs: Vec<i64> = down.acks().iter().map(|r| r.json()["data"]["seq"].as_i64().expect("seq")).collect();
+    assert_eq!(seqs, (0..10).collect::<Vec<_>>(), "recovered customer's records in order, each once");
+    wait_until(WAIT, "the customer unparked", || sample(&consumer, "hookline_parked_customers", &[]) == 0).await;
+    assert_eq!(metric_value(&consumer.metrics, "hookline_parking_transitions_total", &[("kind", "recovered")]), 1);
+
+    // Live records flow directly again: delivered, not parked.
+    let later = publish(&env, &failing, 10..12).await;
+    wait_until(WAIT, "the later deliveries", || down.acks().len() >= 12).await;
+    assert_eq!(parked_ids(&env, &failing[0]).await.len(), 10, "nothing parked after the customer recovered");
+    let acked: BTreeSet<String> = down.acked_ids();
+    assert!(later.iter().all(|id| acked.contains(id)));
+    assert!(read_topic(&env.kafka, &env.topics.dlq).await.is_empty(), "nothing dead-lettered");
+    consumer.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn partition_mode_parks_a_failing_customer_and_drains_it_in_order_once_it_recovers() {
+    a_failing_customer_is_parked_then_drained_in_order_while_the_others_flow(Ordering::Partition).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn key_mode_parks_a_failing_customer_and_drains_it_in_order_once_it_recovers() {
+    a_failing_customer_is_parked_then_drained_in_order_while_the_others_flow(Ordering::Key).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_parked_record_whose_schedule_runs_out_is_dead_lettered_and_the_next_one_follows() {
+    let env = Env::new(1).await;
+    let down = Recording::start(|_| hookline_testkit::Respond::status(503)).await;
+    let failing = customers(&env, "down", 1, &down.endpoint.url()).await;
+    let consumer = env.start(parking_config(&env, Ordering::Partition, 1, "200ms,200ms"));
+    let published = publish(&env, &failing, 0..3).await;
+
+    wait_until(WAIT, "3 dead letters", || {
+        metric_value(&consumer.metrics, "hookline_dlq_records_total", &[("reason", "retries_exhausted")]) >= 3
+    })
+    .await;
+    let letters = read_topic(&env.kafka, &env.topics.dlq).await;
+    let ids: Vec<String> = letters
+        .iter()
+        .map(|letter| {
+            let parsed = deadletter::parse_message(letter);
+            assert_eq!(parsed.reason.as_deref(), Some("retries_exhausted"), "{parsed:?}");
+            assert!(
+                parsed.error.as_deref().is_some_and(|e| e.contains("HTTP 503") || e.contains("parked behind")),
+                "{parsed:?}"
+            );
+            assert_eq!(parsed.original_topic.as_deref(), Some(env.topics.retry.as_str()));
+            assert!(parking::parse(letter).from.is_some_and(|from| from.starts_with(&env.topics.deliveries)));
+            parsed.event_id.expect("event id")
+        })
+        .collect();
+    assert_eq!(ids, published, "dead-lettered once each, in order");
+    // The first record: one attempt in place, then one try per step of its schedule.
+    let first = down.endpoint.received().iter().filter(|r| r.webhook_id() == published[0]).count();
+    assert_eq!(first, 3, "1 attempt in place + 2 scheduled tries");
+    let first_letter = deadletter::parse_message(&letters[0]);
+    assert!(first_letter.error.as_deref().is_some_and(|e| e.contains("HTTP 503")), "{first_letter:?}");
+    assert_eq!((first_letter.attempts, first_letter.last_status), (Some(3), Some(503)), "{first_letter:?}");
+    // The records parked behind it had their schedules run out meanwhile (or nearly): at most
+    // one try each, never a storm.
+    assert!(down.endpoint.count() <= 5, "{} requests", down.endpoint.count());
+    wait_until(WAIT, "the customer unparked", || sample(&consumer, "hookline_parked_customers", &[]) == 0).await;
+    consumer.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_restarted_consumer_finds_its_parked_customers_and_drains_them_in_order() {
+    let env = Env::new(1).await;
+    let (down, up) = Recording::switchable().await;
+    let failing = customers(&env, "down", 1, &down.endpoint.url()).await;
+    let schedule = "500ms,500ms,500ms,500ms,500ms,500ms,500ms,500ms,500ms,500ms,500ms,500ms,500ms,500ms,500ms,500ms,500ms,500ms,500ms,500ms,500ms,500ms,500ms,500ms,500ms,500ms,500ms,500ms,500ms,500ms,500ms,500ms,500ms,500ms,500ms,500ms,500ms,500ms,500ms,500ms";
+    let first = env.start(parking_config(&env, Ordering::Key, 1, schedule));
+    publish(&env, &failing, 0..6).await;
+    wait_until(WAIT, "6 records parked", || sample(&first, "hookline_parked_records_total", &[]) >= 6).await;
+    first.stop().await;
+
+    // A new member of the group (this process restarted): the customer is parked, so a new
+    // record is parked behind the others, and nothing is delivered before it recovers.
+    let second = env.start(parking_config(&env, Ordering::Key, 1, schedule));
+    publish(&env, &failing, 6..8).await;
+    wait_until(WAIT, "the customer restored as parked", || sample(&second, "hookline_parked_customers", &[]) == 1)
+        .await;
+    wait_until(WAIT, "the new records parked behind", || sample(&second, "hookline_parked_records_total", &[]) >= 2)
+        .await;
+    assert!(down.acks().is_empty());
+    up.store(true, AtomicOrdering::SeqCst);
+    wait_until(WAIT, "8 deliveries", || down.acks().len() >= 8).await;
+    let seqs: Vec<i64> = down.acks().iter().map(|r| r.json()["data"]["seq"].as_i64().expect("seq")).collect();
+    assert_eq!(seqs, (0..8).collect::<Vec<_>>(), "in order across the restart, each once");
+    wait_until(WAIT, "the customer unparked", || sample(&second, "hookline_parked_customers", &[]) == 0).await;
+    second.stop().await;
+}
