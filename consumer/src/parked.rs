@@ -29,6 +29,9 @@ const BACKOFF: Backoff = Backoff { first: Duration::from_millis(200), max: Durat
 const READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// One poll of a reader.
 const POLL: Duration = Duration::from_millis(100);
+/// At the high watermark, how long a poll may stay empty before the read is over: records
+/// fetched together arrive at once, so this only bounds the wait for a fetch already made.
+const TAIL_POLL: Duration = Duration::from_millis(50);
 /// A reader's fetches answer within this: a parked customer's next record is wanted now, and a
 /// broker may hold a fetch until its deadline.
 const READER_DEFAULTS: &[(&str, &str)] = &[("fetch.wait.max.ms", "10"), ("auto.offset.reset", "earliest")];
@@ -138,11 +141,18 @@ fn load(kafka: &KafkaArgs, topic: &str, partition: i32) -> Result<HashMap<Vec<u8
     reader.assign(&assignment)?;
     let deadline = std::time::Instant::now() + READ_TIMEOUT * 3;
     let mut next = 0;
-    while next < high {
+    loop {
         if std::time::Instant::now() > deadline {
             return Err(KafkaError::MessageConsumption(rdkafka::types::RDKafkaErrorCode::OperationTimedOut));
         }
-        let Some(message) = reader.poll(POLL) else { continue };
+        // Below the high watermark, wait as long as it takes; at it, only drain what a fetch
+        // already brought (a broker may report a high watermark inside the last batch).
+        let Some(message) = reader.poll(if next < high { POLL } else { TAIL_POLL }) else {
+            if next >= high {
+                break;
+            }
+            continue;
+        };
         let message = message?;
         next = message.offset() + 1;
         let Some(key) = message.key() else { continue };
@@ -224,6 +234,17 @@ fn serve(kafka: &KafkaArgs, topic: &str, partition: i32, requests: &mpsc::Receiv
     }
 }
 
+/// Points `reader` at `offset`: the first time by assigning the partition, then by seeking (an
+/// assignment of a partition already assigned does not move its fetch position).
+fn move_to(reader: &BaseConsumer, topic: &str, partition: i32, offset: i64, assigned: bool) -> Result<(), KafkaError> {
+    if assigned {
+        return reader.seek(topic, partition, Offset::Offset(offset), READ_TIMEOUT);
+    }
+    let mut assignment = TopicPartitionList::new();
+    assignment.add_partition_offset(topic, partition, Offset::Offset(offset))?;
+    reader.assign(&assignment)
+}
+
 fn find(
     reader: &BaseConsumer,
     topic: &str,
@@ -233,9 +254,7 @@ fn find(
     high: &mut i64,
 ) -> Result<Option<OwnedMessage>, KafkaError> {
     if *position != Some(request.from) {
-        let mut assignment = TopicPartitionList::new();
-        assignment.add_partition_offset(topic, partition, Offset::Offset(request.from))?;
-        reader.assign(&assignment)?;
+        move_to(reader, topic, partition, request.from, position.is_some())?;
         *position = Some(request.from);
     }
     loop {
@@ -244,13 +263,15 @@ fn find(
             return Ok(None);
         }
         let at = position.unwrap_or(request.from);
+        let mut at_end = false;
         if at >= *high {
             let (low, latest) = reader.fetch_watermarks(topic, partition, READ_TIMEOUT)?;
             *high = latest;
-            if at >= latest {
-                return Ok(None);
-            }
+            at_end = at >= latest;
             if at < low {
+                // Nothing below `low` exists any more: read on from it.
+                move_to(reader, topic, partition, low, true)?;
+                *position = Some(low);
                 tracing::error!(
                     topic,
                     partition,
@@ -261,10 +282,33 @@ fn find(
                 );
             }
         }
-        let Some(message) = reader.poll(POLL) else { continue };
+        // At the high watermark, only what a fetch already brought is drained (a broker may
+        // report a high watermark inside the last batch): then there is no record of the key.
+        let Some(message) = reader.poll(if at_end { TAIL_POLL } else { POLL }) else {
+            if at_end {
+                return Ok(None);
+            }
+            continue;
+        };
         let message = message?;
+        // The retry topic is never compacted nor written in transactions: its offsets follow
+        // each other. One below the position was fetched before the reader was moved.
+        let expected = position.unwrap_or(request.from);
+        if message.offset() < expected {
+            continue;
+        }
+        if message.offset() > expected {
+            tracing::error!(
+                topic,
+                partition,
+                expected,
+                got = message.offset(),
+                "the broker answered a fetch of the retry topic from a later offset than asked: the parked records \
+                 in between are skipped"
+            );
+        }
         *position = Some(message.offset() + 1);
-        if message.offset() >= request.from && message.key() == Some(request.key.as_slice()) {
+        if message.key() == Some(request.key.as_slice()) {
             return Ok(Some(message.detach()));
         }
     }

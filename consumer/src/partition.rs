@@ -121,6 +121,8 @@ enum Tried {
     Unreadable,
     /// The head, parked at `parked_ms` behind records of its failing customer, is not due yet.
     Later { parked_ms: u64 },
+    /// Revoked or stopping before the head was read.
+    Stopped,
     /// The record, parked at `parked_ms`, and its outcome; `probe` when it had one attempt.
     Done { record: OwnedMessage, parked_ms: u64, probe: bool, outcome: Outcome },
 }
@@ -416,7 +418,12 @@ pub async fn run(
                     let (deliverer, seen, revoked) = (Arc::clone(&deliverer), seen.clone(), revoked.clone());
                     running.push(
                         async move {
-                            let tried = match reader.next(&key, head).await {
+                            let read = tokio::select! {
+                                biased;
+                                () = revoked.cancelled() => return Step::Tried { key, tried: Tried::Stopped },
+                                read = reader.next(&key, head) => read,
+                            };
+                            let tried = match read {
                                 Ok(None) => Tried::Empty,
                                 Err(error) => {
                                     tracing::warn!(partition, %error, "cannot read the retry topic; trying again");
@@ -524,6 +531,7 @@ fn tried_parked(
             parked.state.due_ms = now + millis(TRY_AGAIN);
             None
         }
+        Tried::Stopped => None,
         Tried::Later { parked_ms } => {
             parked.behind = false;
             // Not outlived when read; should it be by now, its next try is its last.

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use common::{
     Env, Recording, Running, assert_customer_order, assert_each_acked_once, assert_handed_over, customer_seq,
-    customers, free_port, key_mode, metric_value, publish, sample, usage_error,
+    customers, free_port, key_mode, metric_value, publish, sample, scrape_until, usage_error,
 };
 use hookline_consumer::config::ParkAfter;
 use hookline_testkit::kafka::{committed_offsets, read_topic};
@@ -95,32 +95,6 @@ async fn each_key_is_delivered_in_order_while_keys_of_a_partition_run_at_once() 
     assert_eq!(consumer.counter("hookline_deliveries_total", &[("outcome", "delivered")]), published.len() as u64);
     assert!(read_topic(&env.kafka, &env.topics.dlq).await.is_empty(), "nothing dead-lettered");
     consumer.stop().await;
-}
-
-/// The value of `series` (`name` or `name{labels}`, as exported) at a process's `/metrics`; 0 if
-/// absent or unreachable.
-async fn scrape(http: &reqwest::Client, port: u16, series: &str) -> f64 {
-    let text = match http.get(format!("http://127.0.0.1:{port}/metrics")).send().await {
-        Ok(response) => response.text().await.unwrap_or_default(),
-        Err(_) => String::new(),
-    };
-    text.lines()
-        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
-        .and_then(|value| value.trim().parse().ok())
-        .unwrap_or(0.0)
-}
-
-/// Polls `series` at a process's `/metrics` every 100 ms until `condition` holds on its value.
-async fn scrape_until(http: &reqwest::Client, port: u16, series: &str, condition: impl Fn(f64) -> bool) {
-    let until = tokio::time::Instant::now() + WAIT;
-    loop {
-        let value = scrape(http, port, series).await;
-        if condition(value) {
-            return;
-        }
-        assert!(tokio::time::Instant::now() < until, "timed out waiting on {series} (last {value})");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 /// A key-mode process is SIGKILLed while a dead customer's first record holds the commit

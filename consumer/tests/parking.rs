@@ -9,7 +9,10 @@ use std::collections::BTreeSet;
 use std::sync::atomic::Ordering as AtomicOrdering;
 use std::time::Duration;
 
-use common::{Env, Recording, assert_customer_order, customers, metric_value, publish, sample};
+use common::{
+    Env, Recording, assert_customer_order, assert_each_acked_once, customers, free_port, metric_value, publish, sample,
+    scrape_until,
+};
 use hookline_consumer::config::{Ordering, ParkAfter, RetrySchedule};
 use hookline_core::deadletter;
 use hookline_core::envelope::headers::EVENT_ID;
@@ -20,9 +23,17 @@ use rdkafka::message::Message;
 
 const WAIT: Duration = Duration::from_secs(60);
 
+/// One record per produce request, for every producer of the consumer under test: tansu 0.6
+/// answers a fetch from an offset inside a batch with the next batch, skipping the rest of the
+/// one asked for, and a parked customer's records are read back from their own offsets (Kafka
+/// returns the whole batch, and the client skips what comes before). A workaround of the test
+/// broker, not a setting Hookline needs.
+const ONE_RECORD_BATCHES: (&str, &str) = ("batch.num.messages", "1");
+
 /// Settings with parking after `park_after` attempts and `schedule`, in `ordering`.
 fn parking_config(env: &Env, ordering: Ordering, park_after: u32, schedule: &str) -> hookline_consumer::Config {
     let mut config = env.config();
+    config.kafka = config.kafka.with_property(ONE_RECORD_BATCHES.0, ONE_RECORD_BATCHES.1);
     config.ordering.ordering = ordering;
     config.parking.park_after = Some(ParkAfter(Some(park_after)));
     config.parking.retry_schedule = schedule.parse::<RetrySchedule>().expect("schedule");
@@ -169,5 +180,132 @@ async fn a_restarted_consumer_finds_its_parked_customers_and_drains_them_in_orde
     let seqs: Vec<i64> = down.acks().iter().map(|r| r.json()["data"]["seq"].as_i64().expect("seq")).collect();
     assert_eq!(seqs, (0..8).collect::<Vec<_>>(), "in order across the restart, each once");
     wait_until(WAIT, "the customer unparked", || sample(&second, "hookline_parked_customers", &[]) == 0).await;
+    second.stop().await;
+}
+
+/// The seqs `endpoint` ACKed for `customer`, in ACK order, and each first ACK's seq in order.
+fn first_acks(endpoint: &Recording) -> Vec<i64> {
+    let mut seen = BTreeSet::new();
+    endpoint
+        .acks()
+        .iter()
+        .filter(|r| seen.insert(r.webhook_id().to_owned()))
+        .map(|r| r.json()["data"]["seq"].as_i64().expect("seq"))
+        .collect()
+}
+
+/// Real processes SIGKILLed twice: while a failing customer's records are being parked, and
+/// while its parked records drain after it recovered. Nothing is lost, its first deliveries are
+/// in publish order, and the ledger keeps what was delivered from being sent again (but for the
+/// deliveries whose ledger entry was not acknowledged at a kill).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_while_parking_and_while_draining_loses_nothing_and_keeps_order() {
+    let env = Env::new(1).await;
+    let slow_when_up = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let up = std::sync::Arc::clone(&slow_when_up);
+    // Down: 503. Up: 200 after 30 ms, so that draining takes a while.
+    let down = Recording::start(move |_| {
+        if up.load(AtomicOrdering::SeqCst) {
+            hookline_testkit::Respond::ok().delayed(Duration::from_millis(30))
+        } else {
+            hookline_testkit::Respond::status(503)
+        }
+    })
+    .await;
+    let healthy = Recording::start(|_| hookline_testkit::Respond::ok()).await;
+    let failing = customers(&env, "down", 1, &down.endpoint.url()).await;
+    let others = customers(&env, "ok", 2, &healthy.endpoint.url()).await;
+    let process = |port: u16| {
+        env.spawn_process(&[
+            "--kafka-property",
+            &format!("{}={}", ONE_RECORD_BATCHES.0, ONE_RECORD_BATCHES.1),
+            "--park-after",
+            "1",
+            "--retry-schedule",
+            &vec!["300ms"; 100].join(","),
+            "--metrics-listen",
+            &format!("127.0.0.1:{port}"),
+        ])
+    };
+    let http = reqwest::Client::new();
+    let mut all = failing.clone();
+    all.extend(others.iter().cloned());
+    let published = publish(&env, &all, 0..60).await;
+    let failing_ids: Vec<String> = published.iter().step_by(3).cloned().collect();
+
+    let port = free_port();
+    let mut first = process(port);
+    // Killed while the failing customer's records are being parked.
+    scrape_until(&http, port, "hookline_parked_records_total", |n| n >= 10.0).await;
+    first.start_kill().expect("SIGKILL");
+    first.wait().await.expect("wait");
+    let parked_before = parked_ids(&env, &failing[0]).await.len();
+    assert!((10..60).contains(&parked_before), "killed while parking ({parked_before} parked)");
+
+    let port = free_port();
+    let mut second = process(port);
+    wait_until(WAIT, "the other customers' deliveries", || healthy.acked_ids().len() == 120).await;
+    scrape_until(&http, port, "hookline_parked_customers", |n| n >= 1.0).await;
+    assert!(down.acks().is_empty());
+    slow_when_up.store(true, AtomicOrdering::SeqCst);
+    // Killed while the recovered customer's parked records drain.
+    wait_until(WAIT, "part of the drain", || down.acks().len() >= 15).await;
+    second.start_kill().expect("SIGKILL");
+    second.wait().await.expect("wait");
+    let drained_before = down.acked_ids().len();
+    assert!(drained_before < 60, "killed while draining ({drained_before} delivered)");
+
+    let port = free_port();
+    let mut third = process(port);
+    wait_until(WAIT, "every event of the failing customer", || down.acked_ids().len() == 60).await;
+    scrape_until(&http, port, "hookline_parked_customers", |n| n == 0.0).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    third.start_kill().expect("SIGKILL");
+    third.wait().await.expect("wait");
+
+    assert_eq!(first_acks(&down), (0..60).collect::<Vec<_>>(), "first deliveries in publish order");
+    let acked: BTreeSet<String> = down.acked_ids();
+    assert_eq!(acked, failing_ids.iter().cloned().collect(), "every record delivered");
+    // Sent again: only deliveries ACKed whose ledger entry the broker had not acknowledged at a
+    // kill (the window every delivery has), a few at most.
+    let again = down.acks().len() - 60;
+    assert!(again <= 3, "{again} of the failing customer's sent again");
+    assert_eq!(healthy.acked_ids().len(), 120);
+    let healthy_again = healthy.acks().len() - 120;
+    assert!(healthy_again <= 10, "{healthy_again} healthy deliveries sent again");
+    assert!(read_topic(&env.kafka, &env.topics.dlq).await.is_empty());
+}
+
+/// A member joins while a customer of each partition is parked: the partitions (with their
+/// parked customers) move, the new owner reads their parking state back, and once the customers
+/// recover everything arrives exactly once, in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_rebalance_with_parked_customers_moves_them_with_their_partitions() {
+    let env = Env::new(2).await;
+    let (down, up) = Recording::switchable().await;
+    let failing = customers(&env, "down", 6, &down.endpoint.url()).await;
+    let schedule = vec!["500ms"; 100].join(",");
+    let first = env.start(parking_config(&env, Ordering::Key, 1, &schedule));
+    let published = publish(&env, &failing, 0..5).await;
+    wait_until(WAIT, "30 records parked", || sample(&first, "hookline_parked_records_total", &[]) >= 30).await;
+    assert_eq!(sample(&first, "hookline_parked_customers", &[]), 6);
+
+    let second = env.start(parking_config(&env, Ordering::Key, 1, &schedule));
+    wait_until(WAIT, "the second member to restore parked customers", || {
+        sample(&second, "hookline_parked_customers", &[]) >= 1
+    })
+    .await;
+    wait_until(WAIT, "the parked customers shared out", || {
+        sample(&first, "hookline_parked_customers", &[]) + sample(&second, "hookline_parked_customers", &[]) == 6
+    })
+    .await;
+    assert!(sample(&first, "hookline_parked_customers", &[]) < 6, "partitions moved");
+    assert!(down.acks().is_empty());
+    up.store(true, AtomicOrdering::SeqCst);
+    wait_until(WAIT, "every record delivered", || down.acked_ids().len() == published.len()).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_each_acked_once(&[&down], &published);
+    assert_customer_order(&[&down]);
+    first.stop().await;
     second.stop().await;
 }

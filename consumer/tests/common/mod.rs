@@ -434,3 +434,29 @@ pub fn sample(consumer: &Running, name: &str, labels: &[(&str, &str)]) -> u64 {
     consumer.metrics.partitions.refresh();
     metric_value(&consumer.metrics, name, labels)
 }
+
+/// The value of `series` (`name` or `name{labels}`, as exported) at a process's `/metrics`; 0 if
+/// absent or unreachable.
+pub async fn scrape(http: &reqwest::Client, port: u16, series: &str) -> f64 {
+    let text = match http.get(format!("http://127.0.0.1:{port}/metrics")).send().await {
+        Ok(response) => response.text().await.unwrap_or_default(),
+        Err(_) => String::new(),
+    };
+    text.lines()
+        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
+        .and_then(|value| value.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// Polls `series` at a process's `/metrics` every 100 ms until `condition` holds on its value.
+pub async fn scrape_until(http: &reqwest::Client, port: u16, series: &str, condition: impl Fn(f64) -> bool) {
+    let until = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let value = scrape(http, port, series).await;
+        if condition(value) {
+            return;
+        }
+        assert!(tokio::time::Instant::now() < until, "timed out waiting on {series} (last {value})");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
