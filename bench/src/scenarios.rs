@@ -43,6 +43,8 @@ struct DrainSpec {
     sealing: Sealing,
     consumers: u32,
     ordering: OrderingMode,
+    /// Extra consumer arguments (`--park-after` for the head-of-line run with parking).
+    extra_args: &'static [&'static str],
     /// Records prefilled.
     events: usize,
     endpoints: Endpoints,
@@ -228,6 +230,7 @@ impl Bench<'_> {
                         sealing,
                         consumers,
                         ordering,
+                        extra_args: &[],
                         events: self.config.events,
                         endpoints: Endpoints::instant(None),
                         end: DrainEnd::Complete,
@@ -251,43 +254,54 @@ impl Bench<'_> {
     }
 
     /// The drain with customer 0 answering 503 to everything: the throughput of the others, in
-    /// every `--orderings` mode.
+    /// every `--orderings` mode (key ordering parks failing customers by default), and in
+    /// partition ordering once more with parking on (`--park-after 3`).
     pub async fn head_of_line(&self) -> Result<Vec<Figure>> {
         let mut figures = vec![];
-        for &ordering in &self.config.orderings {
+        let mut cases: Vec<(OrderingMode, &'static [&'static str])> =
+            self.config.orderings.iter().map(|&ordering| (ordering, &[] as &[&str])).collect();
+        if self.config.orderings.contains(&OrderingMode::Partition) {
+            cases.push((OrderingMode::Partition, PARTITION_PARKING));
+        }
+        for (ordering, extra_args) in cases {
+            let parked = !extra_args.is_empty();
             let spec = DrainSpec {
                 sealing: Sealing::Jwe,
                 consumers: 1,
                 ordering,
+                extra_args,
                 events: self.config.events,
                 endpoints: Endpoints::instant(Some(0)),
                 end: DrainEnd::Quiet,
             };
             let runs = self.drain_runs(&spec).await?;
-            let id = ordered_id("head_of_line.jwe.1", ordering);
+            let id = format!("{}{}", ordered_id("head_of_line.jwe.1", ordering), if parked { ".parked" } else { "" });
+            let mode = format!(
+                "{} ordering{}",
+                ordering.id(),
+                match (ordering, parked) {
+                    (OrderingMode::Partition, false) => ", no parking",
+                    (OrderingMode::Partition, true) => ", parking after 3 attempts",
+                    (OrderingMode::Key, _) => ", parking after 3 attempts (its default)",
+                }
+            );
             figures.extend(drain_figures(
                 &id,
-                &format!(
-                    "Head-of-line: drain with 1 customer always 503, {} ordering (the other customers' deliveries)",
-                    ordering.id()
-                ),
+                &format!("Head-of-line: drain with 1 customer always 503, {mode} (the other customers' deliveries)"),
                 &runs,
             ));
             let stuck = left_behind(&runs);
             figures.push(
                 Figure::new(
                     &format!("{id}.stuck"),
-                    &format!(
-                        "Head-of-line: healthy deliveries left behind the failing customer, {} ordering",
-                        ordering.id()
-                    ),
+                    &format!("Head-of-line: healthy deliveries left behind the failing customer, {mode}"),
                     "deliveries",
                     stuck,
                 )
                 .with_note(
-                    "records queued behind the failing customer's (in its partition in partition ordering, within \
-                     --max-in-flight in key ordering; production retry schedule: 8 attempts from 1 s); the run ends \
-                     when the other deliveries stop",
+                    "records queued behind the failing customer's (in its partition in partition ordering without \
+                     parking; production retry schedule: 8 attempts from 1 s, parking after 3); the run ends when \
+                     the other deliveries stop",
                 ),
             );
         }
@@ -309,6 +323,7 @@ impl Bench<'_> {
                     sealing: Sealing::Signing,
                     consumers: 1,
                     ordering,
+                    extra_args: &[],
                     events: config.endpoint_events,
                     endpoints: Endpoints { latency: config.endpoint_latency, odd_one: odd.map(|odd| (0, odd)) },
                     end: if odd.is_some() { DrainEnd::Cap(config.endpoint_cap) } else { DrainEnd::Complete },
@@ -360,7 +375,9 @@ impl Bench<'_> {
             let group = hookline_testkit::unique_name("bench-group");
             let mut processes = (0..consumers)
                 .map(|n| {
-                    stack.spawn_consumer(self.bin_dir, &group, &format!("consumer-{n}"), spec.ordering.consumer_args())
+                    let args: Vec<&str> =
+                        spec.ordering.consumer_args().iter().chain(spec.extra_args).copied().collect();
+                    stack.spawn_consumer(self.bin_dir, &group, &format!("consumer-{n}"), &args)
                 })
                 .collect::<Result<Vec<_>>>()?;
             let joining = Instant::now();
@@ -671,6 +688,9 @@ fn drain_figures(id: &str, label: &str, runs: &[DrainRun]) -> Vec<Figure> {
 
 /// A figure id for `ordering`: partition ordering keeps the id it always had, key ordering
 /// adds `.key` (which also relates its rate to the receiver under concurrent clients).
+/// The consumer arguments of the head-of-line run in partition ordering with parking.
+const PARTITION_PARKING: &[&str] = &["--park-after", "3"];
+
 fn ordered_id(id: &str, ordering: OrderingMode) -> String {
     match ordering {
         OrderingMode::Partition => id.to_owned(),

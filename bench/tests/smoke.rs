@@ -45,6 +45,8 @@ async fn a_smoke_run_measures_every_scenario_and_writes_the_reports() {
         "drain.signing.1.key",
         "drain.jwe.2.key",
         "head_of_line.jwe.1.key.stuck",
+        "head_of_line.jwe.1.parked",
+        "head_of_line.jwe.1.parked.stuck",
         "endpoints.drain.key",
         "endpoints.dead.key.left_behind",
         "endpoints.slow.key.left_behind",
@@ -88,9 +90,10 @@ async fn a_smoke_run_measures_every_scenario_and_writes_the_reports() {
     // them there; the other partitions drain.
     let stuck = report.figure("head_of_line.jwe.1.stuck").unwrap().median;
     assert!(stuck < 450.0, "{stuck} of the healthy customers' 450 deliveries stuck");
-    // In key ordering the failing customer's 150 records wait in its own lane (well within
-    // --max-in-flight): nothing of the others is left behind.
+    // In key ordering the failing customer's 150 records are parked (its default), and in
+    // partition ordering with --park-after: nothing of the others is left behind.
     assert_eq!(report.figure("head_of_line.jwe.1.key.stuck").unwrap().median, 0.0);
+    assert_eq!(report.figure("head_of_line.jwe.1.parked.stuck").unwrap().median, 0.0);
     assert_eq!(
         report.figure("drain.signing.1.key").unwrap().of_ceiling.as_ref().map(|s| s.ceiling.as_str()),
         Some("ceiling.receiver.concurrent")

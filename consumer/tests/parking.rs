@@ -198,6 +198,9 @@ fn first_acks(endpoint: &Recording) -> Vec<i64> {
 /// while its parked records drain after it recovered. Nothing is lost, its first deliveries are
 /// in publish order, and the ledger keeps what was delivered from being sent again (but for the
 /// deliveries whose ledger entry was not acknowledged at a kill).
+/// The failing customer's records in the SIGKILL test.
+const FAILING: i64 = 300;
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_while_parking_and_while_draining_loses_nothing_and_keeps_order() {
     let env = Env::new(1).await;
@@ -230,8 +233,10 @@ async fn sigkill_while_parking_and_while_draining_loses_nothing_and_keeps_order(
     let http = reqwest::Client::new();
     let mut all = failing.clone();
     all.extend(others.iter().cloned());
-    let published = publish(&env, &all, 0..60).await;
-    let failing_ids: Vec<String> = published.iter().step_by(3).cloned().collect();
+    let published = publish(&env, &all, 0..40).await;
+    let mut failing_ids: Vec<String> = published.iter().step_by(3).cloned().collect();
+    // Enough of the failing customer's records that parking them takes a while.
+    failing_ids.extend(publish(&env, &failing, 40..FAILING).await);
 
     let port = free_port();
     let mut first = process(port);
@@ -240,11 +245,11 @@ async fn sigkill_while_parking_and_while_draining_loses_nothing_and_keeps_order(
     first.start_kill().expect("SIGKILL");
     first.wait().await.expect("wait");
     let parked_before = parked_ids(&env, &failing[0]).await.len();
-    assert!((10..60).contains(&parked_before), "killed while parking ({parked_before} parked)");
+    assert!((10..FAILING as usize).contains(&parked_before), "killed while parking ({parked_before} parked)");
 
     let port = free_port();
     let mut second = process(port);
-    wait_until(WAIT, "the other customers' deliveries", || healthy.acked_ids().len() == 120).await;
+    wait_until(WAIT, "the other customers' deliveries", || healthy.acked_ids().len() == 80).await;
     scrape_until(&http, port, "hookline_parked_customers", |n| n >= 1.0).await;
     assert!(down.acks().is_empty());
     slow_when_up.store(true, AtomicOrdering::SeqCst);
@@ -253,25 +258,25 @@ async fn sigkill_while_parking_and_while_draining_loses_nothing_and_keeps_order(
     second.start_kill().expect("SIGKILL");
     second.wait().await.expect("wait");
     let drained_before = down.acked_ids().len();
-    assert!(drained_before < 60, "killed while draining ({drained_before} delivered)");
+    assert!(drained_before < FAILING as usize, "killed while draining ({drained_before} delivered)");
 
     let port = free_port();
     let mut third = process(port);
-    wait_until(WAIT, "every event of the failing customer", || down.acked_ids().len() == 60).await;
+    wait_until(WAIT, "every event of the failing customer", || down.acked_ids().len() == FAILING as usize).await;
     scrape_until(&http, port, "hookline_parked_customers", |n| n == 0.0).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     third.start_kill().expect("SIGKILL");
     third.wait().await.expect("wait");
 
-    assert_eq!(first_acks(&down), (0..60).collect::<Vec<_>>(), "first deliveries in publish order");
+    assert_eq!(first_acks(&down), (0..FAILING).collect::<Vec<_>>(), "first deliveries in publish order");
     let acked: BTreeSet<String> = down.acked_ids();
     assert_eq!(acked, failing_ids.iter().cloned().collect(), "every record delivered");
     // Sent again: only deliveries ACKed whose ledger entry the broker had not acknowledged at a
     // kill (the window every delivery has), a few at most.
-    let again = down.acks().len() - 60;
+    let again = down.acks().len() - FAILING as usize;
     assert!(again <= 3, "{again} of the failing customer's sent again");
-    assert_eq!(healthy.acked_ids().len(), 120);
-    let healthy_again = healthy.acks().len() - 120;
+    assert_eq!(healthy.acked_ids().len(), 80);
+    let healthy_again = healthy.acks().len() - 80;
     assert!(healthy_again <= 10, "{healthy_again} healthy deliveries sent again");
     assert!(read_topic(&env.kafka, &env.topics.dlq).await.is_empty());
 }
