@@ -332,6 +332,7 @@ pub struct PartitionStats {
     done_beyond: IntGaugeVec,
     oldest_age: GaugeVec,
     blocked: GaugeVec,
+    parked_age: GaugeVec,
 }
 
 #[derive(Debug, Default)]
@@ -343,6 +344,8 @@ struct PartitionState {
     /// Since when each record in flight that failed has been failing, by offset (at most one
     /// entry per record in flight).
     failing: HashMap<i64, Instant>,
+    /// When the longest-parked customer of the partition began failing (Unix milliseconds).
+    parked_since: Option<u64>,
 }
 
 impl PartitionStats {
@@ -383,7 +386,15 @@ impl PartitionStats {
         }
         registry.register(Box::new(oldest_age.clone()))?;
         registry.register(Box::new(blocked.clone()))?;
-        Ok(Self { states: Arc::default(), in_flight, done_beyond, oldest_age, blocked })
+        let parked_age = GaugeVec::new(
+            Opts::new(
+                "hookline_oldest_parked_age_seconds",
+                "How long the partition's longest-parked customer has been failing (0 when none is parked).",
+            ),
+            &["partition"],
+        )?;
+        registry.register(Box::new(parked_age.clone()))?;
+        Ok(Self { states: Arc::default(), in_flight, done_beyond, oldest_age, blocked, parked_age })
     }
 
     fn with(&self, partition: i32, change: impl FnOnce(&mut PartitionState)) {
@@ -421,6 +432,7 @@ impl PartitionStats {
         let _ = self.done_beyond.remove_label_values(&[&label]);
         let _ = self.oldest_age.remove_label_values(&[&label]);
         let _ = self.blocked.remove_label_values(&[&label]);
+        let _ = self.parked_age.remove_label_values(&[&label]);
     }
 
     /// Sets the gauges from the partitions' states, as of now.
@@ -437,7 +449,14 @@ impl PartitionStats {
                 .and_then(|(offset, _)| state.failing.get(&offset))
                 .map_or(0.0, |since| since.elapsed().as_secs_f64());
             self.blocked.with_label_values(&[&label]).set(blocked);
+            let parked = state.parked_since.map_or(0.0, |ms| ((now_ms - ms as f64) / 1000.0).max(0.0));
+            self.parked_age.with_label_values(&[&label]).set(parked);
         }
+    }
+
+    /// When the longest-parked customer of `partition` began failing (`None`: none is parked).
+    pub fn parked_since(&self, partition: i32, since_ms: Option<u64>) {
+        self.with(partition, |state| state.parked_since = since_ms);
     }
 }
 

@@ -157,6 +157,11 @@ impl Parking {
         self.customers.values().filter(|p| p.phase == Phase::Waiting).map(|p| p.state.due_ms).min()
     }
 
+    /// When the longest-parked customer began failing (Unix milliseconds).
+    pub fn oldest_since_ms(&self) -> Option<u64> {
+        self.customers.values().map(|p| p.state.since_ms).min()
+    }
+
     /// Customers whose head is being tried.
     pub fn busy(&self) -> usize {
         self.customers.values().filter(|p| p.phase == Phase::Busy).count()
@@ -213,6 +218,7 @@ mod tests {
         parking.park(b"c".to_vec(), state(200));
         parking.park(b"d".to_vec(), state(900));
         assert_eq!(parking.next_due_ms(), Some(100));
+        assert_eq!(parking.oldest_since_ms(), Some(0));
         assert_eq!(parking.take_due(300, 2), vec![b"b".to_vec(), b"c".to_vec()]);
         assert_eq!(parking.busy(), 2);
         assert_eq!(parking.take_due(300, 2), vec![b"a".to_vec()]);

@@ -157,6 +157,7 @@ pub async fn run(
     };
     let metrics = &deliverer.metrics;
     metrics.parked_customers.add(parking.len() as i64);
+    metrics.partitions.parked_since(partition, parking.oldest_since_ms());
     if parking.len() > 0 {
         tracing::info!(topic, partition, customers = parking.len(), "parked customers restored");
     }
@@ -272,6 +273,7 @@ pub async fn run(
             && committer.tracker.uncommitted() < bounds.max_uncommitted
             && dedup.may_take();
         let next_due = parking.next_due_ms().filter(|_| !winding_down && parking.busy() < MAX_TRIES_IN_FLIGHT);
+        let parked_before = parking.len();
         tokio::select! {
             biased;
             () = abandon.cancelled() => break,
@@ -469,6 +471,9 @@ pub async fn run(
             },
         }
         stats.tracked(partition, &committer.tracker);
+        if parking.len() != parked_before {
+            stats.parked_since(partition, parking.oldest_since_ms());
+        }
     }
     // Deliveries still running here were cut short by `abandon`; they are dropped unfinished.
     drop(running);

@@ -174,12 +174,18 @@ async fn a_restarted_consumer_finds_its_parked_customers_and_drains_them_in_orde
         .await;
     wait_until(WAIT, "the new records parked behind", || sample(&second, "hookline_parked_records_total", &[]) >= 2)
         .await;
+    // Failing since the first consumer parked it.
+    wait_until(WAIT, "the parked age", || {
+        sample(&second, "hookline_oldest_parked_age_seconds", &[("partition", "0")]) >= 1
+    })
+    .await;
     assert!(down.acks().is_empty());
     up.store(true, AtomicOrdering::SeqCst);
     wait_until(WAIT, "8 deliveries", || down.acks().len() >= 8).await;
     let seqs: Vec<i64> = down.acks().iter().map(|r| r.json()["data"]["seq"].as_i64().expect("seq")).collect();
     assert_eq!(seqs, (0..8).collect::<Vec<_>>(), "in order across the restart, each once");
     wait_until(WAIT, "the customer unparked", || sample(&second, "hookline_parked_customers", &[]) == 0).await;
+    assert_eq!(sample(&second, "hookline_oldest_parked_age_seconds", &[("partition", "0")]), 0);
     second.stop().await;
 }
 
