@@ -193,14 +193,29 @@ pub struct ParkingArgs {
     /// topic's retention must be well above the schedule's total.
     #[arg(long, env = "HOOKLINE_RETRY_SCHEDULE", default_value = DEFAULT_RETRY_SCHEDULE)]
     pub retry_schedule: RetrySchedule,
+
+    /// With parking on: a customer whose endpoint has failed continuously this long (every try
+    /// since its last success) is disabled in the customer directory, and its records go to the
+    /// DLQ (`endpoint_disabled`) without a request until it is enabled again (the customer's
+    /// `POST /v1/customer/webhook/enable`, an admin's, `hookline-setup customers enable`, or a
+    /// new webhook URL). A duration, or `off`.
+    #[arg(long, env = "HOOKLINE_DISABLE_AFTER", default_value = "5d")]
+    pub disable_after: Window,
 }
+
+/// Default `--disable-after`: 5 days.
+pub const DEFAULT_DISABLE_AFTER: Duration = Duration::from_secs(5 * 24 * 3600);
 
 /// Default `--retry-schedule`: about 27 hours, like the hosted webhook services'.
 pub const DEFAULT_RETRY_SCHEDULE: &str = "5s,5m,30m,2h,5h,10h,10h";
 
 impl Default for ParkingArgs {
     fn default() -> Self {
-        Self { park_after: None, retry_schedule: DEFAULT_RETRY_SCHEDULE.parse().expect("the default schedule parses") }
+        Self {
+            park_after: None,
+            retry_schedule: DEFAULT_RETRY_SCHEDULE.parse().expect("the default schedule parses"),
+            disable_after: Window(Some(DEFAULT_DISABLE_AFTER)),
+        }
     }
 }
 
@@ -422,7 +437,7 @@ fn revoke_drain(explicit: Option<Duration>, session: Duration) -> Result<Duratio
 /// Default `--dedup-window`.
 pub const DEFAULT_DEDUP_WINDOW: Duration = Duration::from_secs(24 * 3600);
 
-/// A duration such as `24h`, or `off`.
+/// A duration such as `24h`, or `off` (`--dedup-window`, `--disable-after`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Window(pub Option<Duration>);
 
@@ -434,7 +449,7 @@ impl FromStr for Window {
             return Ok(Self(None));
         }
         match parse_duration(raw)? {
-            Duration::ZERO => Err("a window of 0 remembers nothing; use `off` to disable de-duplication".to_owned()),
+            Duration::ZERO => Err("0 is not a duration here; use `off` to turn it off".to_owned()),
             window => Ok(Self(Some(window))),
         }
     }
@@ -547,6 +562,15 @@ mod tests {
         }
         let too_long = vec!["1s"; MAX_RETRY_STEPS + 1].join(",");
         assert!(parse(&["--retry-schedule", &too_long]).is_err());
+
+        assert_eq!(parse(&[]).unwrap().parking.disable_after, Window(Some(DEFAULT_DISABLE_AFTER)));
+        assert_eq!(parse(&["--disable-after", "off"]).unwrap().parking.disable_after, Window(None));
+        assert_eq!(
+            parse(&["--disable-after", "90s"]).unwrap().parking.disable_after,
+            Window(Some(Duration::from_secs(90)))
+        );
+        assert!(parse(&["--disable-after", "0s"]).is_err());
+        assert!(parse(&["--disable-after", "soon"]).is_err());
     }
 
     #[test]

@@ -34,6 +34,8 @@ pub enum Fact<'a> {
     UnknownCustomer { customer: &'a str },
     /// The customer has no webhook URL.
     NoWebhookUrl { customer: &'a str },
+    /// The customer's endpoint is disabled, since `since` (Unix seconds), for `reason`.
+    Disabled { customer: &'a str, since: i64, reason: String },
     /// The attempt's bytes cannot be prepared (signed, encrypted).
     Unsealable(SealError),
     /// The endpoint answered 2xx.
@@ -85,6 +87,10 @@ pub fn decide(fact: &Fact<'_>, attempts: u32, policy: &RetryPolicy) -> Decision 
         Fact::NoWebhookUrl { customer } => {
             dead_letter(DlqReason::NoWebhookUrl, format!("customer `{customer}` has no webhook URL"))
         }
+        Fact::Disabled { customer, since, reason } => dead_letter(
+            DlqReason::EndpointDisabled,
+            format!("the endpoint of customer `{customer}` is disabled (since {since}, Unix seconds): {reason}"),
+        ),
         Fact::Unsealable(SealError::Signing(error)) => dead_letter(DlqReason::SigningFailed, error.clone()),
         Fact::Unsealable(SealError::Encryption(error)) => dead_letter(DlqReason::EncryptionFailed, error.clone()),
         Fact::Acked => Decision::Ack,
@@ -151,6 +157,11 @@ mod tests {
                 Fact::Blocked { reason: "10.0.0.1 is private".into() },
                 DlqReason::BlockedDestination,
                 "destination blocked: 10.0.0.1 is private".into(),
+            ),
+            (
+                Fact::Disabled { customer: "acme", since: 1_790_000_000, reason: "failing for 5d".into() },
+                DlqReason::EndpointDisabled,
+                "the endpoint of customer `acme` is disabled (since 1790000000, Unix seconds): failing for 5d".into(),
             ),
         ];
         for (fact, expected, error) in cases {

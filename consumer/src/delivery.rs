@@ -72,6 +72,10 @@ pub struct Deliverer {
     pub parked: Option<ParkedStore>,
     /// `--retry-schedule`.
     pub retry_schedule: Vec<Duration>,
+    /// Disables endpoints (`--disable-after`, with parking on).
+    pub tenants: Option<hookline_core::tenants::Tenants>,
+    /// `--disable-after`.
+    pub disable_after: Option<Duration>,
 }
 
 /// What the delivery of one record has learnt so far, across its attempts.
@@ -237,10 +241,11 @@ impl Deliverer {
             Ok(None) => return Gathered::Fact(Fact::UnknownCustomer { customer: customer_id }),
             Err(error) => return Gathered::Fact(Fact::DirectoryUnavailable { error: error.to_string() }),
         };
-        if customer.webhook_url.is_none() && !progress.caught_up {
-            // The view may lag behind a URL set a moment before the event was published (on a
-            // broker that answers a waiting fetch only at its deadline, by up to that): catch up
-            // once before giving the record up. If that fails, the view decides.
+        if (customer.webhook_url.is_none() || customer.disabled.is_some()) && !progress.caught_up {
+            // The view may lag behind a URL set, or an endpoint enabled, a moment before the
+            // event was published (on a broker that answers a waiting fetch only at its
+            // deadline, by up to that): catch up once before giving the record up. If that
+            // fails, the view decides.
             progress.caught_up = true;
             if let Err(error) = self.directory.sync_within(LOOKUP_TIMEOUT).await {
                 tracing::warn!(parent: span, %error, "cannot catch the customer directory up");
@@ -248,6 +253,13 @@ impl Deliverer {
             if let Some(fresh) = self.directory.get(customer_id) {
                 customer = fresh;
             }
+        }
+        if let Some(disabled) = &customer.disabled {
+            return Gathered::Fact(Fact::Disabled {
+                customer: customer_id,
+                since: disabled.at,
+                reason: disabled.reason.clone(),
+            });
         }
         let Some(url) = customer.webhook_url.as_deref() else {
             return Gathered::Fact(Fact::NoWebhookUrl { customer: customer_id });

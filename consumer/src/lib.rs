@@ -95,6 +95,8 @@ const KEEPALIVE_POLL: Duration = Duration::from_millis(500);
 const FLUSH_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long the start-up check of the topics waits for the broker's metadata.
 const TOPIC_CHECK_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long disabling an endpoint may wait for its record to be written.
+const TENANT_WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 /// librdkafka's statistics period, unless set with `--kafka-property`.
 const STATISTICS_INTERVAL_MS: &str = "5000";
 
@@ -161,7 +163,22 @@ pub async fn run_with_metrics(config: Config, shutdown: CancellationToken, metri
         parking_topic: config.topics.parking.clone(),
         metrics: metrics.clone(),
     });
+    // Disabling an endpoint is a tenant operation like any other: the same read-modify-write
+    // of its record as the onboarding API's.
+    let tenants = match (config.park_after(), config.parking.disable_after.0) {
+        (Some(_), Some(_)) => Some(hookline_core::tenants::Tenants::new(
+            directory.clone(),
+            producer.clone(),
+            config.topics.customers.clone(),
+            master_key.clone(),
+            config.network.policy(),
+            TENANT_WRITE_TIMEOUT,
+        )),
+        _ => None,
+    };
     let deliverer = Arc::new(Deliverer {
+        tenants,
+        disable_after: config.parking.disable_after.0,
         directory,
         codec,
         client: webhook::WebhookClient::new(config.delivery.request_timeout, config.network.policy())?,

@@ -111,6 +111,8 @@ enum Step {
     Tried { key: Vec<u8>, tried: Tried },
     /// A parking state was acknowledged; `unparked` when it was the customer's tombstone.
     StateWritten { key: Vec<u8>, unparked: bool },
+    /// The customer's endpoint was disabled in the customer directory (`false`: the write failed).
+    Disabled { key: Vec<u8>, written: bool },
 }
 
 /// How a try of a parked customer's oldest record ended.
@@ -378,6 +380,26 @@ pub async fn run(
                     if let Some(follow) = tried_parked(&deliverer, &mut parking, &mut dedup, &key, tried, &topic, partition) {
                         match follow {
                             Follow::Write(state) => running.push(write_state(key, state)),
+                            Follow::Disable { reason } => {
+                                let deliverer = Arc::clone(&deliverer);
+                                running.push(
+                                    async move {
+                                        let Some(tenants) = &deliverer.tenants else {
+                                            return Step::Disabled { key, written: false };
+                                        };
+                                        let customer = String::from_utf8_lossy(&key).into_owned();
+                                        let written = match tenants.disable(&customer, &reason).await {
+                                            Ok(_) => true,
+                                            Err(error) => {
+                                                tracing::error!(partition, customer, %error, "cannot disable the endpoint");
+                                                false
+                                            }
+                                        };
+                                        Step::Disabled { key, written }
+                                    }
+                                    .boxed(),
+                                );
+                            }
                             Follow::DeadLetter { record, parked_ms, letter } => {
                                 let deliverer = Arc::clone(&deliverer);
                                 running.push(
@@ -388,6 +410,20 @@ pub async fn run(
                                     .boxed(),
                                 );
                             }
+                        }
+                    }
+                }
+                Step::Disabled { key, written } => {
+                    if let Some(parked) = parking.get_mut(&key) {
+                        parked.phase = Phase::Waiting;
+                        let now = unix_ms(SystemTime::now());
+                        if written {
+                            metrics.parking_transitions.with_label_values(&["disabled"]).inc();
+                            tracing::warn!(topic, partition, customer = %String::from_utf8_lossy(&key), "endpoint disabled: its records go to the DLQ until it is enabled again");
+                            // Its parked records go to the DLQ now, one after another.
+                            parked.state.due_ms = now;
+                        } else {
+                            parked.state.due_ms = now + millis(TRY_AGAIN * 5);
                         }
                     }
                 }
@@ -433,7 +469,12 @@ pub async fn run(
                                 }
                                 Ok(Some(record)) => {
                                     let parked_ms = hookline_core::parking::parse(&record).at.map_or(now, unix_ms);
-                                    if behind {
+                                    // A disabled endpoint's records go to the DLQ at once, whatever their schedule.
+                                    let disabled = std::str::from_utf8(&key)
+                                        .ok()
+                                        .and_then(|customer| deliverer.directory.get(customer))
+                                        .is_some_and(|customer| customer.disabled.is_some());
+                                    if behind && !disabled {
                                         if !outlived(&deliverer.retry_schedule, parked_ms, now) {
                                             // Its customer is failing: it waits for its own
                                             // schedule's next step.
@@ -505,7 +546,15 @@ pub async fn run(
 /// tombstone that unparks it), or dead-letter its record whose schedule ran out.
 enum Follow {
     Write(Option<ParkState>),
-    DeadLetter { record: OwnedMessage, parked_ms: u64, letter: DeadLetter },
+    /// Disable the customer's endpoint (`--disable-after`), saying why.
+    Disable {
+        reason: String,
+    },
+    DeadLetter {
+        record: OwnedMessage,
+        parked_ms: u64,
+        letter: DeadLetter,
+    },
 }
 
 /// Applies the end of a try of parked customer `key` to its bookkeeping; what to do next.
@@ -552,6 +601,8 @@ fn tried_parked(
                 Outcome::Abandoned => None,
                 Outcome::Delivered { receipt, .. } => {
                     dedup.record_parked(receipt);
+                    // A success ends the failure streak --disable-after counts.
+                    parked.state.since_ms = now;
                     if !parked.draining {
                         metrics.parking_transitions.with_label_values(&["recovered"]).inc();
                         tracing::info!(
@@ -570,6 +621,18 @@ fn tried_parked(
                 Outcome::Failing { last_status, error, .. } => {
                     parked.draining = false;
                     parked.behind = false;
+                    let failing_for = Duration::from_millis(now.saturating_sub(parked.state.since_ms));
+                    if deliverer.tenants.is_some() && deliverer.disable_after.is_some_and(|after| failing_for >= after)
+                    {
+                        // Failing continuously for --disable-after: the circuit opens for good,
+                        // until someone enables it again.
+                        parked.phase = Phase::Busy;
+                        let since = humantime::format_rfc3339_seconds(hookline_core::parking::from_unix_ms(
+                            parked.state.since_ms,
+                        ));
+                        let reason = format!("failing continuously since {since}; last error: {error}");
+                        return Some(Follow::Disable { reason });
+                    }
                     let tried = if probe { Some(parked.state.step) } else { None };
                     match after_failure(&deliverer.retry_schedule, tried, now) {
                         AfterFailure::Retry { step, due_ms } => {

@@ -13,7 +13,7 @@ use common::{
     Env, Recording, assert_customer_order, assert_each_acked_once, customers, free_port, metric_value, publish, sample,
     scrape_until,
 };
-use hookline_consumer::config::{Ordering, ParkAfter, RetrySchedule};
+use hookline_consumer::config::{Ordering, ParkAfter, RetrySchedule, Window};
 use hookline_core::deadletter;
 use hookline_core::envelope::headers::EVENT_ID;
 use hookline_core::parking;
@@ -319,4 +319,61 @@ async fn a_rebalance_with_parked_customers_moves_them_with_their_partitions() {
     assert_customer_order(&[&down]);
     first.stop().await;
     second.stop().await;
+}
+
+/// A customer failing continuously for `--disable-after` is disabled in the customer directory:
+/// its parked and new records go to the DLQ (`endpoint_disabled`) without a request; an admin
+/// enables it again through the API, and its next records are delivered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_endpoint_failing_for_disable_after_is_disabled_until_enabled_again() {
+    let env = Env::new(1).await;
+    let (down, up) = Recording::switchable().await;
+    let failing = customers(&env, "down", 1, &down.endpoint.url()).await;
+    let publisher = env.start_publisher().await;
+    let mut config = parking_config(&env, Ordering::Key, 1, &vec!["300ms"; 100].join(","));
+    config.parking.disable_after = Window(Some(Duration::from_secs(1)));
+    let consumer = env.start(config);
+    let published = publish(&env, &failing, 0..5).await;
+
+    let disabled = |consumer: &common::Running| {
+        metric_value(&consumer.metrics, "hookline_dlq_records_total", &[("reason", "endpoint_disabled")])
+    };
+    wait_until(WAIT, "5 dead letters of the disabled endpoint", || disabled(&consumer) >= 5).await;
+    assert_eq!(metric_value(&consumer.metrics, "hookline_parking_transitions_total", &[("kind", "disabled")]), 1);
+    let path = format!("/v1/customers/{}", failing[0]);
+    let (status, record) = publisher.call(reqwest::Method::GET, &path, common::ADMIN_TOKEN, None).await;
+    assert_eq!(status, 200, "{record}");
+    let reason = record["disabled"]["reason"].as_str().unwrap_or_default().to_owned();
+    assert!(reason.contains("failing continuously since") && reason.contains("HTTP 503"), "{record}");
+    let requests = down.endpoint.count();
+    assert!(requests >= 2, "probed until disabled: {requests}");
+
+    // A record published while disabled: dead-lettered without a request.
+    let while_disabled = publish(&env, &failing, 5..6).await;
+    wait_until(WAIT, "the new record dead-lettered", || disabled(&consumer) >= 6).await;
+    assert_eq!(down.endpoint.count(), requests, "no request to a disabled endpoint");
+    let letters = read_topic(&env.kafka, &env.topics.dlq).await;
+    let ids: BTreeSet<String> = letters
+        .iter()
+        .filter(|l| deadletter::parse_message(*l).reason.as_deref() == Some("endpoint_disabled"))
+        .filter_map(|l| deadletter::parse_message(l).event_id)
+        .collect();
+    let expected: BTreeSet<String> = published.iter().chain(&while_disabled).cloned().collect();
+    assert_eq!(ids, expected, "every record of the disabled endpoint in the DLQ");
+
+    up.store(true, AtomicOrdering::SeqCst);
+    let enable = format!("/v1/customers/{}/webhook/enable", failing[0]);
+    let (status, answer) = publisher.call(reqwest::Method::POST, &enable, common::ADMIN_TOKEN, None).await;
+    assert_eq!((status, answer["was_disabled"].as_bool()), (200, Some(true)), "{answer}");
+    assert!(answer.get("disabled").is_none_or(serde_json::Value::is_null), "{answer}");
+    let after = publish(&env, &failing, 6..8).await;
+    wait_until(WAIT, "the records after the enable delivered", || {
+        let acked = down.acked_ids();
+        after.iter().all(|id| acked.contains(id))
+    })
+    .await;
+    let (_, again) = publisher.call(reqwest::Method::POST, &enable, common::ADMIN_TOKEN, None).await;
+    assert_eq!(again["was_disabled"].as_bool(), Some(false), "{again}");
+    consumer.stop().await;
+    publisher.stop().await;
 }

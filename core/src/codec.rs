@@ -64,7 +64,7 @@ use schema_registry_converter::schema_registry_common::{RawError, SchemaType, Sr
 use serde_json::value::RawValue;
 
 use crate::config::{SchemaRegistryArgs, TopicArgs};
-use crate::customer::{Customer, InboundSource, SealedSecret, StoredPublicKey};
+use crate::customer::{Customer, EndpointDisabled, InboundSource, SealedSecret, StoredPublicKey};
 use crate::envelope::EventRecord;
 use crate::secrets::ApiKeyHash;
 use crate::{Error, Result};
@@ -138,7 +138,7 @@ impl RecordType {
     /// list it here.
     fn history(self) -> &'static [Compiled] {
         const DELIVERY_HISTORY: &[&str] = &[];
-        const CUSTOMER_HISTORY: &[&str] = &[];
+        const CUSTOMER_HISTORY: &[&str] = &[include_str!("../../schemas/history/customer.v1.avsc")];
         static DELIVERY: LazyLock<Vec<Compiled>> =
             LazyLock::new(|| DELIVERY_HISTORY.iter().map(|text| Compiled::new(text)).collect());
         static CUSTOMER: LazyLock<Vec<Compiled>> =
@@ -636,6 +636,7 @@ fn customer_to_value(customer: &Customer) -> Value {
         created_at,
         updated_at,
         inbound,
+        disabled,
     } = customer;
     record(vec![
         ("id", string(id)),
@@ -679,6 +680,12 @@ fn customer_to_value(customer: &Customer) -> Value {
             "inbound",
             optional(inbound.as_ref().map(|InboundSource { scheme, secret }| {
                 record(vec![("scheme", string(scheme.as_str())), ("secret", string(secret))])
+            })),
+        ),
+        (
+            "disabled",
+            optional(disabled.as_ref().map(|EndpointDisabled { at, reason }| {
+                record(vec![("at", Value::Long(*at)), ("reason", string(reason))])
             })),
         ),
     ])
@@ -821,6 +828,13 @@ fn customer_from_value(key: &str, value: Value) -> Result<Customer> {
                     Ok::<_, Error>(InboundSource { scheme, secret: source.string("secret")? })
                 })
                 .transpose()?,
+            disabled: fields
+                .optional("disabled")?
+                .map(|v| {
+                    let mut disabled = Fields::of("EndpointDisabled", v)?;
+                    Ok::<_, Error>(EndpointDisabled { at: disabled.long("at")?, reason: disabled.string("reason")? })
+                })
+                .transpose()?,
         })
     };
     let customer = parse(&mut fields).map_err(invalid)?;
@@ -854,6 +868,7 @@ mod tests {
         });
         customer.rotate_signing_secret(&master, Duration::from_secs(60));
         customer.created_at = 1_790_000_000;
+        customer.disable(1_790_000_100, "failing since 2026-11-25T10:00:00Z");
         customer
     }
 
@@ -1067,6 +1082,33 @@ mod tests {
         assert_same_event(&delivery_from_value(value).unwrap(), &event);
         let refused = read_single_object("DeliveryRecord", v2, &[], fingerprint, body).unwrap_err();
         assert_eq!(refused.decode_reason(), "unknown_schema", "{refused}");
+    }
+
+    /// Customer records of the first version (before `disabled`) are read exactly by this one,
+    /// and this version's records by a reader of the first (the appended field left over).
+    #[test]
+    fn customer_records_of_the_first_version_and_this_one_read_both_ways() {
+        let v1_compiled = &RecordType::Customer.history()[0];
+        let (v1, v2) = (v1_compiled.known(), RecordType::Customer.compiled().known());
+        let mut customer = full_customer();
+        customer.enable();
+        // A record as the first version wrote it: every field but the appended one.
+        let Value::Record(mut fields) = customer_to_value(&customer) else { unreachable!() };
+        assert_eq!(fields.pop().map(|(name, _)| name).as_deref(), Some("disabled"));
+        let datum = avro_datum(&v1_compiled.schema, Value::Record(fields)).unwrap();
+        let read = read_single_object("Customer", v2, &[v1], v1_compiled.fingerprint, &datum).unwrap();
+        assert_eq!(customer_from_value("acme", read).unwrap(), customer);
+
+        // This version's record of a disabled customer, read by a reader that knows only the first.
+        let disabled = full_customer();
+        let bytes = encode_customer_single_object(&disabled).unwrap();
+        let Framing::SingleObject { fingerprint, body } = Framing::of(&bytes).unwrap() else { unreachable!() };
+        let old = read_single_object("Customer", v1, &[], fingerprint, body).unwrap();
+        let Value::Record(old_fields) = &old else { panic!("{old:?}") };
+        assert!(old_fields.iter().all(|(name, _)| name != "disabled"));
+        assert!(
+            old_fields.iter().any(|(name, v)| name == "webhook_url" && *v != Value::Union(0, Box::new(Value::Null)))
+        );
     }
 
     /// `schemas/delivery.avsc` plus an optional `trace_id` at the end (tests of schema evolution).

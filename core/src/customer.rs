@@ -74,6 +74,18 @@ pub struct Customer {
     /// Set when this record is an inbound source rather than a customer.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub inbound: Option<InboundSource>,
+    /// Set while the endpoint is disabled (after failing continuously for `--disable-after`):
+    /// deliveries go to the DLQ (`endpoint_disabled`) without a request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disabled: Option<EndpointDisabled>,
+}
+
+/// When and why a customer's endpoint was disabled.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EndpointDisabled {
+    /// Unix seconds.
+    pub at: i64,
+    pub reason: String,
 }
 
 /// What makes a record an inbound source: how its sender signs, and the sender's secret.
@@ -322,8 +334,32 @@ impl Customer {
     /// which needs DNS, is the caller's ([`crate::netguard::NetworkPolicy::check_url`]).
     pub fn set_webhook_url(&mut self, url: Option<&str>) -> Result<()> {
         self.webhook_url = url.map(validate_webhook_url).transpose()?.map(String::from);
+        if self.webhook_url.is_some() {
+            // A new URL is a new endpoint: it gets its chance.
+            self.disabled = None;
+        }
         self.touch();
         Ok(())
+    }
+
+    /// Disables the endpoint at `at` (Unix seconds) for `reason`; an endpoint disabled already
+    /// keeps its first time and reason. Whether it changed.
+    pub fn disable(&mut self, at: i64, reason: &str) -> bool {
+        if self.disabled.is_some() {
+            return false;
+        }
+        self.disabled = Some(EndpointDisabled { at, reason: reason.to_owned() });
+        self.touch();
+        true
+    }
+
+    /// Enables the endpoint again. Whether it was disabled.
+    pub fn enable(&mut self) -> bool {
+        let was = self.disabled.take().is_some();
+        if was {
+            self.touch();
+        }
+        was
     }
 
     /// Replaces the subscriptions.
@@ -433,6 +469,7 @@ impl Customer {
                 .collect(),
             created_at: self.created_at,
             updated_at: self.updated_at,
+            disabled: self.disabled.clone(),
         }
     }
 
@@ -457,6 +494,10 @@ pub struct CustomerView {
     pub signing_secrets: Vec<SecretView>,
     pub created_at: i64,
     pub updated_at: i64,
+    /// Set while the endpoint is disabled: deliveries go to the DLQ without a request until it
+    /// is re-enabled (or given a new webhook URL).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disabled: Option<EndpointDisabled>,
 }
 
 /// Public key metadata.
@@ -636,6 +677,24 @@ mod tests {
         assert!(!c.subscribes_to("order.deleted"));
         let all = Customer::new("c", "http://x/", vec!["*".into()]).unwrap();
         assert!(all.subscribes_to("anything"));
+    }
+
+    #[test]
+    fn a_disabled_endpoint_keeps_its_first_reason_until_enabled_or_given_a_new_url() {
+        let mut c = Customer::new("c", "http://x/", vec!["*".into()]).unwrap();
+        assert!(c.disable(100, "failing since t"));
+        assert!(!c.disable(200, "again"), "disabled already");
+        assert_eq!(c.disabled, Some(EndpointDisabled { at: 100, reason: "failing since t".into() }));
+        assert_eq!(c.view().disabled.map(|d| d.at), Some(100));
+        assert!(c.enable());
+        assert!(!c.enable(), "enabled already");
+        assert_eq!(c.disabled, None);
+
+        c.disable(300, "failing");
+        c.set_webhook_url(None).unwrap();
+        assert!(c.disabled.is_some(), "removing the URL enables nothing");
+        c.set_webhook_url(Some("https://new.example/hook")).unwrap();
+        assert_eq!(c.disabled, None, "a new URL is a new endpoint");
     }
 
     #[test]

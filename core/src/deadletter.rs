@@ -81,11 +81,14 @@ pub enum DlqReason {
     /// A parked record's retry schedule (`--retry-schedule`) ran out with its endpoint still
     /// failing.
     RetriesExhausted,
+    /// The customer's endpoint is disabled (it failed continuously for `--disable-after`): no
+    /// request was made. Replay once it is enabled again.
+    EndpointDisabled,
 }
 
 impl DlqReason {
     /// Every reason, in the order documented.
-    pub const ALL: [Self; 8] = [
+    pub const ALL: [Self; 9] = [
         Self::MaxAttempts,
         Self::Undecodable,
         Self::UnknownCustomer,
@@ -94,6 +97,7 @@ impl DlqReason {
         Self::SigningFailed,
         Self::EncryptionFailed,
         Self::RetriesExhausted,
+        Self::EndpointDisabled,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -106,6 +110,7 @@ impl DlqReason {
             Self::SigningFailed => "signing_failed",
             Self::EncryptionFailed => "encryption_failed",
             Self::RetriesExhausted => "retries_exhausted",
+            Self::EndpointDisabled => "endpoint_disabled",
         }
     }
 }
@@ -386,6 +391,7 @@ mod tests {
             "signing_failed",
             "encryption_failed",
             "retries_exhausted",
+            "endpoint_disabled",
         ];
         assert_eq!(reasons, expected);
         assert!(names[..6].iter().all(|name| name.starts_with(headers::DLQ_PREFIX) && is_letter_header(name)));

@@ -385,6 +385,27 @@ impl Tenants {
         self.update(id, |customer| customer.set_webhook_url(Some(parsed.as_str()))).await.map(|(c, ())| c)
     }
 
+    /// Disables the customer's endpoint for `reason` (its deliveries go to the DLQ without a
+    /// request until it is enabled again); an endpoint disabled already is left as it is.
+    /// Whether this call disabled it.
+    pub async fn disable(&self, id: &str, reason: &str) -> Result<(Arc<Customer>, bool)> {
+        let (customer, changed) =
+            self.update(id, |customer| Ok(customer.disable(crate::customer::unix_now(), reason))).await?;
+        if changed {
+            tracing::warn!(customer = id, reason, "endpoint disabled");
+        }
+        Ok((customer, changed))
+    }
+
+    /// Enables the customer's endpoint again. Whether it was disabled.
+    pub async fn enable(&self, id: &str) -> Result<(Arc<Customer>, bool)> {
+        let (customer, changed) = self.update(id, |customer| Ok(customer.enable())).await?;
+        if changed {
+            tracing::info!(customer = id, "endpoint enabled");
+        }
+        Ok((customer, changed))
+    }
+
     /// Replaces the subscriptions.
     pub async fn set_events(&self, id: &str, events: Vec<String>) -> Result<Arc<Customer>> {
         self.update(id, |customer| customer.set_events(events)).await.map(|(c, ())| c)

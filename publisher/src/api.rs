@@ -7,13 +7,16 @@
 //!   secret are stored).
 //! - `GET /v1/customers`, `GET /v1/customers/{id}`, `DELETE /v1/customers/{id}`.
 //! - `POST /v1/customers/{id}/api-key` issues a new API key (the old one stops working).
+//! - `POST /v1/customers/{id}/webhook/enable` enables a disabled endpoint again.
 //!
 //! Customer (`Authorization: Bearer <api key>`), acting on its own record only (no customer id
 //! appears in these paths, so there is no other tenant's record to name):
 //! - `GET /v1/customer`
 //! - `PUT /v1/customer/public-key` (PEM body, or JSON `{"public_key": "<PEM>"}`),
 //!   `DELETE /v1/customer/public-key`
-//! - `PUT /v1/customer/webhook {"url"}` (SSRF-checked)
+//! - `PUT /v1/customer/webhook {"url"}` (SSRF-checked; a new URL also enables a disabled endpoint)
+//! - `POST /v1/customer/webhook/enable`: enables its endpoint after the consumer disabled it
+//!   (`--disable-after`); answers the customer with `"was_disabled"`.
 //! - `PUT /v1/customer/subscriptions {"events": [...]}`
 //! - `POST /v1/customer/signing-secret/rotate` → the new secret, once; the previous one keeps
 //!   signing for `--signing-secret-grace`.
@@ -49,9 +52,11 @@ pub(crate) fn routes() -> Router<Arc<AppState>> {
         .route("/v1/customers", post(create_customer).get(list_customers))
         .route("/v1/customers/{id}", get(get_customer).delete(delete_customer))
         .route("/v1/customers/{id}/api-key", post(reissue_api_key))
+        .route("/v1/customers/{id}/webhook/enable", post(enable_customer_webhook))
         .route("/v1/customer", get(own_record))
         .route("/v1/customer/public-key", put(set_public_key).delete(clear_public_key))
         .route("/v1/customer/webhook", put(set_webhook))
+        .route("/v1/customer/webhook/enable", post(enable_own_webhook))
         .route("/v1/customer/subscriptions", put(set_subscriptions))
         .route("/v1/customer/signing-secret/rotate", post(rotate_signing_secret))
         .route("/v1/customer/test-event", post(send_test_event))
@@ -179,6 +184,35 @@ async fn reissue_api_key(
         Ok((StatusCode::OK, json!({ "id": customer.id, "api_key": api_key.expose() })))
     })
     .await
+}
+
+/// `POST /v1/customers/{id}/webhook/enable` (admin): enables a disabled endpoint again.
+async fn enable_customer_webhook(
+    State(state): State<Arc<AppState>>,
+    auth: Result<Admin, Error>,
+    Path(id): Path<String>,
+) -> Response {
+    respond(&state, "enable_webhook", auth, |_admin| enable(&state, &id)).await
+}
+
+/// `POST /v1/customer/webhook/enable` (the customer's API key): enables its disabled endpoint.
+async fn enable_own_webhook(
+    State(state): State<Arc<AppState>>,
+    auth: Result<AuthenticatedCustomer, Error>,
+) -> Response {
+    let state = &*state;
+    respond(state, "enable_webhook", auth, |AuthenticatedCustomer(customer)| async move {
+        enable(state, &customer.id).await
+    })
+    .await
+}
+
+/// Enables customer `id`'s endpoint: its view, with whether it was disabled.
+async fn enable(state: &AppState, id: &str) -> Result<(StatusCode, serde_json::Value)> {
+    let (customer, was_disabled) = state.tenants.enable(id).await.map_err(Error::Tenant)?;
+    let mut view = view(&customer);
+    view["was_disabled"] = serde_json::Value::Bool(was_disabled);
+    Ok((StatusCode::OK, view))
 }
 
 async fn own_record(State(state): State<Arc<AppState>>, auth: Result<AuthenticatedCustomer, Error>) -> Response {

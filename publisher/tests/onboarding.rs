@@ -315,3 +315,70 @@ async fn changes_in_a_row_do_not_each_wait_for_a_fetch_deadline() {
     );
     harness.stop().await;
 }
+
+/// A customer enables its own endpoint after the consumers disabled it, and sees the state on
+/// its record; an admin does the same for any customer; a new URL enables it too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_disabled_endpoint_is_shown_and_enabled_again_by_its_customer_or_an_admin() {
+    let harness = Harness::start(&[], |_| {}).await;
+    let (key, _) = create(&harness, "acme").await;
+    let disable = |reason: &'static str| {
+        let harness = &harness;
+        async move {
+            let stored = hookline_testkit::kafka::read_topic(&harness.kafka, &harness.topics.customers).await;
+            let last = stored.iter().rev().find(|r| r.key() == Some(b"acme".as_slice())).expect("acme record");
+            let mut customer = Customer::from_record("acme", last.payload().expect("value")).expect("decodes");
+            assert!(customer.disable(1_790_000_000, reason));
+            hookline_core::directory::put_customer(&harness.kafka, &harness.topics.customers, &customer)
+                .await
+                .expect("put customer");
+        }
+    };
+
+    disable("failing continuously since 2026-11-25T10:00:00Z").await;
+    let shown = wait_for_disabled(&harness, &key).await;
+    assert_eq!(shown["disabled"]["reason"], "failing continuously since 2026-11-25T10:00:00Z", "{shown}");
+    assert_eq!(shown["disabled"]["at"], 1_790_000_000, "{shown}");
+    let (status, answer) = harness.call(Method::POST, "/v1/customer/webhook/enable", Some(&key), None).await;
+    assert_eq!((status, answer["was_disabled"].as_bool()), (200, Some(true)), "{answer}");
+    assert!(answer.get("disabled").is_none(), "{answer}");
+    let (status, answer) = harness.call(Method::POST, "/v1/customer/webhook/enable", Some(&key), None).await;
+    assert_eq!((status, answer["was_disabled"].as_bool()), (200, Some(false)), "{answer}");
+    let (status, answer) = harness.call(Method::POST, "/v1/customer/webhook/enable", Some("hk_wrong"), None).await;
+    assert_error(status, &answer, 401, "");
+
+    // An admin, by id; an unknown id is a 404.
+    disable("again").await;
+    wait_for_disabled(&harness, &key).await;
+    let (status, answer) =
+        harness.call(Method::POST, "/v1/customers/acme/webhook/enable", Some(ADMIN_TOKEN), None).await;
+    assert_eq!((status, answer["was_disabled"].as_bool()), (200, Some(true)), "{answer}");
+    let (status, answer) =
+        harness.call(Method::POST, "/v1/customers/nobody/webhook/enable", Some(ADMIN_TOKEN), None).await;
+    assert_error(status, &answer, 404, "nobody");
+    let (status, _) = harness.call(Method::POST, "/v1/customers/acme/webhook/enable", Some(&key), None).await;
+    assert_eq!(status, 403, "a customer's key is not an admin's");
+
+    // A new webhook URL is a new endpoint.
+    disable("once more").await;
+    wait_for_disabled(&harness, &key).await;
+    let url = json!({ "url": "http://127.0.0.1:9/new" });
+    let (status, answer) = harness.call(Method::PUT, "/v1/customer/webhook", Some(&key), Some(url)).await;
+    assert_eq!(status, 200, "{answer}");
+    assert!(answer.get("disabled").is_none(), "{answer}");
+    harness.stop().await;
+}
+
+/// The customer's own record once it shows the endpoint disabled.
+async fn wait_for_disabled(harness: &Harness, key: &str) -> Value {
+    let until = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let (status, shown) = harness.call(Method::GET, "/v1/customer", Some(key), None).await;
+        assert_eq!(status, 200, "{shown}");
+        if !shown["disabled"].is_null() {
+            return shown;
+        }
+        assert!(tokio::time::Instant::now() < until, "the endpoint never showed disabled: {shown}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}

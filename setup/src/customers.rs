@@ -137,6 +137,15 @@ pub async fn run<W: Write + Send>(context: &Context<'_>, command: CustomersComma
             writeln!(out, "{}: api_key {}", customer.id, api_key.expose())?;
             writeln!(out, "(shown once; the previous key no longer works)")?;
         }
+        CustomersCommand::Enable(enable) => {
+            let (customer, was_disabled) =
+                bounded(timeout, "the endpoint to be enabled", tenants.enable(&enable.id)).await?;
+            if was_disabled {
+                writeln!(out, "{}: endpoint enabled", customer.id)?;
+            } else {
+                writeln!(out, "{}: endpoint was not disabled", customer.id)?;
+            }
+        }
     }
     out.flush()?;
     Ok(())
@@ -171,6 +180,7 @@ fn precheck(context: &Context<'_>, command: &CustomersCommand) -> Result<()> {
             context.master_key.require()?;
         }
         CustomersCommand::ReissueApiKey(reissue) => validate_id(&reissue.id)?,
+        CustomersCommand::Enable(enable) => validate_id(&enable.id)?,
     }
     Ok(())
 }
@@ -255,6 +265,9 @@ fn write_details<W: Write>(customer: &Customer, out: &mut W) -> std::io::Result<
     let key = view.public_key.map(|k| format!("{} ({} bits)", k.kid, k.bits));
     writeln!(out, "public_key:  {}", key.as_deref().unwrap_or("- (deliveries unencrypted)"))?;
     writeln!(out, "secrets:     {} active", view.signing_secrets.len())?;
+    if let Some(disabled) = &view.disabled {
+        writeln!(out, "disabled:    since {} (Unix seconds): {}", disabled.at, disabled.reason)?;
+    }
     Ok(())
 }
 

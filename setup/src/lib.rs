@@ -19,7 +19,8 @@
 //! - `check`: the health of the whole: broker, topics, consumer group and lag, schema registry.
 //! - `cluster`: one look at brokers, topics, watermarks and the group (`describe` and `check`).
 //! - `customers`: `customers create` (alias `add`) / `get` / `list` / `remove` / `set-webhook` /
-//!   `subscribe` / `set-public-key` / `clear-public-key` / `rotate-secret` / `reissue-api-key`,
+//!   `subscribe` / `set-public-key` / `clear-public-key` / `rotate-secret` / `reissue-api-key` /
+//!   `enable`,
 //!   through the same [`hookline_core::tenants::Tenants`] rules as the onboarding API.
 //! - `import`: `customers import FILE --out CREDENTIALS`: many customers from a JSON Lines file,
 //!   one directory load, batched writes, a report per line; safe to re-run.
@@ -247,6 +248,9 @@ pub enum CustomersCommand {
     RotateSecret(RotateSecret),
     /// Issue a new API key (printed once); the previous one stops working at once.
     ReissueApiKey(CustomerId),
+    /// Enable an endpoint the consumers disabled after failing for `--disable-after`; replay what
+    /// was dead-lettered meanwhile with `dlq replay --customer ID --reason endpoint_disabled`.
+    Enable(CustomerId),
 }
 
 /// A customer to create.

@@ -140,6 +140,28 @@ async fn create_configure_rotate_remove_round_trip() {
     let hash = acme.api_key.expect("a key hash");
     assert!(hash.matches(&new_key) && !hash.matches(&api_key));
 
+    // An endpoint the consumers disabled: shown, then enabled again.
+    let mut disabled = stored(&broker, &prefix, "acme").await;
+    assert!(disabled.disable(1_790_000_000, "failing continuously since 2026-11-25T10:00:00Z"));
+    hookline_core::directory::put_customer(&broker.kafka_args(), &format!("{prefix}.customers"), &disabled)
+        .await
+        .expect("put customer");
+    let (result, shown) = in_process(&command(&["customers", "get", "acme"])).await;
+    result.expect("get a disabled customer");
+    assert!(
+        shown.contains("disabled:    since 1790000000 (Unix seconds): failing continuously since 2026-11-25T10:00:00Z"),
+        "{shown}"
+    );
+    let (result, out) = in_process(&command(&["customers", "enable", "acme"])).await;
+    result.expect("enable");
+    assert_eq!(out, "acme: endpoint enabled\n");
+    assert_eq!(stored(&broker, &prefix, "acme").await.disabled, None);
+    let (result, out) = in_process(&command(&["customers", "enable", "acme"])).await;
+    result.expect("enable again");
+    assert_eq!(out, "acme: endpoint was not disabled\n");
+    let bad = binary(&command(&["customers", "enable", "bad id"])).await;
+    assert_exit(&bad, 2);
+
     let (result, out) = in_process(&command(&["customers", "clear-public-key", "acme"])).await;
     result.expect("clear-public-key");
     assert_eq!(out, "acme: deliveries are now sent unencrypted\n");
