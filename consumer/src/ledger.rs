@@ -703,17 +703,15 @@ impl Ledger {
 /// ledger with another partition count would record a customer's deliveries where its next owner
 /// never looks. Blocking: call off the async runtime.
 pub fn check_layout(reader: &BaseConsumer, ledger: &str, deliveries: &str) -> Result<()> {
-    let expected = kafka::topic_partitions(reader, deliveries, METADATA_TIMEOUT)?;
-    let found = kafka::topic_partitions(reader, ledger, METADATA_TIMEOUT)?;
-    if found.len() != expected.len() {
-        return Err(Error::LedgerLayout {
+    match kafka::partition_count_mismatch(reader, ledger, deliveries, METADATA_TIMEOUT)? {
+        Some((partitions, expected)) => Err(Error::LedgerLayout {
             topic: ledger.to_owned(),
-            partitions: found.len(),
+            partitions,
             deliveries: deliveries.to_owned(),
-            expected: expected.len(),
-        });
+            expected,
+        }),
+        None => Ok(()),
     }
-    Ok(())
 }
 
 #[cfg(test)]

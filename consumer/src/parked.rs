@@ -115,17 +115,15 @@ impl ParkedStore {
 /// Checks that `topic` (the retry topic or the parking state) has as many partitions as the
 /// delivery topic: partition `p` of each holds what partition `p` of the delivery topic parked.
 pub fn check_layout(reader: &BaseConsumer, topic: &str, deliveries: &str) -> crate::Result<()> {
-    let expected = kafka::topic_partitions(reader, deliveries, READ_TIMEOUT)?;
-    let found = kafka::topic_partitions(reader, topic, READ_TIMEOUT)?;
-    if found.len() != expected.len() {
-        return Err(crate::Error::ParkingLayout {
+    match kafka::partition_count_mismatch(reader, topic, deliveries, READ_TIMEOUT)? {
+        Some((partitions, expected)) => Err(crate::Error::ParkingLayout {
             topic: topic.to_owned(),
-            partitions: found.len(),
+            partitions,
             deliveries: deliveries.to_owned(),
-            expected: expected.len(),
-        });
+            expected,
+        }),
+        None => Ok(()),
     }
-    Ok(())
 }
 
 fn load(kafka: &KafkaArgs, topic: &str, partition: i32) -> Result<HashMap<Vec<u8>, ParkState>, KafkaError> {

@@ -87,7 +87,8 @@ pub fn resume(schedule: &[Duration], parked_ms: u64, now_ms: u64) -> Option<(u32
     None
 }
 
-fn millis(duration: Duration) -> u64 {
+/// `duration` in whole milliseconds (saturating), for times kept as Unix milliseconds.
+pub fn millis(duration: Duration) -> u64 {
     u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
 }
 

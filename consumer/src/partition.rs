@@ -56,7 +56,7 @@ use crate::lanes::Lanes;
 use crate::ledger::Ledger;
 use crate::offsets::OffsetTracker;
 use crate::parked::{ParkedStore, RetryReader};
-use crate::parking::{AfterFailure, Parked, Parking, Phase, after_failure, outlived, resume};
+use crate::parking::{AfterFailure, Parked, Parking, Phase, after_failure, millis, outlived, resume};
 use crate::rebalance::{Assignment, HooklineConsumer};
 
 /// Stop signals shared by every worker of a consumer.
@@ -676,10 +676,6 @@ fn advance(parked: &mut Parked, offset: i64, now: u64) -> ParkState {
     parked.state.step = 0;
     parked.state.due_ms = now;
     parked.state.clone()
-}
-
-fn millis(duration: Duration) -> u64 {
-    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
 }
 
 /// Sleeps until `due_ms` (milliseconds since the Unix epoch; at once if past).

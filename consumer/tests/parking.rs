@@ -10,8 +10,8 @@ use std::sync::atomic::Ordering as AtomicOrdering;
 use std::time::Duration;
 
 use common::{
-    Env, Recording, assert_customer_order, assert_each_acked_once, customers, free_port, metric_value, publish, sample,
-    scrape_until,
+    Env, Recording, assert_customer_order, assert_each_acked_once, customer_seq, customers, free_port, metric_value,
+    publish, sample, scrape_until,
 };
 use hookline_consumer::config::{Ordering, ParkAfter, RetrySchedule, Window};
 use hookline_core::deadletter;
@@ -40,6 +40,16 @@ fn parking_config(env: &Env, ordering: Ordering, park_after: u32, schedule: &str
     config
 }
 
+/// A `--retry-schedule` of `count` steps of `delay`.
+fn steps(delay: &str, count: usize) -> String {
+    vec![delay; count].join(",")
+}
+
+/// The `seq`s `endpoint` ACKed, in ACK order.
+fn acked_seqs(endpoint: &Recording) -> Vec<i64> {
+    endpoint.acks().iter().map(|r| customer_seq(r).1).collect()
+}
+
 /// The event ids of `customer`'s records on the retry topic, in offset order.
 async fn parked_ids(env: &Env, customer: &str) -> Vec<String> {
     read_topic(&env.kafka, &env.topics.retry)
@@ -60,7 +70,7 @@ async fn a_failing_customer_is_parked_then_drained_in_order_while_the_others_flo
     let others = customers(&env, "ok", 3, &healthy.endpoint.url()).await;
     let failing = customers(&env, "down", 1, &down.endpoint.url()).await;
     // A schedule long enough that the customer is still parked when it recovers.
-    let consumer = env.start(parking_config(&env, ordering, 2, "300ms,300ms,300ms,300ms,300ms,300ms,300ms,300ms,300ms,300ms,300ms,300ms,300ms,300ms,300ms,300ms,300ms,300ms,300ms,300ms,300ms,300ms,300ms,300ms,300ms,300ms,300ms,300ms,300ms,300ms"));
+    let consumer = env.start(parking_config(&env, ordering, 2, &steps("300ms", 30)));
 
     let mut all = failing.clone();
     all.extend(others.iter().cloned());
@@ -89,7 +99,7 @@ async fn a_failing_customer_is_parked_then_drained_in_order_while_the_others_flo
     up.store(true, AtomicOrdering::SeqCst);
     wait_until(WAIT, "the failing customer's 10 deliveries", || down.acks().len() >= 10).await;
     assert_customer_order(&[&down, &healthy]);
-    let seqs: Vec<i64> = down.acks().iter().map(|r| r.json()["data"]["seq"].as_i64().expect("seq")).collect();
+    let seqs = acked_seqs(&down);
     assert_eq!(seqs, (0..10).collect::<Vec<_>>(), "recovered customer's records in order, each once");
     wait_until(WAIT, "the customer unparked", || sample(&consumer, "hookline_parked_customers", &[]) == 0).await;
     assert_eq!(metric_value(&consumer.metrics, "hookline_parking_transitions_total", &[("kind", "recovered")]), 1);
@@ -160,7 +170,7 @@ async fn a_restarted_consumer_finds_its_parked_customers_and_drains_them_in_orde
     let env = Env::new(1).await;
     let (down, up) = Recording::switchable().await;
     let failing = customers(&env, "down", 1, &down.endpoint.url()).await;
-    let schedule = "500ms,500ms,500ms,500ms,500ms,500ms,500ms,500ms,500ms,500ms,500ms,500ms,500ms,500ms,500ms,500ms,500ms,500ms,500ms,500ms,500ms,500ms,500ms,500ms,500ms,500ms,500ms,500ms,500ms,500ms,500ms,500ms,500ms,500ms,500ms,500ms,500ms,500ms,500ms,500ms";
+    let schedule = &steps("500ms", 40);
     let first = env.start(parking_config(&env, Ordering::Key, 1, schedule));
     publish(&env, &failing, 0..6).await;
     wait_until(WAIT, "6 records parked", || sample(&first, "hookline_parked_records_total", &[]) >= 6).await;
@@ -182,7 +192,7 @@ async fn a_restarted_consumer_finds_its_parked_customers_and_drains_them_in_orde
     assert!(down.acks().is_empty());
     up.store(true, AtomicOrdering::SeqCst);
     wait_until(WAIT, "8 deliveries", || down.acks().len() >= 8).await;
-    let seqs: Vec<i64> = down.acks().iter().map(|r| r.json()["data"]["seq"].as_i64().expect("seq")).collect();
+    let seqs = acked_seqs(&down);
     assert_eq!(seqs, (0..8).collect::<Vec<_>>(), "in order across the restart, each once");
     wait_until(WAIT, "the customer unparked", || sample(&second, "hookline_parked_customers", &[]) == 0).await;
     assert_eq!(sample(&second, "hookline_oldest_parked_age_seconds", &[("partition", "0")]), 0);
@@ -192,12 +202,7 @@ async fn a_restarted_consumer_finds_its_parked_customers_and_drains_them_in_orde
 /// The seqs `endpoint` ACKed for `customer`, in ACK order, and each first ACK's seq in order.
 fn first_acks(endpoint: &Recording) -> Vec<i64> {
     let mut seen = BTreeSet::new();
-    endpoint
-        .acks()
-        .iter()
-        .filter(|r| seen.insert(r.webhook_id().to_owned()))
-        .map(|r| r.json()["data"]["seq"].as_i64().expect("seq"))
-        .collect()
+    endpoint.acks().iter().filter(|r| seen.insert(r.webhook_id().to_owned())).map(|r| customer_seq(r).1).collect()
 }
 
 /// Real processes SIGKILLed twice: while a failing customer's records are being parked, and
@@ -231,7 +236,7 @@ async fn sigkill_while_parking_and_while_draining_loses_nothing_and_keeps_order(
             "--park-after",
             "1",
             "--retry-schedule",
-            &vec!["300ms"; 100].join(","),
+            &steps("300ms", 100),
             "--metrics-listen",
             &format!("127.0.0.1:{port}"),
         ])
@@ -295,7 +300,7 @@ async fn a_rebalance_with_parked_customers_moves_them_with_their_partitions() {
     let env = Env::new(2).await;
     let (down, up) = Recording::switchable().await;
     let failing = customers(&env, "down", 6, &down.endpoint.url()).await;
-    let schedule = vec!["500ms"; 100].join(",");
+    let schedule = steps("500ms", 100);
     let first = env.start(parking_config(&env, Ordering::Key, 1, &schedule));
     let published = publish(&env, &failing, 0..5).await;
     wait_until(WAIT, "30 records parked", || sample(&first, "hookline_parked_records_total", &[]) >= 30).await;
@@ -330,7 +335,7 @@ async fn an_endpoint_failing_for_disable_after_is_disabled_until_enabled_again()
     let (down, up) = Recording::switchable().await;
     let failing = customers(&env, "down", 1, &down.endpoint.url()).await;
     let publisher = env.start_publisher().await;
-    let mut config = parking_config(&env, Ordering::Key, 1, &vec!["300ms"; 100].join(","));
+    let mut config = parking_config(&env, Ordering::Key, 1, &steps("300ms", 100));
     config.parking.disable_after = Window(Some(Duration::from_secs(1)));
     let consumer = env.start(config);
     let published = publish(&env, &failing, 0..5).await;

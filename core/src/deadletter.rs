@@ -201,12 +201,25 @@ pub fn replayed_headers<'a>(
         .insert(Header { key: headers::REPLAYED_FROM, value: Some(&from) })
 }
 
-fn original_headers<M: Message>(original: &M) -> impl Iterator<Item = Header<'_, &[u8]>> {
+/// Every header of `original`, in order. Shared with [`crate::parking`].
+pub(crate) fn original_headers<M: Message>(original: &M) -> impl Iterator<Item = Header<'_, &[u8]>> {
     original.headers().into_iter().flat_map(|existing| existing.iter())
 }
 
-fn copy<'a>(kept: impl Iterator<Item = Header<'a, &'a [u8]>>) -> OwnedHeaders {
+/// `kept` as owned headers. Shared with [`crate::parking`].
+pub(crate) fn copy<'a>(kept: impl Iterator<Item = Header<'a, &'a [u8]>>) -> OwnedHeaders {
     kept.fold(OwnedHeaders::new(), |out, header| out.insert(Header { key: header.key, value: header.value }))
+}
+
+/// `out` with the text headers `added` appended. Shared with [`crate::parking`].
+pub(crate) fn append(out: OwnedHeaders, added: Vec<(&str, &str)>) -> OwnedHeaders {
+    added.into_iter().fold(out, |out, (key, value)| out.insert(Header { key, value: Some(value) }))
+}
+
+/// The headers of `message` whose value is UTF-8 text, in order. Shared with [`crate::parking`].
+pub(crate) fn text_headers<M: Message>(message: &M) -> impl Iterator<Item = (&str, &str)> {
+    original_headers(message)
+        .filter_map(|header| Some((header.key, header.value.and_then(|v| std::str::from_utf8(v).ok())?)))
 }
 
 /// `out` with the headers of `letter` about `original` added.
@@ -233,7 +246,7 @@ fn with_letter_headers<M: Message>(
     if let Some(status) = status.as_deref() {
         added.push((headers::DLQ_LAST_STATUS, status));
     }
-    added.into_iter().fold(out, |out, (key, value)| out.insert(Header { key, value: Some(value) }))
+    append(out, added)
 }
 
 /// What a record's headers say under this contract, as [`parse`] reads them. Each field is `None`

@@ -194,6 +194,20 @@ pub fn topic_partitions<C: Consumer>(consumer: &C, topic: &str, timeout: Duratio
     Ok(ids)
 }
 
+/// The partition counts of `topic` and of `deliveries`, when they differ: a topic co-partitioned
+/// with the delivery topic (partition `p` of each about the same customers) must have as many.
+/// Either missing is [`Error::MissingTopic`]. Blocking: call off the async runtime.
+pub fn partition_count_mismatch<C: Consumer>(
+    consumer: &C,
+    topic: &str,
+    deliveries: &str,
+    timeout: Duration,
+) -> Result<Option<(usize, usize)>> {
+    let expected = topic_partitions(consumer, deliveries, timeout)?.len();
+    let found = topic_partitions(consumer, topic, timeout)?.len();
+    Ok((found != expected).then_some((found, expected)))
+}
+
 /// Where the records written since some moment begin in a partition, as the broker says.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FirstSince {

@@ -19,10 +19,10 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
+use rdkafka::message::{Message, OwnedHeaders};
 use serde::{Deserialize, Serialize};
 
-use crate::limits;
+use crate::{deadletter, limits};
 
 /// Record headers of a parked record. Values are UTF-8.
 pub mod headers {
@@ -60,12 +60,7 @@ pub struct Parking {
 /// The headers of the parked copy of `original`: its own (minus those of an earlier parking),
 /// plus this parking's.
 pub fn parked_headers<M: Message>(original: &M, parking: &Parking) -> OwnedHeaders {
-    let kept = original
-        .headers()
-        .into_iter()
-        .flat_map(|existing| existing.iter())
-        .filter(|header| !is_parked_header(header.key));
-    let out = kept.fold(OwnedHeaders::new(), |out, h| out.insert(Header { key: h.key, value: h.value }));
+    let out = deadletter::copy(deadletter::original_headers(original).filter(|header| !is_parked_header(header.key)));
     let at = humantime::format_rfc3339_millis(parking.at).to_string();
     let attempts = parking.attempts.to_string();
     let from = format!("{}/{}/{}", original.topic(), original.partition(), original.offset());
@@ -78,7 +73,7 @@ pub fn parked_headers<M: Message>(original: &M, parking: &Parking) -> OwnedHeade
     if let Some(error) = parking.last_error.as_deref() {
         added.push((headers::PARKED_LAST_ERROR, limits::clip(error, limits::DLQ_ERROR_MAX)));
     }
-    added.into_iter().fold(out, |out, (key, value)| out.insert(Header { key, value: Some(value) }))
+    deadletter::append(out, added)
 }
 
 /// What a parked record's headers say, as [`parse`] reads them; each field `None` when its header
@@ -95,9 +90,8 @@ pub struct Parsed {
 /// Reads a parked record's headers (of a repeated header the last counts).
 pub fn parse<M: Message>(record: &M) -> Parsed {
     let mut parsed = Parsed::default();
-    for header in record.headers().into_iter().flat_map(|existing| existing.iter()) {
-        let Some(text) = header.value.and_then(|v| std::str::from_utf8(v).ok()) else { continue };
-        match header.key {
+    for (key, text) in deadletter::text_headers(record) {
+        match key {
             headers::PARKED_AT => parsed.at = humantime::parse_rfc3339_weak(text).ok(),
             headers::PARKED_ATTEMPTS => parsed.attempts = text.parse().ok(),
             headers::PARKED_LAST_STATUS => parsed.last_status = text.parse().ok(),
@@ -154,7 +148,7 @@ pub fn from_unix_ms(ms: u64) -> SystemTime {
 #[cfg(test)]
 mod tests {
     use rdkafka::Timestamp;
-    use rdkafka::message::OwnedMessage;
+    use rdkafka::message::{Header, Headers, OwnedMessage};
 
     use super::*;
 
