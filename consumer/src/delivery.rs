@@ -16,6 +16,7 @@ use bytes::Bytes;
 use hookline_core::codec::Codec;
 use hookline_core::customer::unix_now;
 use hookline_core::directory::Directory;
+use hookline_core::notices::{EndpointNotice, Notifier};
 use hookline_core::telemetry;
 use rdkafka::message::{Message, OwnedMessage};
 use tokio::sync::Semaphore;
@@ -76,7 +77,15 @@ pub struct Deliverer {
     pub tenants: Option<hookline_core::tenants::Tenants>,
     /// `--disable-after`.
     pub disable_after: Option<Duration>,
+    /// Publishes operational events (`hookline.endpoint.*`), with parking on.
+    pub notifier: Option<Notifier>,
+    /// Room for notices being published: one more is dropped (and counted), never queued
+    /// without bound.
+    pub notices_room: Arc<Semaphore>,
 }
+
+/// Most operational events being published at once by one consumer.
+pub const MAX_NOTICES_IN_FLIGHT: usize = 64;
 
 /// What the delivery of one record has learnt so far, across its attempts.
 struct Progress {
@@ -100,6 +109,23 @@ enum Gathered<'r> {
 }
 
 impl Deliverer {
+    /// Publishes `notice` in the background, if this consumer publishes operational events; when
+    /// [`MAX_NOTICES_IN_FLIGHT`] are being published already, drops it (counted and logged).
+    pub fn notify(&self, notice: EndpointNotice) {
+        let Some(notifier) = &self.notifier else { return };
+        let Ok(permit) = Arc::clone(&self.notices_room).try_acquire_owned() else {
+            let event = notice.event();
+            self.metrics.notices.with_label_values(&[event.label(), "dropped"]).inc();
+            tracing::warn!(customer = %notice.customer_id, event_type = event.event_type(), "operational event dropped: too many being published");
+            return;
+        };
+        let notifier = notifier.clone();
+        tokio::spawn(async move {
+            notifier.publish(&notice).await;
+            drop(permit);
+        });
+    }
+
     /// Processes one record to its end: gathers the facts of each step, asks [`decide`] what to
     /// do, and does it. `seen` tells what the partition delivered already. `stopping` makes it
     /// give up at the next wait rather than sleep through a backoff; an attempt or DLQ write

@@ -72,6 +72,7 @@ use std::time::Duration;
 use hookline_core::codec::Codec;
 use hookline_core::directory::Directory;
 use hookline_core::kafka;
+use hookline_core::notices::Notifier;
 use hookline_wire::jwe::ContentKeyPolicy;
 use rdkafka::consumer::{CommitMode, Consumer};
 use rdkafka::message::Message;
@@ -97,6 +98,8 @@ const FLUSH_TIMEOUT: Duration = Duration::from_secs(10);
 const TOPIC_CHECK_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long disabling an endpoint may wait for its record to be written.
 const TENANT_WRITE_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long publishing one operational event may take (all its copies acknowledged).
+const NOTICE_TIMEOUT: Duration = Duration::from_secs(10);
 /// librdkafka's statistics period, unless set with `--kafka-property`.
 const STATISTICS_INTERVAL_MS: &str = "5000";
 
@@ -163,22 +166,37 @@ pub async fn run_with_metrics(config: Config, shutdown: CancellationToken, metri
         parking_topic: config.topics.parking.clone(),
         metrics: metrics.clone(),
     });
+    // Operational events go out on the delivery topic, like any event, to their subscribers.
+    let notifier = config.park_after().map(|_| {
+        let counted = metrics.clone();
+        Notifier::new(producer.clone(), config.topics.deliveries.clone(), directory.clone(), NOTICE_TIMEOUT).observed(
+            Arc::new(move |event, outcome| {
+                counted.notices.with_label_values(&[event.label(), outcome.label()]).inc();
+            }),
+        )
+    });
+    metrics.watch_directory(directory.clone());
     // Disabling an endpoint is a tenant operation like any other: the same read-modify-write
     // of its record as the onboarding API's.
-    let tenants = match (config.park_after(), config.parking.disable_after.0) {
-        (Some(_), Some(_)) => Some(hookline_core::tenants::Tenants::new(
-            directory.clone(),
-            producer.clone(),
-            config.topics.customers.clone(),
-            master_key.clone(),
-            config.network.policy(),
-            TENANT_WRITE_TIMEOUT,
-        )),
+    let tenants = match (config.park_after(), config.parking.disable_after.0, &notifier) {
+        (Some(_), Some(_), Some(notifier)) => Some(
+            hookline_core::tenants::Tenants::new(
+                directory.clone(),
+                producer.clone(),
+                config.topics.customers.clone(),
+                master_key.clone(),
+                config.network.policy(),
+                TENANT_WRITE_TIMEOUT,
+            )
+            .with_notifier(notifier.clone()),
+        ),
         _ => None,
     };
     let deliverer = Arc::new(Deliverer {
         tenants,
         disable_after: config.parking.disable_after.0,
+        notifier,
+        notices_room: Arc::new(tokio::sync::Semaphore::new(delivery::MAX_NOTICES_IN_FLIGHT)),
         directory,
         codec,
         client: webhook::WebhookClient::new(config.delivery.request_timeout, config.network.policy())?,

@@ -11,11 +11,12 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
+use hookline_core::directory::Directory;
 use prometheus::{
     GaugeVec, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
 };
@@ -119,6 +120,14 @@ pub struct Metrics {
     /// `hookline_parking_write_errors_total`: failed writes to the retry topic or the parking
     /// state (retried).
     pub parking_write_errors: IntCounter,
+    /// `hookline_notices_total{type,outcome}`: operational events (`type`: `parked`,
+    /// `recovered`, `disabled`; `outcome`: `published`, `no_subscriber`, `failed`, `dropped`).
+    pub notices: IntCounterVec,
+    /// `hookline_disabled_endpoints`: customers whose endpoint is disabled, in this process's
+    /// view of the customer directory (set at scrape time).
+    pub disabled_endpoints: IntGauge,
+    /// The directory `hookline_disabled_endpoints` counts in, once the consumer has one.
+    directory: Arc<OnceLock<Directory>>,
     /// `hookline_decode_errors_total{reason}`: record values that could not be decoded
     /// (dead-lettered as `undecodable`, except `registry_unavailable`, which is retried).
     pub decode_errors: IntCounterVec,
@@ -202,6 +211,15 @@ impl Metrics {
             parking_write_errors: counter(
                 "hookline_parking_write_errors_total",
                 "Failed writes to the retry topic or the parking state (retried).",
+            )?,
+            notices: counter_vec(
+                "hookline_notices_total",
+                "Operational events (hookline.endpoint.*) by type and outcome (published, no_subscriber, failed, dropped).",
+                &["type", "outcome"],
+            )?,
+            disabled_endpoints: gauge(
+                "hookline_disabled_endpoints",
+                "Customers whose endpoint is disabled, in this process's view of the customer directory.",
             )?,
             attempts: counter_vec(
                 "hookline_delivery_attempts_total",
@@ -313,12 +331,22 @@ impl Metrics {
                 "Partitions currently assigned to this member.",
             )?,
             registry,
+            directory: Arc::new(OnceLock::new()),
         })
+    }
+
+    /// Counts disabled endpoints in `directory` at each scrape.
+    pub fn watch_directory(&self, directory: Directory) {
+        // Set once per process; a second run in the same process counts the same topic.
+        let _ = self.directory.set(directory);
     }
 
     /// The registry in Prometheus text format.
     pub fn render(&self) -> String {
         self.partitions.refresh();
+        if let Some(directory) = self.directory.get() {
+            self.disabled_endpoints.set(i64::try_from(directory.disabled_count()).unwrap_or(i64::MAX));
+        }
         TextEncoder::new().encode_to_string(&self.registry.gather()).unwrap_or_default()
     }
 }

@@ -44,7 +44,8 @@ use futures::future::BoxFuture;
 use futures::stream::FuturesUnordered;
 use futures::{FutureExt, StreamExt};
 use hookline_core::deadletter::{DeadLetter, DlqReason};
-use hookline_core::parking::{ParkState, Parking as ParkingInfo, unix_ms};
+use hookline_core::notices::EndpointNotice;
+use hookline_core::parking::{ParkState, Parking as ParkingInfo, from_unix_ms, unix_ms};
 use rdkafka::consumer::Consumer;
 use rdkafka::message::{Message, OwnedMessage};
 use rdkafka::{Offset, TopicPartitionList};
@@ -339,6 +340,14 @@ pub async fn run(
                                         retry_in = ?Duration::from_millis(state.due_ms.saturating_sub(state.since_ms)),
                                         "customer parked: its records go to the retry topic until its endpoint recovers"
                                     );
+                                    deliverer.notify(EndpointNotice::parked(
+                                        &String::from_utf8_lossy(&customer),
+                                        SystemTime::now(),
+                                        from_unix_ms(state.since_ms),
+                                        state.last_status,
+                                        state.last_error.as_deref(),
+                                        from_unix_ms(state.due_ms),
+                                    ));
                                     parking.park(customer, state);
                                 }
                                 None => {
@@ -611,6 +620,7 @@ fn tried_parked(
                             customer,
                             "parked customer recovered: its parked records drain"
                         );
+                        deliverer.notify(EndpointNotice::recovered(&customer, SystemTime::now()));
                     }
                     parked.draining = true;
                     Some(Follow::Write(Some(advance(parked, offset, now))))
@@ -627,9 +637,7 @@ fn tried_parked(
                         // Failing continuously for --disable-after: the circuit opens for good,
                         // until someone enables it again.
                         parked.phase = Phase::Busy;
-                        let since = humantime::format_rfc3339_seconds(hookline_core::parking::from_unix_ms(
-                            parked.state.since_ms,
-                        ));
+                        let since = humantime::format_rfc3339_seconds(from_unix_ms(parked.state.since_ms));
                         let reason = format!("failing continuously since {since}; last error: {error}");
                         return Some(Follow::Disable { reason });
                     }

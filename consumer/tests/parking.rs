@@ -16,9 +16,10 @@ use common::{
 use hookline_consumer::config::{Ordering, ParkAfter, RetrySchedule, Window};
 use hookline_core::deadletter;
 use hookline_core::envelope::headers::EVENT_ID;
+use hookline_core::notices::EndpointEvent;
 use hookline_core::parking;
 use hookline_testkit::kafka::{header, read_topic};
-use hookline_testkit::wait_until;
+use hookline_testkit::{tenants, wait_until};
 use rdkafka::message::Message;
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -50,6 +51,32 @@ fn acked_seqs(endpoint: &Recording) -> Vec<i64> {
     endpoint.acks().iter().map(|r| customer_seq(r).1).collect()
 }
 
+/// An operator's endpoint: customer `ops`, subscribed by name to `events` (and to `*`, which
+/// alone would not bring them).
+async fn operator(env: &Env, events: &[EndpointEvent]) -> Recording {
+    let endpoint = Recording::start(|_| hookline_testkit::Respond::ok()).await;
+    let mut subscribed = vec!["*"];
+    subscribed.extend(events.iter().map(|e| e.event_type()));
+    let (ops, _) = tenants::signed_customer("ops", &endpoint.endpoint.url(), &subscribed);
+    env.put(&ops).await;
+    endpoint
+}
+
+/// The type and data of each operational event `endpoint` ACKed, in ACK order.
+fn notices_of(endpoint: &Recording) -> Vec<(String, serde_json::Value)> {
+    endpoint
+        .acks()
+        .iter()
+        .map(|r| r.json())
+        .filter(|body| body["type"].as_str().is_some_and(|t| t.starts_with("hookline.endpoint.")))
+        .map(|body| (body["type"].as_str().unwrap_or_default().to_owned(), body["data"].clone()))
+        .collect()
+}
+
+fn kinds(notices: &[(String, serde_json::Value)]) -> Vec<&str> {
+    notices.iter().map(|(kind, _)| kind.as_str()).collect()
+}
+
 /// The event ids of `customer`'s records on the retry topic, in offset order.
 async fn parked_ids(env: &Env, customer: &str) -> Vec<String> {
     read_topic(&env.kafka, &env.topics.retry)
@@ -69,6 +96,7 @@ async fn a_failing_customer_is_parked_then_drained_in_order_while_the_others_flo
     let (down, up) = Recording::switchable().await;
     let others = customers(&env, "ok", 3, &healthy.endpoint.url()).await;
     let failing = customers(&env, "down", 1, &down.endpoint.url()).await;
+    let operator = operator(&env, &[EndpointEvent::Parked, EndpointEvent::Recovered]).await;
     // A schedule long enough that the customer is still parked when it recovers.
     let consumer = env.start(parking_config(&env, ordering, 2, &steps("300ms", 30)));
 
@@ -103,6 +131,15 @@ async fn a_failing_customer_is_parked_then_drained_in_order_while_the_others_flo
     assert_eq!(seqs, (0..10).collect::<Vec<_>>(), "recovered customer's records in order, each once");
     wait_until(WAIT, "the customer unparked", || sample(&consumer, "hookline_parked_customers", &[]) == 0).await;
     assert_eq!(metric_value(&consumer.metrics, "hookline_parking_transitions_total", &[("kind", "recovered")]), 1);
+    // The operator's endpoint heard of both changes, in order; the `*` subscribers of neither.
+    wait_until(WAIT, "the operator's two notices", || operator.acks().len() >= 2).await;
+    let notices = notices_of(&operator);
+    assert_eq!(kinds(&notices), ["hookline.endpoint.parked", "hookline.endpoint.recovered"]);
+    assert!(notices.iter().all(|(_, data)| data["customer_id"] == failing[0].as_str()), "{notices:?}");
+    assert_eq!(notices[0].1["last_status"], 503, "{notices:?}");
+    assert!(notices[0].1["next_attempt_at"].is_string(), "{notices:?}");
+    assert_eq!(sample(&consumer, "hookline_notices_total", &[("type", "parked"), ("outcome", "published")]), 1);
+    assert!(healthy.acks().iter().all(|r| !r.json()["type"].as_str().unwrap_or_default().starts_with("hookline.")));
 
     // Live records flow directly again: delivered, not parked.
     let later = publish(&env, &failing, 10..12).await;
@@ -334,6 +371,7 @@ async fn an_endpoint_failing_for_disable_after_is_disabled_until_enabled_again()
     let env = Env::new(1).await;
     let (down, up) = Recording::switchable().await;
     let failing = customers(&env, "down", 1, &down.endpoint.url()).await;
+    let operator = operator(&env, &EndpointEvent::ALL).await;
     let publisher = env.start_publisher().await;
     let mut config = parking_config(&env, Ordering::Key, 1, &steps("300ms", 100));
     config.parking.disable_after = Window(Some(Duration::from_secs(1)));
@@ -345,6 +383,7 @@ async fn an_endpoint_failing_for_disable_after_is_disabled_until_enabled_again()
     };
     wait_until(WAIT, "5 dead letters of the disabled endpoint", || disabled(&consumer) >= 5).await;
     assert_eq!(metric_value(&consumer.metrics, "hookline_parking_transitions_total", &[("kind", "disabled")]), 1);
+    assert_eq!(sample(&consumer, "hookline_disabled_endpoints", &[]), 1);
     let path = format!("/v1/customers/{}", failing[0]);
     let (status, record) = publisher.call(reqwest::Method::GET, &path, common::ADMIN_TOKEN, None).await;
     assert_eq!(status, 200, "{record}");
@@ -379,6 +418,17 @@ async fn an_endpoint_failing_for_disable_after_is_disabled_until_enabled_again()
     .await;
     let (_, again) = publisher.call(reqwest::Method::POST, &enable, common::ADMIN_TOKEN, None).await;
     assert_eq!(again["was_disabled"].as_bool(), Some(false), "{again}");
+    // The operator heard it parked, disabled (by the consumer) and enabled (by the publisher),
+    // once each: an enable of an enabled endpoint is no news.
+    wait_until(WAIT, "the operator's three notices", || operator.acks().len() >= 3).await;
+    let notices = notices_of(&operator);
+    assert_eq!(
+        kinds(&notices),
+        ["hookline.endpoint.parked", "hookline.endpoint.disabled", "hookline.endpoint.enabled"]
+    );
+    assert!(notices[1].1["error"].as_str().is_some_and(|e| e.contains("failing continuously")), "{notices:?}");
+    assert!(notices.iter().all(|(_, data)| data["customer_id"] == failing[0].as_str()), "{notices:?}");
+    assert_eq!(sample(&consumer, "hookline_disabled_endpoints", &[]), 0);
     consumer.stop().await;
     publisher.stop().await;
 }

@@ -311,9 +311,15 @@ impl Customer {
             .transpose()
     }
 
-    /// Whether a fanned-out event of this type goes to this customer (never to a source).
+    /// Whether a fanned-out event of this type goes to this customer (never to a source). `*`
+    /// matches every type but Hookline's own ([`crate::notices`]), which are received only by
+    /// name: they tell of other tenants.
     pub fn subscribes_to(&self, event_type: &str) -> bool {
-        !self.is_source() && self.events.iter().any(|e| e == event_type || e == ALL_EVENTS)
+        !self.is_source()
+            && self
+                .events
+                .iter()
+                .any(|e| e == event_type || (e == ALL_EVENTS && !crate::notices::is_reserved(event_type)))
     }
 
     /// What the CLI shows of an inbound source (`None` for a customer).
@@ -677,6 +683,11 @@ mod tests {
         assert!(!c.subscribes_to("order.deleted"));
         let all = Customer::new("c", "http://x/", vec!["*".into()]).unwrap();
         assert!(all.subscribes_to("anything"));
+        // Operational events tell of other tenants: by name only.
+        assert!(!all.subscribes_to("hookline.endpoint.parked"));
+        let operator = Customer::new("ops", "http://x/", vec!["*".into(), "hookline.endpoint.parked".into()]).unwrap();
+        assert!(operator.subscribes_to("hookline.endpoint.parked"));
+        assert!(!operator.subscribes_to("hookline.endpoint.disabled"));
     }
 
     #[test]

@@ -245,6 +245,11 @@ impl Directory {
         found
     }
 
+    /// Number of customers whose endpoint is disabled.
+    pub fn disabled_count(&self) -> usize {
+        self.read().by_id.values().filter(|c| c.disabled.is_some()).count()
+    }
+
     /// Number of customers known.
     pub fn len(&self) -> usize {
         self.read().by_id.len()

@@ -10,6 +10,8 @@
 //!   dead letter's headers (whole and body-less) and of a replayed record's, and their parser.
 //! - [`parking`]: the parking contract: the headers of a record parked on the retry topic and the
 //!   parking state of a customer, with their builders and parsers.
+//! - [`notices`]: operational events (`hookline.endpoint.*`): their types, payload, who receives
+//!   them (subscribers by name only) and the notifier that publishes them on the delivery topic.
 //! - [`limits`]: the largest record value Hookline produces, derived from `message.max.bytes`
 //!   with room for every header a record gets up to its dead letter (publisher and consumer agree).
 //! - [`codec`]: record values in Avro (single-object encoding, or the Confluent Schema Registry
@@ -43,6 +45,7 @@ pub mod follower;
 pub mod kafka;
 pub mod limits;
 pub mod netguard;
+pub mod notices;
 pub mod parking;
 pub mod quote;
 pub mod secrets;

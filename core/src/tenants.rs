@@ -21,7 +21,7 @@
 
 use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use hookline_wire::signing::SigningSecret;
 use rdkafka::error::KafkaError;
@@ -38,6 +38,7 @@ use crate::customer::{
 };
 use crate::directory::Directory;
 use crate::netguard::NetworkPolicy;
+use crate::notices::{EndpointNotice, Notifier};
 use crate::secrets::{ApiKey, ApiKeyHash, MasterKey};
 use crate::{Error, Result};
 
@@ -57,6 +58,8 @@ pub struct Tenants {
     network: NetworkPolicy,
     write_timeout: Duration,
     writes: Mutex<()>,
+    /// Publishes `hookline.endpoint.disabled` and `…enabled` after those changes, when set.
+    notifier: Option<Notifier>,
 }
 
 impl std::fmt::Debug for Tenants {
@@ -198,7 +201,30 @@ impl Tenants {
         network: NetworkPolicy,
         write_timeout: Duration,
     ) -> Self {
-        Self { directory, producer, topic: topic.into(), master_key, network, write_timeout, writes: Mutex::new(()) }
+        Self {
+            directory,
+            producer,
+            topic: topic.into(),
+            master_key,
+            network,
+            write_timeout,
+            writes: Mutex::new(()),
+            notifier: None,
+        }
+    }
+
+    /// Publishes an operational event after each disable and each enable ([`crate::notices`]).
+    #[must_use]
+    pub fn with_notifier(mut self, notifier: Notifier) -> Self {
+        self.notifier = Some(notifier);
+        self
+    }
+
+    /// Publishes `notice` if this service has a notifier; the change it reports stands either way.
+    async fn notify(&self, notice: EndpointNotice) {
+        if let Some(notifier) = &self.notifier {
+            notifier.publish(&notice).await;
+        }
     }
 
     /// The directory view this service reads.
@@ -382,7 +408,18 @@ impl Tenants {
     pub async fn set_webhook_url(&self, id: &str, url: &str) -> Result<Arc<Customer>> {
         let parsed = validate_webhook_url(url)?;
         self.network.check_url(&parsed).await?;
-        self.update(id, |customer| customer.set_webhook_url(Some(parsed.as_str()))).await.map(|(c, ())| c)
+        let (customer, enabled) = self
+            .update(id, |customer| {
+                let was_disabled = customer.disabled.is_some();
+                customer.set_webhook_url(Some(parsed.as_str()))?;
+                Ok(was_disabled)
+            })
+            .await?;
+        if enabled {
+            tracing::info!(customer = id, "endpoint enabled by a new webhook URL");
+            self.notify(EndpointNotice::enabled(id, SystemTime::now())).await;
+        }
+        Ok(customer)
     }
 
     /// Disables the customer's endpoint for `reason` (its deliveries go to the DLQ without a
@@ -393,6 +430,7 @@ impl Tenants {
             self.update(id, |customer| Ok(customer.disable(crate::customer::unix_now(), reason))).await?;
         if changed {
             tracing::warn!(customer = id, reason, "endpoint disabled");
+            self.notify(EndpointNotice::disabled(id, SystemTime::now(), reason)).await;
         }
         Ok((customer, changed))
     }
@@ -402,6 +440,7 @@ impl Tenants {
         let (customer, changed) = self.update(id, |customer| Ok(customer.enable())).await?;
         if changed {
             tracing::info!(customer = id, "endpoint enabled");
+            self.notify(EndpointNotice::enabled(id, SystemTime::now())).await;
         }
         Ok((customer, changed))
     }

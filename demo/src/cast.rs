@@ -7,16 +7,21 @@
 //! verifies every delivery's signature and decrypts encrypted ones, refusing anything else.
 //! Four endpoints are healthy, one refuses the first two attempts of every event (so its
 //! deliveries are retried, then succeed) and one refuses everything (so its deliveries end in
-//! the DLQ).
+//! the DLQ). Besides them, the operator's own endpoint ([`OPERATOR`]) receives Hookline's
+//! operational events (`hookline.endpoint.*`), such as the failing customer being parked.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
-use hookline_receiver::verify::DeliveryVerifier;
+use bytes::Bytes;
+use hookline_core::notices::EndpointEvent;
+use hookline_receiver::verify::{DeliveryVerifier, Opened, Verifier};
 use hookline_receiver::{Receiver, ReceiverConfig, ReceiverHandle, Stats};
 use hookline_wire::keys::PrivateKey;
 use hookline_wire::signing::{SignatureVerifier, SigningSecret};
+use http::HeaderMap;
 use serde_json::{Value, json};
 
 use crate::{Error, Result};
@@ -185,6 +190,76 @@ async fn onboard_one(api: &Api, profile: &Profile) -> Result<Member> {
     api.call(Method::PUT, "/v1/customer/subscriptions", &api_key, json!({ "events": profile.events })).await?;
     api.call(Method::PUT, "/v1/customer/webhook", &api_key, json!({ "url": receiver.url() })).await?;
     Ok(Member { profile: *profile, receiver })
+}
+
+/// The operator's own endpoint, subscribed to Hookline's operational events.
+pub const OPERATOR: &str = "ops";
+
+/// The operator's endpoint: a verifying receiver that also counts what it accepted by event type.
+#[derive(Debug)]
+pub struct Operator {
+    receiver: ReceiverHandle,
+    noted: Arc<Mutex<BTreeMap<String, u64>>>,
+}
+
+impl Operator {
+    /// Operational events received (signature verified), by type.
+    pub fn notices(&self) -> BTreeMap<String, u64> {
+        self.noted.lock().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
+    /// Stops its receiver.
+    pub async fn stop(self) {
+        if let Err(error) = self.receiver.shutdown().await {
+            tracing::warn!(%error, "the operator's receiver did not stop cleanly");
+        }
+    }
+}
+
+/// Verifies like the customers' receivers, then notes the event type of what it let through.
+#[derive(Debug)]
+struct Noting {
+    inner: DeliveryVerifier,
+    noted: Arc<Mutex<BTreeMap<String, u64>>>,
+}
+
+impl Verifier for Noting {
+    fn verify(&self, headers: &HeaderMap, body: Bytes) -> std::result::Result<Opened, String> {
+        let opened = self.inner.verify(headers, body)?;
+        let event_type = serde_json::from_slice::<Value>(&opened.body)
+            .ok()
+            .and_then(|body| body["type"].as_str().map(str::to_owned))
+            .unwrap_or_default();
+        *self.noted.lock().unwrap_or_else(PoisonError::into_inner).entry(event_type).or_default() += 1;
+        Ok(opened)
+    }
+}
+
+/// Onboards the operator's endpoint: the admin creates it and subscribes it to every operational
+/// event (`hookline.endpoint.*`, which only an operator can), then it sets its own webhook URL.
+pub async fn onboard_operator(api: &Api) -> Result<Operator> {
+    use reqwest::Method;
+    let created = api.call(Method::POST, "/v1/customers", &api.admin_token, json!({ "id": OPERATOR })).await?;
+    let text = |field: &str| created[field].as_str().map(str::to_owned);
+    let (Some(api_key), Some(secret)) = (text("api_key"), text("signing_secret")) else {
+        return Err(Error::Onboarding { path: "/v1/customers".into(), status: 201, answer: created.to_string() });
+    };
+    let secret = SigningSecret::parse(&secret).map_err(|e| Error::Keys(e.to_string()))?;
+    let noted = Arc::new(Mutex::new(BTreeMap::new()));
+    let verifier =
+        Noting { inner: DeliveryVerifier::new(SignatureVerifier::new(vec![secret])), noted: Arc::clone(&noted) };
+    let mut config = ReceiverConfig::named(OPERATOR);
+    config.listen = SocketAddr::from(([127, 0, 0, 1], 0));
+    let receiver_error = |source| Error::Receiver { customer: OPERATOR.to_owned(), source };
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(|e| receiver_error(hookline_receiver::Error::Bind { address: config.listen, source: e }))?;
+    let receiver = Receiver::start_with_verifier(config, listener, Arc::new(verifier)).map_err(receiver_error)?;
+    let events: Vec<&str> = EndpointEvent::ALL.iter().map(|e| e.event_type()).collect();
+    let path = format!("/v1/customers/{OPERATOR}/subscriptions");
+    api.call(Method::PUT, &path, &api.admin_token, json!({ "events": events })).await?;
+    api.call(Method::PUT, "/v1/customer/webhook", &api_key, json!({ "url": receiver.url() })).await?;
+    Ok(Operator { receiver, noted })
 }
 
 /// Stops every receiver.

@@ -124,6 +124,7 @@ pub async fn run_until(args: Args, interrupt: CancellationToken) -> Result<Summa
 #[derive(Debug, Default)]
 struct Stack {
     members: Vec<Member>,
+    operator: Option<cast::Operator>,
     dlq: Option<DlqFollower>,
     publisher: Option<(CancellationToken, JoinHandle<hookline_publisher::Result<()>>)>,
     consumers_stop: CancellationToken,
@@ -193,6 +194,9 @@ impl Stack {
             }
         }
         cast::stop_receivers(self.members).await;
+        if let Some(operator) = self.operator {
+            operator.stop().await;
+        }
         if let Some(dlq) = self.dlq {
             dlq.stop().await;
         }
@@ -243,6 +247,11 @@ async fn drive(
         let body = if profile.encrypted { "signed+JWE" } else { "signed" };
         println!("    {:<9} {:<30} {behaviour:<29} {body:<10} {}", profile.id, profile.events.join(", "), member.url());
     }
+    stack.operator = Some(cast::onboard_operator(&api).await?);
+    println!(
+        "  operator endpoint `{}`: subscribed by the admin to hookline.endpoint.* (operational events)",
+        cast::OPERATOR
+    );
     stack.dlq = Some(DlqFollower::start(kafka, &topics.dlq).await?);
 
     let mut config = consumer_config(kafka, topics, group, args.brokers.is_none());
@@ -349,6 +358,7 @@ async fn drive(
         }
     };
     let elapsed = started.elapsed();
+    let operator_notices = operator_notices(stack).await;
     let consumers = stack
         .consumers
         .iter()
@@ -364,7 +374,28 @@ async fn drive(
             parkings: c.metrics.parking_transitions.with_label_values(&["parked"]).get(),
         })
         .collect();
-    Ok(Summary { kafka: location.to_owned(), events: args.events, customers, consumers, elapsed })
+    Ok(Summary { kafka: location.to_owned(), events: args.events, customers, consumers, operator_notices, elapsed })
+}
+
+/// Longest wait for the operator's endpoint to receive a notice of each parking the consumers
+/// counted: a notice is written after the parking it reports, and delivered like any event.
+const NOTICES_WAIT: Duration = Duration::from_secs(10);
+
+/// The operational events the operator's endpoint received, once it has one per parking counted
+/// (or after [`NOTICES_WAIT`]).
+async fn operator_notices(stack: &Stack) -> BTreeMap<String, u64> {
+    let Some(operator) = &stack.operator else { return BTreeMap::new() };
+    let parkings: u64 =
+        stack.consumers.iter().map(|c| c.metrics.parking_transitions.with_label_values(&["parked"]).get()).sum();
+    let parked_type = hookline_core::notices::EndpointEvent::Parked.event_type();
+    let deadline = Instant::now() + NOTICES_WAIT;
+    loop {
+        let notices = operator.notices();
+        if notices.get(parked_type).copied().unwrap_or_default() >= parkings || Instant::now() >= deadline {
+            return notices;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 /// This run's secrets: random, never printed, gone when the demo ends.

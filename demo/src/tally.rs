@@ -192,6 +192,8 @@ pub struct Summary {
     pub events: u32,
     pub customers: Vec<CustomerSummary>,
     pub consumers: Vec<ConsumerSummary>,
+    /// Operational events (`hookline.endpoint.*`) the operator's endpoint received, by type.
+    pub operator_notices: BTreeMap<String, u64>,
     /// From the first publish request to the end of the wait.
     pub elapsed: Duration,
 }
@@ -270,6 +272,12 @@ impl fmt::Display for Summary {
                 consumer.rebalances
             )?;
         }
+        let notices: Vec<String> = self.operator_notices.iter().map(|(kind, n)| format!("{kind} x{n}")).collect();
+        writeln!(
+            f,
+            "operator endpoint: {}",
+            if notices.is_empty() { "no operational event".to_owned() } else { notices.join(", ") }
+        )?;
         for c in self.customers.iter().filter(|c| !c.dlq_reasons.is_empty()) {
             let reasons: Vec<String> = c.dlq_reasons.iter().map(|(r, n)| format!("{r} x{n}")).collect();
             writeln!(f, "DLQ records for {}: {}", c.id, reasons.join(", "))?;

@@ -42,6 +42,12 @@ async fn every_delivery_is_accounted_for() {
         summary.consumers.iter().map(|c| c.parkings).sum::<u64>() >= 1,
         "the failing customer was parked: {summary}"
     );
+    // The operator's endpoint heard of it, as an operational event, and of nothing else.
+    assert!(
+        summary.operator_notices.get("hookline.endpoint.parked").is_some_and(|n| *n >= 1),
+        "the operator's endpoint received the parking: {summary}"
+    );
+    assert!(summary.operator_notices.keys().all(|t| t.starts_with("hookline.endpoint.")), "{summary}");
     let consumers_delivered: u64 = summary.consumers.iter().map(|c| c.delivered).sum();
     assert!(consumers_delivered >= summary.total(|c| c.delivered));
 }

@@ -8,6 +8,8 @@
 //! - `GET /v1/customers`, `GET /v1/customers/{id}`, `DELETE /v1/customers/{id}`.
 //! - `POST /v1/customers/{id}/api-key` issues a new API key (the old one stops working).
 //! - `POST /v1/customers/{id}/webhook/enable` enables a disabled endpoint again.
+//! - `PUT /v1/customers/{id}/subscriptions {"events": [...]}`: any types, the operational events
+//!   (`hookline.endpoint.*`) included (an operator's own endpoint subscribes to them this way).
 //!
 //! Customer (`Authorization: Bearer <api key>`), acting on its own record only (no customer id
 //! appears in these paths, so there is no other tenant's record to name):
@@ -17,7 +19,8 @@
 //! - `PUT /v1/customer/webhook {"url"}` (SSRF-checked; a new URL also enables a disabled endpoint)
 //! - `POST /v1/customer/webhook/enable`: enables its endpoint after the consumer disabled it
 //!   (`--disable-after`); answers the customer with `"was_disabled"`.
-//! - `PUT /v1/customer/subscriptions {"events": [...]}`
+//! - `PUT /v1/customer/subscriptions {"events": [...]}` (not the `hookline.endpoint.*` operational
+//!   events, which tell of other tenants: an operator subscribes an endpoint to them)
 //! - `POST /v1/customer/signing-secret/rotate` → the new secret, once; the previous one keeps
 //!   signing for `--signing-secret-grace`.
 //! - `POST /v1/customer/test-event` → `202 {"event_id", "deliveries"}`: a `hookline.test` event.
@@ -34,6 +37,7 @@ use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use hookline_core::customer::{Customer, unix_now};
 use hookline_core::envelope::EventRecord;
+use hookline_core::notices;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::json;
@@ -53,6 +57,7 @@ pub(crate) fn routes() -> Router<Arc<AppState>> {
         .route("/v1/customers/{id}", get(get_customer).delete(delete_customer))
         .route("/v1/customers/{id}/api-key", post(reissue_api_key))
         .route("/v1/customers/{id}/webhook/enable", post(enable_customer_webhook))
+        .route("/v1/customers/{id}/subscriptions", put(set_customer_subscriptions))
         .route("/v1/customer", get(own_record))
         .route("/v1/customer/public-key", put(set_public_key).delete(clear_public_key))
         .route("/v1/customer/webhook", put(set_webhook))
@@ -195,6 +200,23 @@ async fn enable_customer_webhook(
     respond(&state, "enable_webhook", auth, |_admin| enable(&state, &id)).await
 }
 
+/// `PUT /v1/customers/{id}/subscriptions` (admin): replaces a customer's subscriptions, the
+/// operational events (`hookline.endpoint.*`) included, which only an operator subscribes to.
+async fn set_customer_subscriptions(
+    State(state): State<Arc<AppState>>,
+    auth: Result<Admin, Error>,
+    Path(id): Path<String>,
+    request: Request,
+) -> Response {
+    let state = &state;
+    respond(state, "set_subscriptions", auth, |_admin| async move {
+        let JsonBody(body) = JsonBody::<SubscriptionsBody>::from_request(request, state).await?;
+        let updated = state.tenants.set_events(&id, body.events).await.map_err(field_named("events"))?;
+        Ok((StatusCode::OK, view(&updated)))
+    })
+    .await
+}
+
 /// `POST /v1/customer/webhook/enable` (the customer's API key): enables its disabled endpoint.
 async fn enable_own_webhook(
     State(state): State<Arc<AppState>>,
@@ -310,6 +332,13 @@ async fn set_subscriptions(
     let state = &state;
     respond(state, "set_subscriptions", auth, |AuthenticatedCustomer(customer)| async move {
         let JsonBody(body) = JsonBody::<SubscriptionsBody>::from_request(request, state).await?;
+        // Operational events tell of other tenants: only an operator subscribes to them (a
+        // customer keeps those it was given).
+        if body.events.iter().any(|e| notices::is_operational(e) && !customer.events.contains(e)) {
+            return Err(Error::Forbidden(
+                "`events`: `hookline.endpoint.*` operational events are subscribed to by an operator only",
+            ));
+        }
         let updated = state.tenants.set_events(&customer.id, body.events).await.map_err(field_named("events"))?;
         Ok((StatusCode::OK, view(&updated)))
     })

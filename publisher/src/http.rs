@@ -26,6 +26,7 @@ use hookline_core::codec::Codec;
 use hookline_core::customer::{ALL_EVENTS, Customer, validate_event_type, validate_id};
 use hookline_core::directory::Directory;
 use hookline_core::envelope::{EventRecord, headers};
+use hookline_core::notices::{self, RESERVED_PREFIX};
 use hookline_core::secrets::TokenSet;
 use hookline_core::telemetry;
 use hookline_core::tenants::Tenants;
@@ -186,11 +187,17 @@ pub(crate) fn parse_publish(body: &[u8]) -> Result<PublishRequest> {
     })
 }
 
-/// Checks the type of an event to publish: a valid event type, and not the `*` wildcard.
+/// Checks the type of an event to publish: a valid event type, not the `*` wildcard, and not
+/// one of Hookline's own (`hookline.…`: operational events come from Hookline only).
 pub(crate) fn validate_publish_type(event_type: &str) -> Result<()> {
     if event_type == ALL_EVENTS {
         return Err(Error::InvalidRequest(format!(
             "invalid `type`: `{ALL_EVENTS}` only subscribes to every event type; publish a concrete type"
+        )));
+    }
+    if notices::is_reserved(event_type) {
+        return Err(Error::InvalidRequest(format!(
+            "invalid `type`: `{RESERVED_PREFIX}…` types are Hookline's own events; publish a type of yours"
         )));
     }
     validate_event_type(event_type).map_err(|e| invalid_field("type", e))
@@ -697,6 +704,7 @@ mod tests {
         assert!(invalid(r#"{"type":"has space","payload":1}"#).starts_with("invalid `type`"));
         assert!(invalid(r#"{"type":"","payload":1}"#).starts_with("invalid `type`"));
         assert!(invalid(r#"{"type":"*","payload":1}"#).starts_with("invalid `type`"));
+        assert!(invalid(r#"{"type":"hookline.endpoint.parked","payload":1}"#).contains("Hookline's own events"));
         assert!(invalid(r#"{"type":"a","payload":1,"target":"bad id"}"#).starts_with("invalid `target`"));
         let long = format!(r#"{{"type":"a","payload":1,"target":"{}"}}"#, "x".repeat(200));
         assert!(invalid(&long).starts_with("invalid `target`"));

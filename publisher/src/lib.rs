@@ -59,6 +59,7 @@ use std::time::Duration;
 use hookline_core::codec::{Codec, RecordType};
 use hookline_core::config::SecretString;
 use hookline_core::directory::Directory;
+use hookline_core::notices::Notifier;
 use hookline_core::secrets::TokenSet;
 use hookline_core::tenants::Tenants;
 use rdkafka::ClientConfig;
@@ -181,6 +182,11 @@ pub async fn serve_with_grpc(
         ) => loaded?,
     };
     export_catchups(&metrics, &directory, &idempotency)?;
+    // An endpoint enabled again is announced to the operators subscribed to it.
+    let counted = metrics.clone();
+    let notifier =
+        Notifier::new(producer.clone(), config.topics.deliveries.clone(), directory.clone(), config.produce_timeout)
+            .observed(Arc::new(move |event, outcome| counted.notice(event, outcome)));
     let tenants = Tenants::new(
         directory.clone(),
         producer.clone(),
@@ -188,7 +194,8 @@ pub async fn serve_with_grpc(
         master_key,
         config.network.policy(),
         config.produce_timeout,
-    );
+    )
+    .with_notifier(notifier);
     let state = Arc::new(AppState {
         producer,
         directory,

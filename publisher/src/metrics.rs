@@ -5,6 +5,7 @@
 
 use std::sync::{Mutex, PoisonError};
 
+use hookline_core::notices::{EndpointEvent, Published};
 use prometheus::core::{Collector, Desc};
 use prometheus::proto::MetricFamily;
 use prometheus::{
@@ -146,6 +147,7 @@ pub struct Metrics {
     http_connection_waits: IntCounter,
     inflight_bytes: IntGauge,
     inflight_waits: IntCounterVec,
+    notices: IntCounterVec,
     idempotency: IdempotencyMetrics,
 }
 
@@ -260,6 +262,14 @@ impl Metrics {
         )?;
         registry.register(Box::new(inflight_bytes.clone()))?;
         registry.register(Box::new(inflight_waits.clone()))?;
+        let notices = IntCounterVec::new(
+            Opts::new(
+                "hookline_notices_total",
+                "Operational events (hookline.endpoint.enabled) by type and outcome (published, no_subscriber, failed).",
+            ),
+            &["type", "outcome"],
+        )?;
+        registry.register(Box::new(notices.clone()))?;
         for bound in [Bound::Request, Bound::Total] {
             inflight_waits.with_label_values(&[bound.as_str()]);
         }
@@ -311,6 +321,7 @@ impl Metrics {
             http_connection_waits,
             inflight_bytes,
             inflight_waits,
+            notices,
             idempotency,
         })
     }
@@ -372,6 +383,11 @@ impl Metrics {
     /// (17 values), so both labels stay bounded.
     pub fn grpc_request(&self, method: &'static str, code: tonic::Code) {
         self.grpc_requests.with_label_values(&[method, &format!("{code:?}")]).inc();
+    }
+
+    /// Counts one operational event published (or not) after an endpoint was enabled.
+    pub fn notice(&self, event: EndpointEvent, outcome: Published) {
+        self.notices.with_label_values(&[event.label(), outcome.label()]).inc();
     }
 
     /// Counts one inbound webhook request.

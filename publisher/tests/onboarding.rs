@@ -152,6 +152,29 @@ async fn customers_onboard_themselves_and_stay_isolated() {
         .call(Method::PUT, "/v1/customer/subscriptions", Some(&acme_key), Some(json!({ "events": ["ok", "bad type"] })))
         .await;
     assert_error(status, &answer, 422, "events");
+    // Operational events tell of other tenants: a customer cannot subscribe itself to them.
+    let (status, answer) = harness
+        .call(
+            Method::PUT,
+            "/v1/customer/subscriptions",
+            Some(&acme_key),
+            Some(json!({ "events": ["order.created", "hookline.endpoint.disabled"] })),
+        )
+        .await;
+    assert_error(status, &answer, 403, "events");
+    // An operator can, through the admin route; the customer then keeps them.
+    let operational = json!({ "events": ["order.created", "hookline.endpoint.disabled"] });
+    let (status, updated) = harness
+        .call(Method::PUT, "/v1/customers/acme/subscriptions", Some(ADMIN_TOKEN), Some(operational.clone()))
+        .await;
+    assert_eq!((status, &updated["events"]), (200, &operational["events"]), "{updated}");
+    let (status, kept) =
+        harness.call(Method::PUT, "/v1/customer/subscriptions", Some(&acme_key), Some(operational)).await;
+    assert_eq!(status, 200, "{kept}");
+    let (status, answer) = harness
+        .call(Method::PUT, "/v1/customers/acme/subscriptions", Some(&acme_key), Some(json!({"events": []})))
+        .await;
+    assert_eq!(status, 403, "{answer}");
     let (status, updated) = harness
         .call(
             Method::PUT,

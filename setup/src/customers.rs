@@ -14,6 +14,7 @@ use hookline_core::config::{KafkaArgs, TopicArgs};
 use hookline_core::customer::{Customer, StoredPublicKey, validate_id};
 use hookline_core::directory::Directory;
 use hookline_core::netguard::NetworkPolicy;
+use hookline_core::notices::Notifier;
 use hookline_core::secrets::{MasterKey, MasterKeyArgs};
 use hookline_core::tenants::{NewCustomer, Tenants};
 use rdkafka::producer::FutureProducer;
@@ -220,6 +221,10 @@ pub(crate) async fn connect(context: &Context<'_>) -> Result<Connected> {
         .create()
         .map_err(hookline_core::Error::from)?;
     let master_key = context.master_key.load()?.unwrap_or_else(MasterKey::generate);
+    // `customers enable` (and a new webhook URL) announce the endpoint enabled to the operators
+    // subscribed to `hookline.endpoint.enabled`, as the onboarding API does.
+    let notifier =
+        Notifier::new(producer.clone(), context.topics.deliveries.clone(), directory.clone(), context.timeout);
     let tenants = Tenants::new(
         directory,
         producer,
@@ -227,7 +232,8 @@ pub(crate) async fn connect(context: &Context<'_>) -> Result<Connected> {
         master_key,
         context.network.clone(),
         context.timeout,
-    );
+    )
+    .with_notifier(notifier);
     Ok(Connected { tenants, _stop: guard })
 }
 

@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime};
 
 use common::{args, assert_exit, binary, in_process, stderr, stdout};
+use hookline_consumer::config::{ParkAfter, RetrySchedule, Window};
 use hookline_core::config::{KafkaArgs, TopicArgs};
 use hookline_core::deadletter::headers as dlq_headers;
 use hookline_core::{directory, topics};
@@ -61,20 +62,38 @@ impl Env {
             .await
     }
 
-    /// Starts the real consumer in this process: two attempts, fast retries.
-    fn start_consumer(&self) -> Consumer {
+    /// Consumer settings for this environment: loopback endpoints, a test master key.
+    fn consumer_config(&self) -> hookline_consumer::Config {
         let mut config = hookline_consumer::Config::new(self.kafka.clone(), self.topics.clone(), &unique_name("group"));
-        config.delivery.max_attempts = 2;
-        config.delivery.initial_backoff = Duration::from_millis(50);
-        config.delivery.max_backoff = Duration::from_millis(100);
         config.delivery.request_timeout = Duration::from_secs(5);
         config.shutdown_grace = Duration::from_secs(5);
         config.master_key = tenants::master_key_args();
         config.network = tenants::loopback_network();
-        let shutdown = CancellationToken::new();
-        let group = config.group.clone();
-        let handle = tokio::spawn(hookline_consumer::run(config, shutdown.clone()));
-        Consumer { group, shutdown, handle }
+        config
+    }
+
+    /// Starts the real consumer in this process: two attempts, fast retries.
+    fn start_consumer(&self) -> Consumer {
+        let mut config = self.consumer_config();
+        config.delivery.max_attempts = 2;
+        config.delivery.initial_backoff = Duration::from_millis(50);
+        config.delivery.max_backoff = Duration::from_millis(100);
+        Consumer::start(config)
+    }
+
+    /// Starts the real consumer in key mode with parking after one attempt, probes every 300 ms,
+    /// and endpoints disabled after `disable_after` of failure.
+    fn start_parking_consumer(&self, disable_after: Duration) -> Consumer {
+        let mut config = self.consumer_config();
+        // One record per produce request: tansu 0.6 answers a fetch from inside a batch with the
+        // next batch, and parked records are read back from their own offsets (see the
+        // consumer's parking tests).
+        config.kafka = config.kafka.with_property("batch.num.messages", "1");
+        config.ordering.ordering = hookline_consumer::config::Ordering::Key;
+        config.parking.park_after = Some(ParkAfter(Some(1)));
+        config.parking.retry_schedule = vec!["300ms"; 100].join(",").parse::<RetrySchedule>().expect("schedule");
+        config.parking.disable_after = Window(Some(disable_after));
+        Consumer::start(config)
     }
 
     async fn read(&self, topic: &str) -> Vec<OwnedMessage> {
@@ -96,6 +115,16 @@ impl Env {
     }
 }
 
+/// An endpoint answering `status` until the returned flag is set, then 200.
+async fn switchable(status: u16) -> (Endpoint, Arc<AtomicBool>) {
+    let healthy = Arc::new(AtomicBool::new(false));
+    let switch = Arc::clone(&healthy);
+    let endpoint =
+        Endpoint::start(move |_| if switch.load(Ordering::SeqCst) { Respond::ok() } else { Respond::status(status) })
+            .await;
+    (endpoint, healthy)
+}
+
 /// Reads a topic that may not exist yet (then empty).
 async fn read_if_exists(kafka: &KafkaArgs, topic: &str) -> Vec<OwnedMessage> {
     match topics::describe_partitions(kafka, topic).await {
@@ -112,6 +141,13 @@ struct Consumer {
 }
 
 impl Consumer {
+    fn start(config: hookline_consumer::Config) -> Self {
+        let shutdown = CancellationToken::new();
+        let group = config.group.clone();
+        let handle = tokio::spawn(hookline_consumer::run(config, shutdown.clone()));
+        Self { group, shutdown, handle }
+    }
+
     async fn stop(self) {
         self.shutdown.cancel();
         tokio::time::timeout(Duration::from_secs(60), self.handle)
@@ -215,11 +251,7 @@ async fn list_shows_real_dead_letters_with_filters_and_json() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replay_redelivers_once_the_endpoint_recovers_keeping_the_event_id() {
     let env = Env::new(2).await;
-    let healthy = Arc::new(AtomicBool::new(false));
-    let switch = Arc::clone(&healthy);
-    let endpoint =
-        Endpoint::start(move |_| if switch.load(Ordering::SeqCst) { Respond::ok() } else { Respond::status(500) })
-            .await;
+    let (endpoint, healthy) = switchable(500).await;
     env.customer("acme", &endpoint.url()).await;
     let events = [env.publish("acme", 1).await, env.publish("acme", 2).await];
     env.publish("ghost", 3).await;
@@ -471,4 +503,52 @@ async fn ctrl_c_stops_a_replay_that_a_rerun_finishes_without_duplicates() {
     events.sort();
     assert_eq!(replayed.len(), events.len(), "no dead letter produced twice");
     assert_eq!(replayed, events, "every dead letter replayed once");
+}
+
+/// The issue-15 way back for a customer whose endpoint the consumer disabled: its records went to
+/// the DLQ as `endpoint_disabled`; an operator enables it with `customers enable` (an operator's
+/// endpoint subscribed to the operational events hears of it) and replays them with `dlq replay`,
+/// and they are delivered, in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_endpoint_enabled_again_gets_its_dead_letters_back_with_replay() {
+    let env = Env::new(1).await;
+    let (endpoint, healthy) = switchable(503).await;
+    env.customer("acme", &endpoint.url()).await;
+    let operator = Endpoint::start(|_| Respond::ok()).await;
+    let (ops, _) =
+        tenants::signed_customer("ops", &operator.url(), &["hookline.endpoint.disabled", "hookline.endpoint.enabled"]);
+    directory::put_customer(&env.kafka, &env.topics.customers, &ops).await.expect("put operator");
+    let consumer = env.start_parking_consumer(Duration::from_secs(1));
+    let mut events = Vec::new();
+    for n in 0..3 {
+        events.push(env.publish("acme", n).await);
+    }
+    let dead_letters = env.wait_for_dead_letters(3).await;
+    assert!(
+        dead_letters.iter().all(|m| header(m, dlq_headers::DLQ_REASON).as_deref() == Some("endpoint_disabled")),
+        "every record of the disabled endpoint dead-lettered as endpoint_disabled"
+    );
+    let notice_types = || -> Vec<String> {
+        operator.received().iter().map(|r| r.json()["type"].as_str().unwrap_or_default().to_owned()).collect()
+    };
+    wait_until(WAIT, "the operator hears of the disable", || !notice_types().is_empty()).await;
+    assert_eq!(notice_types(), ["hookline.endpoint.disabled"]);
+
+    // The customer fixed its endpoint; the operator enables it and replays what it missed.
+    healthy.store(true, Ordering::SeqCst);
+    let failed_attempts = endpoint.count();
+    let enabled = ok(&env.command(&["customers", "enable", "acme"])).await;
+    assert_eq!(enabled, "acme: endpoint enabled\n");
+    wait_until(WAIT, "the operator hears of the enable", || notice_types().len() >= 2).await;
+    assert_eq!(notice_types(), ["hookline.endpoint.disabled", "hookline.endpoint.enabled"]);
+    assert_eq!(operator.received()[1].json()["data"]["customer_id"], "acme");
+    let replayed = ok(&env.command(&["dlq", "replay", "--customer", "acme", "--reason", "endpoint_disabled"])).await;
+    assert!(replayed.starts_with("replayed 3 dead letter(s)"), "{replayed}");
+    let delivered = || -> Vec<String> {
+        endpoint.received()[failed_attempts..].iter().map(|r| r.webhook_id().to_owned()).collect::<Vec<_>>()
+    };
+    wait_until(WAIT, "the three replayed events", || delivered().len() >= 3).await;
+    assert_eq!(delivered(), events, "each replayed once, in the order published");
+    assert_eq!(env.read(&env.topics.dlq).await.len(), 3, "nothing dead-lettered again");
+    consumer.stop().await;
 }

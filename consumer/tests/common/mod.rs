@@ -429,9 +429,10 @@ pub fn key_mode(env: &Env) -> hookline_consumer::Config {
     config
 }
 
-/// A gauge or counter of an in-process consumer, with the per-partition gauges refreshed first.
+/// A gauge or counter of an in-process consumer, with the gauges set at scrape time refreshed
+/// first.
 pub fn sample(consumer: &Running, name: &str, labels: &[(&str, &str)]) -> u64 {
-    consumer.metrics.partitions.refresh();
+    consumer.metrics.render();
     metric_value(&consumer.metrics, name, labels)
 }
 
