@@ -27,6 +27,7 @@ use crate::decision::{Decision, Fact, decide};
 use crate::dedup::{Receipt, Seen};
 use crate::dlq::{DlqWriter, Written};
 use crate::metrics::Metrics;
+use crate::pacing::Pacer;
 use crate::parked::ParkedStore;
 use crate::retry::{RetryPolicy, Schedule};
 use crate::seal::Sealer;
@@ -82,6 +83,8 @@ pub struct Deliverer {
     /// Room for notices being published: one more is dropped (and counted), never queued
     /// without bound.
     pub notices_room: Arc<Semaphore>,
+    /// Spaces the attempts of customers with a rate limit.
+    pub pacer: Pacer,
 }
 
 /// Most operational events being published at once by one consumer.
@@ -290,6 +293,22 @@ impl Deliverer {
         let Some(url) = customer.webhook_url.as_deref() else {
             return Gathered::Fact(Fact::NoWebhookUrl { customer: customer_id });
         };
+        // The customer's rate limit: wait for its slot before signing, so that the signed
+        // timestamp is the attempt's.
+        if let Some(per_second) = customer.rate_limit {
+            let now = tokio::time::Instant::now();
+            let slot = self.pacer.reserve(customer_id, per_second, now);
+            if slot > now {
+                self.metrics.throttled_attempts.inc();
+                self.metrics.throttle_wait.inc_by((slot - now).as_secs_f64());
+                tracing::debug!(parent: span, per_second, wait = ?(slot - now), "waiting for the customer's rate limit");
+                tokio::select! {
+                    biased;
+                    () = stopping.cancelled() => return Gathered::Stopped,
+                    () = tokio::time::sleep_until(slot) => {}
+                }
+            }
+        }
         let sealed = match self.sealer.seal(&customer, &event.event_id, envelope, unix_now()) {
             Ok(sealed) => sealed,
             Err(refused) => {

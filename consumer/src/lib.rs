@@ -42,6 +42,7 @@
 //! - `seal`: the bytes of one attempt: JWE-encrypted when the customer has a key, signed.
 //! - `webhook`: one HTTP attempt, behind the SSRF guard.
 //! - `retry`: the backoff schedule and `Retry-After` parsing.
+//! - `pacing`: per-customer rate limits: when a customer's next attempt may start (pure).
 //! - `dlq`: writing dead letters (their headers are `hookline_core::deadletter`'s), and their
 //!   body-less form when the whole record is refused for good.
 //! - [`metrics`]: Prometheus metrics and `/metrics`.
@@ -57,6 +58,7 @@ pub(crate) mod lanes;
 pub mod ledger;
 pub mod metrics;
 pub(crate) mod offsets;
+pub(crate) mod pacing;
 pub(crate) mod parked;
 pub(crate) mod parking;
 pub(crate) mod partition;
@@ -197,6 +199,7 @@ pub async fn run_with_metrics(config: Config, shutdown: CancellationToken, metri
         disable_after: config.parking.disable_after.0,
         notifier,
         notices_room: Arc::new(tokio::sync::Semaphore::new(delivery::MAX_NOTICES_IN_FLIGHT)),
+        pacer: pacing::Pacer::default(),
         directory,
         codec,
         client: webhook::WebhookClient::new(config.delivery.request_timeout, config.network.policy())?,

@@ -18,7 +18,8 @@ use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use hookline_core::directory::Directory;
 use prometheus::{
-    GaugeVec, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
+    Counter, GaugeVec, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    TextEncoder,
 };
 use tokio_util::sync::CancellationToken;
 
@@ -123,6 +124,11 @@ pub struct Metrics {
     /// `hookline_notices_total{type,outcome}`: operational events (`type`: `parked`,
     /// `recovered`, `disabled`; `outcome`: `published`, `no_subscriber`, `failed`, `dropped`).
     pub notices: IntCounterVec,
+    /// `hookline_throttled_attempts_total`: attempts that waited for their customer's rate limit.
+    pub throttled_attempts: IntCounter,
+    /// `hookline_throttle_wait_seconds_total`: time attempts waited for their customer's rate
+    /// limit.
+    pub throttle_wait: Counter,
     /// `hookline_disabled_endpoints`: customers whose endpoint is disabled, in this process's
     /// view of the customer directory (set at scrape time).
     pub disabled_endpoints: IntGauge,
@@ -217,6 +223,18 @@ impl Metrics {
                 "Operational events (hookline.endpoint.*) by type and outcome (published, no_subscriber, failed, dropped).",
                 &["type", "outcome"],
             )?,
+            throttled_attempts: counter(
+                "hookline_throttled_attempts_total",
+                "Delivery attempts that waited for their customer's rate limit.",
+            )?,
+            throttle_wait: {
+                let metric = Counter::new(
+                    "hookline_throttle_wait_seconds_total",
+                    "Time delivery attempts waited for their customer's rate limit.",
+                )?;
+                registry.register(Box::new(metric.clone()))?;
+                metric
+            },
             disabled_endpoints: gauge(
                 "hookline_disabled_endpoints",
                 "Customers whose endpoint is disabled, in this process's view of the customer directory.",

@@ -17,7 +17,7 @@ use common::{
 };
 use hookline_consumer::config::ParkAfter;
 use hookline_testkit::kafka::{committed_offsets, read_topic};
-use hookline_testkit::{Endpoint, Received, Respond, wait_until};
+use hookline_testkit::{Endpoint, Received, Respond, tenants, wait_until};
 use rdkafka::message::Message;
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -354,5 +354,71 @@ async fn the_byte_bound_holds_a_partition_back_like_the_record_bound() {
     .await;
     assert_each_acked_once(&[&flowing, &dead], &published);
     assert_customer_order(&[&flowing, &dead]);
+    consumer.stop().await;
+}
+
+/// A customer with a rate limit (here 2 deliveries a second) gets its attempts spaced by it, in
+/// its own lane: the other customers of its partition, published behind it, are not held back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rate_limited_customer_is_paced_in_its_lane_and_the_others_flow() {
+    let env = Env::new(1).await;
+    let healthy = Recording::start(|_| Respond::ok()).await;
+    let paced = Recording::start(|_| Respond::ok()).await;
+    let others = customers(&env, "free", 3, &healthy.endpoint.url()).await;
+    let (mut limited, _) = tenants::signed_customer("limited", &paced.endpoint.url(), &["*"]);
+    limited.set_rate_limit(Some(2)).expect("a valid limit");
+    env.put(&limited).await;
+    let consumer = env.start(key_mode(&env));
+    let mut all = vec!["limited".to_owned()];
+    all.extend(others.iter().cloned());
+    // The limited customer first in each round, so that everyone else's records are behind its.
+    let published = publish(&env, &all, 0..5).await;
+
+    wait_until(WAIT, "the other customers' 15 deliveries", || healthy.acks().len() >= 15).await;
+    assert!(paced.acks().len() < 5, "the others were delivered while the limited customer was paced");
+    wait_until(WAIT, "the limited customer's 5 deliveries", || paced.acks().len() >= 5).await;
+    let arrivals: Vec<_> = paced.endpoint.received().iter().map(|r| r.at).collect();
+    assert_eq!(arrivals.len(), 5, "one attempt each");
+    for pair in arrivals.windows(2) {
+        // 500 ms apart at the consumer, less what the network time of one may differ from the next.
+        assert!(pair[1] - pair[0] >= Duration::from_millis(400), "{:?}", pair[1] - pair[0]);
+    }
+    assert_customer_order(&[&paced, &healthy]);
+    assert_each_acked_once(&[&paced, &healthy], &published);
+    assert!(sample(&consumer, "hookline_throttled_attempts_total", &[]) >= 4);
+    consumer.stop().await;
+}
+
+/// A `429` with `Retry-After` slows its own customer, whose next attempt waits for it, and never
+/// the other customers of its partition.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_429_with_retry_after_slows_only_its_customer() {
+    let env = Env::new(1).await;
+    let healthy = Recording::start(|_| Respond::ok()).await;
+    let busy =
+        Recording::start(
+            |r| if r.earlier_attempts == 0 { Respond::status(429).retry_after("2") } else { Respond::ok() },
+        )
+        .await;
+    let others = customers(&env, "free", 3, &healthy.endpoint.url()).await;
+    let limited = customers(&env, "busy", 1, &busy.endpoint.url()).await;
+    let mut config = key_mode(&env);
+    config.delivery.max_backoff = Duration::from_secs(5);
+    let consumer = env.start(config);
+    let mut all = limited.clone();
+    all.extend(others.iter().cloned());
+    let published = publish(&env, &all, 0..3).await;
+
+    wait_until(WAIT, "the other customers' 9 deliveries", || healthy.acks().len() >= 9).await;
+    assert!(busy.acks().len() < 3, "the others were delivered while the busy customer waited");
+    wait_until(WAIT, "the busy customer's 3 deliveries", || busy.acks().len() >= 3).await;
+    let received = busy.endpoint.received();
+    for ack in busy.acks() {
+        let first = received.iter().find(|r| r.webhook_id() == ack.webhook_id() && r.earlier_attempts == 0);
+        let waited = ack.at - first.expect("a first attempt").at;
+        assert!(waited >= Duration::from_millis(1900), "Retry-After: 2 honoured: {waited:?}");
+    }
+    assert_customer_order(&[&busy, &healthy]);
+    assert_each_acked_once(&[&busy, &healthy], &published);
     consumer.stop().await;
 }

@@ -138,7 +138,10 @@ impl RecordType {
     /// list it here.
     fn history(self) -> &'static [Compiled] {
         const DELIVERY_HISTORY: &[&str] = &[];
-        const CUSTOMER_HISTORY: &[&str] = &[include_str!("../../schemas/history/customer.v1.avsc")];
+        const CUSTOMER_HISTORY: &[&str] = &[
+            include_str!("../../schemas/history/customer.v1.avsc"),
+            include_str!("../../schemas/history/customer.v2.avsc"),
+        ];
         static DELIVERY: LazyLock<Vec<Compiled>> =
             LazyLock::new(|| DELIVERY_HISTORY.iter().map(|text| Compiled::new(text)).collect());
         static CUSTOMER: LazyLock<Vec<Compiled>> =
@@ -637,6 +640,7 @@ fn customer_to_value(customer: &Customer) -> Value {
         updated_at,
         inbound,
         disabled,
+        rate_limit,
     } = customer;
     record(vec![
         ("id", string(id)),
@@ -688,6 +692,7 @@ fn customer_to_value(customer: &Customer) -> Value {
                 record(vec![("at", Value::Long(*at)), ("reason", string(reason))])
             })),
         ),
+        ("rate_limit", optional(rate_limit.map(|rate| Value::Int(i32::try_from(rate).unwrap_or(i32::MAX))))),
     ])
 }
 
@@ -835,6 +840,13 @@ fn customer_from_value(key: &str, value: Value) -> Result<Customer> {
                     Ok::<_, Error>(EndpointDisabled { at: disabled.long("at")?, reason: disabled.string("reason")? })
                 })
                 .transpose()?,
+            rate_limit: match fields.optional("rate_limit")? {
+                None => None,
+                Some(Value::Int(rate)) => {
+                    Some(u32::try_from(rate).map_err(|_| invalid_record("Customer", format!("`rate_limit`: {rate}")))?)
+                }
+                Some(other) => return Err(invalid_record("Customer", format!("`rate_limit`: {other:?}"))),
+            },
         })
     };
     let customer = parse(&mut fields).map_err(invalid)?;
@@ -869,6 +881,7 @@ mod tests {
         customer.rotate_signing_secret(&master, Duration::from_secs(60));
         customer.created_at = 1_790_000_000;
         customer.disable(1_790_000_100, "failing since 2026-11-25T10:00:00Z");
+        customer.set_rate_limit(Some(25)).unwrap();
         customer
     }
 
@@ -899,8 +912,11 @@ mod tests {
     /// A schema change makes this fail until the previous version is kept as history.
     #[test]
     fn released_schemas_stay_readable() {
-        const RELEASED: [(RecordType, &str); 2] =
-            [(RecordType::Delivery, "0f5c70171ce4c987"), (RecordType::Customer, "32f2573fce9761bb")];
+        const RELEASED: [(RecordType, &str); 3] = [
+            (RecordType::Delivery, "0f5c70171ce4c987"),
+            (RecordType::Customer, "32f2573fce9761bb"),
+            (RecordType::Customer, "72a6e6aa573c98f8"),
+        ];
         for (record, released) in RELEASED {
             let known: Vec<String> = std::iter::once(record.compiled())
                 .chain(record.history())
@@ -1084,31 +1100,41 @@ mod tests {
         assert_eq!(refused.decode_reason(), "unknown_schema", "{refused}");
     }
 
-    /// Customer records of the first version (before `disabled`) are read exactly by this one,
-    /// and this version's records by a reader of the first (the appended field left over).
+    /// Customer records of each earlier version (v1: before `disabled`, v2: before `rate_limit`)
+    /// are read exactly by this one, and this version's records by a reader of each (the
+    /// appended fields left over).
     #[test]
-    fn customer_records_of_the_first_version_and_this_one_read_both_ways() {
-        let v1_compiled = &RecordType::Customer.history()[0];
-        let (v1, v2) = (v1_compiled.known(), RecordType::Customer.compiled().known());
-        let mut customer = full_customer();
-        customer.enable();
-        // A record as the first version wrote it: every field but the appended one.
-        let Value::Record(mut fields) = customer_to_value(&customer) else { unreachable!() };
-        assert_eq!(fields.pop().map(|(name, _)| name).as_deref(), Some("disabled"));
-        let datum = avro_datum(&v1_compiled.schema, Value::Record(fields)).unwrap();
-        let read = read_single_object("Customer", v2, &[v1], v1_compiled.fingerprint, &datum).unwrap();
-        assert_eq!(customer_from_value("acme", read).unwrap(), customer);
+    fn customer_records_of_earlier_versions_and_this_one_read_both_ways() {
+        let current = RecordType::Customer.compiled().known();
+        let appended_since: [&[&str]; 2] = [&["disabled", "rate_limit"], &["rate_limit"]];
+        for (earlier, appended) in RecordType::Customer.history().iter().zip(appended_since) {
+            let mut customer = full_customer();
+            // What the earlier version cannot hold is at its default.
+            if appended.contains(&"disabled") {
+                customer.enable();
+            }
+            customer.rate_limit = None;
+            // A record as the earlier version wrote it: every field but the appended ones.
+            let Value::Record(mut fields) = customer_to_value(&customer) else { unreachable!() };
+            let dropped: Vec<String> = fields.drain(fields.len() - appended.len()..).map(|(name, _)| name).collect();
+            assert_eq!(dropped, appended, "appended fields come last");
+            let datum = avro_datum(&earlier.schema, Value::Record(fields)).unwrap();
+            let read =
+                read_single_object("Customer", current, &[earlier.known()], earlier.fingerprint, &datum).unwrap();
+            assert_eq!(customer_from_value("acme", read).unwrap(), customer);
 
-        // This version's record of a disabled customer, read by a reader that knows only the first.
-        let disabled = full_customer();
-        let bytes = encode_customer_single_object(&disabled).unwrap();
-        let Framing::SingleObject { fingerprint, body } = Framing::of(&bytes).unwrap() else { unreachable!() };
-        let old = read_single_object("Customer", v1, &[], fingerprint, body).unwrap();
-        let Value::Record(old_fields) = &old else { panic!("{old:?}") };
-        assert!(old_fields.iter().all(|(name, _)| name != "disabled"));
-        assert!(
-            old_fields.iter().any(|(name, v)| name == "webhook_url" && *v != Value::Union(0, Box::new(Value::Null)))
-        );
+            // This version's record of a disabled, rate-limited customer, read by the earlier reader.
+            let bytes = encode_customer_single_object(&full_customer()).unwrap();
+            let Framing::SingleObject { fingerprint, body } = Framing::of(&bytes).unwrap() else { unreachable!() };
+            let old = read_single_object("Customer", earlier.known(), &[], fingerprint, body).unwrap();
+            let Value::Record(old_fields) = &old else { panic!("{old:?}") };
+            assert!(old_fields.iter().all(|(name, _)| !appended.contains(&name.as_str())));
+            assert!(
+                old_fields
+                    .iter()
+                    .any(|(name, v)| name == "webhook_url" && *v != Value::Union(0, Box::new(Value::Null)))
+            );
+        }
     }
 
     /// `schemas/delivery.avsc` plus an optional `trace_id` at the end (tests of schema evolution).

@@ -78,7 +78,13 @@ pub struct Customer {
     /// deliveries go to the DLQ (`endpoint_disabled`) without a request.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub disabled: Option<EndpointDisabled>,
+    /// Most deliveries per second to its endpoint (1 to [`MAX_RATE_LIMIT`]); `None`: no limit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_limit: Option<u32>,
 }
+
+/// The highest per-customer rate limit, in deliveries per second.
+pub const MAX_RATE_LIMIT: u32 = 10_000;
 
 /// When and why a customer's endpoint was disabled.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -368,6 +374,23 @@ impl Customer {
         was
     }
 
+    /// Sets (or, with `None`, removes) the most deliveries per second to its endpoint.
+    pub fn set_rate_limit(&mut self, per_second: Option<u32>) -> Result<()> {
+        if let Some(rate) = per_second
+            && !(1..=MAX_RATE_LIMIT).contains(&rate)
+        {
+            return Err(Error::Invalid {
+                field: "per_second",
+                reason: format!(
+                    "{rate} is not a rate limit: 1 to {MAX_RATE_LIMIT} deliveries per second, or null for none"
+                ),
+            });
+        }
+        self.rate_limit = per_second;
+        self.touch();
+        Ok(())
+    }
+
     /// Replaces the subscriptions.
     pub fn set_events(&mut self, events: Vec<String>) -> Result<()> {
         self.events = normalize_events(events)?;
@@ -476,6 +499,7 @@ impl Customer {
             created_at: self.created_at,
             updated_at: self.updated_at,
             disabled: self.disabled.clone(),
+            rate_limit: self.rate_limit,
         }
     }
 
@@ -504,6 +528,9 @@ pub struct CustomerView {
     /// is re-enabled (or given a new webhook URL).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub disabled: Option<EndpointDisabled>,
+    /// Most deliveries per second to its endpoint; absent: no limit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_limit: Option<u32>,
 }
 
 /// Public key metadata.
@@ -688,6 +715,21 @@ mod tests {
         let operator = Customer::new("ops", "http://x/", vec!["*".into(), "hookline.endpoint.parked".into()]).unwrap();
         assert!(operator.subscribes_to("hookline.endpoint.parked"));
         assert!(!operator.subscribes_to("hookline.endpoint.disabled"));
+    }
+
+    #[test]
+    fn a_rate_limit_is_within_its_range_or_none() {
+        let mut c = Customer::new("c", "http://x/", vec!["*".into()]).unwrap();
+        c.set_rate_limit(Some(5)).unwrap();
+        assert_eq!((c.rate_limit, c.view().rate_limit), (Some(5), Some(5)));
+        for bad in [0, MAX_RATE_LIMIT + 1] {
+            let error = c.set_rate_limit(Some(bad)).unwrap_err().to_string();
+            assert!(error.contains("per_second"), "{error}");
+        }
+        assert_eq!(c.rate_limit, Some(5), "a refused limit changes nothing");
+        c.set_rate_limit(Some(MAX_RATE_LIMIT)).unwrap();
+        c.set_rate_limit(None).unwrap();
+        assert_eq!(c.rate_limit, None);
     }
 
     #[test]

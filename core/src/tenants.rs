@@ -445,6 +445,13 @@ impl Tenants {
         Ok((customer, changed))
     }
 
+    /// Sets (or, with `None`, removes) the most deliveries per second to the customer's endpoint.
+    pub async fn set_rate_limit(&self, id: &str, per_second: Option<u32>) -> Result<Arc<Customer>> {
+        let (customer, ()) = self.update(id, |customer| customer.set_rate_limit(per_second)).await?;
+        tracing::info!(customer = id, ?per_second, "rate limit set");
+        Ok(customer)
+    }
+
     /// Replaces the subscriptions.
     pub async fn set_events(&self, id: &str, events: Vec<String>) -> Result<Arc<Customer>> {
         self.update(id, |customer| customer.set_events(events)).await.map(|(c, ())| c)

@@ -10,6 +10,8 @@
 //! - `POST /v1/customers/{id}/webhook/enable` enables a disabled endpoint again.
 //! - `PUT /v1/customers/{id}/subscriptions {"events": [...]}`: any types, the operational events
 //!   (`hookline.endpoint.*`) included (an operator's own endpoint subscribes to them this way).
+//! - `PUT /v1/customers/{id}/rate-limit {"per_second": N | null}`: the most deliveries per second
+//!   to the customer's endpoint (the consumer paces its deliveries; `null` removes the limit).
 //!
 //! Customer (`Authorization: Bearer <api key>`), acting on its own record only (no customer id
 //! appears in these paths, so there is no other tenant's record to name):
@@ -19,6 +21,7 @@
 //! - `PUT /v1/customer/webhook {"url"}` (SSRF-checked; a new URL also enables a disabled endpoint)
 //! - `POST /v1/customer/webhook/enable`: enables its endpoint after the consumer disabled it
 //!   (`--disable-after`); answers the customer with `"was_disabled"`.
+//! - `PUT /v1/customer/rate-limit {"per_second": N | null}`: what its endpoint can take
 //! - `PUT /v1/customer/subscriptions {"events": [...]}` (not the `hookline.endpoint.*` operational
 //!   events, which tell of other tenants: an operator subscribes an endpoint to them)
 //! - `POST /v1/customer/signing-secret/rotate` → the new secret, once; the previous one keeps
@@ -58,6 +61,8 @@ pub(crate) fn routes() -> Router<Arc<AppState>> {
         .route("/v1/customers/{id}/api-key", post(reissue_api_key))
         .route("/v1/customers/{id}/webhook/enable", post(enable_customer_webhook))
         .route("/v1/customers/{id}/subscriptions", put(set_customer_subscriptions))
+        .route("/v1/customers/{id}/rate-limit", put(set_customer_rate_limit))
+        .route("/v1/customer/rate-limit", put(set_own_rate_limit))
         .route("/v1/customer", get(own_record))
         .route("/v1/customer/public-key", put(set_public_key).delete(clear_public_key))
         .route("/v1/customer/webhook", put(set_webhook))
@@ -209,10 +214,64 @@ async fn set_customer_subscriptions(
     request: Request,
 ) -> Response {
     let state = &state;
-    respond(state, "set_subscriptions", auth, |_admin| async move {
-        let JsonBody(body) = JsonBody::<SubscriptionsBody>::from_request(request, state).await?;
-        let updated = state.tenants.set_events(&id, body.events).await.map_err(field_named("events"))?;
-        Ok((StatusCode::OK, view(&updated)))
+    respond(
+        state,
+        "set_subscriptions",
+        auth,
+        |_admin| async move { subscriptions(state, &id, request, |_| Ok(())).await },
+    )
+    .await
+}
+
+/// Replaces customer `id`'s subscriptions with the request body's, once `allowed` accepts them:
+/// its view.
+async fn subscriptions(
+    state: &Arc<AppState>,
+    id: &str,
+    request: Request,
+    allowed: impl FnOnce(&[String]) -> Result<()>,
+) -> Result<(StatusCode, serde_json::Value)> {
+    let JsonBody(body) = JsonBody::<SubscriptionsBody>::from_request(request, state).await?;
+    allowed(&body.events)?;
+    let updated = state.tenants.set_events(id, body.events).await.map_err(field_named("events"))?;
+    Ok((StatusCode::OK, view(&updated)))
+}
+
+/// `PUT /v1/customer/rate-limit` and `PUT /v1/customers/{id}/rate-limit` body: deliveries per
+/// second, or `null` for no limit.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RateLimitBody {
+    per_second: Option<u32>,
+}
+
+/// `PUT /v1/customers/{id}/rate-limit` (admin).
+async fn set_customer_rate_limit(
+    State(state): State<Arc<AppState>>,
+    auth: Result<Admin, Error>,
+    Path(id): Path<String>,
+    request: Request,
+) -> Response {
+    let state = &state;
+    respond(state, "set_rate_limit", auth, |_admin| async move { rate_limit(state, &id, request).await }).await
+}
+
+/// Sets customer `id`'s rate limit from the request body: its view.
+async fn rate_limit(state: &Arc<AppState>, id: &str, request: Request) -> Result<(StatusCode, serde_json::Value)> {
+    let JsonBody(body) = JsonBody::<RateLimitBody>::from_request(request, state).await?;
+    let updated = state.tenants.set_rate_limit(id, body.per_second).await.map_err(field_named("per_second"))?;
+    Ok((StatusCode::OK, view(&updated)))
+}
+
+/// `PUT /v1/customer/rate-limit` (the customer's API key): what its own endpoint can take.
+async fn set_own_rate_limit(
+    State(state): State<Arc<AppState>>,
+    auth: Result<AuthenticatedCustomer, Error>,
+    request: Request,
+) -> Response {
+    let state = &state;
+    respond(state, "set_rate_limit", auth, |AuthenticatedCustomer(customer)| async move {
+        rate_limit(state, &customer.id, request).await
     })
     .await
 }
@@ -331,16 +390,17 @@ async fn set_subscriptions(
 ) -> Response {
     let state = &state;
     respond(state, "set_subscriptions", auth, |AuthenticatedCustomer(customer)| async move {
-        let JsonBody(body) = JsonBody::<SubscriptionsBody>::from_request(request, state).await?;
         // Operational events tell of other tenants: only an operator subscribes to them (a
         // customer keeps those it was given).
-        if body.events.iter().any(|e| notices::is_operational(e) && !customer.events.contains(e)) {
-            return Err(Error::Forbidden(
-                "`events`: `hookline.endpoint.*` operational events are subscribed to by an operator only",
-            ));
-        }
-        let updated = state.tenants.set_events(&customer.id, body.events).await.map_err(field_named("events"))?;
-        Ok((StatusCode::OK, view(&updated)))
+        let allowed = |events: &[String]| {
+            if events.iter().any(|e| notices::is_operational(e) && !customer.events.contains(e)) {
+                return Err(Error::Forbidden(
+                    "`events`: `hookline.endpoint.*` operational events are subscribed to by an operator only",
+                ));
+            }
+            Ok(())
+        };
+        subscriptions(state, &customer.id, request, allowed).await
     })
     .await
 }

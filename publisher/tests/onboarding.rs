@@ -152,6 +152,20 @@ async fn customers_onboard_themselves_and_stay_isolated() {
         .call(Method::PUT, "/v1/customer/subscriptions", Some(&acme_key), Some(json!({ "events": ["ok", "bad type"] })))
         .await;
     assert_error(status, &answer, 422, "events");
+    // A rate limit: what the customer's endpoint can take, set by the customer or an admin.
+    for bad in [json!({ "per_second": 0 }), json!({ "per_second": 10_001 }), json!({ "per_second": "fast" })] {
+        let (status, answer) =
+            harness.call(Method::PUT, "/v1/customer/rate-limit", Some(&acme_key), Some(bad.clone())).await;
+        assert_error(status, &answer, 422, "per_second");
+    }
+    let (status, limited) =
+        harness.call(Method::PUT, "/v1/customer/rate-limit", Some(&acme_key), Some(json!({ "per_second": 50 }))).await;
+    assert_eq!((status, &limited["rate_limit"]), (200, &json!(50)), "{limited}");
+    let (status, unlimited) = harness
+        .call(Method::PUT, "/v1/customers/acme/rate-limit", Some(ADMIN_TOKEN), Some(json!({ "per_second": null })))
+        .await;
+    assert_eq!(status, 200, "{unlimited}");
+    assert!(unlimited.get("rate_limit").is_none(), "{unlimited}");
     // Operational events tell of other tenants: a customer cannot subscribe itself to them.
     let (status, answer) = harness
         .call(

@@ -147,6 +147,15 @@ pub async fn run<W: Write + Send>(context: &Context<'_>, command: CustomersComma
                 writeln!(out, "{}: endpoint was not disabled", customer.id)?;
             }
         }
+        CustomersCommand::RateLimit(limit) => {
+            let customer =
+                bounded(timeout, "the rate limit to be saved", tenants.set_rate_limit(&limit.id, limit.per_second))
+                    .await?;
+            match customer.rate_limit {
+                Some(rate) => writeln!(out, "{}: at most {rate} deliveries per second", customer.id)?,
+                None => writeln!(out, "{}: no rate limit", customer.id)?,
+            }
+        }
     }
     out.flush()?;
     Ok(())
@@ -182,6 +191,10 @@ fn precheck(context: &Context<'_>, command: &CustomersCommand) -> Result<()> {
         }
         CustomersCommand::ReissueApiKey(reissue) => validate_id(&reissue.id)?,
         CustomersCommand::Enable(enable) => validate_id(&enable.id)?,
+        CustomersCommand::RateLimit(limit) => {
+            validate_id(&limit.id)?;
+            Customer::default().set_rate_limit(limit.per_second)?;
+        }
     }
     Ok(())
 }
@@ -271,6 +284,9 @@ fn write_details<W: Write>(customer: &Customer, out: &mut W) -> std::io::Result<
     let key = view.public_key.map(|k| format!("{} ({} bits)", k.kid, k.bits));
     writeln!(out, "public_key:  {}", key.as_deref().unwrap_or("- (deliveries unencrypted)"))?;
     writeln!(out, "secrets:     {} active", view.signing_secrets.len())?;
+    if let Some(rate) = view.rate_limit {
+        writeln!(out, "rate limit:  {rate} deliveries per second")?;
+    }
     if let Some(disabled) = &view.disabled {
         writeln!(out, "disabled:    since {} (Unix seconds): {}", disabled.at, disabled.reason)?;
     }

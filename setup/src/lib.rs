@@ -251,6 +251,22 @@ pub enum CustomersCommand {
     /// Enable an endpoint the consumers disabled after failing for `--disable-after`; replay what
     /// was dead-lettered meanwhile with `dlq replay --customer ID --reason endpoint_disabled`.
     Enable(CustomerId),
+    /// Limit the deliveries per second to the customer's endpoint (`--per-second N`, 1 to 10000),
+    /// or remove the limit (`--off`).
+    RateLimit(RateLimit),
+}
+
+/// `customers rate-limit ID (--per-second N | --off)`
+#[derive(Debug, Clone, Args)]
+pub struct RateLimit {
+    /// Customer id.
+    pub id: String,
+    /// Most deliveries per second to the customer's endpoint.
+    #[arg(long, env = "HOOKLINE_CUSTOMER_RATE_LIMIT", required_unless_present = "off", conflicts_with = "off")]
+    pub per_second: Option<u32>,
+    /// No limit.
+    #[arg(long, env = "HOOKLINE_CUSTOMER_RATE_LIMIT_OFF")]
+    pub off: bool,
 }
 
 /// A customer to create.

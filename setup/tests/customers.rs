@@ -140,6 +140,23 @@ async fn create_configure_rotate_remove_round_trip() {
     let hash = acme.api_key.expect("a key hash");
     assert!(hash.matches(&new_key) && !hash.matches(&api_key));
 
+    // A rate limit: set, shown, removed; refused out of range or without a choice.
+    let (result, out) = in_process(&command(&["customers", "rate-limit", "acme", "--per-second", "5"])).await;
+    result.expect("rate-limit");
+    assert_eq!(out, "acme: at most 5 deliveries per second\n");
+    assert_eq!(stored(&broker, &prefix, "acme").await.rate_limit, Some(5));
+    let (result, shown) = in_process(&command(&["customers", "get", "acme"])).await;
+    result.expect("get a rate-limited customer");
+    assert!(shown.contains("rate limit:  5 deliveries per second"), "{shown}");
+    let (result, out) = in_process(&command(&["customers", "rate-limit", "acme", "--off"])).await;
+    result.expect("rate-limit --off");
+    assert_eq!(out, "acme: no rate limit\n");
+    assert_eq!(stored(&broker, &prefix, "acme").await.rate_limit, None);
+    for bad in [&["customers", "rate-limit", "acme", "--per-second", "0"][..], &["customers", "rate-limit", "acme"]] {
+        let refused = binary(&command(bad)).await;
+        assert_exit(&refused, 2);
+    }
+
     // An endpoint the consumers disabled: shown, then enabled again.
     let mut disabled = stored(&broker, &prefix, "acme").await;
     assert!(disabled.disable(1_790_000_000, "failing continuously since 2026-11-25T10:00:00Z"));
