@@ -161,13 +161,20 @@ pub async fn run_with_metrics(config: Config, shutdown: CancellationToken, metri
             None
         }
     };
-    let parked = config.park_after().map(|_| parked::ParkedStore {
-        producer: producer.clone(),
-        kafka: config.kafka.clone(),
-        retry_topic: config.topics.retry.clone(),
-        parking_topic: config.topics.parking.clone(),
-        metrics: metrics.clone(),
-    });
+    // Parking writes wait for each acknowledgement before a partition's next one (that keeps a
+    // customer's parked records in order), so their producer does not linger.
+    let parked = config
+        .park_after()
+        .map(|_| -> Result<parked::ParkedStore> {
+            Ok(parked::ParkedStore {
+                producer: kafka::unbatched_producer_config(&config.kafka, &format!("{client_id}-parking")).create()?,
+                kafka: config.kafka.clone(),
+                retry_topic: config.topics.retry.clone(),
+                parking_topic: config.topics.parking.clone(),
+                metrics: metrics.clone(),
+            })
+        })
+        .transpose()?;
     // Operational events go out on the delivery topic, like any event, to their subscribers.
     let notifier = config.park_after().map(|_| {
         let counted = metrics.clone();

@@ -17,6 +17,7 @@
 //!
 //! Bounded: one entry per parked customer of the partition (at most the customers keyed to it).
 
+use std::cell::Cell;
 use std::collections::HashMap;
 use std::time::Duration;
 
@@ -93,9 +94,25 @@ pub fn millis(duration: Duration) -> u64 {
 }
 
 /// The parked customers of one partition, by record key.
+///
+/// The worker asks for [`Parking::next_due_ms`] and [`Parking::busy`] once per record it takes;
+/// both are computed over every parked customer only after a change (a customer parked,
+/// unparked, taken or handed out mutably), so records of customers who are not parked cost no
+/// scan however many are parked.
 #[derive(Debug, Default)]
 pub struct Parking {
     customers: HashMap<Vec<u8>, Parked>,
+    /// Counts the changes that may move the summary.
+    changes: u64,
+    /// The summary and the change count it was computed at.
+    summary: Cell<Option<(u64, Summary)>>,
+}
+
+/// What the worker asks of all parked customers at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Summary {
+    next_due_ms: Option<u64>,
+    busy: usize,
 }
 
 impl Parking {
@@ -108,15 +125,20 @@ impl Parking {
                 (key, Parked { state, phase: Phase::Waiting, draining: false, parks_in_flight: 0, behind: false })
             })
             .collect();
-        Self { customers }
+        Self { customers, ..Self::default() }
     }
 
     pub fn get(&self, key: &[u8]) -> Option<&Parked> {
         self.customers.get(key)
     }
 
+    /// The customer, to change (which counts as a change of the summary).
     pub fn get_mut(&mut self, key: &[u8]) -> Option<&mut Parked> {
-        self.customers.get_mut(key)
+        let found = self.customers.get_mut(key);
+        if found.is_some() {
+            self.changes += 1;
+        }
+        found
     }
 
     pub fn len(&self) -> usize {
@@ -125,12 +147,14 @@ impl Parking {
 
     /// The customer is parked now, its first parked record at `head`.
     pub fn park(&mut self, key: Vec<u8>, state: ParkState) {
+        self.changes += 1;
         self.customers
             .insert(key, Parked { state, phase: Phase::Waiting, draining: false, parks_in_flight: 0, behind: false });
     }
 
     /// The customer's parked records are all done and its tombstone acknowledged.
     pub fn unpark(&mut self, key: &[u8]) -> Option<Parked> {
+        self.changes += 1;
         self.customers.remove(key)
     }
 
@@ -145,6 +169,7 @@ impl Parking {
             .collect();
         due.sort_by_key(|(_, at)| *at);
         let keys: Vec<Vec<u8>> = due.into_iter().take(limit).map(|(key, _)| key.clone()).collect();
+        self.changes += 1;
         for key in &keys {
             if let Some(parked) = self.customers.get_mut(key) {
                 parked.phase = Phase::Busy;
@@ -155,7 +180,21 @@ impl Parking {
 
     /// The earliest due time of a waiting customer.
     pub fn next_due_ms(&self) -> Option<u64> {
-        self.customers.values().filter(|p| p.phase == Phase::Waiting).map(|p| p.state.due_ms).min()
+        self.summary().next_due_ms
+    }
+
+    fn summary(&self) -> Summary {
+        if let Some((at, summary)) = self.summary.get()
+            && at == self.changes
+        {
+            return summary;
+        }
+        let summary = Summary {
+            next_due_ms: self.customers.values().filter(|p| p.phase == Phase::Waiting).map(|p| p.state.due_ms).min(),
+            busy: self.customers.values().filter(|p| p.phase == Phase::Busy).count(),
+        };
+        self.summary.set(Some((self.changes, summary)));
+        summary
     }
 
     /// When the longest-parked customer began failing (Unix milliseconds).
@@ -165,7 +204,7 @@ impl Parking {
 
     /// Customers whose head is being tried.
     pub fn busy(&self) -> usize {
-        self.customers.values().filter(|p| p.phase == Phase::Busy).count()
+        self.summary().busy
     }
 }
 
@@ -179,6 +218,26 @@ mod tests {
 
     fn state(due_ms: u64) -> ParkState {
         ParkState { head: 0, step: 0, due_ms, since_ms: 0, last_status: None, last_error: None }
+    }
+
+    #[test]
+    fn the_next_due_time_and_busy_count_follow_every_change() {
+        let mut parking = Parking::default();
+        assert_eq!((parking.next_due_ms(), parking.busy()), (None, 0));
+        parking.park(b"a".to_vec(), state(500));
+        parking.park(b"b".to_vec(), state(300));
+        assert_eq!((parking.next_due_ms(), parking.busy()), (Some(300), 0));
+        // Asked again without a change: the same answer (from the kept summary).
+        assert_eq!(parking.next_due_ms(), Some(300));
+        assert_eq!(parking.take_due(400, 16), [b"b".to_vec()]);
+        assert_eq!((parking.next_due_ms(), parking.busy()), (Some(500), 1));
+        let b = parking.get_mut(b"b").unwrap();
+        b.phase = Phase::Waiting;
+        b.state.due_ms = 100;
+        assert_eq!((parking.next_due_ms(), parking.busy()), (Some(100), 0));
+        assert!(parking.get_mut(b"not parked").is_none());
+        parking.unpark(b"b");
+        assert_eq!((parking.next_due_ms(), parking.busy()), (Some(500), 0));
     }
 
     #[test]

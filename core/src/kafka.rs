@@ -99,6 +99,18 @@ pub fn producer_config(kafka: &KafkaArgs, client_id: &str) -> ClientConfig {
     config
 }
 
+/// Configuration for a producer whose writer waits for each acknowledgement before its next
+/// write (a partition parking its records one after another): like [`producer_config`], without
+/// the linger, which would only delay every write by itself. A `--kafka-property linger.ms`
+/// still wins.
+pub fn unbatched_producer_config(kafka: &KafkaArgs, client_id: &str) -> ClientConfig {
+    let mut config = producer_config(kafka, client_id);
+    if !kafka.kafka_properties.iter().any(|(key, _)| key == "linger.ms") {
+        config.set("linger.ms", "0");
+    }
+    config
+}
+
 /// librdkafka's consumer-group properties other than `group.id`. A consumer builds its group
 /// member and its producer from the same [`KafkaArgs`], so a `--kafka-property
 /// session.timeout.ms=...` meant for the member reached the producer too, which ignores it and
@@ -334,6 +346,16 @@ mod tests {
         assert_eq!(config.get("security.protocol"), Some("SASL_SSL"));
         assert_eq!(config.get("enable.idempotence"), Some("true"));
         assert_eq!(config.get("acks"), Some("all"));
+    }
+
+    #[test]
+    fn an_unbatched_producer_does_not_linger_unless_told_to() {
+        let plain = KafkaArgs::new("b:9092").with_property("security.protocol", "SASL_SSL");
+        let config = unbatched_producer_config(&plain, "p");
+        assert_eq!((config.get("linger.ms"), config.get("enable.idempotence")), (Some("0"), Some("true")));
+        assert_eq!(config.get("security.protocol"), Some("SASL_SSL"));
+        let told = plain.with_property("linger.ms", "7");
+        assert_eq!(unbatched_producer_config(&told, "p").get("linger.ms"), Some("7"));
     }
 
     #[test]
