@@ -254,7 +254,8 @@ impl Customer {
     }
 
     /// A new tenant with a fresh API key and signing secret (sealed with `master`), and no
-    /// webhook URL or subscriptions yet (seed 003 steps 1 to 3).
+    /// webhook URL or subscriptions yet: what an operator creates, before the customer configures
+    /// itself.
     pub fn onboard(id: &str, name: Option<&str>, master: &MasterKey) -> Result<Issued> {
         validate_id(id)?;
         let name = name.map(validate_name).transpose()?;

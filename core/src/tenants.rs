@@ -364,7 +364,10 @@ impl Tenants {
         if self.directory.get(id).is_some() {
             return Err(Error::CustomerExists(id.to_owned()));
         }
-        self.write(id, Some(issued.source.to_bytes())).await?;
+        // The configured framing, like every other tenant write (a source written in
+        // single-object framing under a schema registry was a record the registry never saw).
+        let value = self.encode(&issued.source).await?;
+        self.write(id, Some(value)).await?;
         tracing::info!(source = id, %scheme, "inbound source added");
         Ok(issued)
     }

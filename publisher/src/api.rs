@@ -1,4 +1,4 @@
-//! The onboarding API (seed 003 steps 1 to 8): operators create customers, customers configure
+//! The onboarding API: operators create customers, customers configure
 //! themselves.
 //!
 //! Admin (`Authorization: Bearer <admin token>`):

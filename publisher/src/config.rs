@@ -15,7 +15,7 @@ use hookline_core::secrets::MasterKeyArgs;
 
 /// Default `--listen` address.
 pub const DEFAULT_LISTEN: &str = "0.0.0.0:4242";
-/// Default `--grpc-listen` (the event broker's port in seed 000).
+/// Default `--grpc-listen`: the event broker's well-known port, 9620.
 pub const DEFAULT_GRPC_LISTEN: &str = "0.0.0.0:9620";
 /// Room in a request body, beyond the largest record value, for what surrounds the payload
 /// (`type`, `target`, JSON punctuation, whitespace): the default `--max-body-size` is the record

@@ -1,6 +1,7 @@
-//! The gRPC event broker (seed 000): `hookline.v1.EventBroker` with `SendOutgoingEvent` and
+//! The gRPC event broker: `hookline.v1.EventBroker` with `SendOutgoingEvent` and
 //! `HandleIncomingEvent`, plus the standard health (`grpc.health.v1.Health`) and reflection
-//! (`grpc.reflection.v1`) services, on `--grpc-listen` (default `0.0.0.0:9620`).
+//! (`grpc.reflection.v1`, and `v1alpha` for the clients that speak only it) services, on
+//! `--grpc-listen` (default `0.0.0.0:9620`).
 //!
 //! It shares the HTTP API's state and publish path (`http::publish_event`), so the rules are
 //! the same: a producer token as metadata `authorization: Bearer <token>`, the same validation,
@@ -65,9 +66,16 @@ pub(crate) async fn serve(state: Arc<AppState>, listener: TcpListener, shutdown:
     let (health_reporter, health) = tonic_health::server::health_reporter();
     health_reporter.set_service_status("", ServingStatus::Serving).await;
     health_reporter.set_serving::<EventBrokerServer<Broker>>().await;
+    // Both reflection versions: `v1` is the standard, but many clients (Python's
+    // grpcio-reflection, several GUI tools) still speak only `v1alpha`, and get UNIMPLEMENTED
+    // from a server without it.
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
         .build_v1()
+        .map_err(|e| Error::Grpc(e.to_string()))?;
+    let reflection_v1alpha = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
+        .build_v1alpha()
         .map_err(|e| Error::Grpc(e.to_string()))?;
     // Messages are bounded like HTTP bodies (a payload travels as text in both).
     let limit = state.limits.body.saturating_add(64 * 1024);
@@ -82,6 +90,7 @@ pub(crate) async fn serve(state: Arc<AppState>, listener: TcpListener, shutdown:
         .http2_keepalive_timeout(Some(KEEPALIVE_TIMEOUT))
         .add_service(health)
         .add_service(reflection)
+        .add_service(reflection_v1alpha)
         .add_service(broker)
         .serve_with_incoming_shutdown(TcpIncoming::from(listener), shutdown.cancelled_owned())
         .await

@@ -1,4 +1,4 @@
-//! Inbound webhooks (seed 000's event gateway): `POST /inbound/{source}` receives a webhook from
+//! Inbound webhooks (the event gateway): `POST /inbound/{source}` receives a webhook from
 //! an external sender, verifies its signature with the source's secret, and queues it for the
 //! source's internal endpoint like an outgoing event (the consumer delivers it, signed with
 //! Hookline's own Standard Webhooks signature).

@@ -7,7 +7,7 @@ mod common;
 use common::{ADMIN_TOKEN, Harness, PRODUCER_TOKEN, read_all};
 use hookline_publisher::grpc::pb::event_broker_client::EventBrokerClient;
 use hookline_publisher::grpc::pb::{HandleIncomingEventRequest, SendOutgoingEventRequest};
-use hookline_testkit::interop::{node, repo_root};
+use hookline_testkit::interop::{self, node, repo_root};
 use serde_json::{Value, json};
 use tonic::transport::Channel;
 use tonic::{Code, Request};
@@ -210,6 +210,24 @@ async fn health_service_reports_serving() {
     };
     let names: Vec<&str> = list.service.iter().map(|s| s.name.as_str()).collect();
     assert!(names.contains(&"hookline.v1.EventBroker"), "{names:?}");
+    harness.stop().await;
+}
+
+/// Server reflection as Python's grpcio-reflection asks for it (`grpc.reflection.v1alpha`, the
+/// only version it speaks): the event broker and its methods are found without a .proto.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reflection_answers_a_v1alpha_client_that_is_not_ours() {
+    let harness = Harness::start(&[], |_| {}).await;
+    let input = json!({ "address": harness.grpc.to_string(), "service": "hookline.v1.EventBroker" });
+    let answer = tokio::task::spawn_blocking(move || interop::python("reflection_client.py", &input))
+        .await
+        .expect("the Python client runs");
+    assert!(answer.get("error").is_none(), "{answer}");
+    let services: Vec<&str> =
+        answer["services"].as_array().expect("services").iter().filter_map(Value::as_str).collect();
+    assert!(services.contains(&"hookline.v1.EventBroker"), "{answer}");
+    let methods: Vec<&str> = answer["methods"].as_array().expect("methods").iter().filter_map(Value::as_str).collect();
+    assert_eq!(methods, ["SendOutgoingEvent", "HandleIncomingEvent"], "{answer}");
     harness.stop().await;
 }
 

@@ -468,7 +468,7 @@ pub struct PurgeDeadLetters {
 /// `hookline-setup keys ...`
 #[derive(Debug, Clone, Subcommand)]
 pub enum KeysCommand {
-    /// Write a customer RSA key pair (seed 003 step 4): `private.pem` (PKCS#8, mode 0600) and
+    /// Write a customer RSA key pair (the customer's side of encryption): `private.pem` (PKCS#8, mode 0600) and
     /// `public.pem` (SPKI, to upload).
     Generate(GenerateKeys),
     /// Print a new random master key (base64 of 32 bytes) for HOOKLINE_MASTER_KEY.

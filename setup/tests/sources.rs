@@ -5,8 +5,13 @@ mod common;
 use common::{args, args_without_master_key, assert_exit, binary, field, in_process, stderr, stdout};
 use hookline_core::customer::{Customer, SignatureScheme, SourceView};
 use hookline_setup::EXIT_USAGE;
-use hookline_testkit::{Broker, init_test_logging, tenants, unique_name};
+use hookline_testkit::kafka::read_topic;
+use hookline_testkit::{Broker, SchemaRegistry, init_test_logging, tenants, unique_name};
 use rdkafka::message::Message;
+
+/// `sources add` of a Standard Webhooks source `billing` with a generated secret.
+const ADD_BILLING: &[&str] =
+    &["sources", "add", "--id", "billing", "--scheme", "standard-webhooks", "--endpoint", "http://10.0.0.7/billing"];
 
 #[tokio::test]
 async fn add_list_remove_round_trip() {
@@ -23,17 +28,7 @@ async fn add_list_remove_round_trip() {
     assert_eq!(out, "no sources\n");
 
     // A generated secret is printed once, with our signing secret.
-    let (result, added) = in_process(&command(&[
-        "sources",
-        "add",
-        "--id",
-        "billing",
-        "--scheme",
-        "standard-webhooks",
-        "--endpoint",
-        "http://10.0.0.7/billing",
-    ]))
-    .await;
+    let (result, added) = in_process(&command(ADD_BILLING)).await;
     result.expect("sources add");
     let sender_secret = field(&added, "secret:");
     let signing_secret = field(&added, "signing_secret:");
@@ -144,4 +139,42 @@ async fn add_list_remove_round_trip() {
     let (result, table) = in_process(&command(&["sources", "list"])).await;
     result.expect("sources list");
     assert!(!table.contains("billing") && table.contains("github"), "{table}");
+}
+
+/// With a schema registry configured, every tenant write uses its framing (Confluent: magic byte
+/// 0, then the registered schema's id), inbound sources included: a source used to be written in
+/// single-object framing whatever the configuration.
+#[tokio::test]
+async fn with_a_schema_registry_customers_and_sources_are_written_in_confluent_framing() {
+    init_test_logging();
+    let broker = Broker::start();
+    let registry = SchemaRegistry::start().await;
+    let brokers = broker.bootstrap();
+    let prefix = unique_name("setup-framing");
+    let command = |extra: &[&str]| {
+        let mut all = args(&brokers, &prefix, extra);
+        all.extend(["--schema-registry-url".to_owned(), registry.url()]);
+        all
+    };
+    for step in [
+        &["topics", "create", "--partitions", "1"][..],
+        &["schemas", "register"],
+        &["customers", "create", "--id", "acme"],
+        ADD_BILLING,
+    ] {
+        let (result, out) = in_process(&command(step)).await;
+        result.unwrap_or_else(|e| panic!("{step:?} failed: {e}\n{out}"));
+    }
+    let subject = format!("{prefix}.customers-value");
+    let (schema_id, _) = registry.latest(&subject).expect("the customer schema is registered");
+    let records = read_topic(&broker.kafka_args(), &format!("{prefix}.customers")).await;
+    let keys: Vec<&[u8]> = records.iter().filter_map(Message::key).collect();
+    assert_eq!(keys, [b"acme".as_slice(), b"billing".as_slice()]);
+    for record in &records {
+        let value = record.payload().expect("a value");
+        let key = String::from_utf8_lossy(record.key().unwrap_or_default());
+        assert_eq!(value.first(), Some(&0), "{key}: Confluent framing starts with the magic byte 0");
+        let id = value.get(1..5).map(|b| u32::from_be_bytes(b.try_into().expect("4 bytes")));
+        assert_eq!(id, Some(schema_id), "{key}: framed with the registered customer schema");
+    }
 }

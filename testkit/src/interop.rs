@@ -1,5 +1,5 @@
-//! Runs the Node.js interop scripts of `interop/` (off-the-shelf implementations: Standard
-//! Webhooks, JOSE, gRPC...) from the tests of any crate.
+//! Runs the interop scripts of `interop/` (off-the-shelf implementations: Standard Webhooks,
+//! JOSE, Avro, gRPC in Node.js; gRPC reflection in Python) from the tests of any crate.
 //!
 //! The packages are installed by `scripts/ensure-interop.sh` (pinned by
 //! `interop/package-lock.json`); `make test` passes the install directory as
@@ -44,30 +44,41 @@ pub fn interop_dir() -> &'static Path {
 
 /// Runs `node <interop dir>/<script>` with `input` on stdin and returns its JSON output.
 pub fn node(script: &str, input: &Value) -> Value {
+    run_json(Command::new("node"), "node", "Node.js >= 20", script, input)
+}
+
+/// Runs `<interop dir>/python/bin/python <interop dir>/<script>` (the virtual environment with
+/// `interop/requirements.txt`) with `input` on stdin and returns its JSON output.
+pub fn python(script: &str, input: &Value) -> Value {
+    let interpreter = interop_dir().join("python/bin/python");
+    run_json(Command::new(interpreter), "python", "Python >= 3.9 with venv", script, input)
+}
+
+/// Runs `interpreter <interop dir>/<script>`, writing `input` to its stdin, and parses its stdout.
+fn run_json(mut interpreter: Command, name: &str, needs: &str, script: &str, input: &Value) -> Value {
     let path = interop_dir().join(script);
-    let mut child = Command::new("node")
+    let mut child = interpreter
         .arg(&path)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .unwrap_or_else(|error| {
-            panic!("cannot start `node` ({error}); the interop tests need Node.js >= 20 on the PATH")
-        });
+        .unwrap_or_else(|error| panic!("cannot start `{name}` ({error}); the interop tests need {needs}"));
     let mut stdin = child.stdin.take().expect("piped stdin");
     let payload = serde_json::to_vec(input).expect("JSON input");
-    // Written from a thread: a large input could otherwise fill the pipe while node's output does.
+    // Written from a thread: a large input could otherwise fill the pipe while the script's
+    // output does.
     let writer = std::thread::spawn(move || stdin.write_all(&payload));
-    let output = child.wait_with_output().expect("node runs");
-    writer.join().expect("writer thread").expect("write node's stdin");
+    let output = child.wait_with_output().expect("the script runs");
+    writer.join().expect("writer thread").expect("write the script's stdin");
     assert!(
         output.status.success(),
-        "node {} failed ({}):\n{}",
+        "{name} {} failed ({}):\n{}",
         path.display(),
         output.status,
         String::from_utf8_lossy(&output.stderr)
     );
     serde_json::from_slice(&output.stdout).unwrap_or_else(|error| {
-        panic!("node {} printed no JSON ({error}): {}", path.display(), String::from_utf8_lossy(&output.stdout))
+        panic!("{name} {} printed no JSON ({error}): {}", path.display(), String::from_utf8_lossy(&output.stdout))
     })
 }

@@ -7,7 +7,7 @@
 //! # Layout
 //! - [`Broker`]: start/stop tansu (memory or SQLite storage), killed when dropped.
 //! - [`Endpoint`]: a recording webhook endpoint with a scripted response per request.
-//! - [`interop`]: run the Node.js scripts of `interop/` (off-the-shelf implementations).
+//! - [`interop`]: run the Node.js and Python scripts of `interop/` (off-the-shelf implementations).
 //! - [`kafka`]: produce events, read a topic back, read a group's committed offsets.
 //! - [`avro`]: a "v2" of a compiled-in schema and records written with it (schema evolution).
 //! - [`SchemaRegistry`]: an in-memory test double of the Confluent Schema Registry REST API (the
