@@ -1,10 +1,12 @@
 //! Shared core of Hookline: what the publisher, the consumer and the setup CLI must agree on.
 //!
 //! # Layout
-//! - [`config`]: command-line/env settings every binary shares (brokers, librdkafka pass-through
-//!   properties, topic names) and the duration parser.
-//! - [`kafka`]: builders for librdkafka clients from those settings, so every binary talks to
-//!   Kafka the same way (idempotent producers, manual offset store for consumers).
+//! By concern (the modules are flat; this is how they group):
+//!
+//! **Model: what the records mean**
+//! - [`customer`]: a customer (tenant) as stored in the compacted customers topic: delivery
+//!   configuration, subscriptions, rate limit, disabled state, hashed API key, sealed signing
+//!   secrets, public key.
 //! - [`envelope`]: the record carried on the delivery topic and the webhook body built from it.
 //! - [`deadletter`]: the dead-letter record contract: reasons, header names, the builders of a
 //!   dead letter's headers (whole and body-less) and of a replayed record's, and their parser.
@@ -14,24 +16,38 @@
 //!   them (subscribers by name only) and the notifier that publishes them on the delivery topic.
 //! - [`limits`]: the largest record value Hookline produces, derived from `message.max.bytes`
 //!   with room for every header a record gets up to its dead letter (publisher and consumer agree).
+//!
+//! **Encoding**
 //! - [`codec`]: record values in Avro (single-object encoding, or the Confluent Schema Registry
-//!   wire format), the compiled-in schemas, schema resolution and the legacy JSON records.
-//! - [`customer`]: a customer (tenant) as stored in the compacted customers topic: delivery
-//!   configuration, hashed API key, sealed signing secrets, public key.
+//!   wire format), the compiled-in schemas and their history, schema resolution and the legacy
+//!   JSON records.
+//!
+//! **Kafka plumbing**
+//! - [`kafka`]: builders for librdkafka clients from the shared settings, so every binary talks
+//!   to Kafka the same way (idempotent producers, manual offset store for consumers), and the one
+//!   "produce until acknowledged" loop.
+//! - [`topics`]: creating and checking the seven topics.
+//!
+//! **State followers and tenant operations**
 //! - [`follower`]: follows a state topic into an in-memory view (from the beginning, or only its
 //!   recent records) that can be caught up on demand; catch-ups are coalesced, and paced for
 //!   callers without credentials.
 //! - [`directory`]: the in-memory view of the customers topic (read from the start, then followed),
 //!   with the API key index.
-//! - [`tenants`]: tenant operations (create, configure, rotate, delete) shared by the onboarding
-//!   API and the setup CLI.
+//! - [`tenants`]: tenant operations (create, configure, rate-limit, disable/enable, rotate,
+//!   delete) shared by the onboarding API, the setup CLI and the consumer.
+//!
+//! **Security**
 //! - [`secrets`]: the operator's master key that seals signing secrets at rest, API keys (stored
 //!   hashed) and operator bearer tokens, all compared in constant time.
 //! - [`netguard`]: the SSRF guard on webhook destinations.
 //! - [`quote`]: how input appears in messages: clipped, URLs without credentials.
+//!
+//! **Process setup**
+//! - [`config`]: command-line/env settings every binary shares (brokers, librdkafka pass-through
+//!   properties, topic names) and the duration parser.
 //! - [`telemetry`]: logging and OpenTelemetry tracing set-up, W3C trace-context propagation
 //!   through Kafka record headers.
-//! - [`topics`]: creating and checking the seven topics.
 //! - [`error`]: this crate's error type.
 
 pub mod codec;
