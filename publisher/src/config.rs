@@ -17,6 +17,10 @@ use hookline_core::secrets::MasterKeyArgs;
 pub const DEFAULT_LISTEN: &str = "0.0.0.0:4242";
 /// Default `--grpc-listen`: the event broker's well-known port, 9620.
 pub const DEFAULT_GRPC_LISTEN: &str = "0.0.0.0:9620";
+
+/// Extra time granted beyond `produce_timeout` before giving up on acknowledgements, so that
+/// librdkafka's own `message.timeout.ms` verdict (a definite answer) normally arrives first.
+pub(crate) const ACK_GRACE: Duration = Duration::from_secs(1);
 /// Room in a request body, beyond the largest record value, for what surrounds the payload
 /// (`type`, `target`, JSON punctuation, whitespace): the default `--max-body-size` is the record
 /// limit plus this. A body within it whose record is still too large gets 413 all the same.
@@ -329,7 +333,7 @@ impl Config {
     /// The longest the produce phase of one publish request may take: `--fanout-timeout`, at
     /// least `--produce-timeout`, plus the grace for librdkafka's own verdicts.
     pub fn publish_deadline(&self) -> Duration {
-        self.fanout_timeout.max(self.produce_timeout) + crate::http::ACK_GRACE
+        self.fanout_timeout.max(self.produce_timeout) + ACK_GRACE
     }
 }
 
@@ -471,9 +475,9 @@ mod tests {
     #[test]
     fn the_publish_deadline_is_at_least_the_produce_timeout() {
         let mut config = Config::new(KafkaArgs::new("b:9092"), TopicArgs::default());
-        assert_eq!(config.publish_deadline(), DEFAULT_FANOUT_TIMEOUT + crate::http::ACK_GRACE);
+        assert_eq!(config.publish_deadline(), DEFAULT_FANOUT_TIMEOUT + ACK_GRACE);
         config.produce_timeout = Duration::from_secs(90);
-        assert_eq!(config.publish_deadline(), Duration::from_secs(90) + crate::http::ACK_GRACE);
+        assert_eq!(config.publish_deadline(), Duration::from_secs(90) + ACK_GRACE);
     }
 
     #[test]

@@ -13,7 +13,7 @@
 //!   ahead of it, not for the whole fan-out.
 //!
 //! Time: each copy is bounded by `--produce-timeout` (librdkafka's `message.timeout.ms`, plus
-//! [`ACK_GRACE`](crate::http::ACK_GRACE) for its verdict), and so is each wait for room; the
+//! [`ACK_GRACE`](crate::config::ACK_GRACE) for its verdict), and so is each wait for room; the
 //! whole request by `--fanout-timeout` (at least `--produce-timeout`). After the first failure
 //! no further copy is handed over; the copies in flight are awaited, so that the answer says how
 //! many were written.
@@ -33,8 +33,7 @@ use rdkafka::util::Timeout;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, TryAcquireError};
 use tokio::time::error::Elapsed;
 
-use crate::config::{COPY_OVERHEAD, Config, Limits};
-use crate::http::ACK_GRACE;
+use crate::config::{ACK_GRACE, COPY_OVERHEAD, Config, Limits};
 use crate::metrics::{Bound, Metrics};
 
 /// The shared in-flight budget and the time bounds of writing copies.

@@ -32,8 +32,8 @@ use hookline_core::telemetry;
 use hookline_core::tenants::Tenants;
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::FutureProducer;
+use serde::Deserialize;
 use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use tracing::Instrument;
 
@@ -41,7 +41,7 @@ use crate::auth::Producer;
 use crate::config::Limits;
 use crate::event_types::EventTypes;
 use crate::fanout::{Copies, Fanout};
-use crate::idempotency::{self, Begin, Idempotency};
+use crate::idempotency::{self, Accepted, Begin, Idempotency};
 use crate::metrics::{Metrics, Outcome};
 use crate::server::{RequestTimeout, limit_request_time};
 use crate::{Error, Result};
@@ -50,10 +50,6 @@ use crate::{Error, Result};
 /// before calling the target unknown: long enough to see a customer created a moment ago, short
 /// enough that a typo is answered quickly.
 pub(crate) const TARGET_LOOKUP_TIMEOUT: Duration = Duration::from_secs(2);
-
-/// Extra time granted beyond `produce_timeout` before giving up on acknowledgements, so that
-/// librdkafka's own `message.timeout.ms` verdict (a definite answer) normally arrives first.
-pub(crate) const ACK_GRACE: Duration = Duration::from_secs(1);
 
 /// How long `/readyz` waits for the broker.
 const READINESS_TIMEOUT: Duration = Duration::from_secs(2);
@@ -157,16 +153,6 @@ pub(crate) enum Direction {
     /// From an external sender to an inbound source's internal endpoint (`POST /inbound/{source}`,
     /// `HandleIncomingEvent`): `target` must be an inbound source.
     Incoming,
-}
-
-/// The answer to an accepted request.
-#[derive(Debug, Serialize)]
-pub(crate) struct Accepted {
-    pub event_id: String,
-    pub deliveries: usize,
-    /// Answered from an earlier request with the same `Idempotency-Key`.
-    #[serde(skip)]
-    pub replayed: bool,
 }
 
 /// Parses and validates a publish body. Syntax errors are [`Error::MalformedJson`]; anything

@@ -61,7 +61,6 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use sha2::{Digest, Sha256};
 use tokio_util::sync::CancellationToken;
 
-use crate::http::Accepted;
 use crate::metrics::IdempotencyMetrics;
 use crate::{Error, Result};
 
@@ -161,6 +160,17 @@ enum State {
     Pending,
     Done { deliveries: usize },
     Failed,
+}
+
+/// The answer to an accepted publish request, which a repeat with the same key gets again (the
+/// publish paths build it; this view keeps it).
+#[derive(Debug, Serialize)]
+pub(crate) struct Accepted {
+    pub event_id: String,
+    pub deliveries: usize,
+    /// Answered from an earlier request with the same `Idempotency-Key`.
+    #[serde(skip)]
+    pub replayed: bool,
 }
 
 /// What the view knows of a key.
