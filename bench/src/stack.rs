@@ -16,10 +16,9 @@ use futures::stream::FuturesUnordered;
 use hookline_core::codec::Codec;
 use hookline_core::config::{KafkaArgs, SchemaRegistryArgs, TopicArgs};
 use hookline_core::customer::{Customer, StoredPublicKey};
-use hookline_core::envelope::{EventRecord, headers};
+use hookline_core::envelope::EventRecord;
 use hookline_core::{directory, kafka, topics};
 use hookline_testkit::{Broker, tenants, unique_name};
-use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use serde_json::value::RawValue;
 use tokio::process::{Child, Command};
@@ -122,9 +121,7 @@ impl Stack {
             let record = EventRecord::new(EVENT_TYPE, raw);
             let value = codec.encode_delivery(&self.topics.deliveries, &record).await?;
             let key = customer_id(u32::try_from(n % customers as usize).unwrap_or(0));
-            let record_headers = OwnedHeaders::new()
-                .insert(Header { key: headers::EVENT_ID, value: Some(record.event_id.as_str()) })
-                .insert(Header { key: headers::EVENT_TYPE, value: Some(EVENT_TYPE) });
+            let record_headers = record.record_headers();
             let topic = self.topics.deliveries.clone();
             let producer = producer.clone();
             pending.push(async move {

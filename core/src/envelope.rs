@@ -7,6 +7,7 @@
 
 use std::time::SystemTime;
 
+use rdkafka::message::{Header, OwnedHeaders};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
@@ -65,6 +66,15 @@ impl EventRecord {
         crate::codec::Framing::of(bytes).and_then(crate::codec::decode_delivery_offline)
     }
 
+    /// The headers a delivery-topic record of this event carries from its producer:
+    /// [`headers::EVENT_ID`] and [`headers::EVENT_TYPE`] (the trace context is the producer's to
+    /// add).
+    pub fn record_headers(&self) -> OwnedHeaders {
+        OwnedHeaders::new()
+            .insert(Header { key: headers::EVENT_ID, value: Some(self.event_id.as_str()) })
+            .insert(Header { key: headers::EVENT_TYPE, value: Some(self.event_type.as_str()) })
+    }
+
     /// The body POSTed to the customer, in the Standard Webhooks shape `{type, timestamp, data}`.
     pub fn webhook_body(&self) -> Vec<u8> {
         #[derive(Serialize)]
@@ -86,7 +96,23 @@ pub fn new_event_id() -> String {
 
 #[cfg(test)]
 mod tests {
+    use rdkafka::message::Headers;
+
     use super::*;
+
+    #[test]
+    fn a_record_carries_its_event_id_and_type_as_headers() {
+        let record = EventRecord::new("order.created", RawValue::from_string("1".to_owned()).unwrap());
+        let found: Vec<(String, Option<Vec<u8>>)> =
+            record.record_headers().iter().map(|h| (h.key.to_owned(), h.value.map(<[u8]>::to_vec))).collect();
+        assert_eq!(
+            found,
+            [
+                (headers::EVENT_ID.to_owned(), Some(record.event_id.clone().into_bytes())),
+                (headers::EVENT_TYPE.to_owned(), Some(b"order.created".to_vec())),
+            ]
+        );
+    }
 
     #[test]
     fn round_trips_and_keeps_payload_bytes() {

@@ -17,13 +17,12 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use futures::future::join_all;
-use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use serde::Serialize;
 use serde_json::value::RawValue;
 
 use crate::directory::Directory;
-use crate::envelope::{EventRecord, headers};
+use crate::envelope::EventRecord;
 use crate::{Error, Result};
 
 /// Event types starting with this are Hookline's own.
@@ -249,9 +248,7 @@ impl Notifier {
             .map_err(|e| Error::Invalid { field: "notice", reason: e.to_string() })?;
         let record = EventRecord::new(event.event_type(), payload);
         let value = self.directory.codec().encode_delivery(&self.topic, &record).await?;
-        let headers = OwnedHeaders::new()
-            .insert(Header { key: headers::EVENT_ID, value: Some(record.event_id.as_str()) })
-            .insert(Header { key: headers::EVENT_TYPE, value: Some(record.event_type.as_str()) });
+        let headers = record.record_headers();
         let sends = recipients.iter().map(|customer| {
             let record =
                 FutureRecord::to(&self.topic).key(customer.id.as_str()).payload(&value).headers(headers.clone());

@@ -25,12 +25,11 @@ use axum::{Json, Router};
 use hookline_core::codec::Codec;
 use hookline_core::customer::{ALL_EVENTS, Customer, validate_event_type, validate_id};
 use hookline_core::directory::Directory;
-use hookline_core::envelope::{EventRecord, headers};
+use hookline_core::envelope::EventRecord;
 use hookline_core::notices::{self, RESERVED_PREFIX};
 use hookline_core::secrets::TokenSet;
 use hookline_core::telemetry;
 use hookline_core::tenants::Tenants;
-use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::FutureProducer;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
@@ -423,12 +422,9 @@ pub(crate) async fn produce_copies(
         tracing::info!(event_id = %record.event_id, event_type = %record.event_type, "event has no subscribers");
         return Ok(Accepted { event_id: record.event_id, deliveries: 0, replayed: false });
     }
-    let record_headers = OwnedHeaders::new()
-        .insert(Header { key: headers::EVENT_ID, value: Some(record.event_id.as_str()) })
-        .insert(Header { key: headers::EVENT_TYPE, value: Some(record.event_type.as_str()) });
     // The current span's W3C context (`traceparent`, `tracestate`), so that the deliveries join
     // this trace; nothing without the OpenTelemetry layer.
-    let record_headers = telemetry::with_trace_headers(record_headers, &telemetry::current_trace_headers());
+    let record_headers = telemetry::with_trace_headers(record.record_headers(), &telemetry::current_trace_headers());
     let total = recipients.len();
     let started = Instant::now();
     let copies = Copies { producer: &state.producer, topic: &state.topic, value: &value, headers: &record_headers };

@@ -4,10 +4,10 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use hookline_core::config::KafkaArgs;
-use hookline_core::envelope::{EventRecord, headers};
+use hookline_core::envelope::EventRecord;
 use hookline_core::kafka;
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::{Header, Message, OwnedHeaders, OwnedMessage};
+use rdkafka::message::{Message, OwnedMessage};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::{Offset, TopicPartitionList};
 
@@ -36,11 +36,8 @@ pub async fn produce_event(
 /// the event was produced before).
 pub async fn produce_record(producer: &FutureProducer, topic: &str, customer: &str, event: &EventRecord) {
     let value = event.to_bytes();
-    let record_headers = OwnedHeaders::new()
-        .insert(Header { key: headers::EVENT_ID, value: Some(&event.event_id) })
-        .insert(Header { key: headers::EVENT_TYPE, value: Some(&event.event_type) });
     producer
-        .send(FutureRecord::to(topic).key(customer).payload(&value).headers(record_headers), TIMEOUT)
+        .send(FutureRecord::to(topic).key(customer).payload(&value).headers(event.record_headers()), TIMEOUT)
         .await
         .map_err(|(e, _)| e)
         .expect("produce event");
