@@ -318,15 +318,9 @@ impl Customer {
             .transpose()
     }
 
-    /// Whether a fanned-out event of this type goes to this customer (never to a source). `*`
-    /// matches every type but Hookline's own ([`crate::notices`]), which are received only by
-    /// name: they tell of other tenants.
+    /// Whether a fanned-out event of this type goes to this customer (never to a source).
     pub fn subscribes_to(&self, event_type: &str) -> bool {
-        !self.is_source()
-            && self
-                .events
-                .iter()
-                .any(|e| e == event_type || (e == ALL_EVENTS && !crate::notices::is_reserved(event_type)))
+        !self.is_source() && self.events.iter().any(|subscribed| subscription_matches(subscribed, event_type))
     }
 
     /// What the CLI shows of an inbound source (`None` for a customer).
@@ -649,6 +643,13 @@ pub fn validate_id(id: &str) -> Result<()> {
         });
     }
     Ok(())
+}
+
+/// Whether a subscription to `subscribed` receives events of `event_type`: the same type, or
+/// `*`, which matches every type but Hookline's own ([`crate::notices`]); those are received only
+/// by name, since they tell of other tenants.
+pub fn subscription_matches(subscribed: &str, event_type: &str) -> bool {
+    subscribed == event_type || (subscribed == ALL_EVENTS && !crate::notices::is_reserved(event_type))
 }
 
 /// Checks an event type: 1..=255 characters of `A-Z a-z 0-9 . _ - :`, or `*`.

@@ -61,7 +61,7 @@ pub struct Profile {
 impl Profile {
     /// Whether a fanned-out event of this type goes to this customer (the directory's rule).
     pub fn subscribes_to(&self, event_type: &str) -> bool {
-        self.events.iter().any(|e| *e == event_type || *e == hookline_core::customer::ALL_EVENTS)
+        self.events.iter().any(|subscribed| hookline_core::customer::subscription_matches(subscribed, event_type))
     }
 }
 
@@ -281,7 +281,9 @@ mod tests {
         for profile in CAST {
             let events = profile.events.iter().map(|e| (*e).to_owned()).collect();
             let customer = Customer::new(profile.id, "http://127.0.0.1:1/webhook", events).unwrap();
-            for event_type in ["order.created", "invoice.paid", "refund.issued", "account.closed", "x"] {
+            for event_type in
+                ["order.created", "invoice.paid", "refund.issued", "account.closed", "x", "hookline.endpoint.parked"]
+            {
                 assert_eq!(customer.subscribes_to(event_type), profile.subscribes_to(event_type));
             }
         }
