@@ -147,12 +147,7 @@ pub async fn onboard(api: &Api) -> Result<Vec<Member>> {
 async fn onboard_one(api: &Api, profile: &Profile) -> Result<Member> {
     use reqwest::Method;
     // Steps 1-3: the operator creates the customer; key and secret are shown this once.
-    let created = api.call(Method::POST, "/v1/customers", &api.admin_token, json!({ "id": profile.id })).await?;
-    let text = |field: &str| created[field].as_str().map(str::to_owned);
-    let (Some(api_key), Some(secret)) = (text("api_key"), text("signing_secret")) else {
-        return Err(Error::Onboarding { path: "/v1/customers".into(), status: 201, answer: created.to_string() });
-    };
-    let secret = SigningSecret::parse(&secret).map_err(|e| Error::Keys(e.to_string()))?;
+    let (api_key, secret) = create(api, profile.id).await?;
 
     // Step 4: the customer makes a key pair (if it wants encryption) and runs its receiver.
     let private_key = match profile.encrypted {
@@ -169,18 +164,13 @@ async fn onboard_one(api: &Api, profile: &Profile) -> Result<Member> {
     if let Some(key) = &private_key {
         verifier = verifier.with_private_key(key.clone()).require_encryption(true);
     }
-    let mut config = ReceiverConfig::named(profile.id);
-    config.listen = SocketAddr::from(([127, 0, 0, 1], 0));
+    let config = ReceiverConfig::named(profile.id);
     let config = match profile.behaviour {
         Behaviour::Healthy => config,
         Behaviour::Flaky { fail_first } => config.with_fail_first(fail_first),
         Behaviour::Failing => config.with_fail_rate(1.0),
     };
-    let receiver_error = |source| Error::Receiver { customer: profile.id.to_owned(), source };
-    let listener = tokio::net::TcpListener::bind(config.listen)
-        .await
-        .map_err(|e| receiver_error(hookline_receiver::Error::Bind { address: config.listen, source: e }))?;
-    let receiver = Receiver::start_with_verifier(config, listener, Arc::new(verifier)).map_err(receiver_error)?;
+    let receiver = start_receiver(profile.id, config, Arc::new(verifier)).await?;
 
     // Steps 5-8, with the customer's own API key.
     if let Some(key) = &private_key {
@@ -190,6 +180,28 @@ async fn onboard_one(api: &Api, profile: &Profile) -> Result<Member> {
     api.call(Method::PUT, "/v1/customer/subscriptions", &api_key, json!({ "events": profile.events })).await?;
     api.call(Method::PUT, "/v1/customer/webhook", &api_key, json!({ "url": receiver.url() })).await?;
     Ok(Member { profile: *profile, receiver })
+}
+
+/// The admin creates customer `id`: its API key and signing secret, shown this once.
+async fn create(api: &Api, id: &str) -> Result<(String, SigningSecret)> {
+    let created = api.call(reqwest::Method::POST, "/v1/customers", &api.admin_token, json!({ "id": id })).await?;
+    let text = |field: &str| created[field].as_str().map(str::to_owned);
+    let (Some(api_key), Some(secret)) = (text("api_key"), text("signing_secret")) else {
+        return Err(Error::Onboarding { path: "/v1/customers".into(), status: 201, answer: created.to_string() });
+    };
+    let secret = SigningSecret::parse(&secret).map_err(|e| Error::Keys(e.to_string()))?;
+    Ok((api_key, secret))
+}
+
+/// Starts `id`'s receiver with `config` on a free loopback port, trusting what `verifier` lets
+/// through.
+async fn start_receiver(id: &str, mut config: ReceiverConfig, verifier: Arc<dyn Verifier>) -> Result<ReceiverHandle> {
+    config.listen = SocketAddr::from(([127, 0, 0, 1], 0));
+    let receiver_error = |source| Error::Receiver { customer: id.to_owned(), source };
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(|e| receiver_error(hookline_receiver::Error::Bind { address: config.listen, source: e }))?;
+    Receiver::start_with_verifier(config, listener, verifier).map_err(receiver_error)
 }
 
 /// The operator's own endpoint, subscribed to Hookline's operational events.
@@ -239,22 +251,11 @@ impl Verifier for Noting {
 /// event (`hookline.endpoint.*`, which only an operator can), then it sets its own webhook URL.
 pub async fn onboard_operator(api: &Api) -> Result<Operator> {
     use reqwest::Method;
-    let created = api.call(Method::POST, "/v1/customers", &api.admin_token, json!({ "id": OPERATOR })).await?;
-    let text = |field: &str| created[field].as_str().map(str::to_owned);
-    let (Some(api_key), Some(secret)) = (text("api_key"), text("signing_secret")) else {
-        return Err(Error::Onboarding { path: "/v1/customers".into(), status: 201, answer: created.to_string() });
-    };
-    let secret = SigningSecret::parse(&secret).map_err(|e| Error::Keys(e.to_string()))?;
+    let (api_key, secret) = create(api, OPERATOR).await?;
     let noted = Arc::new(Mutex::new(BTreeMap::new()));
     let verifier =
         Noting { inner: DeliveryVerifier::new(SignatureVerifier::new(vec![secret])), noted: Arc::clone(&noted) };
-    let mut config = ReceiverConfig::named(OPERATOR);
-    config.listen = SocketAddr::from(([127, 0, 0, 1], 0));
-    let receiver_error = |source| Error::Receiver { customer: OPERATOR.to_owned(), source };
-    let listener = tokio::net::TcpListener::bind(config.listen)
-        .await
-        .map_err(|e| receiver_error(hookline_receiver::Error::Bind { address: config.listen, source: e }))?;
-    let receiver = Receiver::start_with_verifier(config, listener, Arc::new(verifier)).map_err(receiver_error)?;
+    let receiver = start_receiver(OPERATOR, ReceiverConfig::named(OPERATOR), Arc::new(verifier)).await?;
     let events: Vec<&str> = EndpointEvent::ALL.iter().map(|e| e.event_type()).collect();
     let path = format!("/v1/customers/{OPERATOR}/subscriptions");
     api.call(Method::PUT, &path, &api.admin_token, json!({ "events": events })).await?;
