@@ -32,8 +32,9 @@
 //! route checks the caller's credentials before it reads the request body.
 
 use std::sync::Arc;
+use std::time::Duration;
 
-use axum::extract::{FromRequest, Path, Request, State};
+use axum::extract::{FromRef, FromRequest, Path, Request, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
@@ -41,21 +42,52 @@ use axum::{Json, Router};
 use hookline_core::customer::{Customer, unix_now};
 use hookline_core::envelope::EventRecord;
 use hookline_core::notices;
-use serde::Deserialize;
-use serde::de::DeserializeOwned;
+use hookline_core::tenants::Tenants;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 use serde_json::value::RawValue;
 
-use crate::auth::{Admin, AuthenticatedCustomer};
-use crate::http::{AppState, is_json, parse_json, produce_copies, read_body};
+use crate::auth::{Admin, AnyRole, AuthenticatedCustomer, Authenticator};
+use crate::body::{BodyLimit, JsonBody, is_json, parse_json, read_body};
+use crate::event_types::{EventTypes, Format, Source};
+use crate::metrics::Metrics;
+use crate::publish::Publisher;
 use crate::{Error, Result};
 
 /// The event type of `POST /v1/customer/test-event`.
 pub const TEST_EVENT_TYPE: &str = "hookline.test";
 
-/// The onboarding routes.
-pub(crate) fn routes() -> Router<Arc<AppState>> {
+/// What the onboarding routes use.
+#[derive(Debug)]
+pub(crate) struct Onboarding {
+    pub auth: Authenticator,
+    pub body_limit: BodyLimit,
+    pub tenants: Arc<Tenants>,
+    pub metrics: Metrics,
+    /// How long a replaced signing secret keeps signing after a rotation.
+    pub signing_secret_grace: Duration,
+    /// Writes the test event.
+    pub publisher: Arc<Publisher>,
+    /// Listed on `GET /v1/event-types`.
+    pub event_types: Arc<EventTypes>,
+}
+
+impl FromRef<Arc<Onboarding>> for Authenticator {
+    fn from_ref(state: &Arc<Onboarding>) -> Self {
+        state.auth.clone()
+    }
+}
+
+impl FromRef<Arc<Onboarding>> for BodyLimit {
+    fn from_ref(state: &Arc<Onboarding>) -> Self {
+        state.body_limit
+    }
+}
+
+/// The onboarding routes, and `GET /v1/event-types`.
+pub(crate) fn routes(state: Arc<Onboarding>) -> Router {
     Router::new()
+        .route("/v1/event-types", get(list_event_types))
         .route("/v1/customers", post(create_customer).get(list_customers))
         .route("/v1/customers/{id}", get(get_customer).delete(delete_customer))
         .route("/v1/customers/{id}/api-key", post(reissue_api_key))
@@ -70,10 +102,11 @@ pub(crate) fn routes() -> Router<Arc<AppState>> {
         .route("/v1/customer/subscriptions", put(set_subscriptions))
         .route("/v1/customer/signing-secret/rotate", post(rotate_signing_secret))
         .route("/v1/customer/test-event", post(send_test_event))
+        .with_state(state)
 }
 
 /// Answers a handler's result and counts it under `operation`.
-fn answer(state: &AppState, operation: &'static str, result: Result<(StatusCode, serde_json::Value)>) -> Response {
+fn answer(state: &Onboarding, operation: &'static str, result: Result<(StatusCode, serde_json::Value)>) -> Response {
     let response = match result {
         Ok((status, body)) => (status, Json(body)).into_response(),
         Err(error) => {
@@ -94,7 +127,7 @@ fn answer(state: &AppState, operation: &'static str, result: Result<(StatusCode,
 /// and read it inside `work`: a caller that fails authentication is refused without a byte of
 /// its body being read.
 async fn respond<Caller, Work>(
-    state: &AppState,
+    state: &Onboarding,
     operation: &'static str,
     auth: Result<Caller, Error>,
     work: impl FnOnce(Caller) -> Work,
@@ -109,22 +142,6 @@ where
     answer(state, operation, result)
 }
 
-/// A JSON request body of type `T`, parsed with errors naming the offending field.
-#[derive(Debug)]
-pub(crate) struct JsonBody<T>(pub T);
-
-impl<T: DeserializeOwned> FromRequest<Arc<AppState>> for JsonBody<T> {
-    type Rejection = Error;
-
-    async fn from_request(request: Request, state: &Arc<AppState>) -> Result<Self> {
-        if !is_json(request.headers()) {
-            return Err(Error::UnsupportedMediaType);
-        }
-        let body = read_body(request, state).await?;
-        parse_json(&body).map(Self)
-    }
-}
-
 /// `POST /v1/customers` body.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -134,7 +151,11 @@ struct CreateCustomer {
     name: Option<String>,
 }
 
-async fn create_customer(State(state): State<Arc<AppState>>, auth: Result<Admin, Error>, request: Request) -> Response {
+async fn create_customer(
+    State(state): State<Arc<Onboarding>>,
+    auth: Result<Admin, Error>,
+    request: Request,
+) -> Response {
     respond(&state, "create_customer", auth, |_admin| async {
         let JsonBody(body) = JsonBody::<CreateCustomer>::from_request(request, &state).await?;
         let issued = state.tenants.create(&body.id, body.name.as_deref()).await.map_err(Error::Tenant)?;
@@ -151,7 +172,7 @@ async fn create_customer(State(state): State<Arc<AppState>>, auth: Result<Admin,
     .await
 }
 
-async fn list_customers(State(state): State<Arc<AppState>>, auth: Result<Admin, Error>) -> Response {
+async fn list_customers(State(state): State<Arc<Onboarding>>, auth: Result<Admin, Error>) -> Response {
     respond(&state, "list_customers", auth, |_admin| async {
         let customers = state.tenants.list().await.map_err(Error::Tenant)?;
         let views: Vec<_> = customers.iter().map(|c| c.view()).collect();
@@ -161,7 +182,7 @@ async fn list_customers(State(state): State<Arc<AppState>>, auth: Result<Admin, 
 }
 
 async fn get_customer(
-    State(state): State<Arc<AppState>>,
+    State(state): State<Arc<Onboarding>>,
     auth: Result<Admin, Error>,
     Path(id): Path<String>,
 ) -> Response {
@@ -173,7 +194,7 @@ async fn get_customer(
 }
 
 async fn delete_customer(
-    State(state): State<Arc<AppState>>,
+    State(state): State<Arc<Onboarding>>,
     auth: Result<Admin, Error>,
     Path(id): Path<String>,
 ) -> Response {
@@ -185,7 +206,7 @@ async fn delete_customer(
 }
 
 async fn reissue_api_key(
-    State(state): State<Arc<AppState>>,
+    State(state): State<Arc<Onboarding>>,
     auth: Result<Admin, Error>,
     Path(id): Path<String>,
 ) -> Response {
@@ -198,7 +219,7 @@ async fn reissue_api_key(
 
 /// `POST /v1/customers/{id}/webhook/enable` (admin): enables a disabled endpoint again.
 async fn enable_customer_webhook(
-    State(state): State<Arc<AppState>>,
+    State(state): State<Arc<Onboarding>>,
     auth: Result<Admin, Error>,
     Path(id): Path<String>,
 ) -> Response {
@@ -208,7 +229,7 @@ async fn enable_customer_webhook(
 /// `PUT /v1/customers/{id}/subscriptions` (admin): replaces a customer's subscriptions, the
 /// operational events (`hookline.endpoint.*`) included, which only an operator subscribes to.
 async fn set_customer_subscriptions(
-    State(state): State<Arc<AppState>>,
+    State(state): State<Arc<Onboarding>>,
     auth: Result<Admin, Error>,
     Path(id): Path<String>,
     request: Request,
@@ -226,7 +247,7 @@ async fn set_customer_subscriptions(
 /// Replaces customer `id`'s subscriptions with the request body's, once `allowed` accepts them:
 /// its view.
 async fn subscriptions(
-    state: &Arc<AppState>,
+    state: &Arc<Onboarding>,
     id: &str,
     request: Request,
     allowed: impl FnOnce(&[String]) -> Result<()>,
@@ -247,7 +268,7 @@ struct RateLimitBody {
 
 /// `PUT /v1/customers/{id}/rate-limit` (admin).
 async fn set_customer_rate_limit(
-    State(state): State<Arc<AppState>>,
+    State(state): State<Arc<Onboarding>>,
     auth: Result<Admin, Error>,
     Path(id): Path<String>,
     request: Request,
@@ -257,7 +278,7 @@ async fn set_customer_rate_limit(
 }
 
 /// Sets customer `id`'s rate limit from the request body: its view.
-async fn rate_limit(state: &Arc<AppState>, id: &str, request: Request) -> Result<(StatusCode, serde_json::Value)> {
+async fn rate_limit(state: &Arc<Onboarding>, id: &str, request: Request) -> Result<(StatusCode, serde_json::Value)> {
     let JsonBody(body) = JsonBody::<RateLimitBody>::from_request(request, state).await?;
     let updated = state.tenants.set_rate_limit(id, body.per_second).await.map_err(field_named("per_second"))?;
     Ok((StatusCode::OK, view(&updated)))
@@ -265,7 +286,7 @@ async fn rate_limit(state: &Arc<AppState>, id: &str, request: Request) -> Result
 
 /// `PUT /v1/customer/rate-limit` (the customer's API key): what its own endpoint can take.
 async fn set_own_rate_limit(
-    State(state): State<Arc<AppState>>,
+    State(state): State<Arc<Onboarding>>,
     auth: Result<AuthenticatedCustomer, Error>,
     request: Request,
 ) -> Response {
@@ -278,7 +299,7 @@ async fn set_own_rate_limit(
 
 /// `POST /v1/customer/webhook/enable` (the customer's API key): enables its disabled endpoint.
 async fn enable_own_webhook(
-    State(state): State<Arc<AppState>>,
+    State(state): State<Arc<Onboarding>>,
     auth: Result<AuthenticatedCustomer, Error>,
 ) -> Response {
     let state = &*state;
@@ -289,14 +310,14 @@ async fn enable_own_webhook(
 }
 
 /// Enables customer `id`'s endpoint: its view, with whether it was disabled.
-async fn enable(state: &AppState, id: &str) -> Result<(StatusCode, serde_json::Value)> {
+async fn enable(state: &Onboarding, id: &str) -> Result<(StatusCode, serde_json::Value)> {
     let (customer, was_disabled) = state.tenants.enable(id).await.map_err(Error::Tenant)?;
     let mut view = view(&customer);
     view["was_disabled"] = serde_json::Value::Bool(was_disabled);
     Ok((StatusCode::OK, view))
 }
 
-async fn own_record(State(state): State<Arc<AppState>>, auth: Result<AuthenticatedCustomer, Error>) -> Response {
+async fn own_record(State(state): State<Arc<Onboarding>>, auth: Result<AuthenticatedCustomer, Error>) -> Response {
     let state = &*state;
     respond(state, "get_own_customer", auth, |AuthenticatedCustomer(customer)| async move {
         Ok((StatusCode::OK, view(&customer)))
@@ -315,12 +336,12 @@ struct PublicKeyBody {
 #[derive(Debug)]
 struct PemUpload(String);
 
-impl FromRequest<Arc<AppState>> for PemUpload {
+impl FromRequest<Arc<Onboarding>> for PemUpload {
     type Rejection = Error;
 
-    async fn from_request(request: Request, state: &Arc<AppState>) -> Result<Self> {
+    async fn from_request(request: Request, state: &Arc<Onboarding>) -> Result<Self> {
         let json = is_json(request.headers());
-        let body = read_body(request, state).await?;
+        let body = read_body(request, state.body_limit).await?;
         if json {
             let parsed: PublicKeyBody = parse_json(&body)?;
             return Ok(Self(parsed.public_key));
@@ -333,7 +354,7 @@ impl FromRequest<Arc<AppState>> for PemUpload {
 }
 
 async fn set_public_key(
-    State(state): State<Arc<AppState>>,
+    State(state): State<Arc<Onboarding>>,
     auth: Result<AuthenticatedCustomer, Error>,
     request: Request,
 ) -> Response {
@@ -346,7 +367,10 @@ async fn set_public_key(
     .await
 }
 
-async fn clear_public_key(State(state): State<Arc<AppState>>, auth: Result<AuthenticatedCustomer, Error>) -> Response {
+async fn clear_public_key(
+    State(state): State<Arc<Onboarding>>,
+    auth: Result<AuthenticatedCustomer, Error>,
+) -> Response {
     let state = &*state;
     respond(state, "clear_public_key", auth, |AuthenticatedCustomer(customer)| async move {
         let updated = state.tenants.clear_public_key(&customer.id).await.map_err(Error::Tenant)?;
@@ -363,7 +387,7 @@ struct WebhookBody {
 }
 
 async fn set_webhook(
-    State(state): State<Arc<AppState>>,
+    State(state): State<Arc<Onboarding>>,
     auth: Result<AuthenticatedCustomer, Error>,
     request: Request,
 ) -> Response {
@@ -384,7 +408,7 @@ struct SubscriptionsBody {
 }
 
 async fn set_subscriptions(
-    State(state): State<Arc<AppState>>,
+    State(state): State<Arc<Onboarding>>,
     auth: Result<AuthenticatedCustomer, Error>,
     request: Request,
 ) -> Response {
@@ -406,7 +430,7 @@ async fn set_subscriptions(
 }
 
 async fn rotate_signing_secret(
-    State(state): State<Arc<AppState>>,
+    State(state): State<Arc<Onboarding>>,
     auth: Result<AuthenticatedCustomer, Error>,
 ) -> Response {
     let state = &*state;
@@ -428,7 +452,7 @@ async fn rotate_signing_secret(
     .await
 }
 
-async fn send_test_event(State(state): State<Arc<AppState>>, auth: Result<AuthenticatedCustomer, Error>) -> Response {
+async fn send_test_event(State(state): State<Arc<Onboarding>>, auth: Result<AuthenticatedCustomer, Error>) -> Response {
     let state = &*state;
     respond(state, "send_test_event", auth, |AuthenticatedCustomer(customer)| async move {
         // Re-read: the extractor's copy may predate a URL set a moment ago through another replica.
@@ -448,8 +472,41 @@ async fn send_test_event(State(state): State<Arc<AppState>>, auth: Result<Authen
         )
         .map_err(|e| Error::InvalidRequest(e.to_string()))?;
         let record = EventRecord::new(TEST_EVENT_TYPE.to_owned(), payload);
-        let accepted = produce_copies(state, record, &[customer]).await?;
+        let accepted = state.publisher.produce_copies(record, &[customer]).await?;
         Ok((StatusCode::ACCEPTED, json!({ "event_id": accepted.event_id, "deliveries": accepted.deliveries })))
+    })
+    .await
+}
+
+/// One entry of `GET /v1/event-types`.
+#[derive(Debug, Serialize)]
+struct ListedType<'a> {
+    #[serde(rename = "type")]
+    event_type: &'a str,
+    format: Format,
+    source: Source,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    version: Option<u32>,
+    schema: &'a serde_json::Value,
+}
+
+/// `GET /v1/event-types`. Any authenticated caller may read the types: customers choose
+/// subscriptions from them, producers write payloads to them, admins run the place.
+async fn list_event_types(State(state): State<Arc<Onboarding>>, auth: Result<AnyRole, Error>) -> Response {
+    let state = &*state;
+    respond(state, "list_event_types", auth, |AnyRole| async move {
+        let types = state.event_types.list();
+        let listed: Vec<ListedType<'_>> = types
+            .iter()
+            .map(|t| ListedType {
+                event_type: &t.name,
+                format: t.format,
+                source: t.source,
+                version: t.version,
+                schema: &t.schema,
+            })
+            .collect();
+        Ok((StatusCode::OK, json!({ "event_types": listed })))
     })
     .await
 }

@@ -8,14 +8,24 @@
 
 use std::sync::Arc;
 
-use axum::extract::FromRequestParts;
+use axum::extract::{FromRef, FromRequestParts};
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
 use hookline_core::customer::Customer;
-use hookline_core::secrets::bearer_token;
+use hookline_core::secrets::{TokenSet, bearer_token};
+use hookline_core::tenants::Tenants;
 
 use crate::Error;
-use crate::http::AppState;
+
+/// What resolves credentials: the operators' token sets and the tenants (for API keys). The
+/// extractors below take it from any router state that holds one (`FromRef`); a clone is a
+/// handle on the same sets.
+#[derive(Debug, Clone)]
+pub(crate) struct Authenticator {
+    admin_tokens: Arc<TokenSet>,
+    producer_tokens: Arc<TokenSet>,
+    tenants: Arc<Tenants>,
+}
 
 /// The role a request authenticated as.
 #[derive(Debug, Clone)]
@@ -25,30 +35,44 @@ pub(crate) enum Caller {
     Customer(Arc<Customer>),
 }
 
-/// Resolves the request's bearer credentials.
-pub(crate) async fn identify(state: &AppState, parts: &Parts) -> Result<Caller, Error> {
-    // A header that is not text is reported like a malformed one.
-    identify_bearer(state, parts.headers.get(AUTHORIZATION).map(|v| v.to_str().unwrap_or_default())).await
+impl Authenticator {
+    pub(crate) fn new(admin_tokens: TokenSet, producer_tokens: TokenSet, tenants: Arc<Tenants>) -> Self {
+        Self { admin_tokens: Arc::new(admin_tokens), producer_tokens: Arc::new(producer_tokens), tenants }
+    }
+
+    /// Resolves the request's bearer credentials.
+    async fn identify(&self, parts: &Parts) -> Result<Caller, Error> {
+        // A header that is not text is reported like a malformed one.
+        self.identify_bearer(parts.headers.get(AUTHORIZATION).map(|v| v.to_str().unwrap_or_default())).await
+    }
+
+    /// Resolves an `Authorization` value (HTTP header or gRPC metadata), `None` when absent.
+    pub(crate) async fn identify_bearer(&self, header: Option<&str>) -> Result<Caller, Error> {
+        let header = header.ok_or(Error::Unauthorized("missing `Authorization: Bearer <token>` header"))?;
+        let token =
+            bearer_token(header).ok_or(Error::Unauthorized("the `Authorization` header must be `Bearer <token>`"))?;
+        // Both sets are always checked, so timing does not tell which kind of token was close.
+        let admin = self.admin_tokens.contains(token);
+        let producer = self.producer_tokens.contains(token);
+        if admin {
+            return Ok(Caller::Admin);
+        }
+        if producer {
+            return Ok(Caller::Producer);
+        }
+        match self.tenants.authenticate(token).await.map_err(Error::Directory)? {
+            Some(customer) => Ok(Caller::Customer(customer)),
+            None => Err(Error::Unauthorized("invalid credentials")),
+        }
+    }
 }
 
-/// Resolves an `Authorization` value (HTTP header or gRPC metadata), `None` when absent.
-pub(crate) async fn identify_bearer(state: &AppState, header: Option<&str>) -> Result<Caller, Error> {
-    let header = header.ok_or(Error::Unauthorized("missing `Authorization: Bearer <token>` header"))?;
-    let token =
-        bearer_token(header).ok_or(Error::Unauthorized("the `Authorization` header must be `Bearer <token>`"))?;
-    // Both sets are always checked, so timing does not tell which kind of token was close.
-    let admin = state.admin_tokens.contains(token);
-    let producer = state.producer_tokens.contains(token);
-    if admin {
-        return Ok(Caller::Admin);
-    }
-    if producer {
-        return Ok(Caller::Producer);
-    }
-    match state.tenants.authenticate(token).await.map_err(Error::Directory)? {
-        Some(customer) => Ok(Caller::Customer(customer)),
-        None => Err(Error::Unauthorized("invalid credentials")),
-    }
+/// The [`Authenticator`] of a router state.
+async fn identify<S>(parts: &Parts, state: &S) -> Result<Caller, Error>
+where
+    Authenticator: FromRef<S>,
+{
+    Authenticator::from_ref(state).identify(parts).await
 }
 
 /// Succeeds for a producer token: the only role that may publish events.
@@ -75,38 +99,54 @@ pub(crate) struct AnyRole;
 #[derive(Debug)]
 pub(crate) struct AuthenticatedCustomer(pub Arc<Customer>);
 
-impl FromRequestParts<Arc<AppState>> for Admin {
+impl<S> FromRequestParts<S> for Admin
+where
+    S: Send + Sync,
+    Authenticator: FromRef<S>,
+{
     type Rejection = Error;
 
-    async fn from_request_parts(parts: &mut Parts, state: &Arc<AppState>) -> Result<Self, Error> {
-        match identify(state, parts).await? {
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Error> {
+        match identify(parts, state).await? {
             Caller::Admin => Ok(Self),
             _ => Err(Error::Forbidden("this endpoint needs an admin token")),
         }
     }
 }
 
-impl FromRequestParts<Arc<AppState>> for Producer {
+impl<S> FromRequestParts<S> for Producer
+where
+    S: Send + Sync,
+    Authenticator: FromRef<S>,
+{
     type Rejection = Error;
 
-    async fn from_request_parts(parts: &mut Parts, state: &Arc<AppState>) -> Result<Self, Error> {
-        require_producer(identify(state, parts).await?).map(|()| Self)
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Error> {
+        require_producer(identify(parts, state).await?).map(|()| Self)
     }
 }
 
-impl FromRequestParts<Arc<AppState>> for AnyRole {
+impl<S> FromRequestParts<S> for AnyRole
+where
+    S: Send + Sync,
+    Authenticator: FromRef<S>,
+{
     type Rejection = Error;
 
-    async fn from_request_parts(parts: &mut Parts, state: &Arc<AppState>) -> Result<Self, Error> {
-        identify(state, parts).await.map(|_| Self)
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Error> {
+        identify(parts, state).await.map(|_| Self)
     }
 }
 
-impl FromRequestParts<Arc<AppState>> for AuthenticatedCustomer {
+impl<S> FromRequestParts<S> for AuthenticatedCustomer
+where
+    S: Send + Sync,
+    Authenticator: FromRef<S>,
+{
     type Rejection = Error;
 
-    async fn from_request_parts(parts: &mut Parts, state: &Arc<AppState>) -> Result<Self, Error> {
-        match identify(state, parts).await? {
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Error> {
+        match identify(parts, state).await? {
             Caller::Customer(customer) => Ok(Self(customer)),
             _ => Err(Error::Forbidden("this endpoint needs a customer API key")),
         }

@@ -1,9 +1,17 @@
 //! Errors of the publisher: start-up failures and the reasons a publish request is refused.
 //!
-//! One enum for both, so that a handler can use `?` on anything; [`crate::http`] maps each
-//! variant to an HTTP status and a JSON body `{"error": "..."}`, and to a gRPC status code.
+//! One enum for both, so that a handler can use `?` on anything. Each variant has one HTTP
+//! status ([`Error::status`], answered as JSON `{"error": "..."}`), one gRPC status code derived
+//! from it ([`Error::grpc_code`]) and one `outcome` metrics label ([`Error::outcome`]), so that
+//! every transport refuses alike.
 
 use std::net::SocketAddr;
+
+use axum::Json;
+use axum::http::{HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+
+use crate::metrics::Outcome;
 
 /// Result alias used across `hookline-publisher`.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -169,4 +177,164 @@ pub enum Error {
     /// A bug: work that should not fail did (500).
     #[error("internal error: {0}")]
     Internal(String),
+}
+
+/// A JSON error answer. The message is clipped: it may quote the caller's input (a JSON parser's
+/// message does), and an error must not echo a megabyte back.
+pub(crate) fn error_response(status: StatusCode, message: &str) -> Response {
+    let message = hookline_core::quote::clip_to(message, hookline_core::quote::MAX_MESSAGE_CHARS);
+    (status, Json(serde_json::json!({ "error": message }))).into_response()
+}
+
+impl Error {
+    /// The HTTP status this error is answered with.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::MalformedJson(_) | Self::BodyUnreadable(_) => StatusCode::BAD_REQUEST,
+            Self::BodyTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
+            Self::AnswerTimeout { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            Self::InvalidRequest(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::BodyTooLarge { .. } | Self::EventTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::UnknownCustomer(_) | Self::UnknownSource(_) | Self::NoRoute(_) => StatusCode::NOT_FOUND,
+            Self::Unauthorized(_) | Self::BadSignature(_) | Self::StaleSignature => StatusCode::UNAUTHORIZED,
+            Self::Forbidden(_) => StatusCode::FORBIDDEN,
+            Self::Conflict(_) | Self::IdempotencyInProgress => StatusCode::CONFLICT,
+            Self::IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::Idempotency(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Tenant(error) => tenant_status(error),
+            Self::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
+            Self::Produce { .. } | Self::Directory(_) | Self::SchemaRegistry(_) | Self::Encode(_) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            Self::DirectoryLoad { .. }
+            | Self::IdempotencyLoad { .. }
+            | Self::EventSchema { .. }
+            | Self::Core(_)
+            | Self::Kafka(_)
+            | Self::Metrics(_)
+            | Self::Bind { .. }
+            | Self::Serve(_)
+            | Self::Grpc(_)
+            | Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// The gRPC status code this error is answered with (see `proto/hookline/v1/event_broker.proto`),
+    /// derived from the HTTP status so that both transports refuse alike.
+    pub fn grpc_code(&self) -> tonic::Code {
+        use tonic::Code;
+        match self {
+            Self::Tenant(hookline_core::Error::CustomerExists(_)) => return Code::AlreadyExists,
+            // A concurrent request holds the key: gRPC's code for "retry the whole call".
+            Self::IdempotencyInProgress => return Code::Aborted,
+            _ => {}
+        }
+        match self.status() {
+            StatusCode::BAD_REQUEST
+            | StatusCode::UNPROCESSABLE_ENTITY
+            | StatusCode::UNSUPPORTED_MEDIA_TYPE
+            | StatusCode::PAYLOAD_TOO_LARGE => Code::InvalidArgument,
+            StatusCode::UNAUTHORIZED => Code::Unauthenticated,
+            StatusCode::FORBIDDEN => Code::PermissionDenied,
+            StatusCode::NOT_FOUND => Code::NotFound,
+            StatusCode::CONFLICT => Code::FailedPrecondition,
+            StatusCode::METHOD_NOT_ALLOWED => Code::Unimplemented,
+            StatusCode::REQUEST_TIMEOUT => Code::DeadlineExceeded,
+            StatusCode::SERVICE_UNAVAILABLE => Code::Unavailable,
+            _ => Code::Internal,
+        }
+    }
+
+    /// The `outcome` label of a publish request refused with this error, derived from the HTTP
+    /// status like [`Error::grpc_code`].
+    pub(crate) fn outcome(&self) -> Outcome {
+        match self {
+            // Not a publish at all: the request went to no route.
+            Self::NoRoute(_) | Self::MethodNotAllowed { .. } => return Outcome::BadRequest,
+            Self::IdempotencyInProgress => return Outcome::Conflict,
+            _ => {}
+        }
+        match self.status() {
+            StatusCode::BAD_REQUEST | StatusCode::REQUEST_TIMEOUT | StatusCode::UNSUPPORTED_MEDIA_TYPE => {
+                Outcome::BadRequest
+            }
+            StatusCode::UNPROCESSABLE_ENTITY | StatusCode::CONFLICT => Outcome::Invalid,
+            StatusCode::PAYLOAD_TOO_LARGE => Outcome::TooLarge,
+            StatusCode::NOT_FOUND => Outcome::UnknownTarget,
+            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => Outcome::Unauthorized,
+            _ => Outcome::BrokerError,
+        }
+    }
+}
+
+/// The status of a failed tenant operation.
+fn tenant_status(error: &hookline_core::Error) -> StatusCode {
+    use hookline_core::Error as Core;
+    match error {
+        Core::Invalid { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+        Core::UnknownCustomer(_) | Core::UnknownSource(_) => StatusCode::NOT_FOUND,
+        Core::CustomerExists(_) => StatusCode::CONFLICT,
+        Core::Timeout(..)
+        | Core::DirectoryStopped
+        | Core::Kafka(_)
+        | Core::MissingTopic { .. }
+        | Core::RegistryUnavailable(_)
+        | Core::RegistryRefused { .. }
+        | Core::SchemaNotRegistered { .. } => StatusCode::SERVICE_UNAVAILABLE,
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
+impl IntoResponse for Error {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        let mut response = error_response(status, &self.to_string());
+        if status == StatusCode::UNAUTHORIZED {
+            response.headers_mut().insert(axum::http::header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        if matches!(self, Self::IdempotencyInProgress) {
+            response.headers_mut().insert(axum::http::header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_map_to_statuses_and_outcomes() {
+        let cases = [
+            (Error::MalformedJson("x".into()), 400, Outcome::BadRequest),
+            (Error::InvalidRequest("x".into()), 422, Outcome::Invalid),
+            (Error::UnsupportedMediaType, 415, Outcome::BadRequest),
+            (Error::BodyTooLarge { limit: 1 }, 413, Outcome::TooLarge),
+            (Error::EventTooLarge { size: 2, limit: 1 }, 413, Outcome::TooLarge),
+            (Error::UnknownCustomer("c".into()), 404, Outcome::UnknownTarget),
+            (Error::NoRoute("/x".into()), 404, Outcome::BadRequest),
+            (Error::BodyTimeout { limit: std::time::Duration::from_secs(1) }, 408, Outcome::BadRequest),
+            (Error::StaleSignature, 401, Outcome::Unauthorized),
+            (Error::Forbidden("x"), 403, Outcome::Unauthorized),
+            (Error::Conflict("x".into()), 409, Outcome::Invalid),
+            (Error::IdempotencyKeyReused, 422, Outcome::Invalid),
+            (Error::IdempotencyInProgress, 409, Outcome::Conflict),
+            (Error::Tenant(hookline_core::Error::CustomerExists("c".into())), 409, Outcome::Invalid),
+            (Error::Tenant(hookline_core::Error::UnknownCustomer("c".into())), 404, Outcome::UnknownTarget),
+            (Error::Tenant(hookline_core::Error::DirectoryStopped), 503, Outcome::BrokerError),
+            (Error::Internal("x".into()), 500, Outcome::BrokerError),
+            (
+                Error::Produce { event_id: "e".into(), total: 2, failed: 1, produced: 1, reason: "x".into() },
+                503,
+                Outcome::BrokerError,
+            ),
+        ];
+        for (error, status, outcome) in cases {
+            assert_eq!(error.status().as_u16(), status, "{error}");
+            assert_eq!(error.outcome(), outcome, "{error}");
+        }
+        let partial = Error::Produce { event_id: "evt_1".into(), total: 3, failed: 1, produced: 2, reason: "x".into() };
+        assert!(partial.to_string().contains("2 were already written"), "{partial}");
+    }
 }

@@ -3,8 +3,8 @@
 //! (`grpc.reflection.v1`, and `v1alpha` for the clients that speak only it) services, on
 //! `--grpc-listen` (default `0.0.0.0:9620`).
 //!
-//! It shares the HTTP API's state and publish path (`http::publish_event`), so the rules are
-//! the same: a producer token as metadata `authorization: Bearer <token>`, the same validation,
+//! It shares the HTTP API's publish path ([`Publisher::publish`]) and credentials, so the rules
+//! are the same: a producer token as metadata `authorization: Bearer <token>`, the same validation,
 //! the same fan-out and acknowledgement semantics. Errors become gRPC status codes
 //! ([`Error::grpc_code`]) whose message names the offending field.
 //!
@@ -27,9 +27,10 @@ use tonic::transport::server::TcpIncoming;
 use tonic::{Request, Response, Status};
 use tonic_health::ServingStatus;
 
-use crate::auth::{identify_bearer, require_producer};
-use crate::http::{
-    AppState, Direction, PublishRequest, parse_payload, publish_span, publish_traced, validate_id_field,
+use crate::auth::{Authenticator, require_producer};
+use crate::metrics::Metrics;
+use crate::publish::{
+    Direction, PublishRequest, Publisher, default_incoming_type, parse_payload, publish_span, validate_id_field,
     validate_publish_type,
 };
 use crate::{Error, Result, idempotency};
@@ -60,9 +61,21 @@ const MAX_HEADER_LIST_SIZE: u32 = 16 * 1024;
 const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(30);
 const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// What the event broker uses.
+#[derive(Debug)]
+pub(crate) struct BrokerState {
+    pub publisher: Arc<Publisher>,
+    pub auth: Authenticator,
+    pub metrics: Metrics,
+    /// The largest message decoded: the HTTP body limit and room for the other fields.
+    pub message_limit: usize,
+    /// The longest a call may take (`--http-request-timeout`).
+    pub timeout: Duration,
+}
+
 /// Serves the event broker, health and reflection on `listener` until `shutdown` is cancelled;
 /// calls in flight then finish.
-pub(crate) async fn serve(state: Arc<AppState>, listener: TcpListener, shutdown: CancellationToken) -> Result<()> {
+pub(crate) async fn serve(state: Arc<BrokerState>, listener: TcpListener, shutdown: CancellationToken) -> Result<()> {
     let (health_reporter, health) = tonic_health::server::health_reporter();
     health_reporter.set_service_status("", ServingStatus::Serving).await;
     health_reporter.set_serving::<EventBrokerServer<Broker>>().await;
@@ -77,9 +90,8 @@ pub(crate) async fn serve(state: Arc<AppState>, listener: TcpListener, shutdown:
         .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
         .build_v1alpha()
         .map_err(|e| Error::Grpc(e.to_string()))?;
-    // Messages are bounded like HTTP bodies (a payload travels as text in both).
-    let limit = state.limits.body.saturating_add(64 * 1024);
-    let timeout = state.request_timeout;
+    let limit = state.message_limit;
+    let timeout = state.timeout;
     let broker = EventBrokerServer::new(Broker { state: Arc::clone(&state) }).max_decoding_message_size(limit);
     let broker = ProducerOnly { inner: broker, state };
     tonic::transport::Server::builder()
@@ -103,7 +115,7 @@ pub(crate) async fn serve(state: Arc<AppState>, listener: TcpListener, shutdown:
 #[derive(Debug, Clone)]
 struct ProducerOnly<S> {
     inner: S,
-    state: Arc<AppState>,
+    state: Arc<BrokerState>,
 }
 
 impl<S: NamedService> NamedService for ProducerOnly<S> {
@@ -131,7 +143,7 @@ where
         Box::pin(async move {
             // Metadata that is not ASCII text is reported like a malformed header.
             let header = request.headers().get("authorization").map(|v| v.to_str().unwrap_or_default());
-            let authorized = identify_bearer(&state, header).await.and_then(require_producer);
+            let authorized = state.auth.identify_bearer(header).await.and_then(require_producer);
             match authorized {
                 Ok(()) => inner.call(request).await,
                 Err(error) => Ok(refuse(&state, method_name(request.uri().path()), &error).into_http()),
@@ -150,7 +162,7 @@ fn method_name(path: &str) -> &'static str {
 }
 
 /// The status a call refused with `error` is answered with, counted and logged.
-fn refuse(state: &AppState, method: &'static str, error: &Error) -> Status {
+fn refuse(state: &BrokerState, method: &'static str, error: &Error) -> Status {
     let code = error.grpc_code();
     state.metrics.grpc_request(method, code);
     if matches!(code, tonic::Code::Unavailable | tonic::Code::Internal) {
@@ -164,7 +176,7 @@ fn refuse(state: &AppState, method: &'static str, error: &Error) -> Status {
 /// The `EventBroker` service. Served only behind [`ProducerOnly`], which checks the token.
 #[derive(Debug)]
 pub(crate) struct Broker {
-    state: Arc<AppState>,
+    state: Arc<BrokerState>,
 }
 
 impl Broker {
@@ -182,7 +194,7 @@ impl Broker {
     async fn send_outgoing(&self, request: Request<SendOutgoingEventRequest>) -> Result<SendOutgoingEventResponse> {
         let span = publish_span(telemetry::extract_http(&request.metadata().clone().into_headers()));
         let request = outgoing_request(request.into_inner())?;
-        let accepted = publish_traced(&self.state, request, &span).await?;
+        let accepted = self.state.publisher.publish(request, &span).await?;
         Ok(SendOutgoingEventResponse {
             event_id: accepted.event_id,
             deliveries: u32::try_from(accepted.deliveries).unwrap_or(u32::MAX),
@@ -195,7 +207,7 @@ impl Broker {
     ) -> Result<HandleIncomingEventResponse> {
         let span = publish_span(telemetry::extract_http(&request.metadata().clone().into_headers()));
         let request = incoming_request(request.into_inner())?;
-        let accepted = publish_traced(&self.state, request, &span).await?;
+        let accepted = self.state.publisher.publish(request, &span).await?;
         Ok(HandleIncomingEventResponse { event_id: accepted.event_id })
     }
 }
@@ -250,11 +262,6 @@ fn incoming_request(request: HandleIncomingEventRequest) -> Result<PublishReques
         idempotency_key: idempotency_key(request.idempotency_key)?,
         direction: Direction::Incoming,
     })
-}
-
-/// The type of an incoming event whose sender gave none.
-pub(crate) fn default_incoming_type(source: &str) -> String {
-    format!("{source}.received")
 }
 
 /// An idempotency key: absent or empty means none; otherwise checked by the rule every path

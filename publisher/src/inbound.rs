@@ -8,7 +8,7 @@
 //! 2. missing, malformed or wrong signature → `401`, stale `webhook-timestamp` → `401`; nothing
 //!    about the body is looked at before this;
 //! 3. not `application/json` → `415`, not JSON → `400`, too large → `413`, an invalid type → `422`;
-//! 4. queued through [`publish_event`] (the same validation and acknowledgement as
+//! 4. queued through [`Publisher::publish`] (the same validation and acknowledgement as
 //!    `POST /publish`), keyed by the source id → `202 {"event_id"}`.
 //!
 //! Event type: Standard Webhooks sources take the body's top-level string `type` (the shape of
@@ -34,24 +34,36 @@ use hookline_core::telemetry;
 use hookline_wire::signing::{ID_HEADER, SignatureVerifier, SigningSecret, verify_hub_signature};
 use serde_json::value::RawValue;
 
-use crate::grpc::default_incoming_type;
-use crate::http::{
-    AppState, Direction, PublishRequest, TARGET_LOOKUP_TIMEOUT, is_json, publish_span, publish_traced, read_body,
+use hookline_core::tenants::Tenants;
+
+use crate::body::{BodyLimit, is_json, read_body};
+use crate::idempotency::{fingerprint, validate_key};
+use crate::metrics::{InboundOutcome, Metrics};
+use crate::publish::{
+    Direction, PublishRequest, Publisher, TARGET_LOOKUP_TIMEOUT, default_incoming_type, publish_span,
     validate_publish_type,
 };
-use crate::idempotency::{fingerprint, validate_key};
-use crate::metrics::InboundOutcome;
 use crate::{Error, Result};
 
 /// The header GitHub-style senders name the event type in.
 const EVENT_HEADER: &str = "x-github-event";
 
-/// The inbound route.
-pub(crate) fn routes() -> Router<Arc<AppState>> {
-    Router::new().route("/inbound/{source}", post(receive))
+/// What the inbound route uses.
+#[derive(Debug)]
+pub(crate) struct Inbound {
+    pub publisher: Arc<Publisher>,
+    /// Opens the sources' secrets.
+    pub tenants: Arc<Tenants>,
+    pub body_limit: BodyLimit,
+    pub metrics: Metrics,
 }
 
-async fn receive(State(state): State<Arc<AppState>>, Path(source): Path<String>, request: Request) -> Response {
+/// The inbound route.
+pub(crate) fn routes(state: Arc<Inbound>) -> Router {
+    Router::new().route("/inbound/{source}", post(receive)).with_state(state)
+}
+
+async fn receive(State(state): State<Arc<Inbound>>, Path(source): Path<String>, request: Request) -> Response {
     match accept(&state, &source, request).await {
         Ok(event_id) => {
             state.metrics.inbound_request(InboundOutcome::Accepted);
@@ -75,18 +87,23 @@ async fn receive(State(state): State<Arc<AppState>>, Path(source): Path<String>,
 }
 
 /// Verifies and queues one inbound request; the event id.
-async fn accept(state: &Arc<AppState>, source_id: &str, request: Request) -> Result<String> {
+async fn accept(state: &Inbound, source_id: &str, request: Request) -> Result<String> {
     if validate_id(source_id).is_err() {
         return Err(Error::UnknownSource(source_id.to_owned()));
     }
     // Anyone can name any source: an unknown one costs a paced catch-up (see the directory).
-    let source =
-        match state.directory.get_fresh_paced(source_id, TARGET_LOOKUP_TIMEOUT).await.map_err(Error::Directory)? {
-            Some(source) if source.is_source() => source,
-            _ => return Err(Error::UnknownSource(source_id.to_owned())),
-        };
+    let source = match state
+        .publisher
+        .directory
+        .get_fresh_paced(source_id, TARGET_LOOKUP_TIMEOUT)
+        .await
+        .map_err(Error::Directory)?
+    {
+        Some(source) if source.is_source() => source,
+        _ => return Err(Error::UnknownSource(source_id.to_owned())),
+    };
     let headers = request.headers().clone();
-    let body = read_body(request, state).await?;
+    let body = read_body(request, state.body_limit).await?;
     let scheme = verify(state, &source, &headers, &body)?;
 
     if !is_json(&headers) {
@@ -112,7 +129,7 @@ async fn accept(state: &Arc<AppState>, source_id: &str, request: Request) -> Res
         direction: Direction::Incoming,
     };
     let span = publish_span(telemetry::extract_http(&headers));
-    Ok(publish_traced(state, request, &span).await?.event_id)
+    Ok(state.publisher.publish(request, &span).await?.event_id)
 }
 
 /// The idempotency key of an inbound delivery: `inbound:<source>:<sender's id>` when that is a
@@ -127,7 +144,7 @@ fn inbound_key(source: &str, delivery_id: &str) -> String {
 }
 
 /// Checks the sender's signature over the exact body with the source's secret.
-fn verify(state: &AppState, source: &Customer, headers: &HeaderMap, body: &[u8]) -> Result<SignatureScheme> {
+fn verify(state: &Inbound, source: &Customer, headers: &HeaderMap, body: &[u8]) -> Result<SignatureScheme> {
     let scheme =
         source.inbound.as_ref().map(|inbound| inbound.scheme).ok_or_else(|| Error::UnknownSource(source.id.clone()))?;
     let secret = state.tenants.inbound_secret(source).map_err(Error::Tenant)?;

@@ -13,44 +13,63 @@
 //! have been written).
 //!
 //! The same publish path serves the gRPC event broker ([`grpc`], `hookline.v1.EventBroker` on
-//! `--grpc-listen`, default port 9620), which runs beside the HTTP server, on the same state,
+//! `--grpc-listen`, default port 9620), which runs beside the HTTP server, with the same credentials,
 //! until the same shutdown.
 //!
 //! # Layout
-//! - [`config`]: the command line / environment ([`Config`]), and the size bounds derived from
-//!   it ([`Config::limits`]: the record limit from `message.max.bytes`, the body limit, the
-//!   in-flight budgets).
-//! - `fanout`: writes an event's copies through the shared producer within bounds on the bytes
-//!   in flight, per request and in total, so that a large fan-out cannot starve other requests.
-//! - [`http`]: the axum router, the publish handler, request parsing and validation, and how
-//!   each [`Error`] becomes a JSON error response.
-//! - [`idempotency`]: `Idempotency-Key` handling over the idempotency topic, and its bounded view.
-//! - [`api`]: the onboarding API under `/v1` (admin: customers; customer: its own key, webhook,
-//!   subscriptions, signing secret, test event).
+//! The import graph runs one way, from the transports down to publishing; no module imports one
+//! that imports it back.
+//!
+//! **Transports** (each parses its own input and takes only the state it uses):
+//! - `http`: the axum router, every HTTP route assembled in one place with its layers, and the
+//!   `POST /publish`, probe and `/metrics` handlers.
+//! - `api`: the onboarding API under `/v1` (admin: customers; customer: its own key, webhook,
+//!   subscriptions, signing secret, test event) and `GET /v1/event-types`.
 //! - `inbound`: `POST /inbound/{source}`, inbound webhooks verified with the source's secret
 //!   (Standard Webhooks or `X-Hub-Signature-256`) and queued for its internal endpoint.
-//! - `auth`: bearer credentials (admin tokens, producer tokens, customer API keys) to roles.
-//! - [`event_types`]: event-type schemas (Avro, JSON Schema) from a directory and a Confluent
-//!   Schema Registry, payload validation, and `GET /v1/event-types`.
 //! - [`grpc`]: the gRPC event broker (`SendOutgoingEvent`, `HandleIncomingEvent`), health and
 //!   reflection; the generated code in [`grpc::pb`].
 //! - `server`: the HTTP server beneath the router (hyper connections with a header read
 //!   timeout, the whole-request timeout layer, graceful drain).
+//!
+//! **What the transports share**:
+//! - `publish`: publishing without a transport: the request, its direction, the field rules
+//!   every transport applies, and the path from schema check through idempotency and recipients
+//!   to the acknowledged copies.
+//! - `auth`: bearer credentials (admin tokens, producer tokens, customer API keys) to roles, and
+//!   the extractors that require one.
+//! - `body`: HTTP request bodies: bounded reads, JSON content types, parsing with errors that
+//!   name the field.
+//! - [`error`]: this crate's error type, and how each error is answered (HTTP status and JSON
+//!   body, gRPC code, metrics outcome).
+//!
+//! **Beneath publishing**:
+//! - `fanout`: writes an event's copies through the shared producer within bounds on the bytes
+//!   in flight, per request and in total, so that a large fan-out cannot starve other requests.
+//! - [`idempotency`]: `Idempotency-Key` handling over the idempotency topic, and its bounded view.
+//! - [`event_types`]: event-type schemas (Avro, JSON Schema) from a directory and a Confluent
+//!   Schema Registry, and payload validation.
 //! - [`metrics`]: Prometheus counters, gauges and histogram served on `GET /metrics`.
-//! - [`error`]: this crate's error type.
-//! - [`run`] / [`serve`] / [`serve_with_grpc`]: start-up and graceful shutdown (here).
+//! - [`config`]: the command line / environment ([`Config`]), and the size bounds derived from
+//!   it ([`Config::limits`]: the record limit from `message.max.bytes`, the body limit, the
+//!   in-flight budgets).
+//!
+//! [`run`] / [`serve`] / [`serve_with_grpc`] (here): start-up, the state each transport gets, and
+//! graceful shutdown.
 
-pub mod api;
+mod api;
 mod auth;
+mod body;
 pub mod config;
 pub mod error;
 pub mod event_types;
 mod fanout;
 pub mod grpc;
-pub mod http;
+mod http;
 pub mod idempotency;
 mod inbound;
 pub mod metrics;
+mod publish;
 mod server;
 
 use std::sync::Arc;
@@ -63,17 +82,22 @@ use hookline_core::notices::Notifier;
 use hookline_core::secrets::TokenSet;
 use hookline_core::tenants::Tenants;
 use rdkafka::ClientConfig;
-use rdkafka::producer::{FutureProducer, Producer};
-use rdkafka::util::Timeout;
+use rdkafka::producer::FutureProducer;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 pub use config::Config;
 pub use error::{Error, Result};
 
+use crate::api::Onboarding;
+use crate::auth::Authenticator;
+use crate::body::BodyLimit;
 use crate::event_types::EventTypes;
-use crate::http::AppState;
+use crate::grpc::BrokerState;
+use crate::http::HttpState;
 use crate::idempotency::Idempotency;
+use crate::inbound::Inbound;
+use crate::publish::Publisher;
 
 /// Time beyond the request's own deadline before another request may take over its claim of an
 /// `Idempotency-Key`.
@@ -187,30 +211,55 @@ pub async fn serve_with_grpc(
     let notifier =
         Notifier::new(producer.clone(), config.topics.deliveries.clone(), directory.clone(), config.produce_timeout)
             .observed(Arc::new(move |event, outcome| counted.notice(event, outcome)));
-    let tenants = Tenants::new(
-        directory.clone(),
-        producer.clone(),
-        config.topics.customers.clone(),
-        master_key,
-        config.network.policy(),
-        config.produce_timeout,
-    )
-    .with_notifier(notifier);
-    let state = Arc::new(AppState {
+    let tenants = Arc::new(
+        Tenants::new(
+            directory.clone(),
+            producer.clone(),
+            config.topics.customers.clone(),
+            master_key,
+            config.network.policy(),
+            config.produce_timeout,
+        )
+        .with_notifier(notifier),
+    );
+    let publisher = Arc::new(Publisher {
         producer,
         directory,
-        tenants,
-        admin_tokens,
-        producer_tokens,
-        idempotency,
-        signing_secret_grace: config.signing_secret_grace,
         topic: config.topics.deliveries.clone(),
         codec,
-        limits,
+        record_limit: limits.record,
         fanout: fanout::Fanout::new(&config, &limits, metrics.clone()),
-        metrics,
-        event_types,
+        metrics: metrics.clone(),
+        idempotency,
+        event_types: Arc::clone(&event_types),
+    });
+    let auth = Authenticator::new(admin_tokens, producer_tokens, Arc::clone(&tenants));
+    let body_limit = BodyLimit(limits.body);
+    let http_state = Arc::new(HttpState {
+        publisher: Arc::clone(&publisher),
+        auth: auth.clone(),
+        body_limit,
+        metrics: metrics.clone(),
         request_timeout: config.http_request_timeout,
+    });
+    let onboarding = Arc::new(Onboarding {
+        auth: auth.clone(),
+        body_limit,
+        tenants: Arc::clone(&tenants),
+        metrics: metrics.clone(),
+        signing_secret_grace: config.signing_secret_grace,
+        publisher: Arc::clone(&publisher),
+        event_types,
+    });
+    let inbound =
+        Arc::new(Inbound { publisher: Arc::clone(&publisher), tenants, body_limit, metrics: metrics.clone() });
+    let broker = Arc::new(BrokerState {
+        publisher: Arc::clone(&publisher),
+        auth,
+        metrics: metrics.clone(),
+        // Messages are bounded like HTTP bodies (a payload travels as text in both).
+        message_limit: limits.body.saturating_add(64 * 1024),
+        timeout: config.http_request_timeout,
     });
     tracing::info!(
         %address,
@@ -229,7 +278,8 @@ pub async fn serve_with_grpc(
             header_read_timeout: config.http_header_read_timeout,
             max_connections: usize::try_from(config.http_max_connections).unwrap_or(usize::MAX),
         };
-        server::serve(listener, http::router(Arc::clone(&state)), limits, state.metrics.clone(), stop.clone()).await;
+        let router = http::router(http_state, onboarding, inbound);
+        server::serve(listener, router, limits, metrics.clone(), stop.clone()).await;
         stop.cancel();
     };
     let grpc_server = async {
@@ -237,7 +287,7 @@ pub async fn serve_with_grpc(
         if let Ok(address) = grpc.local_addr() {
             tracing::info!(%address, "gRPC event broker listening");
         }
-        let served = grpc::serve(Arc::clone(&state), grpc, stop.clone()).await;
+        let served = grpc::serve(broker, grpc, stop.clone()).await;
         stop.cancel();
         served
     };
@@ -247,11 +297,11 @@ pub async fn serve_with_grpc(
     // whose client went away before the answer. librdkafka blocks, so keep it off the runtime,
     // and drop the producer there too (its destructor may block as well).
     let flush_timeout = config.produce_timeout;
-    let directory = state.directory.clone();
-    let idempotency = state.idempotency.clone();
+    let directory = publisher.directory.clone();
+    let idempotency = publisher.idempotency.clone();
     let flushed = tokio::task::spawn_blocking(move || {
-        let result = state.producer.flush(Timeout::After(flush_timeout));
-        drop(state);
+        let result = publisher.flush(flush_timeout);
+        drop(publisher);
         result
     })
     .await;

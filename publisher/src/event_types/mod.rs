@@ -1,6 +1,6 @@
 //! Event types and their payload schemas: the publisher validates an event's `payload` against
-//! the schema of its `type` before producing anything, and lists the known types on
-//! `GET /v1/event-types`.
+//! the schema of its `type` before producing anything, and lists the known types for
+//! `GET /v1/event-types` ([`crate::api`]).
 //!
 //! Schemas come from two sources:
 //! - a directory (`--event-schemas-dir`), read once at start-up: `<type>.avsc` is an Avro
@@ -30,11 +30,6 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use axum::Json;
-use axum::extract::State;
-use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
-use axum::routing::get;
 use hookline_core::customer::{ALL_EVENTS, validate_event_type};
 use jsonschema::error::ValidationErrorKind;
 use serde::Serialize;
@@ -43,9 +38,7 @@ use serde_json::value::RawValue;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
-use crate::auth::AnyRole;
 use crate::config::Config;
-use crate::http::AppState;
 use crate::metrics::Metrics;
 use crate::{Error, Result};
 
@@ -405,47 +398,6 @@ fn schema_file(file_name: &str) -> Option<(&str, Format)> {
     }
     let name = file_name.strip_suffix(".schema.json").or_else(|| file_name.strip_suffix(".json"))?;
     Some((name, Format::JsonSchema))
-}
-
-/// `GET /v1/event-types`.
-pub(crate) fn routes() -> axum::Router<Arc<AppState>> {
-    axum::Router::new().route("/v1/event-types", get(list_event_types))
-}
-
-/// One entry of `GET /v1/event-types`.
-#[derive(Debug, Serialize)]
-struct Listed<'a> {
-    #[serde(rename = "type")]
-    event_type: &'a str,
-    format: Format,
-    source: Source,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    version: Option<u32>,
-    schema: &'a Value,
-}
-
-/// Any authenticated caller may read the types: customers choose subscriptions from them,
-/// producers write payloads to them, admins run the place.
-async fn list_event_types(State(state): State<Arc<AppState>>, auth: Result<AnyRole, Error>) -> Response {
-    let response = match auth {
-        Ok(_) => {
-            let types = state.event_types.list();
-            let listed: Vec<Listed<'_>> = types
-                .iter()
-                .map(|t| Listed {
-                    event_type: &t.name,
-                    format: t.format,
-                    source: t.source,
-                    version: t.version,
-                    schema: &t.schema,
-                })
-                .collect();
-            (StatusCode::OK, Json(serde_json::json!({ "event_types": listed }))).into_response()
-        }
-        Err(error) => error.into_response(),
-    };
-    state.metrics.api_request("list_event_types", response.status().as_u16());
-    response
 }
 
 #[cfg(test)]
