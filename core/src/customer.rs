@@ -14,7 +14,9 @@
 //! sign the deliveries to that endpoint), and it has no API key and no subscriptions, so fan-out
 //! never reaches it.
 //!
-//! Everything here is pure data manipulation; [`crate::tenants`] reads and writes the topic.
+//! Everything here is pure data manipulation; [`crate::tenants`] reads and writes the topic. The
+//! record's Avro form (its [`AvroRecord`](crate::codec::AvroRecord) mapping, [`Customer::to_bytes`],
+//! [`Customer::from_record`] and the codec's customer entry points) is in the `avro` submodule.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -27,6 +29,8 @@ use zeroize::Zeroizing;
 use crate::quote;
 use crate::secrets::{ApiKey, ApiKeyHash, MasterKey};
 use crate::{Error, Result};
+
+mod avro;
 
 /// Longest customer id accepted; ids are Kafka keys and appear in logs and metrics.
 pub const MAX_ID_LEN: usize = 128;
@@ -456,22 +460,6 @@ impl Customer {
     pub fn open_signing_secret(&self, master: &MasterKey, sealed: &SealedSecret) -> Result<SigningSecret> {
         let text = master.open_string(&secret_context(&self.id), &sealed.sealed)?;
         SigningSecret::parse(&text).map_err(wire_error)
-    }
-
-    /// Encodes the record value for the customers topic in Avro single-object encoding. With a
-    /// schema registry, use [`Codec::encode_customer`](crate::codec::Codec::encode_customer).
-    pub fn to_bytes(&self) -> Vec<u8> {
-        // Cannot fail: the value is built field by field after the compiled-in schema, which the
-        // codec's tests check against this type.
-        crate::codec::encode_customer_single_object(self).expect("a customer record matches its schema")
-    }
-
-    /// Decodes a record value from the customers topic written without a schema registry (Avro
-    /// single-object encoding or the JSON of older records); the key must match the id inside.
-    pub fn from_record(key: &str, value: &[u8]) -> Result<Self> {
-        let framing = crate::codec::Framing::of(value)
-            .map_err(|e| Error::InvalidCustomer { key: key.to_owned(), reason: e.to_string() })?;
-        crate::codec::decode_customer_offline(key, framing)
     }
 
     /// What the API and the CLI show of a customer: everything but credentials.
