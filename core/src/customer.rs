@@ -44,6 +44,14 @@ pub const MAX_URL_LEN: usize = 2048;
 pub const MAX_SUBSCRIPTIONS: usize = 1000;
 /// Subscribing to this event type means "every event type".
 pub const ALL_EVENTS: &str = "*";
+/// Event types starting with this are Hookline's own (the operational events of the `notices`
+/// module).
+pub const RESERVED_PREFIX: &str = "hookline.";
+
+/// Whether `event_type` is one of Hookline's own (not publishable, not matched by `*`).
+pub fn is_reserved(event_type: &str) -> bool {
+    event_type.starts_with(RESERVED_PREFIX)
+}
 
 /// A customer: delivery configuration, hashed API key, sealed signing secrets, public key.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -634,10 +642,10 @@ pub fn validate_id(id: &str) -> Result<()> {
 }
 
 /// Whether a subscription to `subscribed` receives events of `event_type`: the same type, or
-/// `*`, which matches every type but Hookline's own ([`crate::notices`]); those are received only
+/// `*`, which matches every type but Hookline's own ([`is_reserved`]); those are received only
 /// by name, since they tell of other tenants.
 pub fn subscription_matches(subscribed: &str, event_type: &str) -> bool {
-    subscribed == event_type || (subscribed == ALL_EVENTS && !crate::notices::is_reserved(event_type))
+    subscribed == event_type || (subscribed == ALL_EVENTS && !is_reserved(event_type))
 }
 
 /// Checks an event type: 1..=255 characters of `A-Z a-z 0-9 . _ - :`, or `*`.

@@ -28,7 +28,8 @@
 //! **Kafka plumbing**
 //! - [`kafka`]: builders for librdkafka clients from the shared settings, so every binary talks
 //!   to Kafka the same way (idempotent producers, manual offset store for consumers), and the one
-//!   "produce until acknowledged" loop.
+//!   "produce until acknowledged" loop; the record-header helpers the dead-letter and parking
+//!   contracts share.
 //! - [`topics`]: creating and checking the seven topics.
 //!
 //! **State followers and tenant operations**
