@@ -14,7 +14,9 @@
 //! sign the deliveries to that endpoint), and it has no API key and no subscriptions, so fan-out
 //! never reaches it.
 //!
-//! Everything here is pure data manipulation; [`crate::tenants`] reads and writes the topic.
+//! Everything here is pure data manipulation; [`crate::tenants`] reads and writes the topic. The
+//! record's Avro form (its [`AvroRecord`](crate::codec::AvroRecord) mapping, [`Customer::to_bytes`],
+//! [`Customer::from_record`] and the codec's customer entry points) is in the `avro` submodule.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -28,6 +30,8 @@ use crate::quote;
 use crate::secrets::{ApiKey, ApiKeyHash, MasterKey};
 use crate::{Error, Result};
 
+mod avro;
+
 /// Longest customer id accepted; ids are Kafka keys and appear in logs and metrics.
 pub const MAX_ID_LEN: usize = 128;
 /// Longest event type accepted.
@@ -40,6 +44,14 @@ pub const MAX_URL_LEN: usize = 2048;
 pub const MAX_SUBSCRIPTIONS: usize = 1000;
 /// Subscribing to this event type means "every event type".
 pub const ALL_EVENTS: &str = "*";
+/// Event types starting with this are Hookline's own (the operational events of the `notices`
+/// module).
+pub const RESERVED_PREFIX: &str = "hookline.";
+
+/// Whether `event_type` is one of Hookline's own (not publishable, not matched by `*`).
+pub fn is_reserved(event_type: &str) -> bool {
+    event_type.starts_with(RESERVED_PREFIX)
+}
 
 /// A customer: delivery configuration, hashed API key, sealed signing secrets, public key.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -458,22 +470,6 @@ impl Customer {
         SigningSecret::parse(&text).map_err(wire_error)
     }
 
-    /// Encodes the record value for the customers topic in Avro single-object encoding. With a
-    /// schema registry, use [`Codec::encode_customer`](crate::codec::Codec::encode_customer).
-    pub fn to_bytes(&self) -> Vec<u8> {
-        // Cannot fail: the value is built field by field after the compiled-in schema, which the
-        // codec's tests check against this type.
-        crate::codec::encode_customer_single_object(self).expect("a customer record matches its schema")
-    }
-
-    /// Decodes a record value from the customers topic written without a schema registry (Avro
-    /// single-object encoding or the JSON of older records); the key must match the id inside.
-    pub fn from_record(key: &str, value: &[u8]) -> Result<Self> {
-        let framing = crate::codec::Framing::of(value)
-            .map_err(|e| Error::InvalidCustomer { key: key.to_owned(), reason: e.to_string() })?;
-        crate::codec::decode_customer_offline(key, framing)
-    }
-
     /// What the API and the CLI show of a customer: everything but credentials.
     pub fn view(&self) -> CustomerView {
         let now = unix_now();
@@ -646,10 +642,10 @@ pub fn validate_id(id: &str) -> Result<()> {
 }
 
 /// Whether a subscription to `subscribed` receives events of `event_type`: the same type, or
-/// `*`, which matches every type but Hookline's own ([`crate::notices`]); those are received only
+/// `*`, which matches every type but Hookline's own ([`is_reserved`]); those are received only
 /// by name, since they tell of other tenants.
 pub fn subscription_matches(subscribed: &str, event_type: &str) -> bool {
-    subscribed == event_type || (subscribed == ALL_EVENTS && !crate::notices::is_reserved(event_type))
+    subscribed == event_type || (subscribed == ALL_EVENTS && !is_reserved(event_type))
 }
 
 /// Checks an event type: 1..=255 characters of `A-Z a-z 0-9 . _ - :`, or `*`.

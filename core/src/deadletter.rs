@@ -15,11 +15,11 @@ use std::fmt;
 use std::str::FromStr;
 use std::time::SystemTime;
 
-use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
+use rdkafka::message::{Header, Message, OwnedHeaders};
 
 use crate::customer::MAX_ID_LEN;
 use crate::envelope::headers as event_headers;
-use crate::limits;
+use crate::{kafka, limits};
 
 /// Record headers of the dead-letter contract. Values are UTF-8. The event headers a record
 /// carries from the publisher on are [`crate::envelope::headers`].
@@ -155,8 +155,8 @@ pub fn is_letter_header(key: &str) -> bool {
 /// The headers of the dead letter of `original` written whole at `at`: the original headers (minus
 /// those of an earlier dead-lettering) plus this one's.
 pub fn letter_headers<M: Message>(original: &M, letter: &DeadLetter, at: SystemTime) -> OwnedHeaders {
-    let kept = original_headers(original).filter(|header| !is_letter_header(header.key));
-    with_letter_headers(copy(kept), original, letter, at)
+    let kept = kafka::original_headers(original).filter(|header| !is_letter_header(header.key));
+    with_letter_headers(kafka::owned_headers(kept), original, letter, at)
 }
 
 /// The headers of the dead letter of `original` written at `at` without the body: the original's
@@ -164,10 +164,10 @@ pub fn letter_headers<M: Message>(original: &M, letter: &DeadLetter, at: SystemT
 /// large), this letter's, and [`headers::DLQ_BODY_DROPPED`] saying `why` (clipped to
 /// [`limits::DLQ_ERROR_MAX`]).
 pub fn bodiless_headers<M: Message>(original: &M, letter: &DeadLetter, at: SystemTime, why: &str) -> OwnedHeaders {
-    let kept = original_headers(original).filter(|header| {
+    let kept = kafka::original_headers(original).filter(|header| {
         KEPT_ON_BODILESS.contains(&header.key) && header.value.is_some_and(|v| v.len() <= limits::KEPT_HEADER_MAX)
     });
-    with_letter_headers(copy(kept), original, letter, at)
+    with_letter_headers(kafka::owned_headers(kept), original, letter, at)
         .insert(Header { key: headers::DLQ_BODY_DROPPED, value: Some(limits::clip(why, limits::DLQ_ERROR_MAX)) })
 }
 
@@ -196,30 +196,9 @@ pub fn replayed_headers<'a>(
         })
         .map(|(key, value)| Header { key, value });
     let from = format!("{dlq}/{partition}/{offset}");
-    copy(kept)
+    kafka::owned_headers(kept)
         .insert(Header { key: headers::REPLAYED_AT, value: Some(replayed_at) })
         .insert(Header { key: headers::REPLAYED_FROM, value: Some(&from) })
-}
-
-/// Every header of `original`, in order. Shared with [`crate::parking`].
-pub(crate) fn original_headers<M: Message>(original: &M) -> impl Iterator<Item = Header<'_, &[u8]>> {
-    original.headers().into_iter().flat_map(|existing| existing.iter())
-}
-
-/// `kept` as owned headers. Shared with [`crate::parking`].
-pub(crate) fn copy<'a>(kept: impl Iterator<Item = Header<'a, &'a [u8]>>) -> OwnedHeaders {
-    kept.fold(OwnedHeaders::new(), |out, header| out.insert(Header { key: header.key, value: header.value }))
-}
-
-/// `out` with the text headers `added` appended. Shared with [`crate::parking`].
-pub(crate) fn append(out: OwnedHeaders, added: Vec<(&str, &str)>) -> OwnedHeaders {
-    added.into_iter().fold(out, |out, (key, value)| out.insert(Header { key, value: Some(value) }))
-}
-
-/// The headers of `message` whose value is UTF-8 text, in order. Shared with [`crate::parking`].
-pub(crate) fn text_headers<M: Message>(message: &M) -> impl Iterator<Item = (&str, &str)> {
-    original_headers(message)
-        .filter_map(|header| Some((header.key, header.value.and_then(|v| std::str::from_utf8(v).ok())?)))
 }
 
 /// `out` with the headers of `letter` about `original` added.
@@ -246,7 +225,7 @@ fn with_letter_headers<M: Message>(
     if let Some(status) = status.as_deref() {
         added.push((headers::DLQ_LAST_STATUS, status));
     }
-    append(out, added)
+    kafka::append_text_headers(out, added)
 }
 
 /// What a record's headers say under this contract, as [`parse`] reads them. Each field is `None`
@@ -311,7 +290,7 @@ pub fn parse<'a>(record_headers: impl IntoIterator<Item = (&'a str, Option<&'a [
 
 /// [`parse`] of a message's headers.
 pub fn parse_message<M: Message>(message: &M) -> Parsed {
-    parse(original_headers(message).map(|header| (header.key, header.value)))
+    parse(kafka::original_headers(message).map(|header| (header.key, header.value)))
 }
 
 #[cfg(test)]
@@ -319,7 +298,7 @@ mod tests {
     use std::time::Duration;
 
     use rdkafka::Timestamp;
-    use rdkafka::message::OwnedMessage;
+    use rdkafka::message::{Headers, OwnedMessage};
 
     use super::*;
 

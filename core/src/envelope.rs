@@ -1,4 +1,5 @@
-//! What travels on the delivery topic, and the webhook body built from it.
+//! What travels on the delivery topic (with its Avro mapping, see [`crate::codec`]), and the
+//! webhook body built from it.
 //!
 //! One published event becomes one [`EventRecord`] per receiving customer, keyed by customer id
 //! so that one customer's events share a partition and keep their order. All copies of an event
@@ -7,9 +8,14 @@
 
 use std::time::SystemTime;
 
+use apache_avro::types::Value;
 use rdkafka::message::{Header, OwnedHeaders};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
+
+use crate::codec::mapping::{Fields, invalid_record, record, string};
+use crate::codec::{self, AvroRecord, Codec, Framing, RecordType};
+use crate::{Error, Result};
 
 /// Record headers the publisher writes, which a record keeps through its life (the dead-letter
 /// and replay headers are [`crate::deadletter::headers`]). Values are UTF-8.
@@ -26,7 +32,8 @@ pub mod headers {
 }
 
 /// The value of a record on the delivery topic: `dev.hookline.DeliveryRecord` in Avro (see
-/// [`crate::codec`]; older records are JSON of the same shape).
+/// [`crate::codec`]; older records are JSON of the same shape). Its Avro mapping is the
+/// [`AvroRecord`] implementation below.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct EventRecord {
     /// Unique, stable id of the published event (`evt_…`), the same for every customer's copy.
@@ -52,18 +59,18 @@ impl EventRecord {
     }
 
     /// Encodes the record value in Avro single-object encoding. With a schema registry, use
-    /// [`Codec::encode_delivery`](crate::codec::Codec::encode_delivery) instead.
+    /// [`Codec::encode_delivery`] instead.
     pub fn to_bytes(&self) -> Vec<u8> {
         // Cannot fail: the value is built field by field after the compiled-in schema, which the
-        // codec's tests check against this type.
-        crate::codec::encode_delivery_single_object(self).expect("a delivery record matches its schema")
+        // tests below check against this type.
+        codec::encode_single_object(self).expect("a delivery record matches its schema")
     }
 
     /// Decodes a record value written without a schema registry: Avro single-object encoding, or
-    /// the JSON of records written before Avro. [`Codec::decode_delivery`](crate::codec::Codec::decode_delivery)
-    /// also reads the Confluent wire format.
-    pub fn from_bytes(bytes: &[u8]) -> crate::Result<Self> {
-        crate::codec::Framing::of(bytes).and_then(crate::codec::decode_delivery_offline)
+    /// the JSON of records written before Avro. [`Codec::decode_delivery`] also reads the
+    /// Confluent wire format.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self> {
+        Framing::of(bytes).and_then(|framing| codec::decode_offline(&(), framing))
     }
 
     /// The headers a delivery-topic record of this event carries from its producer:
@@ -89,6 +96,52 @@ impl EventRecord {
     }
 }
 
+impl AvroRecord for EventRecord {
+    const TYPE: RecordType = RecordType::Delivery;
+    type Key = ();
+
+    fn to_value(&self) -> Value {
+        let EventRecord { event_id, event_type, timestamp, payload } = self;
+        record(vec![
+            ("event_id", string(event_id)),
+            ("type", string(event_type)),
+            ("timestamp", string(timestamp)),
+            ("payload", string(payload.get())),
+        ])
+    }
+
+    fn from_value((): &(), value: Value) -> Result<Self> {
+        let mut fields = Fields::of("DeliveryRecord", value)?;
+        let payload = fields.string("payload")?;
+        let payload = RawValue::from_string(payload)
+            .map_err(|e| invalid_record("DeliveryRecord", format!("`payload` is not JSON text: {e}")))?;
+        Ok(EventRecord {
+            event_id: fields.string("event_id")?,
+            event_type: fields.string("type")?,
+            timestamp: fields.string("timestamp")?,
+            payload,
+        })
+    }
+
+    fn from_json((): &(), json: &[u8]) -> Result<Self> {
+        serde_json::from_slice(json)
+            .map_err(|e| Error::Undecodable { reason: "invalid_json", detail: format!("invalid JSON record: {e}") })
+    }
+}
+
+/// The codec's entry points for delivery records.
+impl Codec {
+    /// Encodes a delivery record for `topic` (the delivery topic).
+    pub async fn encode_delivery(&self, topic: &str, record: &EventRecord) -> Result<Vec<u8>> {
+        self.encode(topic, record).await
+    }
+
+    /// Decodes a delivery record in any of the accepted forms.
+    pub async fn decode_delivery(&self, bytes: &[u8]) -> Result<EventRecord> {
+        self.decode(&(), bytes).await
+    }
+}
+
 /// A new event id: `evt_` and a UUIDv7, so ids sort by creation time.
 pub fn new_event_id() -> String {
     format!("evt_{}", uuid::Uuid::now_v7().simple())
@@ -99,6 +152,118 @@ mod tests {
     use rdkafka::message::Headers;
 
     use super::*;
+    use crate::codec::{
+        DELIVERY_SCHEMA, Known, SINGLE_OBJECT_MAGIC, assert_schema_fields, avro_datum, fingerprint, read_single_object,
+    };
+
+    fn event() -> EventRecord {
+        let payload = RawValue::from_string(r#"{"b":1,  "a":[2,3], "s":"é"}"#.to_owned()).unwrap();
+        EventRecord::new("order.created", payload)
+    }
+
+    fn assert_same_event(a: &EventRecord, b: &EventRecord) {
+        assert_eq!(
+            (&a.event_id, &a.event_type, &a.timestamp, a.payload.get()),
+            (&b.event_id, &b.event_type, &b.timestamp, b.payload.get())
+        );
+    }
+
+    fn decode_delivery_offline(framing: Framing<'_>) -> Result<EventRecord> {
+        codec::decode_offline(&(), framing)
+    }
+
+    /// `schemas/delivery.avsc` plus an optional `trace_id` at the end (tests of schema evolution).
+    fn delivery_v2() -> String {
+        let mut schema: serde_json::Value = serde_json::from_str(DELIVERY_SCHEMA).unwrap();
+        schema["fields"]
+            .as_array_mut()
+            .unwrap()
+            .push(serde_json::json!({"name": "trace_id", "type": ["null", "string"], "default": null}));
+        schema.to_string()
+    }
+
+    /// The Rust type and `schemas/delivery.avsc` agree: every field survives a round trip, and
+    /// every field the JSON form has (the serde representation) is a field of the schema.
+    #[test]
+    fn schema_and_type_agree() {
+        let event = event();
+        let bytes = codec::encode_single_object(&event).unwrap();
+        assert_same_event(&decode_delivery_offline(Framing::of(&bytes).unwrap()).unwrap(), &event);
+        assert_schema_fields(RecordType::Delivery.schema(), &serde_json::to_value(&event).unwrap(), "DeliveryRecord");
+    }
+
+    #[test]
+    fn legacy_json_records_still_decode() {
+        let json = br#"{"event_id":"evt_1","type":"a.b","timestamp":"t","payload":{"x": 1}}"#;
+        let event = decode_delivery_offline(Framing::of(json).unwrap()).unwrap();
+        assert_eq!((event.event_id.as_str(), event.payload.get()), ("evt_1", r#"{"x": 1}"#));
+    }
+
+    #[test]
+    fn garbage_is_an_error_with_a_reason_not_a_panic() {
+        let reason = |bytes: &[u8]| match Framing::of(bytes).and_then(decode_delivery_offline) {
+            Err(Error::Undecodable { reason, .. }) => reason,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(reason(b""), "unknown_format");
+        assert_eq!(reason(b"not json"), "unknown_format");
+        assert_eq!(reason(b"{}"), "invalid_json");
+        assert_eq!(reason(&[0xC3, 0x01, 1]), "unknown_format");
+        let mut good = codec::encode_single_object(&event()).unwrap();
+        good.truncate(good.len() - 3);
+        // (apache-avro reads a truncated last field as null, which the mapping refuses.)
+        assert!(matches!(reason(&good), "invalid_avro" | "invalid_record"));
+        let customer = crate::customer::Customer { id: "acme".into(), ..Default::default() }.to_bytes();
+        assert_eq!(reason(&customer), "wrong_record_type");
+        let mut unknown = codec::encode_single_object(&event()).unwrap();
+        unknown[5] ^= 0xff;
+        assert_eq!(reason(&unknown), "unknown_schema", "unknown fingerprint, nothing appended");
+        // A Confluent record without a registry needs one.
+        let codec = Codec::single_object();
+        let confluent = [0, 0, 0, 0, 7, 2, b'x'];
+        let error = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+            .block_on(codec.decode_delivery(&confluent))
+            .unwrap_err();
+        assert_eq!(error.decode_reason(), "no_registry", "{error}");
+        assert!(!error.is_transient());
+    }
+
+    /// v2 = v1 plus an optional field at the end: a v1 reader decodes what a v2 writer wrote,
+    /// without knowing v2's fingerprint.
+    #[test]
+    fn a_newer_writer_that_appended_an_optional_field_is_read() {
+        let v2 = apache_avro::Schema::parse_str(&delivery_v2()).unwrap();
+        let event = event();
+        let Value::Record(mut fields) = event.to_value() else { unreachable!() };
+        fields.push(("trace_id".into(), Value::Union(1, Box::new(Value::String("trace-1".into())))));
+        let mut bytes = SINGLE_OBJECT_MAGIC.to_vec();
+        bytes.extend_from_slice(&fingerprint(&v2));
+        bytes.extend(avro_datum(&v2, Value::Record(fields)).unwrap());
+        assert_same_event(&decode_delivery_offline(Framing::of(&bytes).unwrap()).unwrap(), &event);
+    }
+
+    /// A newer reader resolves a record of an earlier version it keeps as history; without the
+    /// history it could not tell the older record from a garbled one, and refuses it.
+    #[test]
+    fn a_newer_reader_resolves_an_earlier_version_kept_as_history() {
+        let v2 = apache_avro::Schema::parse_str(&delivery_v2()).unwrap();
+        let v2 = Known { schema: &v2, fingerprint: fingerprint(&v2) };
+        let v1 = RecordType::Delivery.compiled().known();
+        let event = event();
+        let bytes = codec::encode_single_object(&event).unwrap();
+        let Framing::SingleObject { fingerprint, body } = Framing::of(&bytes).unwrap() else { unreachable!() };
+        let value = read_single_object("DeliveryRecord", v2, &[v1], fingerprint, body).unwrap();
+        let Value::Record(fields) = &value else { panic!("{value:?}") };
+        assert_eq!(
+            fields.last().map(|(name, v)| (name.as_str(), v)),
+            Some(("trace_id", &Value::Union(0, Box::new(Value::Null))))
+        );
+        assert_same_event(&EventRecord::from_value(&(), value).unwrap(), &event);
+        let refused = read_single_object("DeliveryRecord", v2, &[], fingerprint, body).unwrap_err();
+        assert_eq!(refused.decode_reason(), "unknown_schema", "{refused}");
+    }
 
     #[test]
     fn a_record_carries_its_event_id_and_type_as_headers() {

@@ -2,6 +2,9 @@
 
 use rdkafka::error::KafkaError;
 
+/// What to do when no broker answers; every "cannot reach Kafka" message ends with it.
+pub const BROKERS_HINT: &str = "check that the broker is running and that --brokers / KAFKA_BROKERS points at it";
+
 /// Result alias used across `hookline-core`.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -13,7 +16,7 @@ pub enum Error {
 
     /// No broker answered: names the bootstrap servers tried and how to point elsewhere (see
     /// [`crate::kafka::name_brokers`]).
-    #[error("cannot reach Kafka at {brokers} ({source}); {hint}", hint = crate::kafka::BROKERS_HINT)]
+    #[error("cannot reach Kafka at {brokers} ({source}); {hint}", hint = BROKERS_HINT)]
     // Boxed: the error is kept small (every `Result` of the core carries it).
     Unreachable { brokers: String, source: Box<KafkaError> },
 

@@ -6,7 +6,8 @@
 //! their clients comes from [`client_id`] (a `--kafka-property client.id=...` still wins).
 //!
 //! [`produce_until_acknowledged`] is the one retry loop of the writes an offset waits for (the
-//! dead letter, the ledger entry): retried with backoff until the broker acknowledges them.
+//! dead letter, the ledger entry): retried with backoff until the broker acknowledges them. The
+//! record-header helpers at the end are shared by the dead-letter and parking contracts.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -14,6 +15,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
+use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
@@ -164,9 +166,6 @@ pub const READER_GROUP: &str = "hookline-reader";
 pub fn admin_config(kafka: &KafkaArgs, client_id: &str) -> ClientConfig {
     base(kafka, client_id, &[])
 }
-
-/// What to do when no broker answers; every "cannot reach Kafka" message ends with it.
-pub const BROKERS_HINT: &str = "check that the broker is running and that --brokers / KAFKA_BROKERS points at it";
 
 /// `error`, as [`Error::Unreachable`] naming `kafka.brokers` when it says that no broker could be
 /// reached (transport failure, all brokers down, an unresolvable name, no answer in time); any
@@ -330,6 +329,29 @@ pub fn is_permanent(error: &KafkaError) -> bool {
 /// Creates a group-less reader (see [`reader_config`]).
 pub fn reader(kafka: &KafkaArgs, client_id: &str) -> Result<BaseConsumer> {
     Ok(reader_config(kafka, client_id).create()?)
+}
+
+// --- Record headers (shared by the dead-letter and parking contracts) ---------------------------
+
+/// Every header of `original`, in order.
+pub(crate) fn original_headers<M: Message>(original: &M) -> impl Iterator<Item = Header<'_, &[u8]>> {
+    original.headers().into_iter().flat_map(|existing| existing.iter())
+}
+
+/// `kept` as owned headers.
+pub(crate) fn owned_headers<'a>(kept: impl Iterator<Item = Header<'a, &'a [u8]>>) -> OwnedHeaders {
+    kept.fold(OwnedHeaders::new(), |out, header| out.insert(Header { key: header.key, value: header.value }))
+}
+
+/// `out` with the text headers `added` appended.
+pub(crate) fn append_text_headers(out: OwnedHeaders, added: Vec<(&str, &str)>) -> OwnedHeaders {
+    added.into_iter().fold(out, |out, (key, value)| out.insert(Header { key, value: Some(value) }))
+}
+
+/// The headers of `message` whose value is UTF-8 text, in order.
+pub(crate) fn text_headers<M: Message>(message: &M) -> impl Iterator<Item = (&str, &str)> {
+    original_headers(message)
+        .filter_map(|header| Some((header.key, header.value.and_then(|v| std::str::from_utf8(v).ok())?)))
 }
 
 #[cfg(test)]

@@ -6,8 +6,9 @@
 //! **Model: what the records mean**
 //! - [`customer`]: a customer (tenant) as stored in the compacted customers topic: delivery
 //!   configuration, subscriptions, rate limit, disabled state, hashed API key, sealed signing
-//!   secrets, public key.
-//! - [`envelope`]: the record carried on the delivery topic and the webhook body built from it.
+//!   secrets, public key; and its Avro mapping.
+//! - [`envelope`]: the record carried on the delivery topic, its Avro mapping, and the webhook
+//!   body built from it.
 //! - [`deadletter`]: the dead-letter record contract: reasons, header names, the builders of a
 //!   dead letter's headers (whole and body-less) and of a replayed record's, and their parser.
 //! - [`parking`]: the parking contract: the headers of a record parked on the retry topic and the
@@ -20,12 +21,15 @@
 //! **Encoding**
 //! - [`codec`]: record values in Avro (single-object encoding, or the Confluent Schema Registry
 //!   wire format), the compiled-in schemas and their history, schema resolution and the legacy
-//!   JSON records.
+//!   JSON records. Inside: `catalog` (schemas, history, fingerprints, subjects), `registry` (the
+//!   registry client), `framing` (the three framings, single-object reads) and `mapping` (the
+//!   [`codec::AvroRecord`] trait, which `customer` and `envelope` implement for their records).
 //!
 //! **Kafka plumbing**
 //! - [`kafka`]: builders for librdkafka clients from the shared settings, so every binary talks
 //!   to Kafka the same way (idempotent producers, manual offset store for consumers), and the one
-//!   "produce until acknowledged" loop.
+//!   "produce until acknowledged" loop; the record-header helpers the dead-letter and parking
+//!   contracts share.
 //! - [`topics`]: creating and checking the seven topics.
 //!
 //! **State followers and tenant operations**

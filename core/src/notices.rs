@@ -25,13 +25,9 @@ use crate::directory::Directory;
 use crate::envelope::EventRecord;
 use crate::{Error, Result};
 
-/// Event types starting with this are Hookline's own.
-pub const RESERVED_PREFIX: &str = "hookline.";
-
-/// Whether `event_type` is one of Hookline's own (not publishable, not matched by `*`).
-pub fn is_reserved(event_type: &str) -> bool {
-    event_type.starts_with(RESERVED_PREFIX)
-}
+// The reserved namespace is a rule on event types, which the customer module owns (it decides what
+// `*` matches); re-exported because the operational events are why it exists.
+pub use crate::customer::{RESERVED_PREFIX, is_reserved};
 
 /// Whether `event_type` is an operational event type, which only an operator subscribes to.
 pub fn is_operational(event_type: &str) -> bool {

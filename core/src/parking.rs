@@ -22,7 +22,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use rdkafka::message::{Message, OwnedHeaders};
 use serde::{Deserialize, Serialize};
 
-use crate::{deadletter, limits};
+use crate::{kafka, limits};
 
 /// Record headers of a parked record. Values are UTF-8.
 pub mod headers {
@@ -60,7 +60,7 @@ pub struct Parking {
 /// The headers of the parked copy of `original`: its own (minus those of an earlier parking),
 /// plus this parking's.
 pub fn parked_headers<M: Message>(original: &M, parking: &Parking) -> OwnedHeaders {
-    let out = deadletter::copy(deadletter::original_headers(original).filter(|header| !is_parked_header(header.key)));
+    let out = kafka::owned_headers(kafka::original_headers(original).filter(|header| !is_parked_header(header.key)));
     let at = humantime::format_rfc3339_millis(parking.at).to_string();
     let attempts = parking.attempts.to_string();
     let from = format!("{}/{}/{}", original.topic(), original.partition(), original.offset());
@@ -73,7 +73,7 @@ pub fn parked_headers<M: Message>(original: &M, parking: &Parking) -> OwnedHeade
     if let Some(error) = parking.last_error.as_deref() {
         added.push((headers::PARKED_LAST_ERROR, limits::clip(error, limits::DLQ_ERROR_MAX)));
     }
-    deadletter::append(out, added)
+    kafka::append_text_headers(out, added)
 }
 
 /// What a parked record's headers say, as [`parse`] reads them; each field `None` when its header
@@ -90,7 +90,7 @@ pub struct Parsed {
 /// Reads a parked record's headers (of a repeated header the last counts).
 pub fn parse<M: Message>(record: &M) -> Parsed {
     let mut parsed = Parsed::default();
-    for (key, text) in deadletter::text_headers(record) {
+    for (key, text) in kafka::text_headers(record) {
         match key {
             headers::PARKED_AT => parsed.at = humantime::parse_rfc3339_weak(text).ok(),
             headers::PARKED_ATTEMPTS => parsed.attempts = text.parse().ok(),

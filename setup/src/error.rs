@@ -18,7 +18,7 @@ pub enum Error {
 
     /// No broker answered: `reason` says whether they refused (failed fast) or stayed silent
     /// (the whole `--timeout`).
-    #[error("cannot reach Kafka at {brokers}: {reason}; {hint}", hint = hookline_core::kafka::BROKERS_HINT)]
+    #[error("cannot reach Kafka at {brokers}: {reason}; {hint}", hint = hookline_core::error::BROKERS_HINT)]
     Unreachable { brokers: String, reason: String },
 
     #[error("timed out after {0:?} waiting for {1}; is the broker overloaded? raise --timeout to wait longer")]
