@@ -220,37 +220,55 @@ impl Bench<'_> {
     }
 
     /// Drains of a prefilled topic: both sealings, one consumer and `--consumers`, in every
-    /// `--orderings` mode (side by side).
+    /// `--orderings` mode (side by side), and the first of them once more without the delivery
+    /// log (what recording every attempt costs).
     pub async fn drains(&self) -> Result<Vec<Figure>> {
         let mut figures = vec![];
         for &sealing in &self.config.sealing {
             for &consumers in &self.config.consumers {
                 for &ordering in &self.config.orderings {
-                    let spec = DrainSpec {
-                        sealing,
-                        consumers,
-                        ordering,
-                        extra_args: &[],
-                        events: self.config.events,
-                        endpoints: Endpoints::instant(None),
-                        end: DrainEnd::Complete,
-                    };
-                    let runs = self.drain_runs(&spec).await?;
-                    figures.extend(drain_figures(
-                        &ordered_id(&format!("drain.{}.{consumers}", sealing.id()), ordering),
-                        &format!(
-                            "Consumer drain, {}, {consumers} consumer{}, {} ordering{}",
-                            sealing.label(),
-                            if consumers == 1 { "" } else { "s" },
-                            ordering.id(),
-                            threads_label(self.config.worker_threads)
-                        ),
-                        &runs,
-                    ));
+                    figures.extend(self.plain_drain(sealing, consumers, ordering, false).await?);
                 }
             }
         }
+        if let (Some(&sealing), Some(&consumers), Some(&ordering)) =
+            (self.config.sealing.first(), self.config.consumers.first(), self.config.orderings.first())
+        {
+            figures.extend(self.plain_drain(sealing, consumers, ordering, true).await?);
+        }
         Ok(figures)
+    }
+
+    /// The figures of one drain of healthy customers, with the delivery log off if `log_off`.
+    async fn plain_drain(
+        &self,
+        sealing: Sealing,
+        consumers: u32,
+        ordering: OrderingMode,
+        log_off: bool,
+    ) -> Result<Vec<Figure>> {
+        let spec = DrainSpec {
+            sealing,
+            consumers,
+            ordering,
+            extra_args: if log_off { LOG_OFF } else { &[] },
+            events: self.config.events,
+            endpoints: Endpoints::instant(None),
+            end: DrainEnd::Complete,
+        };
+        let runs = self.drain_runs(&spec).await?;
+        let (id_suffix, label_suffix) = if log_off { (".log_off", ", delivery log off") } else { ("", "") };
+        Ok(drain_figures(
+            &ordered_id(&format!("drain.{}.{consumers}{id_suffix}", sealing.id()), ordering),
+            &format!(
+                "Consumer drain, {}, {consumers} consumer{}, {} ordering{}{label_suffix}",
+                sealing.label(),
+                if consumers == 1 { "" } else { "s" },
+                ordering.id(),
+                threads_label(self.config.worker_threads)
+            ),
+            &runs,
+        ))
     }
 
     /// The drain with customer 0 answering 503 to everything: the throughput of the others, in
@@ -688,6 +706,9 @@ fn drain_figures(id: &str, label: &str, runs: &[DrainRun]) -> Vec<Figure> {
 
 /// A figure id for `ordering`: partition ordering keeps the id it always had, key ordering
 /// adds `.key` (which also relates its rate to the receiver under concurrent clients).
+/// The consumer arguments of the drain without the delivery log.
+const LOG_OFF: &[&str] = &["--delivery-log", "off"];
+
 /// The consumer arguments of the head-of-line run in partition ordering with parking.
 /// Parking at the first failure: in partition ordering every attempt in place holds the whole
 /// partition back (three would stop it for 3 to 6 s with the production backoff).

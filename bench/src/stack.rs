@@ -153,6 +153,7 @@ impl Stack {
             .args(["--delivered-topic", &self.topics.delivered])
             .args(["--retry-topic", &self.topics.retry])
             .args(["--parking-topic", &self.topics.parking])
+            .args(["--attempts-topic", &self.topics.attempts])
             .args(["--group", group])
             .args(["--metrics-listen", &metrics.to_string()])
             .args(args);

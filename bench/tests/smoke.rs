@@ -37,6 +37,7 @@ async fn a_smoke_run_measures_every_scenario_and_writes_the_reports() {
         "publisher.events_per_second",
         "publisher.latency.p99",
         "drain.signing.1",
+        "drain.signing.1.log_off",
         "drain.signing.2",
         "drain.jwe.1",
         "drain.jwe.2",

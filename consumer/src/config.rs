@@ -63,6 +63,12 @@ pub struct Config {
     #[command(flatten)]
     pub dedup: DedupArgs,
 
+    /// The delivery log on the attempts topic (`--attempts-topic`): `on` records every attempt and
+    /// every parking, dead-letter and skip decision, what the publisher's deliveries API shows;
+    /// `off` records nothing (and the topic is not needed).
+    #[arg(long, env = "HOOKLINE_DELIVERY_LOG", default_value = "on")]
+    pub delivery_log: Switch,
+
     /// How long to wait for the customer directory to load at start-up.
     #[arg(long, env = "HOOKLINE_DIRECTORY_LOAD_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
     pub directory_load_timeout: Duration,
@@ -144,6 +150,13 @@ pub struct OrderingArgs {
         value_parser = clap::value_parser!(u64).range(1..=100_000)
     )]
     pub max_concurrency: u64,
+}
+
+/// A feature turned `on` or `off`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Switch {
+    On,
+    Off,
 }
 
 /// `--ordering`.
@@ -347,6 +360,7 @@ impl Config {
             revoke_drain_timeout: None,
             dedup_window: Window(Some(DEFAULT_DEDUP_WINDOW)),
             dedup: DedupArgs::default(),
+            delivery_log: Switch::On,
             directory_load_timeout: Duration::from_secs(30),
             log: LogArgs::default(),
             runtime: RuntimeArgs::default(),

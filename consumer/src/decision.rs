@@ -122,7 +122,7 @@ mod tests {
 
     fn failed(status: Option<u16>, class: &'static str, retry_after: Option<Duration>) -> Failure {
         let error = status.map_or_else(|| format!("{class} failure"), |status| format!("HTTP {status}"));
-        Failure { status, error, retry_after, class, took: Duration::from_millis(5) }
+        Failure { status, error, retry_after, class, took: Duration::from_millis(5), excerpt: None }
     }
 
     fn reason(decision: &Decision) -> Option<DlqReason> {

@@ -10,9 +10,10 @@
 //! guard does not check ([`WebhookRequest::internal`]).
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
+use hookline_core::attempts::{AttemptOutcome, AttemptRecord};
 use hookline_core::codec::Codec;
 use hookline_core::customer::unix_now;
 use hookline_core::directory::Directory;
@@ -23,6 +24,7 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
+use crate::attempt_log::AttemptLog;
 use crate::decision::{Decision, Fact, decide};
 use crate::dedup::{Receipt, Seen};
 use crate::dlq::{DlqWriter, Written};
@@ -85,6 +87,8 @@ pub struct Deliverer {
     pub notices_room: Arc<Semaphore>,
     /// Spaces the attempts of customers with a rate limit.
     pub pacer: Pacer,
+    /// The delivery log: every attempt and decision, recorded without waiting.
+    pub log: AttemptLog,
 }
 
 /// Most operational events being published at once by one consumer.
@@ -176,7 +180,8 @@ impl Deliverer {
                 }
                 Decision::DeadLetter { reason, error } => {
                     let letter = DeadLetter { reason, error, attempts, last_status };
-                    return self.dead_letter(&span, record, letter).await;
+                    let event = progress.event.as_ref().map(|(event, _)| event);
+                    return self.dead_letter(&span, record, event, letter).await;
                 }
                 Decision::Park { error } => {
                     tracing::info!(parent: &span, attempts, %error, "delivery failed; the customer is parked");
@@ -258,6 +263,7 @@ impl Deliverer {
                         customer = customer_id,
                         "already delivered to this customer; not sent again"
                     );
+                    self.log.record(&logged(record, AttemptOutcome::Skipped, Some(&event), 0));
                     return Gathered::Duplicate;
                 }
                 let envelope = Bytes::from(event.webhook_body());
@@ -348,14 +354,23 @@ impl Deliverer {
             let _counted = InFlight::new(&self.metrics.attempts_in_flight);
             self.client.attempt(&request).instrument(attempt_span.clone()).await
         };
+        let mut entry = logged(record, AttemptOutcome::Delivered, Some(event), progress.attempts);
         let fact = match attempt {
             Attempt::Acked { status, took } => {
+                entry.status = Some(status);
+                entry.duration_ms = Some(millis(took));
                 attempt_span.record("status", status);
                 self.metrics.attempts.with_label_values(&["ack", "2xx"]).inc();
                 self.metrics.attempt_duration.observe(took.as_secs_f64());
                 Fact::Acked
             }
-            Attempt::Failed(failure) => {
+            Attempt::Failed(mut failure) => {
+                entry.outcome = AttemptOutcome::Failed;
+                entry.status = failure.status;
+                entry.duration_ms = Some(millis(failure.took));
+                entry.error_class = Some(failure.class.to_owned());
+                entry.error = Some(failure.error.clone());
+                entry.response = failure.excerpt.take();
                 if let Some(status) = failure.status {
                     attempt_span.record("status", status);
                 }
@@ -367,6 +382,9 @@ impl Deliverer {
                 Fact::Failed { failure, scheduled: progress.schedule.next_backoff() }
             }
             Attempt::Blocked { reason } => {
+                entry.outcome = AttemptOutcome::Failed;
+                entry.error_class = Some("blocked".to_owned());
+                entry.error = Some(format!("blocked by the SSRF guard: {reason}"));
                 attempt_span.record("error_class", "blocked");
                 attempt_span.record("otel.status_code", "ERROR");
                 self.metrics.attempts.with_label_values(&["blocked", "blocked"]).inc();
@@ -374,6 +392,7 @@ impl Deliverer {
                 Fact::Blocked { reason }
             }
         };
+        self.log.record(&entry);
         Gathered::Fact(fact)
     }
 
@@ -386,11 +405,23 @@ impl Deliverer {
             offset = record.offset(),
         );
         telemetry::set_parent(&span, telemetry::extract_kafka(record.headers()));
-        self.dead_letter(&span, record, letter).await
+        self.dead_letter(&span, record, None, letter).await
     }
 
-    async fn dead_letter(&self, deliver: &tracing::Span, record: &OwnedMessage, letter: DeadLetter) -> Outcome {
+    /// Writes `record` to the DLQ as `letter` says, and records it in the delivery log; `event`
+    /// is the record's value, when it was decoded.
+    async fn dead_letter(
+        &self,
+        deliver: &tracing::Span,
+        record: &OwnedMessage,
+        event: Option<&EventRecord>,
+        letter: DeadLetter,
+    ) -> Outcome {
         let (reason, attempts) = (letter.reason, letter.attempts);
+        let mut entry = logged(record, AttemptOutcome::DeadLettered, event, attempts);
+        entry.reason = Some(reason.as_str().to_owned());
+        entry.status = letter.last_status;
+        entry.error = Some(letter.error.clone());
         let span = tracing::info_span!(parent: deliver, "dead_letter", reason = reason.as_str(), attempts);
         let outcome = match self.dlq.write(record, &letter).instrument(span).await {
             Written::Whole | Written::BodyDropped => "dead_lettered",
@@ -398,8 +429,31 @@ impl Deliverer {
             Written::Nowhere => "skipped",
         };
         self.metrics.deliveries.with_label_values(&[outcome]).inc();
+        self.log.record(&entry);
         Outcome::DeadLettered(reason)
     }
+}
+
+/// A delivery log entry of `outcome` for `record` after `attempts` attempts, with the event id
+/// and type of its decoded value when there is one (else of its headers).
+pub fn logged(
+    record: &OwnedMessage,
+    outcome: AttemptOutcome,
+    event: Option<&EventRecord>,
+    attempts: u32,
+) -> AttemptRecord {
+    let mut entry = AttemptRecord::of(record, outcome, SystemTime::now());
+    if let Some(event) = event {
+        entry.event_id.clone_from(&event.event_id);
+        entry.event_type.clone_from(&event.event_type);
+    }
+    entry.attempt = attempts;
+    entry
+}
+
+/// Whole milliseconds of `took`, for the delivery log.
+fn millis(took: Duration) -> u64 {
+    u64::try_from(took.as_millis()).unwrap_or(u64::MAX)
 }
 
 /// Counts one in a gauge while alive (also when the attempt it counts is dropped unfinished).

@@ -43,11 +43,15 @@
 //! - `webhook`: one HTTP attempt, behind the SSRF guard.
 //! - `retry`: the backoff schedule and `Retry-After` parsing.
 //! - `pacing`: per-customer rate limits: when a customer's next attempt may start (pure).
+//! - `attempt_log`: the delivery log (`hookline_core::attempts`): a record per attempt and per
+//!   parking, dead-letter or skip decision, handed to a batching producer without waiting, dropped
+//!   and counted when its bounded queue is full.
 //! - `dlq`: writing dead letters (their headers are `hookline_core::deadletter`'s), and their
 //!   body-less form when the whole record is refused for good.
 //! - [`metrics`]: Prometheus metrics and `/metrics`.
 //! - `error`: this crate's error type ([`Error`]).
 
+pub(crate) mod attempt_log;
 pub mod config;
 pub(crate) mod decision;
 pub(crate) mod dedup;
@@ -201,12 +205,22 @@ pub async fn run_with_metrics(config: Config, shutdown: CancellationToken, metri
         ),
         _ => None,
     };
+    let log = match config.delivery_log {
+        config::Switch::On => attempt_log::AttemptLog::start(
+            &config.kafka,
+            &client_id,
+            &config.topics.attempts,
+            metrics.attempt_log.clone(),
+        )?,
+        config::Switch::Off => attempt_log::AttemptLog::off(metrics.attempt_log.clone()),
+    };
     let deliverer = Arc::new(Deliverer {
         tenants,
         disable_after: config.parking.disable_after.0,
         notifier,
         notices_room: Arc::new(tokio::sync::Semaphore::new(delivery::MAX_NOTICES_IN_FLIGHT)),
         pacer: pacing::Pacer::default(),
+        log,
         directory,
         codec,
         client: webhook::WebhookClient::new(config.delivery.request_timeout, config.network.policy())?,
@@ -330,9 +344,13 @@ fn member_config(config: &Config, client_id: &str) -> rdkafka::ClientConfig {
 async fn check_topics(config: &Config) -> Result<()> {
     let (kafka, topics, dedup) = (config.kafka.clone(), config.topics.clone(), config.dedup_window.0.is_some());
     let parking = config.park_after().is_some();
+    let log = config.delivery_log == config::Switch::On;
     tokio::task::spawn_blocking(move || {
         let reader = kafka::reader(&kafka, "hookline-consumer-check")?;
         kafka::topic_partitions(&reader, &topics.dlq, TOPIC_CHECK_TIMEOUT)?;
+        if log {
+            kafka::topic_partitions(&reader, &topics.attempts, TOPIC_CHECK_TIMEOUT)?;
+        }
         if dedup {
             ledger::check_layout(&reader, &topics.delivered, &topics.deliveries)?;
         }
@@ -397,6 +415,7 @@ async fn close(consumer: Arc<HooklineConsumer>, deliverer: Arc<Deliverer>) {
         // making the others wait for the session timeout.
         drop(consumer);
         let _ = deliverer.dlq.producer().flush(FLUSH_TIMEOUT);
+        deliverer.log.flush(FLUSH_TIMEOUT);
         drop(deliverer);
         committed
     })

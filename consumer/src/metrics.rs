@@ -132,6 +132,9 @@ pub struct Metrics {
     /// `hookline_disabled_endpoints`: customers whose endpoint is disabled, in this process's
     /// view of the customer directory (set at scrape time).
     pub disabled_endpoints: IntGauge,
+    /// Delivery log records by outcome: `written` (acknowledged), `failed` (the broker refused
+    /// them), `dropped` (the log's queue was full).
+    pub attempt_log: IntCounterVec,
     /// The directory `hookline_disabled_endpoints` counts in, once the consumer has one.
     directory: Arc<OnceLock<Directory>>,
     /// `hookline_decode_errors_total{reason}`: record values that could not be decoded
@@ -235,6 +238,11 @@ impl Metrics {
                 registry.register(Box::new(metric.clone()))?;
                 metric
             },
+            attempt_log: counter_vec(
+                "hookline_attempt_log_records_total",
+                "Delivery log records by outcome (written, failed, dropped).",
+                &["outcome"],
+            )?,
             disabled_endpoints: gauge(
                 "hookline_disabled_endpoints",
                 "Customers whose endpoint is disabled, in this process's view of the customer directory.",

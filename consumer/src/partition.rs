@@ -43,6 +43,7 @@ use std::time::{Duration, SystemTime};
 use futures::future::BoxFuture;
 use futures::stream::FuturesUnordered;
 use futures::{FutureExt, StreamExt};
+use hookline_core::attempts::AttemptOutcome;
 use hookline_core::deadletter::{DeadLetter, DlqReason};
 use hookline_core::notices::EndpointNotice;
 use hookline_core::parking::{ParkState, Parking as ParkingInfo, from_unix_ms, unix_ms};
@@ -52,7 +53,7 @@ use rdkafka::{Offset, TopicPartitionList};
 use tokio_util::sync::CancellationToken;
 
 use crate::dedup::{Dedup, NO_OFFSET, Recorded};
-use crate::delivery::{Deliverer, Outcome};
+use crate::delivery::{Deliverer, Outcome, logged};
 use crate::lanes::Lanes;
 use crate::ledger::Ledger;
 use crate::offsets::OffsetTracker;
@@ -205,6 +206,13 @@ pub async fn run(
             let mut state = None;
             if let Ok(head) = written {
                 deliverer.metrics.parked_records.inc();
+                // The log points at the parked copy: that is where the record lives from now on.
+                let mut entry = logged(&record, AttemptOutcome::Parked, None, what.attempts);
+                entry.status = what.last_status;
+                entry.error.clone_from(&what.last_error);
+                entry.topic.clone_from(&store.retry_topic);
+                entry.offset = head;
+                deliverer.log.record(&entry);
                 if first {
                     // The state is acknowledged before the record is done (its offset committed):
                     // a parked record is always found again after a crash.

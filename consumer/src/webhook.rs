@@ -36,6 +36,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
+use hookline_core::attempts::EXCERPT_MAX;
 use hookline_core::netguard::{NetworkPolicy, Refusal, refused_host};
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 use reqwest::header::{CONTENT_TYPE, HeaderValue, RETRY_AFTER};
@@ -99,6 +100,8 @@ pub struct Failure {
     /// Bounded label for metrics: `3xx`, `4xx`, `5xx`, `timeout`, `connect`, `other`.
     pub class: &'static str,
     pub took: Duration,
+    /// The start of the endpoint's answer, when it answered with a body (for the delivery log).
+    pub excerpt: Option<String>,
 }
 
 /// Parsed URLs kept at most; beyond this the cache starts over (it only saves parsing).
@@ -154,7 +157,14 @@ impl WebhookClient {
     pub async fn attempt(&self, request: &WebhookRequest<'_>) -> Attempt {
         let started = Instant::now();
         let failed = |error: String| {
-            Attempt::Failed(Failure { status: None, error, retry_after: None, class: "other", took: started.elapsed() })
+            Attempt::Failed(Failure {
+                status: None,
+                error,
+                retry_after: None,
+                class: "other",
+                took: started.elapsed(),
+                excerpt: None,
+            })
         };
         // The parser's messages do not quote the URL.
         let url = match self.parse_url(request.url) {
@@ -209,6 +219,7 @@ impl WebhookClient {
                     retry_after,
                     class,
                     took,
+                    excerpt: excerpt(response).await,
                 })
             }
             Err(error) => {
@@ -224,10 +235,28 @@ impl WebhookClient {
                 };
                 let detail = describe_causes(&error);
                 let error = if detail.is_empty() { cause.to_owned() } else { format!("{cause}: {detail}") };
-                Attempt::Failed(Failure { status: None, error, retry_after: None, class, took })
+                Attempt::Failed(Failure { status: None, error, retry_after: None, class, took, excerpt: None })
             }
         }
     }
+}
+
+/// The start of a refusing endpoint's answer, at most [`EXCERPT_MAX`] bytes, as text: what the
+/// delivery log shows a customer of why its endpoint refused. Read within the request's timeout
+/// (the client's covers the body); the rest of the body is not read.
+async fn excerpt(mut response: reqwest::Response) -> Option<String> {
+    let mut bytes = Vec::new();
+    while bytes.len() < EXCERPT_MAX {
+        match response.chunk().await {
+            Ok(Some(chunk)) => bytes.extend_from_slice(&chunk),
+            Ok(None) | Err(_) => break,
+        }
+    }
+    bytes.truncate(EXCERPT_MAX);
+    let text = String::from_utf8_lossy(&bytes);
+    // A cut through a character leaves a replacement character at the end: drop it.
+    let text = text.trim_end_matches('\u{fffd}').trim();
+    (!text.is_empty()).then(|| text.to_owned())
 }
 
 /// The error [`GuardedResolver`] fails with when every address of a host is forbidden.

@@ -189,6 +189,16 @@ pub struct TopicArgs {
     /// their oldest parked record and when it is due, co-partitioned with the delivery topic.
     #[arg(long = "parking-topic", env = "HOOKLINE_PARKING_TOPIC", default_value = "webhooks.parking", global = true)]
     pub parking: String,
+
+    /// The delivery log: one record per delivery attempt and per parking, dead-letter or skip
+    /// decision (key = customer id), kept for 7 days, read by the publisher's deliveries API.
+    #[arg(
+        long = "attempts-topic",
+        env = "HOOKLINE_ATTEMPTS_TOPIC",
+        default_value = "webhooks.attempts",
+        global = true
+    )]
+    pub attempts: String,
 }
 
 impl Default for TopicArgs {
@@ -199,8 +209,8 @@ impl Default for TopicArgs {
 
 impl TopicArgs {
     /// Every name derived from one prefix: `P`, `P.dlq`, `P.customers`, `P.delivered`,
-    /// `P.idempotency`, `P.retry`, `P.parking` (the defaults use `webhooks`; tests use a unique
-    /// prefix per test).
+    /// `P.idempotency`, `P.retry`, `P.parking`, `P.attempts` (the defaults use `webhooks`; tests
+    /// use a unique prefix per test).
     pub fn with_prefix(prefix: &str) -> Self {
         Self {
             deliveries: prefix.to_owned(),
@@ -210,6 +220,7 @@ impl TopicArgs {
             idempotency: format!("{prefix}.idempotency"),
             retry: format!("{prefix}.retry"),
             parking: format!("{prefix}.parking"),
+            attempts: format!("{prefix}.attempts"),
         }
     }
 }

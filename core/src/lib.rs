@@ -15,6 +15,8 @@
 //!   parking state of a customer, with their builders and parsers.
 //! - [`notices`]: operational events (`hookline.endpoint.*`): their types, payload, who receives
 //!   them (subscribers by name only) and the notifier that publishes them on the delivery topic.
+//! - [`attempts`]: the delivery log contract: one record per delivery attempt and per parking,
+//!   dead-letter or skip decision, on the attempts topic (what the deliveries API shows).
 //! - [`limits`]: the largest record value Hookline produces, derived from `message.max.bytes`
 //!   with room for every header a record gets up to its dead letter (publisher and consumer agree).
 //!
@@ -30,7 +32,7 @@
 //!   to Kafka the same way (idempotent producers, manual offset store for consumers), and the one
 //!   "produce until acknowledged" loop; the record-header helpers the dead-letter and parking
 //!   contracts share.
-//! - [`topics`]: creating and checking the seven topics.
+//! - [`topics`]: creating and checking the eight topics.
 //!
 //! **State followers and tenant operations**
 //! - [`follower`]: follows a state topic into an in-memory view (from the beginning, or only its
@@ -54,6 +56,7 @@
 //!   through Kafka record headers.
 //! - [`error`]: this crate's error type.
 
+pub mod attempts;
 pub mod codec;
 pub mod config;
 pub mod customer;

@@ -7,9 +7,11 @@
 //! (it is small and read whole by every process), the idempotency topic with a single
 //! partition (every publisher follows all of it), and the retry topic and parking state
 //! co-partitioned with the delivery topic (partition `p` of each holds the parked customers of
-//! the delivery topic's partition `p`; the parking state is compacted). The ledger, the
-//! idempotency topic and the retry topic keep records for [`STATE_RETENTION`]: the
-//! de-duplication and idempotency windows, and a parked record's whole retry schedule, must fit.
+//! the delivery topic's partition `p`; the parking state is compacted), and the delivery log
+//! (the attempts topic, keyed by customer id, with the delivery topic's partition count so that
+//! it spreads like the deliveries). The ledger, the idempotency topic, the retry topic and the
+//! delivery log keep records for [`STATE_RETENTION`]: the de-duplication and idempotency windows,
+//! a parked record's whole retry schedule, and a week of delivery history must fit.
 
 use std::time::Duration;
 
@@ -72,6 +74,7 @@ pub fn specs(topics: &TopicArgs, partitions: i32, replication_factor: i32) -> Ve
         spec(&topics.idempotency, IDEMPOTENCY_PARTITIONS, "delete", Some(STATE_RETENTION)),
         spec(&topics.retry, partitions, "delete", Some(STATE_RETENTION)),
         spec(&topics.parking, partitions, "compact", None),
+        spec(&topics.attempts, partitions, "delete", Some(STATE_RETENTION)),
     ]
 }
 
@@ -184,7 +187,7 @@ mod tests {
     #[test]
     fn customers_topic_is_compacted_with_one_partition() {
         let specs = specs(&TopicArgs::with_prefix("t"), 6, 3);
-        assert_eq!(specs.len(), 7);
+        assert_eq!(specs.len(), 8);
         assert_eq!((specs[0].name.as_str(), specs[0].partitions, specs[0].cleanup_policy), ("t", 6, "delete"));
         assert_eq!((specs[1].name.as_str(), specs[1].partitions), ("t.dlq", 6));
         assert_eq!(
@@ -206,6 +209,11 @@ mod tests {
             (specs[6].name.as_str(), specs[6].partitions, specs[6].cleanup_policy),
             ("t.parking", 6, "compact"),
             "the parking state is co-partitioned and compacted"
+        );
+        assert_eq!(
+            (specs[7].name.as_str(), specs[7].partitions, specs[7].cleanup_policy, specs[7].retention),
+            ("t.attempts", 6, "delete", Some(STATE_RETENTION)),
+            "the delivery log is time-retained"
         );
         assert!(specs.iter().all(|s| s.replication_factor == 3));
     }

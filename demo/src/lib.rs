@@ -96,7 +96,7 @@ pub async fn run_until(args: Args, interrupt: CancellationToken) -> Result<Summa
         }
     }
     println!(
-        "  topics: {} ({} partitions), {}, {}, {} (delivery ledger), {}, {} (retry), {} (parking state)",
+        "  topics: {} ({} partitions), {}, {}, {} (delivery ledger), {}, {} (retry), {} (parking state), {} (delivery log)",
         topics.deliveries,
         args.partitions,
         topics.dlq,
@@ -104,7 +104,8 @@ pub async fn run_until(args: Args, interrupt: CancellationToken) -> Result<Summa
         topics.delivered,
         topics.idempotency,
         topics.retry,
-        topics.parking
+        topics.parking,
+        topics.attempts
     );
 
     let mut stack = Stack::default();

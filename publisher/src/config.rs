@@ -139,6 +139,16 @@ pub struct Config {
     #[arg(long, env = "HOOKLINE_IDEMPOTENCY_WINDOW", value_parser = parse_duration, default_value = "24h")]
     pub idempotency_window: Duration,
 
+    /// Where the deliveries index is kept (`deliveries.sqlite3`, rebuilt from the delivery log
+    /// when missing); without it, in memory (rebuilt at every start).
+    #[arg(long, env = "HOOKLINE_DELIVERY_LOG_DIR")]
+    pub delivery_log_dir: Option<PathBuf>,
+
+    /// How long the deliveries index keeps a delivery: the delivery log's retention (7 days by
+    /// `hookline-setup topics create`).
+    #[arg(long, env = "HOOKLINE_DELIVERY_LOG_RETENTION", value_parser = parse_duration, default_value = "7d")]
+    pub delivery_log_retention: Duration,
+
     /// The most `Idempotency-Key`s remembered (at least 1). Beyond it the keys closest to expiry
     /// are forgotten early (`hookline_idempotency_evictions_total`), and a retry of one of them is
     /// published again under a new event id; a restart reads at most twice this many records.
@@ -221,6 +231,8 @@ impl Config {
             producer_tokens: Vec::new(),
             signing_secret_grace: DEFAULT_SIGNING_SECRET_GRACE,
             idempotency_window: DEFAULT_IDEMPOTENCY_WINDOW,
+            delivery_log_dir: None,
+            delivery_log_retention: hookline_core::topics::STATE_RETENTION,
             idempotency_max_keys: DEFAULT_IDEMPOTENCY_MAX_KEYS,
             log: LogArgs::default(),
             runtime: RuntimeArgs::default(),

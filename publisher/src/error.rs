@@ -174,6 +174,14 @@ pub enum Error {
     #[error("grpc server: {0}")]
     Grpc(String),
 
+    /// The deliveries index failed (503).
+    #[error("delivery log: {0}")]
+    DeliveryLog(String),
+
+    /// No delivery of this event to this customer in the delivery log (404).
+    #[error("no delivery of event {} in the delivery log", hookline_core::quote::clip(.0))]
+    UnknownDelivery(String),
+
     /// A bug: work that should not fail did (500).
     #[error("internal error: {0}")]
     Internal(String),
@@ -196,7 +204,9 @@ impl Error {
             Self::InvalidRequest(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::BodyTooLarge { .. } | Self::EventTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            Self::UnknownCustomer(_) | Self::UnknownSource(_) | Self::NoRoute(_) => StatusCode::NOT_FOUND,
+            Self::UnknownCustomer(_) | Self::UnknownSource(_) | Self::UnknownDelivery(_) | Self::NoRoute(_) => {
+                StatusCode::NOT_FOUND
+            }
             Self::Unauthorized(_) | Self::BadSignature(_) | Self::StaleSignature => StatusCode::UNAUTHORIZED,
             Self::Forbidden(_) => StatusCode::FORBIDDEN,
             Self::Conflict(_) | Self::IdempotencyInProgress => StatusCode::CONFLICT,
@@ -204,9 +214,11 @@ impl Error {
             Self::Idempotency(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Tenant(error) => tenant_status(error),
             Self::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
-            Self::Produce { .. } | Self::Directory(_) | Self::SchemaRegistry(_) | Self::Encode(_) => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            Self::Produce { .. }
+            | Self::Directory(_)
+            | Self::SchemaRegistry(_)
+            | Self::Encode(_)
+            | Self::DeliveryLog(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::DirectoryLoad { .. }
             | Self::IdempotencyLoad { .. }
             | Self::EventSchema { .. }

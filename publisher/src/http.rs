@@ -1,7 +1,7 @@
 //! The HTTP router: every route of the HTTP API assembled in one place, with the layers that
 //! bound them. `POST /publish` (producer tokens only), `GET /healthz`, `GET /readyz` and
 //! `GET /metrics` are handled here; the onboarding API and `GET /v1/event-types` in [`crate::api`],
-//! inbound webhooks in `inbound`. Each group of routes gets only the state it uses.
+//! inbound webhooks in `inbound`, the deliveries API in `deliveries`. Each group of routes gets only the state it uses.
 //!
 //! Every error answer is JSON `{"error": "..."}`, including axum's own rejections (body too
 //! large, wrong content type), unknown routes and wrong methods, so that clients can always
@@ -29,6 +29,7 @@ use serde_json::value::RawValue;
 use crate::api::Onboarding;
 use crate::auth::{Authenticator, Producer};
 use crate::body::{BodyLimit, is_json, parse_json, read_body};
+use crate::deliveries::Deliveries;
 use crate::error::error_response;
 use crate::idempotency;
 use crate::inbound::Inbound;
@@ -69,7 +70,12 @@ impl FromRef<Arc<HttpState>> for BodyLimit {
 }
 
 /// The application's routes, each group with its own state.
-pub(crate) fn router(state: Arc<HttpState>, onboarding: Arc<Onboarding>, inbound: Arc<Inbound>) -> Router {
+pub(crate) fn router(
+    state: Arc<HttpState>,
+    onboarding: Arc<Onboarding>,
+    inbound: Arc<Inbound>,
+    deliveries: Arc<Deliveries>,
+) -> Router {
     let timeout = RequestTimeout::new(state.request_timeout, state.metrics.clone());
     let limit = state.body_limit.0;
     Router::new()
@@ -80,6 +86,7 @@ pub(crate) fn router(state: Arc<HttpState>, onboarding: Arc<Onboarding>, inbound
         .with_state(state)
         .merge(crate::api::routes(onboarding))
         .merge(crate::inbound::routes(inbound))
+        .merge(crate::deliveries::routes(deliveries))
         .fallback(no_route)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(limit))

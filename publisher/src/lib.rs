@@ -27,6 +27,9 @@
 //!   subscriptions, signing secret, test event) and `GET /v1/event-types`.
 //! - `inbound`: `POST /inbound/{source}`, inbound webhooks verified with the source's secret
 //!   (Standard Webhooks or `X-Hub-Signature-256`) and queued for its internal endpoint.
+//! - `deliveries`: the deliveries API (a customer's deliveries and their attempts, from the
+//!   delivery log), its SQLite index (`deliveries::index`) and the follower that keeps the index
+//!   current (`deliveries::follow`).
 //! - [`grpc`]: the gRPC event broker (`SendOutgoingEvent`, `HandleIncomingEvent`), health and
 //!   reflection; the generated code in [`grpc::pb`].
 //! - `server`: the HTTP server beneath the router (hyper connections with a header read
@@ -61,6 +64,7 @@ mod api;
 mod auth;
 mod body;
 pub mod config;
+mod deliveries;
 pub mod error;
 pub mod event_types;
 mod fanout;
@@ -92,6 +96,8 @@ pub use error::{Error, Result};
 use crate::api::Onboarding;
 use crate::auth::Authenticator;
 use crate::body::BodyLimit;
+use crate::deliveries::Deliveries;
+use crate::deliveries::index::Index;
 use crate::event_types::EventTypes;
 use crate::grpc::BrokerState;
 use crate::http::HttpState;
@@ -222,6 +228,22 @@ pub async fn serve_with_grpc(
         )
         .with_notifier(notifier),
     );
+    // The delivery log, folded into the index the deliveries API reads; followed on a thread of
+    // its own until this function returns.
+    let index = Index::open(config.delivery_log_dir.as_deref(), &config.topics.attempts)?;
+    let log_stop = CancellationToken::new();
+    let _stop_log = log_stop.clone().drop_guard();
+    let log_counts = Arc::new(deliveries::follow::Counts::default());
+    let log_follower = deliveries::follow::spawn(
+        config.kafka.clone(),
+        config.topics.attempts.clone(),
+        index.clone(),
+        config.delivery_log_retention,
+        Arc::clone(&log_counts),
+        log_stop.clone(),
+    );
+    export_log_counts(&metrics, &log_counts)?;
+    let log_codec = codec.clone();
     let publisher = Arc::new(Publisher {
         producer,
         directory,
@@ -251,8 +273,20 @@ pub async fn serve_with_grpc(
         publisher: Arc::clone(&publisher),
         event_types,
     });
-    let inbound =
-        Arc::new(Inbound { publisher: Arc::clone(&publisher), tenants, body_limit, metrics: metrics.clone() });
+    let inbound = Arc::new(Inbound {
+        publisher: Arc::clone(&publisher),
+        tenants: Arc::clone(&tenants),
+        body_limit,
+        metrics: metrics.clone(),
+    });
+    let deliveries = Arc::new(Deliveries::new(
+        auth.clone(),
+        index,
+        Arc::clone(&tenants),
+        metrics.clone(),
+        config.kafka.clone(),
+        log_codec,
+    ));
     let broker = Arc::new(BrokerState {
         publisher: Arc::clone(&publisher),
         auth,
@@ -278,7 +312,7 @@ pub async fn serve_with_grpc(
             header_read_timeout: config.http_header_read_timeout,
             max_connections: usize::try_from(config.http_max_connections).unwrap_or(usize::MAX),
         };
-        let router = http::router(http_state, onboarding, inbound);
+        let router = http::router(http_state, onboarding, inbound, deliveries);
         server::serve(listener, router, limits, metrics.clone(), stop.clone()).await;
         stop.cancel();
     };
@@ -312,6 +346,10 @@ pub async fn serve_with_grpc(
     }
     directory.close().await;
     idempotency.close().await;
+    log_stop.cancel();
+    if tokio::task::spawn_blocking(move || log_follower.join()).await.is_err() {
+        tracing::warn!("the delivery log follower did not stop cleanly");
+    }
     grpc_served?;
     tracing::info!("publisher stopped");
     Ok(())
@@ -319,6 +357,23 @@ pub async fn serve_with_grpc(
 
 /// Exports how often the customer directory and the idempotency view caught up with their
 /// topics (broker round trips, coalesced; see `hookline_core::follower`).
+fn export_log_counts(metrics: &Metrics, counts: &Arc<deliveries::follow::Counts>) -> Result<()> {
+    use std::sync::atomic::Ordering;
+    let indexed = Arc::clone(counts);
+    metrics.export_counter(
+        "hookline_delivery_log_indexed_total",
+        "Delivery log records read into the deliveries index.",
+        move || indexed.indexed.load(Ordering::Relaxed),
+    )?;
+    let invalid = Arc::clone(counts);
+    metrics.export_counter(
+        "hookline_delivery_log_invalid_total",
+        "Records on the delivery log's topic that are not attempt records (skipped).",
+        move || invalid.invalid.load(Ordering::Relaxed),
+    )?;
+    Ok(())
+}
+
 fn export_catchups(metrics: &Metrics, directory: &Directory, idempotency: &Idempotency) -> Result<()> {
     let directory = directory.clone();
     metrics.export_counter(

@@ -46,7 +46,7 @@ pub struct Topic {
 #[derive(Debug, Clone)]
 pub struct Snapshot {
     pub brokers: usize,
-    /// The seven topics, in [`roles`] order.
+    /// The eight topics, in [`roles`] order.
     pub topics: Vec<Topic>,
     /// The group's committed offsets on the delivery topic by partition (partitions without a
     /// commit omitted), or why they could not be read. `None` when not asked for.
@@ -62,7 +62,7 @@ pub struct Group {
 }
 
 /// Every Hookline topic with the role it is shown under, delivery topic first.
-pub fn roles(names: &TopicArgs) -> [(&'static str, &str); 7] {
+pub fn roles(names: &TopicArgs) -> [(&'static str, &str); 8] {
     [
         ("deliveries", &names.deliveries),
         ("dead letters", &names.dlq),
@@ -71,6 +71,7 @@ pub fn roles(names: &TopicArgs) -> [(&'static str, &str); 7] {
         ("idempotency", &names.idempotency),
         ("retry", &names.retry),
         ("parking state", &names.parking),
+        ("delivery log", &names.attempts),
     ]
 }
 
@@ -147,7 +148,7 @@ async fn blocking<T: Send + 'static>(
 
 fn read_snapshot(kafka: &KafkaArgs, names: &TopicArgs, group: Option<&str>, timeout: Duration) -> Result<Snapshot> {
     let reader: BaseConsumer = kafka::reader(kafka, "hookline-setup")?;
-    // All topics at once: asking for the seven by name could auto-create them on a broker that
+    // All topics at once: asking for the eight by name could auto-create them on a broker that
     // does so for metadata requests, and a check must not change what it checks.
     let metadata = reader.fetch_metadata(None, timeout).map_err(|error| Error::Unreachable {
         brokers: kafka.brokers.clone(),

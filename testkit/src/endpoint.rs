@@ -57,11 +57,17 @@ pub struct Respond {
     pub status: u16,
     pub retry_after: Option<String>,
     pub delay: Duration,
+    /// The answer's body (none by default).
+    pub body: Option<String>,
 }
 
 impl Respond {
     pub fn status(status: u16) -> Self {
-        Self { status, retry_after: None, delay: Duration::ZERO }
+        Self { status, retry_after: None, delay: Duration::ZERO, body: None }
+    }
+    pub fn body(mut self, body: &str) -> Self {
+        self.body = Some(body.to_owned());
+        self
     }
     pub fn ok() -> Self {
         Self::status(200)
@@ -170,7 +176,10 @@ async fn handle(State(shared): State<Shared>, uri: Uri, headers: HeaderMap, body
         tokio::time::sleep(respond.delay).await;
     }
     let status = StatusCode::from_u16(respond.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    let mut response = status.into_response();
+    let mut response = match respond.body {
+        Some(body) => (status, body).into_response(),
+        None => status.into_response(),
+    };
     if let Some(value) = respond.retry_after
         && let Ok(value) = value.parse()
     {

@@ -132,6 +132,7 @@ impl Env {
             .args(["--delivered-topic", &self.topics.delivered])
             .args(["--retry-topic", &self.topics.retry])
             .args(["--parking-topic", &self.topics.parking])
+            .args(["--attempts-topic", &self.topics.attempts])
             .args(["--group", &self.group])
             .args(["--initial-backoff", "100ms", "--max-backoff", "400ms", "--request-timeout", "5s"]);
         for (key, value) in GROUP_PROPERTIES {

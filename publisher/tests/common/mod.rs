@@ -52,7 +52,16 @@ impl Harness {
         for (id, events) in customers {
             add_customer(&kafka, &topics, id, events).await;
         }
+        Self::restart_on(broker, kafka, topics, tweak).await
+    }
 
+    /// A publisher on topics that exist already (those of a harness stopped before).
+    pub async fn restart_on(
+        broker: Broker,
+        kafka: KafkaArgs,
+        topics: TopicArgs,
+        tweak: impl FnOnce(&mut Config),
+    ) -> Self {
         let mut config = Config::new(kafka.clone(), topics.clone());
         config.producer_tokens = vec![SecretString::new(PRODUCER_TOKEN)];
         config.admin_tokens = vec![SecretString::new(ADMIN_TOKEN)];

@@ -83,6 +83,8 @@ pub fn args_without_master_key(brokers: &str, prefix: &str, args: &[&str]) -> Ve
             &format!("{prefix}.retry"),
             "--parking-topic",
             &format!("{prefix}.parking"),
+            "--attempts-topic",
+            &format!("{prefix}.attempts"),
             "--timeout",
             "10s",
         ]

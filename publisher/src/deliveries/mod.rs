@@ -1,0 +1,370 @@
+//! The deliveries API: what was sent to a customer's endpoint, every attempt with its status and
+//! error, from the delivery log (the attempts topic the consumers write) folded into an index
+//! ([`index`]) that a follower keeps current ([`follow`]).
+//!
+//! Customer (`Authorization: Bearer <api key>`), its own deliveries only (no customer id in the
+//! paths, so there is no other tenant's to name):
+//! - `GET /v1/customer/deliveries?since=&until=&status=&type=&limit=&cursor=`: newest first;
+//!   `since`/`until` RFC 3339 times, `status` one of `delivered`, `failing`, `parked`,
+//!   `dead_lettered`; `limit` 1 to 100 (default 50); `cursor` the previous page's `next_cursor`.
+//! - `GET /v1/customer/deliveries/{event_id}`: the delivery, its attempts, and its payload while
+//!   the delivery topic (or the retry topic, once parked) still holds the record.
+//!
+//! Admin: the same for any customer under `/v1/customers/{id}/deliveries`.
+//!
+//! The log is eventually consistent: an attempt appears once the consumer's batch reached the
+//! broker and the follower read it (typically well under a second).
+
+pub(crate) mod follow;
+pub(crate) mod index;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use axum::extract::{FromRef, Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use hookline_core::attempts::AttemptRecord;
+use hookline_core::codec::Codec;
+use hookline_core::config::KafkaArgs;
+use hookline_core::customer::validate_id;
+use hookline_core::kafka;
+use hookline_core::tenants::Tenants;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Message;
+use rdkafka::{Offset, TopicPartitionList};
+use serde_json::json;
+use tokio::sync::Semaphore;
+
+use crate::auth::{Admin, AuthenticatedCustomer, Authenticator};
+use crate::metrics::Metrics;
+use crate::{Error, Result};
+use index::{Cursor, Delivery, Index, Query as Listing, State as DeliveryState};
+
+/// The default and largest page.
+const DEFAULT_LIMIT: u32 = 50;
+const MAX_LIMIT: u32 = 100;
+/// Payload reads at once (each a short-lived reader of one record).
+const MAX_PAYLOAD_READS: usize = 4;
+/// How long reading one payload may take.
+const PAYLOAD_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// What the deliveries routes use.
+pub(crate) struct Deliveries {
+    pub auth: Authenticator,
+    pub index: Index,
+    pub tenants: Arc<Tenants>,
+    pub metrics: Metrics,
+    /// For reading payloads from the delivery (or retry) topic.
+    pub kafka: KafkaArgs,
+    pub codec: Codec,
+    pub payload_reads: Semaphore,
+}
+
+impl Deliveries {
+    pub(crate) fn new(
+        auth: Authenticator,
+        index: Index,
+        tenants: Arc<Tenants>,
+        metrics: Metrics,
+        kafka: KafkaArgs,
+        codec: Codec,
+    ) -> Self {
+        Self { auth, index, tenants, metrics, kafka, codec, payload_reads: Semaphore::new(MAX_PAYLOAD_READS) }
+    }
+}
+
+impl std::fmt::Debug for Deliveries {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Deliveries").finish_non_exhaustive()
+    }
+}
+
+impl FromRef<Arc<Deliveries>> for Authenticator {
+    fn from_ref(state: &Arc<Deliveries>) -> Self {
+        state.auth.clone()
+    }
+}
+
+/// The deliveries routes.
+pub(crate) fn routes(state: Arc<Deliveries>) -> Router {
+    Router::new()
+        .route("/v1/customer/deliveries", get(list_own))
+        .route("/v1/customer/deliveries/{event_id}", get(show_own))
+        .route("/v1/customers/{id}/deliveries", get(list_any))
+        .route("/v1/customers/{id}/deliveries/{event_id}", get(show_any))
+        .with_state(state)
+}
+
+/// Milliseconds since the Unix epoch.
+pub(crate) fn unix_ms(at: SystemTime) -> u64 {
+    at.duration_since(UNIX_EPOCH).map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+fn rfc3339(ms: u64) -> String {
+    humantime::format_rfc3339_millis(UNIX_EPOCH + Duration::from_millis(ms)).to_string()
+}
+
+/// Parses a listing's query parameters, naming the one at fault.
+pub(crate) fn parse_listing(customer_id: &str, params: &HashMap<String, String>) -> Result<Listing> {
+    let mut listing = Listing { customer_id: customer_id.to_owned(), limit: DEFAULT_LIMIT, ..Listing::default() };
+    for (name, value) in params {
+        let invalid = |why: &str| Error::InvalidRequest(format!("invalid `{name}`: {why}"));
+        match name.as_str() {
+            "since" | "until" => {
+                let at = humantime::parse_rfc3339_weak(value)
+                    .map_err(|_| invalid("an RFC 3339 time is expected, e.g. 2026-12-01T09:00:00Z"))?;
+                let ms = Some(unix_ms(at));
+                if name == "since" { listing.since_ms = ms } else { listing.until_ms = ms }
+            }
+            "status" => {
+                let names = DeliveryState::ALL.map(DeliveryState::as_str).join(", ");
+                listing.state = Some(
+                    DeliveryState::ALL
+                        .into_iter()
+                        .find(|state| state.as_str() == value)
+                        .ok_or_else(|| invalid(&format!("one of {names} is expected")))?,
+                );
+            }
+            "type" => {
+                hookline_core::customer::validate_event_type(value).map_err(|_| invalid("not an event type"))?;
+                listing.event_type = Some(value.clone());
+            }
+            "limit" => {
+                listing.limit = value
+                    .parse()
+                    .ok()
+                    .filter(|limit| (1..=MAX_LIMIT).contains(limit))
+                    .ok_or_else(|| invalid(&format!("a number from 1 to {MAX_LIMIT} is expected")))?;
+            }
+            "cursor" => {
+                listing.before = Some(Cursor::decode(value).ok_or_else(|| invalid("not a cursor this API gave"))?);
+            }
+            _ => {
+                return Err(Error::InvalidRequest(format!(
+                    "unknown query parameter `{}`; known: since, until, status, type, limit, cursor",
+                    hookline_core::quote::clip(name)
+                )));
+            }
+        }
+    }
+    Ok(listing)
+}
+
+fn delivery_json(delivery: &Delivery) -> serde_json::Value {
+    json!({
+        "event_id": delivery.event_id,
+        "customer_id": delivery.customer_id,
+        "event_type": delivery.event_type,
+        "status": delivery.state,
+        "attempts": delivery.attempts,
+        "first_attempt_at": rfc3339(delivery.first_at_ms),
+        "last_attempt_at": rfc3339(delivery.last_at_ms),
+        "last_status": delivery.last_status,
+        "last_error": delivery.last_error,
+    })
+}
+
+fn attempt_json(record: &AttemptRecord) -> serde_json::Value {
+    json!({
+        "attempt": record.attempt,
+        "at": rfc3339(record.at_ms),
+        "outcome": record.outcome.as_str(),
+        "duration_ms": record.duration_ms,
+        "status": record.status,
+        "error_class": record.error_class,
+        "error": record.error,
+        "response": record.response,
+        "reason": record.reason,
+    })
+}
+
+async fn list(state: &Deliveries, customer_id: &str, params: &HashMap<String, String>) -> Result<serde_json::Value> {
+    let listing = parse_listing(customer_id, params)?;
+    let index = state.index.clone();
+    let page = tokio::task::spawn_blocking(move || {
+        let page = index.list(&listing)?;
+        let full = page.len() == listing.limit as usize;
+        Ok::<_, Error>((page, full))
+    })
+    .await
+    .map_err(|e| Error::Internal(e.to_string()))??;
+    let (page, full) = page;
+    let next = if full {
+        page.last().map(|last| Cursor { first_at_ms: last.first_at_ms, event_id: last.event_id.clone() }.encode())
+    } else {
+        None
+    };
+    Ok(json!({ "deliveries": page.iter().map(delivery_json).collect::<Vec<_>>(), "next_cursor": next }))
+}
+
+async fn show(state: &Deliveries, customer_id: &str, event_id: &str) -> Result<serde_json::Value> {
+    let index = state.index.clone();
+    let (customer, event) = (customer_id.to_owned(), event_id.to_owned());
+    let found = tokio::task::spawn_blocking(move || index.get(&customer, &event))
+        .await
+        .map_err(|e| Error::Internal(e.to_string()))??;
+    let Some((delivery, attempts)) = found else {
+        return Err(Error::UnknownDelivery(event_id.to_owned()));
+    };
+    let payload = read_payload(state, &delivery).await;
+    Ok(json!({
+        "delivery": delivery_json(&delivery),
+        "attempts": attempts.iter().map(attempt_json).collect::<Vec<_>>(),
+        "payload_available": payload.is_some(),
+        "payload": payload,
+    }))
+}
+
+/// The delivery's payload, read from where its record lives, if the topic still holds it.
+async fn read_payload(state: &Deliveries, delivery: &Delivery) -> Option<serde_json::Value> {
+    let _permit = state.payload_reads.acquire().await.ok()?;
+    let (topic, partition, offset) = delivery.location.clone();
+    let kafka = state.kafka.clone();
+    let value = tokio::task::spawn_blocking(move || read_record(&kafka, &topic, partition, offset)).await.ok()??;
+    let record = state.codec.decode_delivery(&value).await.ok()?;
+    (record.event_id == delivery.event_id).then(|| serde_json::from_str(record.payload.get()).ok())?
+}
+
+/// The value of the record at `offset`, unless the topic no longer holds it.
+fn read_record(kafka_args: &KafkaArgs, topic: &str, partition: i32, offset: i64) -> Option<Vec<u8>> {
+    let reader: BaseConsumer = kafka::reader(kafka_args, "hookline-publisher-payload").ok()?;
+    let (low, high) = reader.fetch_watermarks(topic, partition, PAYLOAD_TIMEOUT).ok()?;
+    if offset < low || offset >= high {
+        return None;
+    }
+    let mut list = TopicPartitionList::new();
+    list.add_partition_offset(topic, partition, Offset::Offset(offset)).ok()?;
+    reader.assign(&list).ok()?;
+    let until = std::time::Instant::now() + PAYLOAD_TIMEOUT;
+    while std::time::Instant::now() < until {
+        match reader.poll(Duration::from_millis(200)) {
+            Some(Ok(message)) if message.offset() == offset => return message.payload().map(<[u8]>::to_vec),
+            Some(Ok(message)) if message.offset() > offset => return None,
+            _ => {}
+        }
+    }
+    None
+}
+
+/// Answers and counts one request.
+fn answer(state: &Deliveries, operation: &'static str, result: Result<serde_json::Value>) -> Response {
+    let response = match result {
+        Ok(body) => (StatusCode::OK, Json(body)).into_response(),
+        Err(error) => {
+            if error.status().is_server_error() {
+                tracing::warn!(operation, %error, "deliveries request failed");
+            }
+            error.into_response()
+        }
+    };
+    state.metrics.api_request(operation, response.status().as_u16());
+    response
+}
+
+/// The admin's target: a customer that exists.
+async fn existing(state: &Deliveries, id: &str) -> Result<()> {
+    validate_id(id).map_err(|_| Error::UnknownCustomer(id.to_owned()))?;
+    state.tenants.get(id).await.map_err(Error::Tenant).map(drop)
+}
+
+async fn list_own(
+    State(state): State<Arc<Deliveries>>,
+    auth: Result<AuthenticatedCustomer, Error>,
+    Query(params): Query<HashMap<String, String>>,
+) -> Response {
+    let result = match auth {
+        Ok(AuthenticatedCustomer(customer)) => list(&state, &customer.id, &params).await,
+        Err(error) => Err(error),
+    };
+    answer(&state, "list_own_deliveries", result)
+}
+
+async fn show_own(
+    State(state): State<Arc<Deliveries>>,
+    auth: Result<AuthenticatedCustomer, Error>,
+    Path(event_id): Path<String>,
+) -> Response {
+    let result = match auth {
+        Ok(AuthenticatedCustomer(customer)) => show(&state, &customer.id, &event_id).await,
+        Err(error) => Err(error),
+    };
+    answer(&state, "show_own_delivery", result)
+}
+
+async fn list_any(
+    State(state): State<Arc<Deliveries>>,
+    auth: Result<Admin, Error>,
+    Path(id): Path<String>,
+    Query(params): Query<HashMap<String, String>>,
+) -> Response {
+    let result = match auth {
+        Ok(Admin) => match existing(&state, &id).await {
+            Ok(()) => list(&state, &id, &params).await,
+            Err(error) => Err(error),
+        },
+        Err(error) => Err(error),
+    };
+    answer(&state, "list_deliveries", result)
+}
+
+async fn show_any(
+    State(state): State<Arc<Deliveries>>,
+    auth: Result<Admin, Error>,
+    Path((id, event_id)): Path<(String, String)>,
+) -> Response {
+    let result = match auth {
+        Ok(Admin) => match existing(&state, &id).await {
+            Ok(()) => show(&state, &id, &event_id).await,
+            Err(error) => Err(error),
+        },
+        Err(error) => Err(error),
+    };
+    answer(&state, "show_delivery", result)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn params(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
+    }
+
+    fn invalid(pairs: &[(&str, &str)]) -> String {
+        match parse_listing("acme", &params(pairs)) {
+            Err(Error::InvalidRequest(message)) => message,
+            other => panic!("expected InvalidRequest for {pairs:?}, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn listings_are_parsed_and_bad_parameters_named() {
+        let listing = parse_listing(
+            "acme",
+            &params(&[
+                ("since", "2026-12-01T00:00:00Z"),
+                ("status", "dead_lettered"),
+                ("type", "order.created"),
+                ("limit", "10"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(listing.customer_id, "acme");
+        assert_eq!(listing.since_ms, Some(1_796_083_200_000));
+        assert_eq!(listing.state, Some(DeliveryState::DeadLettered));
+        assert_eq!((listing.event_type.as_deref(), listing.limit), (Some("order.created"), 10));
+        assert_eq!(parse_listing("acme", &HashMap::new()).unwrap().limit, DEFAULT_LIMIT);
+
+        assert!(invalid(&[("since", "yesterday")]).starts_with("invalid `since`"));
+        assert!(invalid(&[("status", "lost")]).contains("delivered, failing, parked, dead_lettered"));
+        assert!(invalid(&[("limit", "0")]).starts_with("invalid `limit`"));
+        assert!(invalid(&[("limit", "101")]).starts_with("invalid `limit`"));
+        assert!(invalid(&[("cursor", "nope")]).starts_with("invalid `cursor`"));
+        assert!(invalid(&[("type", "has space")]).starts_with("invalid `type`"));
+        assert!(invalid(&[("customer", "other")]).contains("unknown query parameter `customer`"));
+    }
+}
