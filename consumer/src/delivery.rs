@@ -35,7 +35,7 @@ use crate::retry::{RetryPolicy, Schedule};
 use crate::seal::Sealer;
 use crate::webhook::{Attempt, WebhookClient, WebhookRequest};
 use hookline_core::deadletter::{DeadLetter, DlqReason};
-use hookline_core::envelope::EventRecord;
+use hookline_core::envelope::{EventRecord, ledger_id, resend_id};
 
 /// How long a look-up of an unknown customer may wait for the directory to catch up.
 const LOOKUP_TIMEOUT: Duration = Duration::from_secs(10);
@@ -175,7 +175,8 @@ impl Deliverer {
                     }
                     tracing::debug!(parent: &span, attempts, "delivered (ACK)");
                     let customer = record.key().and_then(|k| std::str::from_utf8(k).ok()).unwrap_or_default();
-                    let receipt = Receipt { customer: customer.to_owned(), event_id: event.event_id.clone() };
+                    let event_id = ledger_id(&event.event_id, resend_id(record));
+                    let receipt = Receipt { customer: customer.to_owned(), event_id };
                     return Outcome::Delivered { attempts, receipt };
                 }
                 Decision::DeadLetter { reason, error } => {
@@ -253,7 +254,9 @@ impl Deliverer {
                     }
                 };
                 span.record("event_id", tracing::field::display(&event.event_id));
-                if seen.contains(customer_id, &event.event_id) {
+                // A resent copy is known to the ledger by its own id: sent once, however often
+                // the event was delivered before.
+                if seen.contains(customer_id, &ledger_id(&event.event_id, resend_id(record))) {
                     self.metrics.duplicates_skipped.inc();
                     tracing::info!(
                         topic = record.topic(),

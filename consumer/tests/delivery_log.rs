@@ -113,3 +113,43 @@ async fn the_log_topic_is_needed_only_with_the_log_on() {
     consumer.stop().await;
     assert!(read_topic(&env.kafka, &env.topics.attempts).await.is_empty());
 }
+
+/// Produces `event` for `customer` as a resend would: the same record, marked with `resend_id`.
+async fn produce_resend(env: &Env, customer: &str, event: &hookline_core::envelope::EventRecord, resend_id: &str) {
+    use hookline_core::envelope::headers;
+    use rdkafka::message::Header;
+    use rdkafka::producer::FutureRecord;
+    let value = event.to_bytes();
+    let marked = event.record_headers().insert(Header { key: headers::RESEND_ID, value: Some(resend_id) });
+    let record = FutureRecord::to(&env.topics.deliveries).key(customer).payload(&value).headers(marked);
+    env.producer.send(record, Duration::from_secs(10)).await.expect("produce the resend");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resend_is_sent_once_although_the_event_was_delivered() {
+    let env = Env::new(1).await;
+    let endpoint = Endpoint::ok().await;
+    env.customer("acme", &endpoint.url()).await;
+    let delivered = event(1);
+    produce_record(&env.producer, &env.topics.deliveries, "acme", &delivered).await;
+    let consumer = env.start(env.config());
+    wait_until(WAIT, "delivered", || endpoint.count() == 1).await;
+
+    // The same event again: a duplicate is skipped; a resend is sent, once however often its
+    // copy is seen (a redelivery after a crash, say).
+    produce_record(&env.producer, &env.topics.deliveries, "acme", &delivered).await;
+    produce_resend(&env, "acme", &delivered, "rs_1").await;
+    produce_resend(&env, "acme", &delivered, "rs_1").await;
+    wait_until(WAIT, "the log tells of all four copies", || {
+        consumer.counter("hookline_attempt_log_records_total", &[("outcome", "written")]) >= 4
+    })
+    .await;
+    let outcomes: Vec<AttemptOutcome> = log_of(&env, "acme").await.iter().map(|r| r.outcome).collect();
+    assert_eq!(
+        outcomes,
+        [AttemptOutcome::Delivered, AttemptOutcome::Skipped, AttemptOutcome::Delivered, AttemptOutcome::Skipped]
+    );
+    assert_eq!(endpoint.count(), 2);
+    assert!(endpoint.received().iter().all(|r| r.webhook_id() == delivered.event_id), "the same webhook-id");
+    consumer.stop().await;
+}

@@ -29,6 +29,24 @@ pub mod headers {
     pub const TRACEPARENT: &str = "traceparent";
     /// W3C vendor trace state accompanying [`TRACEPARENT`], when there is one.
     pub const TRACESTATE: &str = "tracestate";
+    /// On a copy produced by a resend (the deliveries API, `hookline-setup deliveries resend`):
+    /// the resend's id. The consumer sends such a copy even though its ledger has the event as
+    /// delivered, once per resend ([`ledger_id`](super::ledger_id)).
+    pub const RESEND_ID: &str = "hookline-resend-id";
+}
+
+/// The resend id a delivery-topic record carries ([`headers::RESEND_ID`]), if it is a resend.
+pub fn resend_id<M: rdkafka::message::Message>(record: &M) -> Option<&str> {
+    crate::kafka::text_headers(record).find(|(key, _)| *key == headers::RESEND_ID).map(|(_, value)| value)
+}
+
+/// The id the delivery ledger knows a copy by: the event id, or `<event id>/<resend id>` for a
+/// resent copy, so that a resend is sent once although the event was delivered before it.
+pub fn ledger_id(event_id: &str, resend: Option<&str>) -> String {
+    match resend {
+        Some(resend) => format!("{event_id}/{resend}"),
+        None => event_id.to_owned(),
+    }
 }
 
 /// The value of a record on the delivery topic: `dev.hookline.DeliveryRecord` in Avro (see
@@ -147,9 +165,30 @@ pub fn new_event_id() -> String {
     format!("evt_{}", uuid::Uuid::now_v7().simple())
 }
 
+/// A fresh resend id ([`headers::RESEND_ID`]): `rs_` + a UUIDv7.
+pub fn new_resend_id() -> String {
+    format!("rs_{}", uuid::Uuid::now_v7().simple())
+}
+
 #[cfg(test)]
 mod tests {
     use rdkafka::message::Headers;
+
+    #[test]
+    fn a_resent_copy_has_a_ledger_id_of_its_own() {
+        use rdkafka::message::{OwnedMessage, Timestamp};
+        let record = |headers: Option<OwnedHeaders>| {
+            OwnedMessage::new(None, None, "t".into(), Timestamp::NotAvailable, 0, 0, headers)
+        };
+        let resend = super::new_resend_id();
+        let marked = OwnedHeaders::new().insert(Header { key: headers::RESEND_ID, value: Some(resend.as_str()) });
+        let resent = record(Some(marked));
+        assert_eq!(resend_id(&resent), Some(resend.as_str()));
+        assert_eq!(ledger_id("evt_1", resend_id(&resent)), format!("evt_1/{resend}"));
+        assert_eq!(resend_id(&record(None)), None);
+        assert_eq!(ledger_id("evt_1", None), "evt_1");
+        assert!(resend.starts_with("rs_") && resend != super::new_resend_id());
+    }
 
     use super::*;
     use crate::codec::{

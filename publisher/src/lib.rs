@@ -243,7 +243,6 @@ pub async fn serve_with_grpc(
         log_stop.clone(),
     );
     export_log_counts(&metrics, &log_counts)?;
-    let log_codec = codec.clone();
     let publisher = Arc::new(Publisher {
         producer,
         directory,
@@ -281,11 +280,11 @@ pub async fn serve_with_grpc(
     });
     let deliveries = Arc::new(Deliveries::new(
         auth.clone(),
+        body_limit,
         index,
         Arc::clone(&tenants),
-        metrics.clone(),
         config.kafka.clone(),
-        log_codec,
+        Arc::clone(&publisher),
     ));
     let broker = Arc::new(BrokerState {
         publisher: Arc::clone(&publisher),

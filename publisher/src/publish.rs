@@ -18,10 +18,11 @@ use std::time::{Duration, Instant};
 use hookline_core::codec::Codec;
 use hookline_core::customer::{ALL_EVENTS, Customer, validate_event_type, validate_id};
 use hookline_core::directory::Directory;
-use hookline_core::envelope::EventRecord;
+use hookline_core::envelope::{EventRecord, headers};
 use hookline_core::notices::{self, RESERVED_PREFIX};
 use hookline_core::telemetry;
 use rdkafka::error::KafkaError;
+use rdkafka::message::Header;
 use rdkafka::producer::FutureProducer;
 use serde_json::value::RawValue;
 use tracing::Instrument;
@@ -218,6 +219,27 @@ impl Publisher {
     /// recipient, keyed by the customer id, within the in-flight bounds (`fanout`) and waits for
     /// every acknowledgement.
     pub(crate) async fn produce_copies(&self, record: EventRecord, recipients: &[Arc<Customer>]) -> Result<Accepted> {
+        self.produce_marked(record, recipients, None).await
+    }
+
+    /// Writes `record` once more for `customer`, the same event (its id, type, time and payload),
+    /// marked as resend `resend_id` ([`headers::RESEND_ID`]) so that the consumer sends it even
+    /// though it delivered the event before.
+    pub(crate) async fn resend(
+        &self,
+        record: EventRecord,
+        customer: Arc<Customer>,
+        resend_id: &str,
+    ) -> Result<Accepted> {
+        self.produce_marked(record, &[customer], Some(resend_id)).await
+    }
+
+    async fn produce_marked(
+        &self,
+        record: EventRecord,
+        recipients: &[Arc<Customer>],
+        resend_id: Option<&str>,
+    ) -> Result<Accepted> {
         let value = self.codec.encode_delivery(&self.topic, &record).await.map_err(Error::Encode)?;
         if value.len() > self.record_limit {
             return Err(Error::EventTooLarge { size: value.len(), limit: self.record_limit });
@@ -228,8 +250,11 @@ impl Publisher {
         }
         // The current span's W3C context (`traceparent`, `tracestate`), so that the deliveries
         // join this trace; nothing without the OpenTelemetry layer.
-        let record_headers =
-            telemetry::with_trace_headers(record.record_headers(), &telemetry::current_trace_headers());
+        let mut own_headers = record.record_headers();
+        if let Some(resend_id) = resend_id {
+            own_headers = own_headers.insert(Header { key: headers::RESEND_ID, value: Some(resend_id) });
+        }
+        let record_headers = telemetry::with_trace_headers(own_headers, &telemetry::current_trace_headers());
         let total = recipients.len();
         let started = Instant::now();
         let copies = Copies { producer: &self.producer, topic: &self.topic, value: &value, headers: &record_headers };

@@ -8,7 +8,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use common::{ADMIN_TOKEN, Harness, error_of};
 use hookline_core::attempts::{AttemptOutcome, AttemptRecord};
-use hookline_testkit::kafka::{produce_raw, read_topic};
+use hookline_core::envelope::headers;
+use hookline_testkit::kafka::{header, produce_raw, read_topic};
 use rdkafka::message::Message;
 use reqwest::Method;
 use serde_json::{Value, json};
@@ -149,7 +150,56 @@ async fn customers_see_their_own_deliveries_with_attempts_and_payload() {
     assert_eq!(status, 403);
     let (status, _) = harness.call(Method::GET, "/v1/customer/deliveries", None, None).await;
     assert_eq!(status, 401);
+
+    // A resend writes the same event again for the same customer, marked so the consumer sends it.
+    let resend_path = format!("/v1/customer/deliveries/{event_id}/resend");
+    let (status, body) = harness.call(Method::POST, &resend_path, Some(&globex), None).await;
+    assert_eq!(status, 404, "another tenant cannot resend it: {body}");
+    let (status, resent) = harness.call(Method::POST, &resend_path, Some(&acme), None).await;
+    assert_eq!(status, 202, "{resent}");
+    assert_eq!(resent["event_id"], event_id.as_str());
+    let resend_id = resent["resend_id"].as_str().unwrap().to_owned();
+    let copies = copies_of(&harness, &event_id).await;
+    assert_eq!(copies.len(), 2, "{copies:?}");
+    assert_eq!(copies[1].1.as_deref(), Some(resend_id.as_str()), "the copy is marked as a resend");
+    assert_eq!(copies[0].1, None);
+    // What the topic no longer holds cannot be resent, and says so.
+    let (status, gone) =
+        harness.call(Method::POST, "/v1/customer/deliveries/evt_globex/resend", Some(&globex), None).await;
+    assert_eq!(status, 409, "{gone}");
+    assert!(error_of(&gone).contains("no longer on its topic"), "{gone}");
+
+    // Recover: every dead-lettered delivery in the window, once each.
+    let dead = logged("acme", &event_id, AttemptOutcome::DeadLettered, 4, location);
+    produce_raw(&producer, &harness.topics.attempts, Some(b"acme"), &dead.to_value()).await;
+    get_until(&harness, &format!("/v1/customer/deliveries/{event_id}"), &acme, |_, body| {
+        body["delivery"]["status"] == "dead_lettered"
+    })
+    .await;
+    let (status, bad) =
+        harness.call(Method::POST, "/v1/customer/recover", Some(&acme), Some(json!({"since": "soon"}))).await;
+    assert_eq!(status, 422, "{bad}");
+    assert!(error_of(&bad).starts_with("invalid `since`"), "{bad}");
+    let window = json!({"since": "2000-01-01T00:00:00Z"});
+    let (status, recovered) =
+        harness.call(Method::POST, "/v1/customer/recover", Some(&acme), Some(window.clone())).await;
+    assert_eq!(status, 202, "{recovered}");
+    assert_eq!(recovered, json!({"resent": 1, "unavailable": 0, "next_until": null}));
+    assert_eq!(copies_of(&harness, &event_id).await.len(), 3);
+    let (status, theirs) =
+        harness.call(Method::POST, "/v1/customers/globex/recover", Some(ADMIN_TOKEN), Some(window)).await;
+    assert_eq!((status, theirs), (202, json!({"resent": 0, "unavailable": 1, "next_until": null})));
     harness.stop().await;
+}
+
+/// The copies of `event_id` on the delivery topic, in order, with their resend ids.
+async fn copies_of(harness: &Harness, event_id: &str) -> Vec<(String, Option<String>)> {
+    read_topic(&harness.kafka, &harness.topics.deliveries)
+        .await
+        .iter()
+        .filter(|m| header(m, headers::EVENT_ID).as_deref() == Some(event_id))
+        .map(|m| (String::from_utf8_lossy(m.key().unwrap_or_default()).into_owned(), header(m, headers::RESEND_ID)))
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -10,7 +10,16 @@
 //! - `GET /v1/customer/deliveries/{event_id}`: the delivery, its attempts, and its payload while
 //!   the delivery topic (or the retry topic, once parked) still holds the record.
 //!
-//! Admin: the same for any customer under `/v1/customers/{id}/deliveries`.
+//! - `POST /v1/customer/deliveries/{event_id}/resend`: the event once more, as it was (while the
+//!   topic holds it), marked as a resend so that the consumer sends it although it was
+//!   delivered before: `202 {"event_id", "resend_id"}`.
+//! - `POST /v1/customer/recover {"since", "until"?}`: resends every dead-lettered delivery first
+//!   attempted in that window, newest first, at most [`MAX_RECOVER`] per call:
+//!   `202 {"resent", "unavailable", "next_until"}` (`next_until`: call again with it as `until`
+//!   for the older ones).
+//!
+//! Admin: the same for any customer under `/v1/customers/{id}/deliveries` and
+//! `/v1/customers/{id}/recover`.
 //!
 //! The log is eventually consistent: an attempt appears once the consumer's batch reached the
 //! broker and the follower read it (typically well under a second).
@@ -22,25 +31,28 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use axum::extract::{FromRef, Path, Query, State};
+use axum::extract::{FromRef, FromRequest, Path, Query, Request, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use hookline_core::attempts::AttemptRecord;
-use hookline_core::codec::Codec;
 use hookline_core::config::KafkaArgs;
 use hookline_core::customer::validate_id;
+use hookline_core::envelope::new_resend_id;
 use hookline_core::kafka;
 use hookline_core::tenants::Tenants;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
+use serde::Deserialize;
 use serde_json::json;
 use tokio::sync::Semaphore;
 
 use crate::auth::{Admin, AuthenticatedCustomer, Authenticator};
+use crate::body::{BodyLimit, JsonBody};
 use crate::metrics::Metrics;
+use crate::publish::Publisher;
 use crate::{Error, Result};
 use index::{Cursor, Delivery, Index, Query as Listing, State as DeliveryState};
 
@@ -51,29 +63,35 @@ const MAX_LIMIT: u32 = 100;
 const MAX_PAYLOAD_READS: usize = 4;
 /// How long reading one payload may take.
 const PAYLOAD_TIMEOUT: Duration = Duration::from_secs(5);
+/// Most deliveries one recover call resends: bounded work per request.
+pub(crate) const MAX_RECOVER: u32 = 100;
 
 /// What the deliveries routes use.
 pub(crate) struct Deliveries {
     pub auth: Authenticator,
+    pub body_limit: BodyLimit,
     pub index: Index,
     pub tenants: Arc<Tenants>,
     pub metrics: Metrics,
     /// For reading payloads from the delivery (or retry) topic.
     pub kafka: KafkaArgs,
-    pub codec: Codec,
+    /// Decodes the records read, and writes resends.
+    pub publisher: Arc<Publisher>,
     pub payload_reads: Semaphore,
 }
 
 impl Deliveries {
     pub(crate) fn new(
         auth: Authenticator,
+        body_limit: BodyLimit,
         index: Index,
         tenants: Arc<Tenants>,
-        metrics: Metrics,
         kafka: KafkaArgs,
-        codec: Codec,
+        publisher: Arc<Publisher>,
     ) -> Self {
-        Self { auth, index, tenants, metrics, kafka, codec, payload_reads: Semaphore::new(MAX_PAYLOAD_READS) }
+        let metrics = publisher.metrics.clone();
+        let payload_reads = Semaphore::new(MAX_PAYLOAD_READS);
+        Self { auth, body_limit, index, tenants, metrics, kafka, publisher, payload_reads }
     }
 }
 
@@ -89,6 +107,12 @@ impl FromRef<Arc<Deliveries>> for Authenticator {
     }
 }
 
+impl FromRef<Arc<Deliveries>> for BodyLimit {
+    fn from_ref(state: &Arc<Deliveries>) -> Self {
+        state.body_limit
+    }
+}
+
 /// The deliveries routes.
 pub(crate) fn routes(state: Arc<Deliveries>) -> Router {
     Router::new()
@@ -96,6 +120,10 @@ pub(crate) fn routes(state: Arc<Deliveries>) -> Router {
         .route("/v1/customer/deliveries/{event_id}", get(show_own))
         .route("/v1/customers/{id}/deliveries", get(list_any))
         .route("/v1/customers/{id}/deliveries/{event_id}", get(show_any))
+        .route("/v1/customer/deliveries/{event_id}/resend", post(resend_own))
+        .route("/v1/customers/{id}/deliveries/{event_id}/resend", post(resend_any))
+        .route("/v1/customer/recover", post(recover_own))
+        .route("/v1/customers/{id}/recover", post(recover_any))
         .with_state(state)
 }
 
@@ -210,7 +238,9 @@ async fn show(state: &Deliveries, customer_id: &str, event_id: &str) -> Result<s
     let Some((delivery, attempts)) = found else {
         return Err(Error::UnknownDelivery(event_id.to_owned()));
     };
-    let payload = read_payload(state, &delivery).await;
+    let payload = read_delivery(state, &delivery)
+        .await
+        .and_then(|record| serde_json::from_str::<serde_json::Value>(record.payload.get()).ok());
     Ok(json!({
         "delivery": delivery_json(&delivery),
         "attempts": attempts.iter().map(attempt_json).collect::<Vec<_>>(),
@@ -219,14 +249,14 @@ async fn show(state: &Deliveries, customer_id: &str, event_id: &str) -> Result<s
     }))
 }
 
-/// The delivery's payload, read from where its record lives, if the topic still holds it.
-async fn read_payload(state: &Deliveries, delivery: &Delivery) -> Option<serde_json::Value> {
+/// The delivery's record, read from where it lives, if the topic still holds it.
+async fn read_delivery(state: &Deliveries, delivery: &Delivery) -> Option<hookline_core::envelope::EventRecord> {
     let _permit = state.payload_reads.acquire().await.ok()?;
     let (topic, partition, offset) = delivery.location.clone();
     let kafka = state.kafka.clone();
     let value = tokio::task::spawn_blocking(move || read_record(&kafka, &topic, partition, offset)).await.ok()??;
-    let record = state.codec.decode_delivery(&value).await.ok()?;
-    (record.event_id == delivery.event_id).then(|| serde_json::from_str(record.payload.get()).ok())?
+    let record = state.publisher.codec.decode_delivery(&value).await.ok()?;
+    (record.event_id == delivery.event_id).then_some(record)
 }
 
 /// The value of the record at `offset`, unless the topic no longer holds it.
@@ -250,6 +280,65 @@ fn read_record(kafka_args: &KafkaArgs, topic: &str, partition: i32, offset: i64)
     None
 }
 
+/// Resends one delivery of `customer_id`; the resend's id.
+async fn resend(state: &Deliveries, customer_id: &str, event_id: &str) -> Result<String> {
+    let index = state.index.clone();
+    let (customer, event) = (customer_id.to_owned(), event_id.to_owned());
+    let found = tokio::task::spawn_blocking(move || index.get(&customer, &event))
+        .await
+        .map_err(|e| Error::Internal(e.to_string()))??;
+    let Some((delivery, _)) = found else { return Err(Error::UnknownDelivery(event_id.to_owned())) };
+    resend_delivery(state, &delivery).await
+}
+
+async fn resend_delivery(state: &Deliveries, delivery: &Delivery) -> Result<String> {
+    let customer = state.tenants.get(&delivery.customer_id).await.map_err(Error::Tenant)?;
+    let Some(record) = read_delivery(state, delivery).await else {
+        return Err(Error::Conflict(format!(
+            "event {} is no longer on its topic (past its retention): it cannot be resent",
+            delivery.event_id
+        )));
+    };
+    let resend_id = new_resend_id();
+    state.publisher.resend(record, customer, &resend_id).await?;
+    tracing::info!(event_id = %delivery.event_id, customer = %delivery.customer_id, %resend_id, "delivery resent");
+    Ok(resend_id)
+}
+
+/// `POST .../recover` body.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RecoverBody {
+    since: String,
+    #[serde(default)]
+    until: Option<String>,
+}
+
+/// Resends the dead-lettered deliveries of `customer_id` first attempted in the body's window.
+async fn recover(state: &Deliveries, customer_id: &str, body: RecoverBody) -> Result<serde_json::Value> {
+    let mut params = HashMap::from([("since".to_owned(), body.since), ("status".to_owned(), "dead_lettered".into())]);
+    if let Some(until) = body.until {
+        params.insert("until".into(), until);
+    }
+    params.insert("limit".into(), MAX_RECOVER.to_string());
+    let listing = parse_listing(customer_id, &params)?;
+    let index = state.index.clone();
+    let page = tokio::task::spawn_blocking(move || index.list(&listing))
+        .await
+        .map_err(|e| Error::Internal(e.to_string()))??;
+    let (mut resent, mut unavailable) = (0, 0);
+    for delivery in &page {
+        match resend_delivery(state, delivery).await {
+            Ok(_) => resent += 1,
+            Err(Error::Conflict(_)) => unavailable += 1,
+            Err(error) => return Err(error),
+        }
+    }
+    let next_until =
+        (page.len() == MAX_RECOVER as usize).then(|| page.last().map(|d| rfc3339(d.first_at_ms))).flatten();
+    Ok(json!({ "resent": resent, "unavailable": unavailable, "next_until": next_until }))
+}
+
 /// Answers and counts one request.
 fn answer(state: &Deliveries, operation: &'static str, result: Result<serde_json::Value>) -> Response {
     let response = match result {
@@ -265,10 +354,27 @@ fn answer(state: &Deliveries, operation: &'static str, result: Result<serde_json
     response
 }
 
-/// The admin's target: a customer that exists.
-async fn existing(state: &Deliveries, id: &str) -> Result<()> {
+/// The customer a customer's request is about: itself.
+fn own(auth: Result<AuthenticatedCustomer, Error>) -> Result<String> {
+    auth.map(|AuthenticatedCustomer(customer)| customer.id.clone())
+}
+
+/// The customer an admin's request is about: the one its path names, which must exist.
+async fn named(state: &Deliveries, auth: Result<Admin, Error>, id: &str) -> Result<String> {
+    auth?;
     validate_id(id).map_err(|_| Error::UnknownCustomer(id.to_owned()))?;
-    state.tenants.get(id).await.map_err(Error::Tenant).map(drop)
+    state.tenants.get(id).await.map_err(Error::Tenant)?;
+    Ok(id.to_owned())
+}
+
+/// Answers a resend.
+fn resent(event_id: String, resend_id: String) -> serde_json::Value {
+    json!({ "event_id": event_id, "resend_id": resend_id })
+}
+
+/// The body of a recover request, read once the caller is known.
+async fn recover_body(state: &Arc<Deliveries>, request: Request) -> Result<RecoverBody> {
+    JsonBody::<RecoverBody>::from_request(request, state).await.map(|JsonBody(body)| body)
 }
 
 async fn list_own(
@@ -276,10 +382,7 @@ async fn list_own(
     auth: Result<AuthenticatedCustomer, Error>,
     Query(params): Query<HashMap<String, String>>,
 ) -> Response {
-    let result = match auth {
-        Ok(AuthenticatedCustomer(customer)) => list(&state, &customer.id, &params).await,
-        Err(error) => Err(error),
-    };
+    let result = async { list(&state, &own(auth)?, &params).await }.await;
     answer(&state, "list_own_deliveries", result)
 }
 
@@ -288,10 +391,7 @@ async fn show_own(
     auth: Result<AuthenticatedCustomer, Error>,
     Path(event_id): Path<String>,
 ) -> Response {
-    let result = match auth {
-        Ok(AuthenticatedCustomer(customer)) => show(&state, &customer.id, &event_id).await,
-        Err(error) => Err(error),
-    };
+    let result = async { show(&state, &own(auth)?, &event_id).await }.await;
     answer(&state, "show_own_delivery", result)
 }
 
@@ -301,13 +401,7 @@ async fn list_any(
     Path(id): Path<String>,
     Query(params): Query<HashMap<String, String>>,
 ) -> Response {
-    let result = match auth {
-        Ok(Admin) => match existing(&state, &id).await {
-            Ok(()) => list(&state, &id, &params).await,
-            Err(error) => Err(error),
-        },
-        Err(error) => Err(error),
-    };
+    let result = async { list(&state, &named(&state, auth, &id).await?, &params).await }.await;
     answer(&state, "list_deliveries", result)
 }
 
@@ -316,14 +410,70 @@ async fn show_any(
     auth: Result<Admin, Error>,
     Path((id, event_id)): Path<(String, String)>,
 ) -> Response {
-    let result = match auth {
-        Ok(Admin) => match existing(&state, &id).await {
-            Ok(()) => show(&state, &id, &event_id).await,
-            Err(error) => Err(error),
-        },
-        Err(error) => Err(error),
-    };
+    let result = async { show(&state, &named(&state, auth, &id).await?, &event_id).await }.await;
     answer(&state, "show_delivery", result)
+}
+
+async fn resend_own(
+    State(state): State<Arc<Deliveries>>,
+    auth: Result<AuthenticatedCustomer, Error>,
+    Path(event_id): Path<String>,
+) -> Response {
+    let result = async {
+        let resend_id = resend(&state, &own(auth)?, &event_id).await?;
+        Ok(resent(event_id, resend_id))
+    }
+    .await;
+    accepted(&state, "resend_own_delivery", result)
+}
+
+async fn resend_any(
+    State(state): State<Arc<Deliveries>>,
+    auth: Result<Admin, Error>,
+    Path((id, event_id)): Path<(String, String)>,
+) -> Response {
+    let result = async {
+        let resend_id = resend(&state, &named(&state, auth, &id).await?, &event_id).await?;
+        Ok(resent(event_id, resend_id))
+    }
+    .await;
+    accepted(&state, "resend_delivery", result)
+}
+
+async fn recover_own(
+    State(state): State<Arc<Deliveries>>,
+    auth: Result<AuthenticatedCustomer, Error>,
+    request: Request,
+) -> Response {
+    let result = async {
+        let customer = own(auth)?;
+        recover(&state, &customer, recover_body(&state, request).await?).await
+    }
+    .await;
+    accepted(&state, "recover_own", result)
+}
+
+async fn recover_any(
+    State(state): State<Arc<Deliveries>>,
+    auth: Result<Admin, Error>,
+    Path(id): Path<String>,
+    request: Request,
+) -> Response {
+    let result = async {
+        let customer = named(&state, auth, &id).await?;
+        recover(&state, &customer, recover_body(&state, request).await?).await
+    }
+    .await;
+    accepted(&state, "recover", result)
+}
+
+/// [`answer`] with `202 Accepted` for success: the copies are written, not yet delivered.
+fn accepted(state: &Deliveries, operation: &'static str, result: Result<serde_json::Value>) -> Response {
+    let mut response = answer(state, operation, result);
+    if response.status() == StatusCode::OK {
+        *response.status_mut() = StatusCode::ACCEPTED;
+    }
+    response
 }
 
 #[cfg(test)]
