@@ -6,7 +6,7 @@ COMPOSE ?= docker compose -f docker/compose.yaml
 CONSUMERS ?= 1
 export HOOKLINE_TOOLS_DIR ?= $(HOME)/.cache/hookline/tools
 
-.PHONY: all build test test-unit lint fmt demo bench tools interop clean-tools up down
+.PHONY: all build test test-unit lint fmt demo bench tools interop browser clean-tools up down
 
 all: build
 
@@ -21,11 +21,15 @@ tools:
 interop:
 	@scripts/ensure-interop.sh >/dev/null
 
-## Every test: unit tests, integration tests against real tansu broker processes, and the
-## wire-format interop tests against off-the-shelf libraries.
-test: tools interop
+## Installs Debian's chromium (the portal's tests drive it headless) if absent.
+browser:
+	@scripts/ensure-chromium.sh >/dev/null
+
+## Every test: unit tests, integration tests against real tansu broker processes, the
+## wire-format interop tests against off-the-shelf libraries, and the portal in a real browser.
+test: tools interop browser
 	TANSU_BIN="$$(scripts/ensure-tansu.sh)" HOOKLINE_INTEROP_DIR="$$(scripts/ensure-interop.sh)" \
-		$(CARGO) test --workspace --all-targets
+		HOOKLINE_CHROMIUM="$$(scripts/ensure-chromium.sh)" $(CARGO) test --workspace --all-targets
 
 ## Unit tests only (no broker needed).
 test-unit:
@@ -40,7 +44,7 @@ fmt:
 
 ## The demo: in-process mock Kafka cluster, publisher, a consumer group, demo receivers.
 demo:
-	$(CARGO) run --release -p hookline-demo
+	$(CARGO) run --release -p hookline-demo -- $(DEMO_ARGS)
 
 ## Benchmarks (BENCHMARKS.md): release binaries against a tansu broker and a fast receiver on
 ## loopback, every figure the median of BENCH_RUNS runs; the results table goes between the

@@ -380,6 +380,87 @@ pub fn bearer_token(header_value: &str) -> Option<&str> {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Portal links
+// ---------------------------------------------------------------------------------------------
+
+/// What starts a portal link's token, so that it is told apart from an API key at a glance.
+pub const PORTAL_TOKEN_PREFIX: &str = "hlp_";
+
+/// Signs and checks the short-lived tokens of customer portal links: `hlp_` + the customer id
+/// (base64url) + `.` + the expiry (Unix seconds) + `.` + HMAC-SHA256 of both (base64url), under a
+/// key derived from the master key. Every publisher replica with the same master key checks any
+/// replica's tokens, with nothing stored; the comparison is constant-time.
+#[derive(Clone)]
+pub struct PortalSigner {
+    key: Zeroizing<[u8; 32]>,
+}
+
+impl fmt::Debug for PortalSigner {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PortalSigner").finish_non_exhaustive()
+    }
+}
+
+/// Why a portal token was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PortalRefusal {
+    /// Not a token this key signed (altered, another key's, or not a token at all).
+    Invalid,
+    /// Signed, but past its expiry.
+    Expired,
+}
+
+impl PortalSigner {
+    /// The signer of `master`'s portal tokens (its key is the master key's HMAC of a label, so
+    /// no token reveals anything of the master key, nor serves as anything else).
+    pub fn new(master: &MasterKey) -> Self {
+        let mut mac = <HmacSha256 as hmac::KeyInit>::new_from_slice(&master.0[..]).expect("HMAC takes any key");
+        hmac::Mac::update(&mut mac, b"hookline portal link v1");
+        let mut key = Zeroizing::new([0u8; 32]);
+        key.copy_from_slice(&hmac::Mac::finalize(mac).into_bytes());
+        Self { key }
+    }
+
+    fn tag(&self, customer_part: &str, expires: u64) -> [u8; 32] {
+        let mut mac = <HmacSha256 as hmac::KeyInit>::new_from_slice(&self.key[..]).expect("HMAC takes any key");
+        hmac::Mac::update(&mut mac, format!("{customer_part}.{expires}").as_bytes());
+        hmac::Mac::finalize(mac).into_bytes().into()
+    }
+
+    /// A token for `customer_id`, valid until `expires` (Unix seconds).
+    pub fn sign(&self, customer_id: &str, expires: u64) -> String {
+        let customer_part = URL_SAFE_NO_PAD.encode(customer_id);
+        let tag = URL_SAFE_NO_PAD.encode(self.tag(&customer_part, expires));
+        format!("{PORTAL_TOKEN_PREFIX}{customer_part}.{expires}.{tag}")
+    }
+
+    /// The customer a token was signed for, if it is this key's and not expired at `now` (Unix
+    /// seconds).
+    pub fn verify(&self, token: &str, now: u64) -> std::result::Result<String, PortalRefusal> {
+        let rest = token.strip_prefix(PORTAL_TOKEN_PREFIX).ok_or(PortalRefusal::Invalid)?;
+        let mut parts = rest.split('.');
+        let (Some(customer_part), Some(expires), Some(tag), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return Err(PortalRefusal::Invalid);
+        };
+        let expires: u64 = expires.parse().map_err(|_| PortalRefusal::Invalid)?;
+        let presented = URL_SAFE_NO_PAD.decode(tag).map_err(|_| PortalRefusal::Invalid)?;
+        let expected = self.tag(customer_part, expires);
+        if !bool::from(presented.ct_eq(&expected[..])) {
+            return Err(PortalRefusal::Invalid);
+        }
+        if now >= expires {
+            return Err(PortalRefusal::Expired);
+        }
+        let customer = URL_SAFE_NO_PAD.decode(customer_part).map_err(|_| PortalRefusal::Invalid)?;
+        String::from_utf8(customer).map_err(|_| PortalRefusal::Invalid)
+    }
+}
+
+type HmacSha256 = hmac::Hmac<Sha256>;
+
+// ---------------------------------------------------------------------------------------------
 
 fn sha256(data: &[u8]) -> [u8; 32] {
     Sha256::digest(data).into()
@@ -389,6 +470,29 @@ fn sha256(data: &[u8]) -> [u8; 32] {
 mod tests {
     use super::*;
     use clap::Parser;
+
+    #[test]
+    fn portal_tokens_name_their_customer_until_they_expire() {
+        let master = MasterKey::generate();
+        let signer = PortalSigner::new(&master);
+        let token = signer.sign("acme", 1_000);
+        assert!(token.starts_with(PORTAL_TOKEN_PREFIX), "{token}");
+        assert_eq!(signer.verify(&token, 999), Ok("acme".to_owned()));
+        assert_eq!(signer.verify(&token, 1_000), Err(PortalRefusal::Expired));
+        // Another master key's token, an altered customer or expiry, and junk are all invalid.
+        assert_eq!(PortalSigner::new(&MasterKey::generate()).verify(&token, 0), Err(PortalRefusal::Invalid));
+        let other = signer.sign("globex", 1_000);
+        let (_, globex_tag) = other.rsplit_once('.').unwrap();
+        let (acme_head, _) = token.rsplit_once('.').unwrap();
+        assert_eq!(signer.verify(&format!("{acme_head}.{globex_tag}"), 0), Err(PortalRefusal::Invalid));
+        let later = token.replace(".1000.", ".9999.");
+        assert_eq!(signer.verify(&later, 0), Err(PortalRefusal::Invalid));
+        for junk in ["", "hlp_", "hlp_a.b.c", "hk_abc", &format!("{token}.x")] {
+            assert_eq!(signer.verify(junk, 0), Err(PortalRefusal::Invalid), "{junk:?}");
+        }
+        // The signer is the master key's: the same key signs alike, in another replica.
+        assert_eq!(PortalSigner::new(&master).verify(&token, 0), Ok("acme".to_owned()));
+    }
 
     #[derive(Debug, Parser)]
     struct Cli {

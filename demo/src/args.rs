@@ -45,6 +45,11 @@ pub struct Args {
     /// started.
     #[arg(long, env = "HOOKLINE_DEMO_TIMEOUT", default_value = "120s", value_parser = parse_duration)]
     pub timeout: Duration,
+
+    /// Once the deliveries are accounted for, print a customer portal link for a customer whose
+    /// endpoint failed, and keep everything running until Ctrl-C, to click through the portal.
+    #[arg(long, env = "HOOKLINE_DEMO_SERVE")]
+    pub serve: bool,
 }
 
 impl Args {
@@ -57,6 +62,7 @@ impl Args {
             brokers: None,
             kafka_properties: Vec::new(),
             timeout: Duration::from_secs(120),
+            serve: false,
         }
     }
 

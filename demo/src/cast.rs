@@ -121,7 +121,7 @@ pub struct Api {
 }
 
 impl Api {
-    async fn call(&self, method: reqwest::Method, path: &str, token: &str, body: Value) -> Result<Value> {
+    pub(crate) async fn call(&self, method: reqwest::Method, path: &str, token: &str, body: Value) -> Result<Value> {
         let response =
             self.client.request(method, format!("{}{path}", self.base)).bearer_auth(token).json(&body).send().await?;
         let status = response.status();

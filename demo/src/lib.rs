@@ -360,6 +360,9 @@ async fn drive(
     };
     let elapsed = started.elapsed();
     let operator_notices = operator_notices(stack).await;
+    if args.serve && !interrupt.is_cancelled() {
+        serve_portal(&api, &customers, interrupt).await?;
+    }
     let consumers = stack
         .consumers
         .iter()
@@ -376,6 +379,22 @@ async fn drive(
         })
         .collect();
     Ok(Summary { kafka: location.to_owned(), events: args.events, customers, consumers, operator_notices, elapsed })
+}
+
+/// Prints a portal link for the first customer with dead letters (else the first customer) and
+/// waits for Ctrl-C, everything still running.
+async fn serve_portal(api: &cast::Api, customers: &[CustomerSummary], interrupt: &CancellationToken) -> Result<()> {
+    let chosen = customers.iter().find(|c| c.dead_lettered > 0).or(customers.first());
+    let Some(customer) = chosen else { return Ok(()) };
+    let path = format!("/v1/customers/{}/portal", customer.id);
+    let link =
+        api.call(reqwest::Method::POST, &path, &api.admin_token, serde_json::json!({ "ttl_seconds": 3600 })).await?;
+    println!();
+    println!("Customer portal of `{}` (the link works for an hour):", customer.id);
+    println!("  {}", link["url"].as_str().unwrap_or_default());
+    println!("Serving until Ctrl-C.");
+    interrupt.cancelled().await;
+    Ok(())
 }
 
 /// Longest wait for the operator's endpoint to receive a notice of each parking the consumers

@@ -34,7 +34,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::{FromRef, FromRequest, Path, Request, State};
+use axum::extract::{FromRequest, Path, Request, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
@@ -47,11 +47,12 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use serde_json::value::RawValue;
 
-use crate::auth::{Admin, AnyRole, AuthenticatedCustomer, Authenticator};
-use crate::body::{BodyLimit, JsonBody, is_json, parse_json, read_body};
+use crate::auth::{Admin, AnyRole, AuthenticatedCustomer};
+use crate::body::{JsonBody, is_json, parse_json, read_body};
 use crate::event_types::{EventTypes, Format, Source};
 use crate::metrics::Metrics;
 use crate::publish::Publisher;
+use crate::state::{RouteState, Shared};
 use crate::{Error, Result};
 
 /// The event type of `POST /v1/customer/test-event`.
@@ -60,8 +61,8 @@ pub const TEST_EVENT_TYPE: &str = "hookline.test";
 /// What the onboarding routes use.
 #[derive(Debug)]
 pub(crate) struct Onboarding {
-    pub auth: Authenticator,
-    pub body_limit: BodyLimit,
+    /// Credentials and the body limit.
+    pub shared: Shared,
     pub tenants: Arc<Tenants>,
     pub metrics: Metrics,
     /// How long a replaced signing secret keeps signing after a rotation.
@@ -72,15 +73,9 @@ pub(crate) struct Onboarding {
     pub event_types: Arc<EventTypes>,
 }
 
-impl FromRef<Arc<Onboarding>> for Authenticator {
-    fn from_ref(state: &Arc<Onboarding>) -> Self {
-        state.auth.clone()
-    }
-}
-
-impl FromRef<Arc<Onboarding>> for BodyLimit {
-    fn from_ref(state: &Arc<Onboarding>) -> Self {
-        state.body_limit
+impl RouteState for Onboarding {
+    fn shared(&self) -> &Shared {
+        &self.shared
     }
 }
 
@@ -341,7 +336,7 @@ impl FromRequest<Arc<Onboarding>> for PemUpload {
 
     async fn from_request(request: Request, state: &Arc<Onboarding>) -> Result<Self> {
         let json = is_json(request.headers());
-        let body = read_body(request, state.body_limit).await?;
+        let body = read_body(request, state.shared.body_limit).await?;
         if json {
             let parsed: PublicKeyBody = parse_json(&body)?;
             return Ok(Self(parsed.public_key));

@@ -1,9 +1,10 @@
 //! Who is calling: an `Authorization: Bearer <token>` header resolved to a role.
 //!
-//! Three kinds of credential share the header: operator admin tokens (`--admin-tokens`),
+//! Four kinds of credential share the header: operator admin tokens (`--admin-tokens`),
 //! producer tokens (`--producer-tokens`), both compared in constant time against hashes held in
-//! memory, and customers' API keys, looked up by their non-secret key id and checked against the
-//! stored SHA-256 hash in constant time. Each route accepts one role: no credentials or unknown
+//! memory; customers' API keys, looked up by their non-secret key id and checked against the
+//! stored SHA-256 hash in constant time; and portal links' tokens (`hlp_…`, signed and expiring,
+//! see `portal`), which stand for their customer like its API key. Each route accepts one role: no credentials or unknown
 //! ones get 401, credentials of another role 403. Nothing about a presented token is logged.
 
 use std::sync::Arc;
@@ -12,7 +13,7 @@ use axum::extract::{FromRef, FromRequestParts};
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
 use hookline_core::customer::Customer;
-use hookline_core::secrets::{TokenSet, bearer_token};
+use hookline_core::secrets::{PORTAL_TOKEN_PREFIX, PortalRefusal, PortalSigner, TokenSet, bearer_token};
 use hookline_core::tenants::Tenants;
 
 use crate::Error;
@@ -25,6 +26,9 @@ pub(crate) struct Authenticator {
     admin_tokens: Arc<TokenSet>,
     producer_tokens: Arc<TokenSet>,
     tenants: Arc<Tenants>,
+    /// Checks portal links' tokens (`hlp_…`), which act as their customer's API key until they
+    /// expire.
+    portal: Arc<PortalSigner>,
 }
 
 /// The role a request authenticated as.
@@ -36,8 +40,14 @@ pub(crate) enum Caller {
 }
 
 impl Authenticator {
-    pub(crate) fn new(admin_tokens: TokenSet, producer_tokens: TokenSet, tenants: Arc<Tenants>) -> Self {
-        Self { admin_tokens: Arc::new(admin_tokens), producer_tokens: Arc::new(producer_tokens), tenants }
+    pub(crate) fn new(
+        admin_tokens: TokenSet,
+        producer_tokens: TokenSet,
+        tenants: Arc<Tenants>,
+        portal: PortalSigner,
+    ) -> Self {
+        let (admin_tokens, producer_tokens) = (Arc::new(admin_tokens), Arc::new(producer_tokens));
+        Self { admin_tokens, producer_tokens, tenants, portal: Arc::new(portal) }
     }
 
     /// Resolves the request's bearer credentials.
@@ -60,9 +70,27 @@ impl Authenticator {
         if producer {
             return Ok(Caller::Producer);
         }
+        if token.starts_with(PORTAL_TOKEN_PREFIX) {
+            return self.portal_customer(token);
+        }
         match self.tenants.authenticate(token).await.map_err(Error::Directory)? {
             Some(customer) => Ok(Caller::Customer(customer)),
             None => Err(Error::Unauthorized("invalid credentials")),
+        }
+    }
+}
+
+impl Authenticator {
+    /// The customer a portal link's token stands for, while it lives and the customer exists.
+    fn portal_customer(&self, token: &str) -> Result<Caller, Error> {
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        match self.portal.verify(token, now) {
+            Ok(id) => match self.tenants.directory().get(&id) {
+                Some(customer) if !customer.is_source() => Ok(Caller::Customer(customer)),
+                _ => Err(Error::Unauthorized("invalid credentials")),
+            },
+            Err(PortalRefusal::Expired) => Err(Error::Unauthorized("the portal link expired; ask for a new one")),
+            Err(PortalRefusal::Invalid) => Err(Error::Unauthorized("invalid credentials")),
         }
     }
 }

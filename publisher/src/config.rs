@@ -149,6 +149,15 @@ pub struct Config {
     #[arg(long, env = "HOOKLINE_DELIVERY_LOG_RETENTION", value_parser = parse_duration, default_value = "7d")]
     pub delivery_log_retention: Duration,
 
+    /// The address customers reach this publisher at, for portal links (e.g.
+    /// `https://webhooks.example.com`); without it, the address the admin called.
+    #[arg(long, env = "HOOKLINE_PUBLIC_URL")]
+    pub public_url: Option<String>,
+
+    /// How long a portal link lives unless its request says (at most 24h).
+    #[arg(long, env = "HOOKLINE_PORTAL_LINK_TTL", value_parser = parse_duration, default_value = "1h")]
+    pub portal_link_ttl: Duration,
+
     /// The most `Idempotency-Key`s remembered (at least 1). Beyond it the keys closest to expiry
     /// are forgotten early (`hookline_idempotency_evictions_total`), and a retry of one of them is
     /// published again under a new event id; a restart reads at most twice this many records.
@@ -233,6 +242,8 @@ impl Config {
             idempotency_window: DEFAULT_IDEMPOTENCY_WINDOW,
             delivery_log_dir: None,
             delivery_log_retention: hookline_core::topics::STATE_RETENTION,
+            public_url: None,
+            portal_link_ttl: Duration::from_secs(3600),
             idempotency_max_keys: DEFAULT_IDEMPOTENCY_MAX_KEYS,
             log: LogArgs::default(),
             runtime: RuntimeArgs::default(),

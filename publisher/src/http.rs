@@ -1,7 +1,7 @@
 //! The HTTP router: every route of the HTTP API assembled in one place, with the layers that
 //! bound them. `POST /publish` (producer tokens only), `GET /healthz`, `GET /readyz` and
 //! `GET /metrics` are handled here; the onboarding API and `GET /v1/event-types` in [`crate::api`],
-//! inbound webhooks in `inbound`, the deliveries API in `deliveries`. Each group of routes gets only the state it uses.
+//! inbound webhooks in `inbound`, the deliveries API in `deliveries`, the portal in `portal`. Each group of routes gets only the state it uses.
 //!
 //! Every error answer is JSON `{"error": "..."}`, including axum's own rejections (body too
 //! large, wrong content type), unknown routes and wrong methods, so that clients can always
@@ -15,7 +15,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::{DefaultBodyLimit, FromRef, FromRequest, Request, State};
+use axum::extract::{DefaultBodyLimit, FromRequest, Request, State};
 use axum::http::header::CONTENT_TYPE;
 use axum::http::{HeaderValue, Method, StatusCode, Uri};
 use axum::middleware;
@@ -27,15 +27,17 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use crate::api::Onboarding;
-use crate::auth::{Authenticator, Producer};
-use crate::body::{BodyLimit, is_json, parse_json, read_body};
+use crate::auth::Producer;
+use crate::body::{is_json, parse_json, read_body};
 use crate::deliveries::Deliveries;
 use crate::error::error_response;
 use crate::idempotency;
 use crate::inbound::Inbound;
 use crate::metrics::{Metrics, Outcome};
+use crate::portal::Portal;
 use crate::publish::{Direction, PublishRequest, Publisher, publish_span, validate_id_field, validate_publish_type};
 use crate::server::{RequestTimeout, limit_request_time};
+use crate::state::{RouteState, Shared};
 use crate::{Error, Result};
 
 /// How long `/readyz` waits for the broker.
@@ -50,22 +52,16 @@ const IDEMPOTENT_REPLAYED: &str = "idempotent-replayed";
 #[derive(Debug)]
 pub(crate) struct HttpState {
     pub publisher: Arc<Publisher>,
-    pub auth: Authenticator,
-    pub body_limit: BodyLimit,
+    /// Credentials and the body limit.
+    pub shared: Shared,
     pub metrics: Metrics,
     /// The longest an HTTP request may take, body included.
     pub request_timeout: Duration,
 }
 
-impl FromRef<Arc<HttpState>> for Authenticator {
-    fn from_ref(state: &Arc<HttpState>) -> Self {
-        state.auth.clone()
-    }
-}
-
-impl FromRef<Arc<HttpState>> for BodyLimit {
-    fn from_ref(state: &Arc<HttpState>) -> Self {
-        state.body_limit
+impl RouteState for HttpState {
+    fn shared(&self) -> &Shared {
+        &self.shared
     }
 }
 
@@ -75,9 +71,10 @@ pub(crate) fn router(
     onboarding: Arc<Onboarding>,
     inbound: Arc<Inbound>,
     deliveries: Arc<Deliveries>,
+    portal: Arc<Portal>,
 ) -> Router {
     let timeout = RequestTimeout::new(state.request_timeout, state.metrics.clone());
-    let limit = state.body_limit.0;
+    let limit = state.shared.body_limit.0;
     Router::new()
         .route("/publish", post(publish))
         .route("/healthz", get(healthz))
@@ -87,6 +84,7 @@ pub(crate) fn router(
         .merge(crate::api::routes(onboarding))
         .merge(crate::inbound::routes(inbound))
         .merge(crate::deliveries::routes(deliveries))
+        .merge(crate::portal::routes(portal))
         .fallback(no_route)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(limit))
@@ -147,7 +145,7 @@ impl FromRequest<Arc<HttpState>> for Publish {
                 Some(key.to_owned())
             }
         };
-        let body = read_body(request, state.body_limit).await?;
+        let body = read_body(request, state.shared.body_limit).await?;
         let mut publish = parse_publish(&body)?;
         publish.idempotency_key = idempotency_key;
         Ok(Self(publish))

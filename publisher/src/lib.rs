@@ -30,6 +30,8 @@
 //! - `deliveries`: the deliveries API (a customer's deliveries and their attempts, from the
 //!   delivery log), its SQLite index (`deliveries::index`) and the follower that keeps the index
 //!   current (`deliveries::follow`).
+//! - `portal`: the customer portal page at `/portal` (embedded assets, security headers) and the
+//!   admin's signed, expiring portal links.
 //! - [`grpc`]: the gRPC event broker (`SendOutgoingEvent`, `HandleIncomingEvent`), health and
 //!   reflection; the generated code in [`grpc::pb`].
 //! - `server`: the HTTP server beneath the router (hyper connections with a header read
@@ -41,6 +43,8 @@
 //!   to the acknowledged copies.
 //! - `auth`: bearer credentials (admin tokens, producer tokens, customer API keys) to roles, and
 //!   the extractors that require one.
+//! - `state`: what every group of routes' state shares (credentials, the body limit), which the
+//!   extractors take from it.
 //! - `body`: HTTP request bodies: bounded reads, JSON content types, parsing with errors that
 //!   name the field.
 //! - [`error`]: this crate's error type, and how each error is answered (HTTP status and JSON
@@ -73,8 +77,10 @@ mod http;
 pub mod idempotency;
 mod inbound;
 pub mod metrics;
+mod portal;
 mod publish;
 mod server;
+mod state;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -103,7 +109,9 @@ use crate::grpc::BrokerState;
 use crate::http::HttpState;
 use crate::idempotency::Idempotency;
 use crate::inbound::Inbound;
+use crate::portal::Portal;
 use crate::publish::Publisher;
+use crate::state::Shared;
 
 /// Time beyond the request's own deadline before another request may take over its claim of an
 /// `Idempotency-Key`.
@@ -217,6 +225,7 @@ pub async fn serve_with_grpc(
     let notifier =
         Notifier::new(producer.clone(), config.topics.deliveries.clone(), directory.clone(), config.produce_timeout)
             .observed(Arc::new(move |event, outcome| counted.notice(event, outcome)));
+    let portal_signer = hookline_core::secrets::PortalSigner::new(&master_key);
     let tenants = Arc::new(
         Tenants::new(
             directory.clone(),
@@ -254,18 +263,17 @@ pub async fn serve_with_grpc(
         idempotency,
         event_types: Arc::clone(&event_types),
     });
-    let auth = Authenticator::new(admin_tokens, producer_tokens, Arc::clone(&tenants));
+    let auth = Authenticator::new(admin_tokens, producer_tokens, Arc::clone(&tenants), portal_signer.clone());
     let body_limit = BodyLimit(limits.body);
+    let shared = Shared { auth: auth.clone(), body_limit };
     let http_state = Arc::new(HttpState {
         publisher: Arc::clone(&publisher),
-        auth: auth.clone(),
-        body_limit,
+        shared: shared.clone(),
         metrics: metrics.clone(),
         request_timeout: config.http_request_timeout,
     });
     let onboarding = Arc::new(Onboarding {
-        auth: auth.clone(),
-        body_limit,
+        shared: shared.clone(),
         tenants: Arc::clone(&tenants),
         metrics: metrics.clone(),
         signing_secret_grace: config.signing_secret_grace,
@@ -279,13 +287,20 @@ pub async fn serve_with_grpc(
         metrics: metrics.clone(),
     });
     let deliveries = Arc::new(Deliveries::new(
-        auth.clone(),
-        body_limit,
+        shared.clone(),
         index,
         Arc::clone(&tenants),
         config.kafka.clone(),
         Arc::clone(&publisher),
     ));
+    let portal = Arc::new(Portal {
+        shared: shared.clone(),
+        tenants: Arc::clone(&tenants),
+        metrics: metrics.clone(),
+        signer: portal_signer,
+        public_url: config.public_url.clone(),
+        default_ttl: config.portal_link_ttl.min(portal::MAX_LINK_TTL),
+    });
     let broker = Arc::new(BrokerState {
         publisher: Arc::clone(&publisher),
         auth,
@@ -311,7 +326,7 @@ pub async fn serve_with_grpc(
             header_read_timeout: config.http_header_read_timeout,
             max_connections: usize::try_from(config.http_max_connections).unwrap_or(usize::MAX),
         };
-        let router = http::router(http_state, onboarding, inbound, deliveries);
+        let router = http::router(http_state, onboarding, inbound, deliveries, portal);
         server::serve(listener, router, limits, metrics.clone(), stop.clone()).await;
         stop.cancel();
     };

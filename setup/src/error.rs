@@ -82,6 +82,9 @@ pub enum Error {
 
     #[error("cannot generate keys: {0}")]
     Keys(String),
+    /// The publisher's admin API could not be reached or failed (`deliveries`).
+    #[error("{0}")]
+    Api(String),
 
     #[error("cannot write the output: {0}")]
     Output(#[from] std::io::Error),

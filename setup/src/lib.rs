@@ -1,6 +1,6 @@
 //! `hookline-setup`, the operator's CLI: creates and checks Hookline's topics, manages customers
 //! and inbound sources (the compacted customers topic), inspects, replays and purges dead letters,
-//! and generates keys.
+//! shows and resends a customer's deliveries, and generates keys.
 //!
 //! Everything is a library call so that tests and the in-process demo can run a command without
 //! spawning the binary: parse a [`Cli`] (or build one with `Cli::try_parse_from`), call [`run`]
@@ -28,6 +28,8 @@
 //!   [`hookline_core::tenants::Tenants`].
 //! - `schemas`: `schemas register` / `check` / `show`: the Avro schemas of the topics in the
 //!   Confluent Schema Registry.
+//! - `deliveries`: `deliveries list` / `show` / `resend`: a customer's deliveries, through a
+//!   publisher's admin API (its index of the delivery log; its resend path).
 //! - `dlq`: `dlq list` / `replay` / `purge`: reads the dead-letter topic with a group-less reader,
 //!   re-produces selected dead letters to the delivery topic (progress kept in a compacted marker
 //!   topic so a re-run produces nothing twice), deletes old ones with Kafka's DeleteRecords.
@@ -39,6 +41,7 @@ mod broker;
 mod check;
 mod cluster;
 mod customers;
+mod deliveries;
 mod dlq;
 pub mod error;
 mod import;
@@ -109,6 +112,10 @@ pub enum Command {
     /// Register or check the topics' Avro schemas in the Confluent Schema Registry.
     #[command(subcommand)]
     Schemas(SchemasCommand),
+    /// A customer's deliveries (the delivery log, through a publisher's admin API): list them,
+    /// show one with its attempts, resend one.
+    #[command(subcommand)]
+    Deliveries(deliveries::DeliveriesCommand),
     /// Check that everything Hookline needs is in place: the broker, the topics and their layout,
     /// the consumer group and its lag, the schema registry and its subjects. One line per check
     /// (`ok`, `warn` or `FAIL` with what to do); exit 1 if any check fails.
@@ -522,6 +529,7 @@ pub async fn run<W: Write + Send>(cli: Cli, out: &mut W) -> Result<()> {
             Ok(())
         }
         Command::Schemas(command) => schemas::run(&topics, &schema_registry, command, timeout, out).await,
+        Command::Deliveries(command) => deliveries::run(command, timeout, out).await,
         Command::Keys(KeysCommand::MasterKey) => {
             writeln!(out, "{}", MasterKey::generate().to_base64())?;
             Ok(())

@@ -359,6 +359,38 @@ impl Index {
         rows.collect::<rusqlite::Result<_>>().map_err(sql)
     }
 
+    /// `customer_id`'s attempts per hour from `from_ms` for `hours` hours: (delivered, failed) in
+    /// each (failed: attempts that failed, whatever came after).
+    pub(crate) fn hourly(&self, customer_id: &str, from_ms: u64, hours: usize) -> Result<Vec<(u64, u64)>> {
+        const HOUR_MS: i64 = 3_600_000;
+        let connection = self.lock();
+        let mut statement = connection
+            .prepare_cached(
+                "SELECT (at_ms - ?2) / ?3 AS hour, json_extract(body, '$.outcome') AS outcome, count(*)
+                 FROM attempts
+                 WHERE customer_id = ?1 AND at_ms >= ?2
+                 GROUP BY hour, outcome",
+            )
+            .map_err(sql)?;
+        let rows = statement
+            .query_map(params![customer_id, sql_ms(from_ms), HOUR_MS], |row| {
+                Ok((row.get::<_, i64>(0)?, row.get::<_, Option<String>>(1)?, row.get::<_, i64>(2)?))
+            })
+            .map_err(sql)?;
+        let mut buckets = vec![(0, 0); hours];
+        for row in rows {
+            let (hour, outcome, count) = row.map_err(sql)?;
+            let (Ok(hour), Ok(count)) = (usize::try_from(hour), u64::try_from(count)) else { continue };
+            let Some(bucket) = buckets.get_mut(hour) else { continue };
+            match outcome.as_deref() {
+                Some("delivered") => bucket.0 += count,
+                Some("failed") => bucket.1 += count,
+                _ => {}
+            }
+        }
+        Ok(buckets)
+    }
+
     /// One delivery and its log records, oldest first; `None` when the index has none.
     pub(crate) fn get(&self, customer_id: &str, event_id: &str) -> Result<Option<(Delivery, Vec<AttemptRecord>)>> {
         let connection = self.lock();
@@ -487,6 +519,25 @@ mod tests {
         assert_eq!(attempts.iter().map(|a| a.at_ms).collect::<Vec<_>>(), [1_000, 3_000, 5_000]);
         assert!(index.get("acme", "evt_3").unwrap().is_none(), "another customer's delivery is not found");
         assert_eq!(index.positions().unwrap(), [(0, 5)]);
+    }
+
+    #[test]
+    fn attempts_are_counted_per_hour() {
+        let index = Index::open(None, "t").unwrap();
+        let hour = 3_600_000;
+        apply(
+            &index,
+            0,
+            vec![
+                record("acme", "evt_1", AttemptOutcome::Failed, 10),
+                record("acme", "evt_1", AttemptOutcome::Delivered, hour + 10),
+                record("acme", "evt_2", AttemptOutcome::Delivered, hour + 20),
+                record("acme", "evt_3", AttemptOutcome::DeadLettered, hour + 30),
+                record("other", "evt_4", AttemptOutcome::Failed, 20),
+            ],
+        );
+        assert_eq!(index.hourly("acme", 0, 3).unwrap(), [(0, 1), (2, 0), (0, 0)]);
+        assert_eq!(index.hourly("acme", hour, 1).unwrap(), [(2, 0)]);
     }
 
     #[test]

@@ -10,6 +10,8 @@
 //! - `GET /v1/customer/deliveries/{event_id}`: the delivery, its attempts, and its payload while
 //!   the delivery topic (or the retry topic, once parked) still holds the record.
 //!
+//! - `GET /v1/customer/deliveries/stats`: the last 24 hours, per hour, `{"hours": [{"start"
+//!   (Unix seconds), "delivered", "failed"}]}` (attempts that succeeded, and that failed).
 //! - `POST /v1/customer/deliveries/{event_id}/resend`: the event once more, as it was (while the
 //!   topic holds it), marked as a resend so that the consumer sends it although it was
 //!   delivered before: `202 {"event_id", "resend_id"}`.
@@ -31,7 +33,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use axum::extract::{FromRef, FromRequest, Path, Query, Request, State};
+use axum::extract::{FromRequest, Path, Query, Request, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -49,10 +51,11 @@ use serde::Deserialize;
 use serde_json::json;
 use tokio::sync::Semaphore;
 
-use crate::auth::{Admin, AuthenticatedCustomer, Authenticator};
-use crate::body::{BodyLimit, JsonBody};
+use crate::auth::{Admin, AuthenticatedCustomer};
+use crate::body::JsonBody;
 use crate::metrics::Metrics;
 use crate::publish::Publisher;
+use crate::state::{RouteState, Shared};
 use crate::{Error, Result};
 use index::{Cursor, Delivery, Index, Query as Listing, State as DeliveryState};
 
@@ -68,8 +71,8 @@ pub(crate) const MAX_RECOVER: u32 = 100;
 
 /// What the deliveries routes use.
 pub(crate) struct Deliveries {
-    pub auth: Authenticator,
-    pub body_limit: BodyLimit,
+    /// Credentials and the body limit.
+    pub shared: Shared,
     pub index: Index,
     pub tenants: Arc<Tenants>,
     pub metrics: Metrics,
@@ -82,8 +85,7 @@ pub(crate) struct Deliveries {
 
 impl Deliveries {
     pub(crate) fn new(
-        auth: Authenticator,
-        body_limit: BodyLimit,
+        shared: Shared,
         index: Index,
         tenants: Arc<Tenants>,
         kafka: KafkaArgs,
@@ -91,7 +93,7 @@ impl Deliveries {
     ) -> Self {
         let metrics = publisher.metrics.clone();
         let payload_reads = Semaphore::new(MAX_PAYLOAD_READS);
-        Self { auth, body_limit, index, tenants, metrics, kafka, publisher, payload_reads }
+        Self { shared, index, tenants, metrics, kafka, publisher, payload_reads }
     }
 }
 
@@ -101,15 +103,9 @@ impl std::fmt::Debug for Deliveries {
     }
 }
 
-impl FromRef<Arc<Deliveries>> for Authenticator {
-    fn from_ref(state: &Arc<Deliveries>) -> Self {
-        state.auth.clone()
-    }
-}
-
-impl FromRef<Arc<Deliveries>> for BodyLimit {
-    fn from_ref(state: &Arc<Deliveries>) -> Self {
-        state.body_limit
+impl RouteState for Deliveries {
+    fn shared(&self) -> &Shared {
+        &self.shared
     }
 }
 
@@ -117,6 +113,7 @@ impl FromRef<Arc<Deliveries>> for BodyLimit {
 pub(crate) fn routes(state: Arc<Deliveries>) -> Router {
     Router::new()
         .route("/v1/customer/deliveries", get(list_own))
+        .route("/v1/customer/deliveries/stats", get(stats_own))
         .route("/v1/customer/deliveries/{event_id}", get(show_own))
         .route("/v1/customers/{id}/deliveries", get(list_any))
         .route("/v1/customers/{id}/deliveries/{event_id}", get(show_any))
@@ -375,6 +372,29 @@ fn resent(event_id: String, resend_id: String) -> serde_json::Value {
 /// The body of a recover request, read once the caller is known.
 async fn recover_body(state: &Arc<Deliveries>, request: Request) -> Result<RecoverBody> {
     JsonBody::<RecoverBody>::from_request(request, state).await.map(|JsonBody(body)| body)
+}
+
+/// The last 24 hours of the customer's attempts, per hour (the portal's chart).
+async fn stats(state: &Deliveries, customer_id: &str) -> Result<serde_json::Value> {
+    const HOURS: usize = 24;
+    let hour_ms = 3_600_000;
+    let now = unix_ms(SystemTime::now());
+    let from = (now / hour_ms + 1).saturating_sub(HOURS as u64) * hour_ms;
+    let (index, customer) = (state.index.clone(), customer_id.to_owned());
+    let buckets = tokio::task::spawn_blocking(move || index.hourly(&customer, from, HOURS))
+        .await
+        .map_err(|e| Error::Internal(e.to_string()))??;
+    let hours: Vec<serde_json::Value> = buckets
+        .iter()
+        .zip(0..)
+        .map(|((delivered, failed), n)| json!({ "start": (from + n * hour_ms) / 1000, "delivered": delivered, "failed": failed }))
+        .collect();
+    Ok(json!({ "hours": hours }))
+}
+
+async fn stats_own(State(state): State<Arc<Deliveries>>, auth: Result<AuthenticatedCustomer, Error>) -> Response {
+    let result = async { stats(&state, &own(auth)?).await }.await;
+    answer(&state, "own_delivery_stats", result)
 }
 
 async fn list_own(

@@ -51,6 +51,16 @@ const CLI_ENV: &[&str] = &[
     "HOOKLINE_DELIVERED_TOPIC",
     "HOOKLINE_IDEMPOTENCY_TOPIC",
     "HOOKLINE_IMPORT_OUT",
+    "HOOKLINE_API_URL",
+    "HOOKLINE_ADMIN_TOKEN",
+    "HOOKLINE_CUSTOMER",
+    "HOOKLINE_EVENT_ID",
+    "HOOKLINE_DELIVERY_STATUS",
+    "HOOKLINE_DELIVERY_SINCE",
+    "HOOKLINE_DELIVERY_TYPE",
+    "HOOKLINE_DELIVERY_LIMIT",
+    "HOOKLINE_DELIVERY_LOG",
+    "HOOKLINE_ATTEMPTS_TOPIC",
 ];
 
 /// The shared flags pointing at `brokers` and the topics `prefix`, `prefix.dlq`,
