@@ -19,10 +19,10 @@ async fn serve_prints_a_working_portal_link_and_stops_on_ctrl_c() {
     let mut lines = BufReader::new(demo.stdout.take().expect("stdout")).lines();
     let link = tokio::time::timeout(Duration::from_secs(180), async {
         while let Some(line) = lines.next_line().await.expect("read the demo's output") {
-            if let Some(at) = line.find("http://") {
-                if line.contains("/portal#token=") {
-                    return line[at..].trim().to_owned();
-                }
+            if let Some(at) = line.find("http://")
+                && line.contains("/portal#token=")
+            {
+                return line[at..].trim().to_owned();
             }
         }
         panic!("the demo ended without printing a portal link");
