@@ -445,11 +445,11 @@ pub fn logged(
     event: Option<&EventRecord>,
     attempts: u32,
 ) -> AttemptRecord {
-    let mut entry = AttemptRecord::of(record, outcome, SystemTime::now());
-    if let Some(event) = event {
-        entry.event_id.clone_from(&event.event_id);
-        entry.event_type.clone_from(&event.event_type);
-    }
+    let at = SystemTime::now();
+    let mut entry = match event {
+        Some(event) => AttemptRecord::of_event(record, &event.event_id, &event.event_type, outcome, at),
+        None => AttemptRecord::of(record, outcome, at),
+    };
     entry.attempt = attempts;
     entry
 }

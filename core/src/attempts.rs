@@ -103,20 +103,31 @@ pub struct AttemptRecord {
 impl AttemptRecord {
     /// A record of `outcome`, at `at`, for the delivery record `record` as read: its key, where
     /// it lives, and the event id and type its headers carry (the publisher writes them on every
-    /// record; a caller that decoded the value may set them from it). The caller adds the rest.
+    /// record). The caller adds the rest.
     pub fn of<M: Message>(record: &M, outcome: AttemptOutcome, at: SystemTime) -> Self {
-        let (mut event_id, mut event_type) = (String::new(), String::new());
+        let (mut event_id, mut event_type) = ("", "");
         for (key, value) in kafka::text_headers(record) {
             match key {
-                headers::EVENT_ID => value.clone_into(&mut event_id),
-                headers::EVENT_TYPE => value.clone_into(&mut event_type),
+                headers::EVENT_ID => event_id = value,
+                headers::EVENT_TYPE => event_type = value,
                 _ => {}
             }
         }
+        Self::of_event(record, event_id, event_type, outcome, at)
+    }
+
+    /// [`AttemptRecord::of`] for an event whose id and type are known (its value was decoded).
+    pub fn of_event<M: Message>(
+        record: &M,
+        event_id: &str,
+        event_type: &str,
+        outcome: AttemptOutcome,
+        at: SystemTime,
+    ) -> Self {
         Self {
-            event_id,
+            event_id: event_id.to_owned(),
             customer_id: record.key().map(|k| String::from_utf8_lossy(k).into_owned()).unwrap_or_default(),
-            event_type,
+            event_type: event_type.to_owned(),
             attempt: 0,
             at_ms: parking::unix_ms(at),
             duration_ms: None,

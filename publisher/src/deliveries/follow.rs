@@ -93,7 +93,7 @@ fn follow(
                 }
                 Err(_) => {}
             }
-            let cutoff = crate::deliveries::unix_ms(SystemTime::now()).saturating_sub(millis(retention));
+            let cutoff = hookline_core::parking::unix_ms(SystemTime::now()).saturating_sub(millis(retention));
             index.expire(cutoff)?;
             if assigned == 0 {
                 // Interruptible: the publisher's shutdown does not wait for the next look.

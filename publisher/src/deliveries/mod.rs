@@ -40,9 +40,10 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use hookline_core::attempts::AttemptRecord;
 use hookline_core::config::KafkaArgs;
-use hookline_core::customer::validate_id;
+use hookline_core::customer::{Customer, validate_id};
 use hookline_core::envelope::new_resend_id;
 use hookline_core::kafka;
+use hookline_core::parking::unix_ms;
 use hookline_core::tenants::Tenants;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
@@ -124,9 +125,21 @@ pub(crate) fn routes(state: Arc<Deliveries>) -> Router {
         .with_state(state)
 }
 
-/// Milliseconds since the Unix epoch.
-pub(crate) fn unix_ms(at: SystemTime) -> u64 {
-    at.duration_since(UNIX_EPOCH).map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+/// Runs `query` on the index off the async threads (SQLite blocks).
+async fn on_index<T: Send + 'static>(
+    state: &Deliveries,
+    query: impl FnOnce(&Index) -> Result<T> + Send + 'static,
+) -> Result<T> {
+    let index = state.index.clone();
+    tokio::task::spawn_blocking(move || query(&index)).await.map_err(|e| Error::Internal(e.to_string()))?
+}
+
+/// `customer_id`'s delivery of `event_id` and its log records, else [`Error::UnknownDelivery`].
+async fn delivery_of(state: &Deliveries, customer_id: &str, event_id: &str) -> Result<(Delivery, Vec<AttemptRecord>)> {
+    let (customer, event) = (customer_id.to_owned(), event_id.to_owned());
+    on_index(state, move |index| index.get(&customer, &event))
+        .await?
+        .ok_or_else(|| Error::UnknownDelivery(event_id.to_owned()))
 }
 
 fn rfc3339(ms: u64) -> String {
@@ -209,15 +222,9 @@ fn attempt_json(record: &AttemptRecord) -> serde_json::Value {
 
 async fn list(state: &Deliveries, customer_id: &str, params: &HashMap<String, String>) -> Result<serde_json::Value> {
     let listing = parse_listing(customer_id, params)?;
-    let index = state.index.clone();
-    let page = tokio::task::spawn_blocking(move || {
-        let page = index.list(&listing)?;
-        let full = page.len() == listing.limit as usize;
-        Ok::<_, Error>((page, full))
-    })
-    .await
-    .map_err(|e| Error::Internal(e.to_string()))??;
-    let (page, full) = page;
+    let limit = listing.limit as usize;
+    let page = on_index(state, move |index| index.list(&listing)).await?;
+    let full = page.len() == limit;
     let next = if full {
         page.last().map(|last| Cursor { first_at_ms: last.first_at_ms, event_id: last.event_id.clone() }.encode())
     } else {
@@ -227,14 +234,7 @@ async fn list(state: &Deliveries, customer_id: &str, params: &HashMap<String, St
 }
 
 async fn show(state: &Deliveries, customer_id: &str, event_id: &str) -> Result<serde_json::Value> {
-    let index = state.index.clone();
-    let (customer, event) = (customer_id.to_owned(), event_id.to_owned());
-    let found = tokio::task::spawn_blocking(move || index.get(&customer, &event))
-        .await
-        .map_err(|e| Error::Internal(e.to_string()))??;
-    let Some((delivery, attempts)) = found else {
-        return Err(Error::UnknownDelivery(event_id.to_owned()));
-    };
+    let (delivery, attempts) = delivery_of(state, customer_id, event_id).await?;
     let payload = read_delivery(state, &delivery)
         .await
         .and_then(|record| serde_json::from_str::<serde_json::Value>(record.payload.get()).ok());
@@ -279,17 +279,13 @@ fn read_record(kafka_args: &KafkaArgs, topic: &str, partition: i32, offset: i64)
 
 /// Resends one delivery of `customer_id`; the resend's id.
 async fn resend(state: &Deliveries, customer_id: &str, event_id: &str) -> Result<String> {
-    let index = state.index.clone();
-    let (customer, event) = (customer_id.to_owned(), event_id.to_owned());
-    let found = tokio::task::spawn_blocking(move || index.get(&customer, &event))
-        .await
-        .map_err(|e| Error::Internal(e.to_string()))??;
-    let Some((delivery, _)) = found else { return Err(Error::UnknownDelivery(event_id.to_owned())) };
-    resend_delivery(state, &delivery).await
+    let (delivery, _) = delivery_of(state, customer_id, event_id).await?;
+    let customer = state.tenants.get(customer_id).await.map_err(Error::Tenant)?;
+    resend_delivery(state, &customer, &delivery).await
 }
 
-async fn resend_delivery(state: &Deliveries, delivery: &Delivery) -> Result<String> {
-    let customer = state.tenants.get(&delivery.customer_id).await.map_err(Error::Tenant)?;
+/// Writes `delivery` of `customer` again; the resend's id.
+async fn resend_delivery(state: &Deliveries, customer: &Arc<Customer>, delivery: &Delivery) -> Result<String> {
     let Some(record) = read_delivery(state, delivery).await else {
         return Err(Error::Conflict(format!(
             "event {} is no longer on its topic (past its retention): it cannot be resent",
@@ -297,7 +293,7 @@ async fn resend_delivery(state: &Deliveries, delivery: &Delivery) -> Result<Stri
         )));
     };
     let resend_id = new_resend_id();
-    state.publisher.resend(record, customer, &resend_id).await?;
+    state.publisher.resend(record, Arc::clone(customer), &resend_id).await?;
     tracing::info!(event_id = %delivery.event_id, customer = %delivery.customer_id, %resend_id, "delivery resent");
     Ok(resend_id)
 }
@@ -319,13 +315,12 @@ async fn recover(state: &Deliveries, customer_id: &str, body: RecoverBody) -> Re
     }
     params.insert("limit".into(), MAX_RECOVER.to_string());
     let listing = parse_listing(customer_id, &params)?;
-    let index = state.index.clone();
-    let page = tokio::task::spawn_blocking(move || index.list(&listing))
-        .await
-        .map_err(|e| Error::Internal(e.to_string()))??;
+    let page = on_index(state, move |index| index.list(&listing)).await?;
+    // Looked up once for the whole batch (a look-up catches the directory up with the topic).
+    let customer = state.tenants.get(customer_id).await.map_err(Error::Tenant)?;
     let (mut resent, mut unavailable) = (0, 0);
     for delivery in &page {
-        match resend_delivery(state, delivery).await {
+        match resend_delivery(state, &customer, delivery).await {
             Ok(_) => resent += 1,
             Err(Error::Conflict(_)) => unavailable += 1,
             Err(error) => return Err(error),
@@ -380,10 +375,8 @@ async fn stats(state: &Deliveries, customer_id: &str) -> Result<serde_json::Valu
     let hour_ms = 3_600_000;
     let now = unix_ms(SystemTime::now());
     let from = (now / hour_ms + 1).saturating_sub(HOURS as u64) * hour_ms;
-    let (index, customer) = (state.index.clone(), customer_id.to_owned());
-    let buckets = tokio::task::spawn_blocking(move || index.hourly(&customer, from, HOURS))
-        .await
-        .map_err(|e| Error::Internal(e.to_string()))??;
+    let customer = customer_id.to_owned();
+    let buckets = on_index(state, move |index| index.hourly(&customer, from, HOURS)).await?;
     let hours: Vec<serde_json::Value> = buckets
         .iter()
         .zip(0..)
