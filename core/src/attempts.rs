@@ -30,6 +30,7 @@ pub const ERROR_MAX: usize = 512;
 pub const EXCERPT_MAX: usize = 256;
 
 /// What one record tells of a delivery.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum AttemptOutcome {

@@ -99,6 +99,7 @@ pub struct Customer {
 pub const MAX_RATE_LIMIT: u32 = 10_000;
 
 /// When and why a customer's endpoint was disabled.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EndpointDisabled {
     /// Unix seconds.
@@ -500,6 +501,7 @@ impl Customer {
 }
 
 /// A customer as shown to people: no key hash, no sealed secrets.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CustomerView {
     pub id: String,
@@ -525,6 +527,7 @@ pub struct CustomerView {
 }
 
 /// Public key metadata.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PublicKeyView {
     pub kid: String,
@@ -532,6 +535,7 @@ pub struct PublicKeyView {
 }
 
 /// Signing secret metadata.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SecretView {
     pub created_at: i64,

@@ -34,23 +34,28 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::Json;
 use axum::extract::{FromRequest, Path, Request, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post, put};
-use axum::{Json, Router};
-use hookline_core::customer::{Customer, unix_now};
+use hookline_core::customer::{Customer, CustomerView, unix_now};
 use hookline_core::envelope::EventRecord;
 use hookline_core::notices;
 use hookline_core::tenants::Tenants;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use serde_json::value::RawValue;
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::auth::{Admin, AnyRole, AuthenticatedCustomer};
 use crate::body::{JsonBody, is_json, parse_json, read_body};
+use crate::error::ErrorBody;
 use crate::event_types::{EventTypes, Format, Source};
+use crate::idempotency::Accepted;
 use crate::metrics::Metrics;
+use crate::openapi::{BadBody, NotFound, Refused};
 use crate::publish::Publisher;
 use crate::state::{RouteState, Shared};
 use crate::{Error, Result};
@@ -80,23 +85,23 @@ impl RouteState for Onboarding {
 }
 
 /// The onboarding routes, and `GET /v1/event-types`.
-pub(crate) fn routes(state: Arc<Onboarding>) -> Router {
-    Router::new()
-        .route("/v1/event-types", get(list_event_types))
-        .route("/v1/customers", post(create_customer).get(list_customers))
-        .route("/v1/customers/{id}", get(get_customer).delete(delete_customer))
-        .route("/v1/customers/{id}/api-key", post(reissue_api_key))
-        .route("/v1/customers/{id}/webhook/enable", post(enable_customer_webhook))
-        .route("/v1/customers/{id}/subscriptions", put(set_customer_subscriptions))
-        .route("/v1/customers/{id}/rate-limit", put(set_customer_rate_limit))
-        .route("/v1/customer/rate-limit", put(set_own_rate_limit))
-        .route("/v1/customer", get(own_record))
-        .route("/v1/customer/public-key", put(set_public_key).delete(clear_public_key))
-        .route("/v1/customer/webhook", put(set_webhook))
-        .route("/v1/customer/webhook/enable", post(enable_own_webhook))
-        .route("/v1/customer/subscriptions", put(set_subscriptions))
-        .route("/v1/customer/signing-secret/rotate", post(rotate_signing_secret))
-        .route("/v1/customer/test-event", post(send_test_event))
+pub(crate) fn routes(state: Arc<Onboarding>) -> OpenApiRouter {
+    OpenApiRouter::new()
+        .routes(routes!(list_event_types))
+        .routes(routes!(create_customer, list_customers))
+        .routes(routes!(get_customer, delete_customer))
+        .routes(routes!(reissue_api_key))
+        .routes(routes!(enable_customer_webhook))
+        .routes(routes!(set_customer_subscriptions))
+        .routes(routes!(set_customer_rate_limit))
+        .routes(routes!(set_own_rate_limit))
+        .routes(routes!(own_record))
+        .routes(routes!(set_public_key, clear_public_key))
+        .routes(routes!(set_webhook))
+        .routes(routes!(enable_own_webhook))
+        .routes(routes!(set_subscriptions))
+        .routes(routes!(rotate_signing_secret))
+        .routes(routes!(send_test_event))
         .with_state(state)
 }
 
@@ -138,14 +143,91 @@ where
 }
 
 /// `POST /v1/customers` body.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct CreateCustomer {
+    /// The customer's id: letters, digits, `.`, `_`, `-`; the key of its deliveries.
     id: String,
+    /// A display name.
     #[serde(default)]
     name: Option<String>,
 }
 
+/// `201` of `POST /v1/customers`: the credentials, shown this once.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+struct Created {
+    id: String,
+    /// The customer's API key (only its hash is stored).
+    api_key: String,
+    /// The secret its deliveries are signed with (stored sealed).
+    signing_secret: String,
+    customer: CustomerView,
+}
+
+/// `GET /v1/customers`.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+struct CustomerList {
+    customers: Vec<CustomerView>,
+}
+
+/// `DELETE /v1/customers/{id}`.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+struct Deleted {
+    /// The id of the customer deleted.
+    deleted: String,
+}
+
+/// `POST /v1/customers/{id}/api-key`: the new key, shown this once.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+struct ApiKey {
+    id: String,
+    api_key: String,
+}
+
+/// The answer of the enable routes: the customer, and whether its endpoint was disabled.
+#[derive(Debug, Serialize, ToSchema)]
+struct Enabled {
+    #[serde(flatten)]
+    customer: CustomerView,
+    was_disabled: bool,
+}
+
+/// `POST /v1/customer/signing-secret/rotate`: the new secret, shown this once.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+struct RotatedSecret {
+    signing_secret: String,
+    /// Unix seconds when the previous secret stops signing (absent if there was none).
+    previous_expires_at: Option<i64>,
+    customer: CustomerView,
+}
+
+/// The path parameter of the admin routes.
+#[derive(Debug, IntoParams)]
+#[into_params(parameter_in = Path)]
+#[allow(dead_code)]
+struct CustomerId {
+    /// The customer's id.
+    id: String,
+}
+
+/// An answer body as the JSON value [`respond`] answers with.
+fn to_json(answer: impl Serialize) -> serde_json::Value {
+    serde_json::to_value(answer).unwrap_or_default()
+}
+
+#[utoipa::path(post, path = "/v1/customers", tag = "customers", operation_id = "create_customer",
+    security(("admin_token" = [])),
+    request_body(content = CreateCustomer, content_type = "application/json"),
+    responses(
+        (status = 201, description = "The customer, with its API key and signing secret shown this once", body = Created),
+        (status = 409, description = "A customer with this id exists", body = ErrorBody),
+        Refused, BadBody,
+    ))]
 async fn create_customer(
     State(state): State<Arc<Onboarding>>,
     auth: Result<Admin, Error>,
@@ -156,26 +238,32 @@ async fn create_customer(
         let issued = state.tenants.create(&body.id, body.name.as_deref()).await.map_err(Error::Tenant)?;
         Ok((
             StatusCode::CREATED,
-            json!({
-                "id": issued.customer.id,
-                "api_key": issued.api_key.expose(),
-                "signing_secret": issued.signing_secret.expose(),
-                "customer": issued.customer.view(),
+            to_json(Created {
+                id: issued.customer.id.clone(),
+                api_key: issued.api_key.expose().to_owned(),
+                signing_secret: issued.signing_secret.expose().to_owned(),
+                customer: issued.customer.view(),
             }),
         ))
     })
     .await
 }
 
+#[utoipa::path(get, path = "/v1/customers", tag = "customers", operation_id = "list_customers",
+    security(("admin_token" = [])),
+    responses((status = 200, description = "Every customer, without credentials", body = CustomerList), Refused))]
 async fn list_customers(State(state): State<Arc<Onboarding>>, auth: Result<Admin, Error>) -> Response {
     respond(&state, "list_customers", auth, |_admin| async {
         let customers = state.tenants.list().await.map_err(Error::Tenant)?;
         let views: Vec<_> = customers.iter().map(|c| c.view()).collect();
-        Ok((StatusCode::OK, json!({ "customers": views })))
+        Ok((StatusCode::OK, to_json(CustomerList { customers: views })))
     })
     .await
 }
 
+#[utoipa::path(get, path = "/v1/customers/{id}", tag = "customers", operation_id = "get_customer",
+    security(("admin_token" = [])), params(CustomerId),
+    responses((status = 200, description = "The customer, without credentials", body = CustomerView), Refused, NotFound))]
 async fn get_customer(
     State(state): State<Arc<Onboarding>>,
     auth: Result<Admin, Error>,
@@ -188,6 +276,9 @@ async fn get_customer(
     .await
 }
 
+#[utoipa::path(delete, path = "/v1/customers/{id}", tag = "customers", operation_id = "delete_customer",
+    security(("admin_token" = [])), params(CustomerId),
+    responses((status = 200, description = "Deleted: its deliveries stop", body = Deleted), Refused, NotFound))]
 async fn delete_customer(
     State(state): State<Arc<Onboarding>>,
     auth: Result<Admin, Error>,
@@ -195,11 +286,14 @@ async fn delete_customer(
 ) -> Response {
     respond(&state, "delete_customer", auth, |_admin| async {
         state.tenants.delete(&id).await.map_err(Error::Tenant)?;
-        Ok((StatusCode::OK, json!({ "deleted": id })))
+        Ok((StatusCode::OK, to_json(Deleted { deleted: id })))
     })
     .await
 }
 
+#[utoipa::path(post, path = "/v1/customers/{id}/api-key", tag = "customers", operation_id = "reissue_api_key",
+    security(("admin_token" = [])), params(CustomerId),
+    responses((status = 200, description = "A new API key, shown this once; the old one stops working", body = ApiKey), Refused, NotFound))]
 async fn reissue_api_key(
     State(state): State<Arc<Onboarding>>,
     auth: Result<Admin, Error>,
@@ -207,12 +301,15 @@ async fn reissue_api_key(
 ) -> Response {
     respond(&state, "reissue_api_key", auth, |_admin| async {
         let (customer, api_key) = state.tenants.reissue_api_key(&id).await.map_err(Error::Tenant)?;
-        Ok((StatusCode::OK, json!({ "id": customer.id, "api_key": api_key.expose() })))
+        Ok((StatusCode::OK, to_json(ApiKey { id: customer.id.clone(), api_key: api_key.expose().to_owned() })))
     })
     .await
 }
 
 /// `POST /v1/customers/{id}/webhook/enable` (admin): enables a disabled endpoint again.
+#[utoipa::path(post, path = "/v1/customers/{id}/webhook/enable", tag = "customers", operation_id = "enable_customer_webhook",
+    security(("admin_token" = [])), params(CustomerId),
+    responses((status = 200, description = "Enabled", body = Enabled), Refused, NotFound))]
 async fn enable_customer_webhook(
     State(state): State<Arc<Onboarding>>,
     auth: Result<Admin, Error>,
@@ -223,6 +320,10 @@ async fn enable_customer_webhook(
 
 /// `PUT /v1/customers/{id}/subscriptions` (admin): replaces a customer's subscriptions, the
 /// operational events (`hookline.endpoint.*`) included, which only an operator subscribes to.
+#[utoipa::path(put, path = "/v1/customers/{id}/subscriptions", tag = "customers", operation_id = "set_customer_subscriptions",
+    security(("admin_token" = [])), params(CustomerId),
+    request_body(content = SubscriptionsBody, content_type = "application/json"),
+    responses((status = 200, description = "The customer, subscribed to these types only", body = CustomerView), Refused, BadBody, NotFound))]
 async fn set_customer_subscriptions(
     State(state): State<Arc<Onboarding>>,
     auth: Result<Admin, Error>,
@@ -255,13 +356,18 @@ async fn subscriptions(
 
 /// `PUT /v1/customer/rate-limit` and `PUT /v1/customers/{id}/rate-limit` body: deliveries per
 /// second, or `null` for no limit.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct RateLimitBody {
+    /// The most deliveries per second to the endpoint; `null`: no limit.
     per_second: Option<u32>,
 }
 
 /// `PUT /v1/customers/{id}/rate-limit` (admin).
+#[utoipa::path(put, path = "/v1/customers/{id}/rate-limit", tag = "customers", operation_id = "set_customer_rate_limit",
+    security(("admin_token" = [])), params(CustomerId),
+    request_body(content = RateLimitBody, content_type = "application/json"),
+    responses((status = 200, description = "The customer, with its limit", body = CustomerView), Refused, BadBody, NotFound))]
 async fn set_customer_rate_limit(
     State(state): State<Arc<Onboarding>>,
     auth: Result<Admin, Error>,
@@ -280,6 +386,10 @@ async fn rate_limit(state: &Arc<Onboarding>, id: &str, request: Request) -> Resu
 }
 
 /// `PUT /v1/customer/rate-limit` (the customer's API key): what its own endpoint can take.
+#[utoipa::path(put, path = "/v1/customer/rate-limit", tag = "customer", operation_id = "set_own_rate_limit",
+    security(("customer_api_key" = [])),
+    request_body(content = RateLimitBody, content_type = "application/json"),
+    responses((status = 200, description = "The customer, with its limit", body = CustomerView), Refused, BadBody))]
 async fn set_own_rate_limit(
     State(state): State<Arc<Onboarding>>,
     auth: Result<AuthenticatedCustomer, Error>,
@@ -293,6 +403,9 @@ async fn set_own_rate_limit(
 }
 
 /// `POST /v1/customer/webhook/enable` (the customer's API key): enables its disabled endpoint.
+#[utoipa::path(post, path = "/v1/customer/webhook/enable", tag = "customer", operation_id = "enable_own_webhook",
+    security(("customer_api_key" = [])),
+    responses((status = 200, description = "Enabled", body = Enabled), Refused))]
 async fn enable_own_webhook(
     State(state): State<Arc<Onboarding>>,
     auth: Result<AuthenticatedCustomer, Error>,
@@ -307,11 +420,12 @@ async fn enable_own_webhook(
 /// Enables customer `id`'s endpoint: its view, with whether it was disabled.
 async fn enable(state: &Onboarding, id: &str) -> Result<(StatusCode, serde_json::Value)> {
     let (customer, was_disabled) = state.tenants.enable(id).await.map_err(Error::Tenant)?;
-    let mut view = view(&customer);
-    view["was_disabled"] = serde_json::Value::Bool(was_disabled);
-    Ok((StatusCode::OK, view))
+    Ok((StatusCode::OK, to_json(Enabled { customer: customer.view(), was_disabled })))
 }
 
+#[utoipa::path(get, path = "/v1/customer", tag = "customer", operation_id = "get_own_customer",
+    security(("customer_api_key" = [])),
+    responses((status = 200, description = "The caller's own record, without credentials", body = CustomerView), Refused))]
 async fn own_record(State(state): State<Arc<Onboarding>>, auth: Result<AuthenticatedCustomer, Error>) -> Response {
     let state = &*state;
     respond(state, "get_own_customer", auth, |AuthenticatedCustomer(customer)| async move {
@@ -321,9 +435,10 @@ async fn own_record(State(state): State<Arc<Onboarding>>, auth: Result<Authentic
 }
 
 /// `PUT /v1/customer/public-key` body, when sent as JSON.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct PublicKeyBody {
+    /// An RSA public key (2048 bits or more), PEM.
     public_key: String,
 }
 
@@ -348,6 +463,11 @@ impl FromRequest<Arc<Onboarding>> for PemUpload {
     }
 }
 
+#[utoipa::path(put, path = "/v1/customer/public-key", tag = "customer", operation_id = "set_public_key",
+    security(("customer_api_key" = [])),
+    request_body(description = "The RSA public key deliveries are encrypted to: PEM, or JSON `{\"public_key\": \"<PEM>\"}`",
+        content((PublicKeyBody = "application/json"), (String = "application/x-pem-file"))),
+    responses((status = 200, description = "The customer: its deliveries are encrypted from now on", body = CustomerView), Refused, BadBody))]
 async fn set_public_key(
     State(state): State<Arc<Onboarding>>,
     auth: Result<AuthenticatedCustomer, Error>,
@@ -362,6 +482,9 @@ async fn set_public_key(
     .await
 }
 
+#[utoipa::path(delete, path = "/v1/customer/public-key", tag = "customer", operation_id = "clear_public_key",
+    security(("customer_api_key" = [])),
+    responses((status = 200, description = "The customer: its deliveries are no longer encrypted", body = CustomerView), Refused))]
 async fn clear_public_key(
     State(state): State<Arc<Onboarding>>,
     auth: Result<AuthenticatedCustomer, Error>,
@@ -375,12 +498,17 @@ async fn clear_public_key(
 }
 
 /// `PUT /v1/customer/webhook` body.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct WebhookBody {
+    /// Where deliveries are POSTed: `http(s)`, refused if it names a private or local address.
     url: String,
 }
 
+#[utoipa::path(put, path = "/v1/customer/webhook", tag = "customer", operation_id = "set_webhook",
+    security(("customer_api_key" = [])),
+    request_body(content = WebhookBody, content_type = "application/json"),
+    responses((status = 200, description = "The customer, with its new URL (a disabled endpoint is enabled)", body = CustomerView), Refused, BadBody))]
 async fn set_webhook(
     State(state): State<Arc<Onboarding>>,
     auth: Result<AuthenticatedCustomer, Error>,
@@ -396,12 +524,17 @@ async fn set_webhook(
 }
 
 /// `PUT /v1/customer/subscriptions` body.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct SubscriptionsBody {
+    /// The event types to receive (`GET /v1/event-types`), replacing the previous ones.
     events: Vec<String>,
 }
 
+#[utoipa::path(put, path = "/v1/customer/subscriptions", tag = "customer", operation_id = "set_subscriptions",
+    security(("customer_api_key" = [])),
+    request_body(content = SubscriptionsBody, content_type = "application/json"),
+    responses((status = 200, description = "The customer, subscribed to these types only", body = CustomerView), Refused, BadBody))]
 async fn set_subscriptions(
     State(state): State<Arc<Onboarding>>,
     auth: Result<AuthenticatedCustomer, Error>,
@@ -424,6 +557,9 @@ async fn set_subscriptions(
     .await
 }
 
+#[utoipa::path(post, path = "/v1/customer/signing-secret/rotate", tag = "customer", operation_id = "rotate_signing_secret",
+    security(("customer_api_key" = [])),
+    responses((status = 200, description = "A new signing secret, shown this once; the previous one signs too until `previous_expires_at`", body = RotatedSecret), Refused))]
 async fn rotate_signing_secret(
     State(state): State<Arc<Onboarding>>,
     auth: Result<AuthenticatedCustomer, Error>,
@@ -437,16 +573,23 @@ async fn rotate_signing_secret(
             .map_err(Error::Tenant)?;
         Ok((
             StatusCode::OK,
-            json!({
-                "signing_secret": rotated.signing_secret.expose(),
-                "previous_expires_at": rotated.previous_expires_at,
-                "customer": rotated.customer.view(),
+            to_json(RotatedSecret {
+                signing_secret: rotated.signing_secret.expose().to_owned(),
+                previous_expires_at: rotated.previous_expires_at,
+                customer: rotated.customer.view(),
             }),
         ))
     })
     .await
 }
 
+#[utoipa::path(post, path = "/v1/customer/test-event", tag = "customer", operation_id = "send_test_event",
+    security(("customer_api_key" = [])),
+    responses(
+        (status = 202, description = "A `hookline.test` event is on its way to the caller's endpoint", body = Accepted),
+        (status = 409, description = "No webhook URL is configured", body = ErrorBody),
+        Refused,
+    ))]
 async fn send_test_event(State(state): State<Arc<Onboarding>>, auth: Result<AuthenticatedCustomer, Error>) -> Response {
     let state = &*state;
     respond(state, "send_test_event", auth, |AuthenticatedCustomer(customer)| async move {
@@ -468,25 +611,39 @@ async fn send_test_event(State(state): State<Arc<Onboarding>>, auth: Result<Auth
         .map_err(|e| Error::InvalidRequest(e.to_string()))?;
         let record = EventRecord::new(TEST_EVENT_TYPE.to_owned(), payload);
         let accepted = state.publisher.produce_copies(record, &[customer]).await?;
-        Ok((StatusCode::ACCEPTED, json!({ "event_id": accepted.event_id, "deliveries": accepted.deliveries })))
+        Ok((StatusCode::ACCEPTED, to_json(accepted)))
     })
     .await
 }
 
 /// One entry of `GET /v1/event-types`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 struct ListedType<'a> {
     #[serde(rename = "type")]
     event_type: &'a str,
     format: Format,
     source: Source,
+    /// The schema's version in the registry.
     #[serde(skip_serializing_if = "Option::is_none")]
     version: Option<u32>,
+    /// The schema, in its own language (`format`).
+    #[schema(value_type = Value)]
     schema: &'a serde_json::Value,
+}
+
+/// `GET /v1/event-types`.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+struct EventTypeList<'a> {
+    event_types: Vec<ListedType<'a>>,
 }
 
 /// `GET /v1/event-types`. Any authenticated caller may read the types: customers choose
 /// subscriptions from them, producers write payloads to them, admins run the place.
+#[utoipa::path(get, path = "/v1/event-types", tag = "customer", operation_id = "list_event_types",
+    security(("customer_api_key" = []), ("admin_token" = []), ("producer_token" = [])),
+    responses((status = 200, description = "The event types and their schemas", body = EventTypeList), Refused))]
 async fn list_event_types(State(state): State<Arc<Onboarding>>, auth: Result<AnyRole, Error>) -> Response {
     let state = &*state;
     respond(state, "list_event_types", auth, |AnyRole| async move {
@@ -501,7 +658,7 @@ async fn list_event_types(State(state): State<Arc<Onboarding>>, auth: Result<Any
                 schema: &t.schema,
             })
             .collect();
-        Ok((StatusCode::OK, json!({ "event_types": listed })))
+        Ok((StatusCode::OK, to_json(EventTypeList { event_types: listed })))
     })
     .await
 }

@@ -190,8 +190,16 @@ pub enum Error {
 /// A JSON error answer. The message is clipped: it may quote the caller's input (a JSON parser's
 /// message does), and an error must not echo a megabyte back.
 pub(crate) fn error_response(status: StatusCode, message: &str) -> Response {
-    let message = hookline_core::quote::clip_to(message, hookline_core::quote::MAX_MESSAGE_CHARS);
-    (status, Json(serde_json::json!({ "error": message }))).into_response()
+    let error = hookline_core::quote::clip_to(message, hookline_core::quote::MAX_MESSAGE_CHARS);
+    (status, Json(ErrorBody { error })).into_response()
+}
+
+/// The body of every error answer.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ErrorBody {
+    /// What was wrong, naming the field, parameter or header at fault.
+    pub error: String,
 }
 
 impl Error {

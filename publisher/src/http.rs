@@ -1,7 +1,9 @@
 //! The HTTP router: every route of the HTTP API assembled in one place, with the layers that
 //! bound them. `POST /publish` (producer tokens only), `GET /healthz`, `GET /readyz` and
 //! `GET /metrics` are handled here; the onboarding API and `GET /v1/event-types` in [`crate::api`],
-//! inbound webhooks in `inbound`, the deliveries API in `deliveries`, the portal in `portal`. Each group of routes gets only the state it uses.
+//! inbound webhooks in `inbound`, the deliveries API in `deliveries`, the portal in `portal`. Each
+//! group of routes gets only the state it uses. Every API route is registered with its OpenAPI
+//! path item (`utoipa_axum`); the document they make is served at `GET /openapi.json` (`openapi`).
 //!
 //! Every error answer is JSON `{"error": "..."}`, including axum's own rejections (body too
 //! large, wrong content type), unknown routes and wrong methods, so that clients can always
@@ -20,20 +22,24 @@ use axum::http::header::CONTENT_TYPE;
 use axum::http::{HeaderValue, Method, StatusCode, Uri};
 use axum::middleware;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::get;
 use axum::{Json, Router};
 use hookline_core::telemetry;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::api::Onboarding;
 use crate::auth::Producer;
 use crate::body::{is_json, parse_json, read_body};
 use crate::deliveries::Deliveries;
-use crate::error::error_response;
-use crate::idempotency;
+use crate::error::{ErrorBody, error_response};
+use crate::idempotency::{self, Accepted};
 use crate::inbound::Inbound;
 use crate::metrics::{Metrics, Outcome};
+use crate::openapi::{self, BadBody, Refused};
 use crate::portal::Portal;
 use crate::publish::{Direction, PublishRequest, Publisher, publish_span, validate_id_field, validate_publish_type};
 use crate::server::{RequestTimeout, limit_request_time};
@@ -65,41 +71,51 @@ impl RouteState for HttpState {
     }
 }
 
-/// The application's routes, each group with its own state.
+/// The application's routes, each group with its own state, and the OpenAPI document they make
+/// (served at `/openapi.json`).
 pub(crate) fn router(
     state: Arc<HttpState>,
     onboarding: Arc<Onboarding>,
     inbound: Arc<Inbound>,
     deliveries: Arc<Deliveries>,
     portal: Arc<Portal>,
-) -> Router {
+) -> Result<Router> {
     let timeout = RequestTimeout::new(state.request_timeout, state.metrics.clone());
     let limit = state.shared.body_limit.0;
-    Router::new()
-        .route("/publish", post(publish))
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
+    let (router, document) = OpenApiRouter::with_openapi(openapi::root())
+        .routes(routes!(publish))
+        .routes(routes!(healthz))
+        .routes(routes!(readyz))
+        .routes(routes!(metrics))
         .with_state(state)
         .merge(crate::api::routes(onboarding))
         .merge(crate::inbound::routes(inbound))
         .merge(crate::deliveries::routes(deliveries))
         .merge(crate::portal::routes(portal))
+        .split_for_parts();
+    let document =
+        document.to_json().map_err(|e| Error::Internal(format!("cannot write the OpenAPI document: {e}")))?;
+    Ok(router
+        .route("/openapi.json", get(openapi::openapi_json).with_state(openapi::Document(document.into())))
         .fallback(no_route)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(limit))
         // Outermost, so that it bounds everything above, the body included.
-        .layer(middleware::from_fn_with_state(timeout, limit_request_time))
+        .layer(middleware::from_fn_with_state(timeout, limit_request_time)))
 }
 
 /// The body of `POST /publish`, as sent.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct PublishBody {
+    /// The event type: the recipients are the customers subscribed to it, and its schema (if it
+    /// has one) checks `payload`.
     #[serde(rename = "type")]
     event_type: String,
     /// Any JSON value, `null` included; kept as the exact text sent.
+    #[schema(value_type = Value)]
     payload: Box<RawValue>,
+    /// One customer id: the event goes to that customer only (if subscribed).
     #[serde(default)]
     target: Option<String>,
 }
@@ -155,6 +171,22 @@ impl FromRequest<Arc<HttpState>> for Publish {
 /// `POST /publish`. The body is taken as the raw request and read only once the caller is known
 /// to hold a producer token: anyone else is refused without a byte of it being read, however large
 /// or slow it is.
+#[utoipa::path(
+    post,
+    path = "/publish",
+    tag = "publish",
+    operation_id = "publish",
+    security(("producer_token" = [])),
+    params(("Idempotency-Key" = Option<String>, Header, description = "Makes the publish idempotent: a repeat with the same key and body is answered as the first was, with `Idempotent-Replayed: true`")),
+    request_body(content = PublishBody, content_type = "application/json"),
+    responses(
+        (status = 202, description = "Every copy is on the delivery topic, one per recipient", body = Accepted,
+            headers(("Idempotent-Replayed" = String, description = "`true` when this is the answer of an earlier request with the same key"))),
+        (status = 409, description = "A request with the same `Idempotency-Key` is in progress", body = ErrorBody),
+        Refused,
+        BadBody,
+    ),
+)]
 async fn publish(State(state): State<Arc<HttpState>>, auth: Result<Producer, Error>, request: Request) -> Response {
     let span = publish_span(telemetry::extract_http(request.headers()));
     let result = match auth {
@@ -187,22 +219,47 @@ async fn publish(State(state): State<Arc<HttpState>>, auth: Result<Producer, Err
     }
 }
 
+/// The answer of the probes.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+struct Probe {
+    /// `ok` (alive), `ready`, or `not_ready`.
+    status: &'static str,
+    /// Why it is not ready.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+}
+
+/// Alive: the process answers.
+#[utoipa::path(get, path = "/healthz", tag = "operations", operation_id = "healthz",
+    responses((status = 200, description = "The process answers", body = Probe)))]
 async fn healthz() -> Response {
-    Json(serde_json::json!({ "status": "ok" })).into_response()
+    Json(Probe { status: "ok", error: None }).into_response()
 }
 
 /// Ready when the broker answers a metadata request (the directory and the idempotency keys are
 /// loaded before the server answers anything).
+#[utoipa::path(get, path = "/readyz", tag = "operations", operation_id = "readyz",
+    responses(
+        (status = 200, description = "The broker answers", body = Probe),
+        (status = 503, description = "The broker does not answer", body = Probe),
+    ))]
 async fn readyz(State(state): State<Arc<HttpState>>) -> Response {
     match state.publisher.broker_reachable(READINESS_TIMEOUT).await {
-        Ok(()) => Json(serde_json::json!({ "status": "ready" })).into_response(),
+        Ok(()) => Json(Probe { status: "ready", error: None }).into_response(),
         Err(error) => {
-            let body = serde_json::json!({ "status": "not_ready", "error": error });
+            let body = Probe { status: "not_ready", error: Some(error.to_string()) };
             (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response()
         }
     }
 }
 
+/// Prometheus metrics (`hookline_*`), in the text exposition format.
+#[utoipa::path(get, path = "/metrics", tag = "operations", operation_id = "metrics",
+    responses(
+        (status = 200, description = "Prometheus text exposition format", content_type = "text/plain", body = String),
+        (status = 500, description = "The metrics cannot be rendered", body = ErrorBody),
+    ))]
 async fn metrics(State(state): State<Arc<HttpState>>) -> Response {
     match state.metrics.render() {
         Ok(text) => ([(CONTENT_TYPE, prometheus::TEXT_FORMAT)], text).into_response(),

@@ -164,9 +164,12 @@ enum State {
 
 /// The answer to an accepted publish request, which a repeat with the same key gets again (the
 /// publish paths build it; this view keeps it).
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
 pub(crate) struct Accepted {
+    /// The event's id, the same in every copy.
     pub event_id: String,
+    /// How many customers it goes to (the copies written).
     pub deliveries: usize,
     /// Answered from an earlier request with the same `Idempotency-Key`.
     #[serde(skip)]

@@ -24,21 +24,26 @@
 
 use std::sync::Arc;
 
+use axum::Json;
 use axum::extract::{Path, Request, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
-use axum::{Json, Router};
 use hookline_core::customer::{Customer, SignatureScheme, validate_id};
 use hookline_core::telemetry;
 use hookline_wire::signing::{ID_HEADER, SignatureVerifier, SigningSecret, verify_hub_signature};
+use serde::Serialize;
 use serde_json::value::RawValue;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use hookline_core::tenants::Tenants;
 
 use crate::body::{BodyLimit, is_json, read_body};
+use crate::error::ErrorBody;
 use crate::idempotency::{fingerprint, validate_key};
 use crate::metrics::{InboundOutcome, Metrics};
+use crate::openapi::BadBody;
 use crate::publish::{
     Direction, PublishRequest, Publisher, TARGET_LOOKUP_TIMEOUT, default_incoming_type, publish_span,
     validate_publish_type,
@@ -59,15 +64,44 @@ pub(crate) struct Inbound {
 }
 
 /// The inbound route.
-pub(crate) fn routes(state: Arc<Inbound>) -> Router {
-    Router::new().route("/inbound/{source}", post(receive)).with_state(state)
+pub(crate) fn routes(state: Arc<Inbound>) -> OpenApiRouter {
+    OpenApiRouter::new().routes(routes!(receive)).with_state(state)
 }
 
+/// `202` of an inbound webhook.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+struct Queued {
+    /// The id of the event queued for the source's internal endpoint.
+    event_id: String,
+}
+
+/// An inbound webhook from an external sender. There is no bearer token: the signature over the
+/// body, with the source's secret, is the credential (Standard Webhooks `webhook-id`,
+/// `webhook-timestamp`, `webhook-signature`; or `X-Hub-Signature-256`).
+#[utoipa::path(post, path = "/inbound/{source}", tag = "publish", operation_id = "receive_inbound",
+    security(()),
+    params(
+        ("source" = String, Path, description = "The source's id (`hookline-setup sources add`)"),
+        ("webhook-id" = Option<String>, Header, description = "Standard Webhooks: the message id (de-duplicates)"),
+        ("webhook-timestamp" = Option<String>, Header, description = "Standard Webhooks: Unix seconds, within the tolerance"),
+        ("webhook-signature" = Option<String>, Header, description = "Standard Webhooks: `v1,<base64 HMAC-SHA256>`"),
+        ("X-Hub-Signature-256" = Option<String>, Header, description = "GitHub style: `sha256=<hex HMAC-SHA256 of the body>`"),
+        ("X-GitHub-Event" = Option<String>, Header, description = "GitHub style: the event type"),
+    ),
+    request_body(content = serde_json::Value, content_type = "application/json", description = "The sender's event, byte for byte"),
+    responses(
+        (status = 202, description = "Verified and queued for the source's internal endpoint", body = Queued),
+        (status = 401, description = "A missing, malformed, wrong or stale signature", body = ErrorBody),
+        (status = 404, description = "No such source", body = ErrorBody),
+        (status = 503, description = "The broker is unavailable: retry later", body = ErrorBody),
+        BadBody,
+    ))]
 async fn receive(State(state): State<Arc<Inbound>>, Path(source): Path<String>, request: Request) -> Response {
     match accept(&state, &source, request).await {
         Ok(event_id) => {
             state.metrics.inbound_request(InboundOutcome::Accepted);
-            (StatusCode::ACCEPTED, Json(serde_json::json!({ "event_id": event_id }))).into_response()
+            (StatusCode::ACCEPTED, Json(Queued { event_id })).into_response()
         }
         Err(error) => {
             let outcome = inbound_outcome(&error);

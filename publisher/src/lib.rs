@@ -34,6 +34,9 @@
 //!   admin's signed, expiring portal links.
 //! - [`grpc`]: the gRPC event broker (`SendOutgoingEvent`, `HandleIncomingEvent`), health and
 //!   reflection; the generated code in [`grpc::pb`].
+//! - `openapi`: the OpenAPI document's root (title, security schemes, shared refusals) and
+//!   `GET /openapi.json`; the routers add every route's path item as they register it
+//!   (`utoipa_axum`), so the document is generated from the routes themselves.
 //! - `server`: the HTTP server beneath the router (hyper connections with a header read
 //!   timeout, the whole-request timeout layer, graceful drain).
 //!
@@ -77,6 +80,7 @@ mod http;
 pub mod idempotency;
 mod inbound;
 pub mod metrics;
+mod openapi;
 mod portal;
 mod publish;
 mod server;
@@ -319,6 +323,7 @@ pub async fn serve_with_grpc(
         "publisher listening"
     );
 
+    let router = http::router(http_state, onboarding, inbound, deliveries, portal)?;
     // Either server failing stops the other, so the process does not run half a publisher.
     let stop = shutdown.child_token();
     let http_server = async {
@@ -326,7 +331,6 @@ pub async fn serve_with_grpc(
             header_read_timeout: config.http_header_read_timeout,
             max_connections: usize::try_from(config.http_max_connections).unwrap_or(usize::MAX),
         };
-        let router = http::router(http_state, onboarding, inbound, deliveries, portal);
         server::serve(listener, router, limits, metrics.clone(), stop.clone()).await;
         stop.cancel();
     };

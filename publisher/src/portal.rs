@@ -17,20 +17,23 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use axum::Json;
 use axum::extract::{FromRequest, Path, Request, State};
 use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE, HOST};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::routing::get;
 use hookline_core::secrets::PortalSigner;
 use hookline_core::tenants::Tenants;
-use serde::Deserialize;
-use serde_json::json;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::auth::Admin;
 use crate::body::{JsonBody, is_json};
 use crate::metrics::Metrics;
+use crate::openapi::{BadBody, NotFound, Refused};
 use crate::state::{RouteState, Shared};
 use crate::{Error, Result};
 
@@ -71,15 +74,16 @@ impl RouteState for Portal {
 }
 
 /// The portal's routes.
-pub(crate) fn routes(state: Arc<Portal>) -> Router {
-    Router::new()
+pub(crate) fn routes(state: Arc<Portal>) -> OpenApiRouter {
+    // The page and its assets are not API: routed, not described.
+    OpenApiRouter::new()
         .route("/portal", get(|| async { asset("text/html; charset=utf-8", INDEX) }))
         .route("/portal/app.js", get(|| async { asset("text/javascript; charset=utf-8", APP_JS) }))
         .route("/portal/app.css", get(|| async { asset("text/css; charset=utf-8", APP_CSS) }))
         .route("/portal/vendor/uPlot.iife.min.js", get(|| async { asset("text/javascript; charset=utf-8", UPLOT_JS) }))
         .route("/portal/vendor/uPlot.min.css", get(|| async { asset("text/css; charset=utf-8", UPLOT_CSS) }))
         .route("/portal/vendor/LICENSE-uplot", get(|| async { asset("text/plain; charset=utf-8", UPLOT_LICENSE) }))
-        .route("/v1/customers/{id}/portal", post(create_link))
+        .routes(routes!(create_link))
         .with_state(state)
 }
 
@@ -98,11 +102,22 @@ fn asset(content_type: &'static str, body: &'static str) -> Response {
 }
 
 /// `POST /v1/customers/{id}/portal` body.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct LinkBody {
+    /// How long the link lives, from 1 to 86400 seconds (default `--portal-link-ttl`).
     #[serde(default)]
     ttl_seconds: Option<u64>,
+}
+
+/// `201` of `POST /v1/customers/{id}/portal`.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+struct Link {
+    /// `<public URL>/portal#token=hlp_…`: the token rides in the fragment, which no server logs.
+    url: String,
+    /// When the link stops working (RFC 3339).
+    expires_at: String,
 }
 
 /// The base URL of links: `--public-url`, else the address the admin called.
@@ -118,6 +133,11 @@ fn base_url(state: &Portal, headers: &HeaderMap) -> Result<String> {
         .ok_or_else(|| Error::InvalidRequest("no usable `Host` header: set --public-url for portal links".into()))
 }
 
+#[utoipa::path(post, path = "/v1/customers/{id}/portal", tag = "customers", operation_id = "create_portal_link",
+    security(("admin_token" = [])),
+    params(("id" = String, Path, description = "The customer's id")),
+    request_body(content = Option<LinkBody>, content_type = "application/json", description = "Optional"),
+    responses((status = 201, description = "A signed, expiring portal link for the customer", body = Link), Refused, BadBody, NotFound))]
 async fn create_link(
     State(state): State<Arc<Portal>>,
     auth: Result<Admin, Error>,
@@ -151,7 +171,7 @@ async fn create_link(
         let token = state.signer.sign(&customer.id, expires);
         let expires_at = humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(expires)).to_string();
         tracing::info!(customer = %customer.id, %expires_at, "portal link created");
-        Ok(json!({ "url": format!("{base}/portal#token={token}"), "expires_at": expires_at }))
+        Ok(Link { url: format!("{base}/portal#token={token}"), expires_at })
     }
     .await;
     let response = match result {

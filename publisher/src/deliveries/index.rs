@@ -62,8 +62,9 @@ CREATE INDEX IF NOT EXISTS attempts_expiry ON attempts (at_ms);
 ";
 
 /// Where a delivery stands, after the latest record of the log about it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
+#[schema(as = DeliveryStatus)]
 pub(crate) enum State {
     /// The endpoint acknowledged it.
     Delivered,

@@ -33,12 +33,11 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use axum::Json;
 use axum::extract::{FromRequest, Path, Query, Request, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Json, Router};
-use hookline_core::attempts::AttemptRecord;
+use hookline_core::attempts::{AttemptOutcome, AttemptRecord};
 use hookline_core::config::KafkaArgs;
 use hookline_core::customer::{Customer, validate_id};
 use hookline_core::envelope::new_resend_id;
@@ -48,13 +47,17 @@ use hookline_core::tenants::Tenants;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
-use serde::Deserialize;
-use serde_json::json;
+use serde::{Deserialize, Serialize};
 use tokio::sync::Semaphore;
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::auth::{Admin, AuthenticatedCustomer};
 use crate::body::JsonBody;
+use crate::error::ErrorBody;
 use crate::metrics::Metrics;
+use crate::openapi::{BadBody, NotFound, Refused};
 use crate::publish::Publisher;
 use crate::state::{RouteState, Shared};
 use crate::{Error, Result};
@@ -111,18 +114,155 @@ impl RouteState for Deliveries {
 }
 
 /// The deliveries routes.
-pub(crate) fn routes(state: Arc<Deliveries>) -> Router {
-    Router::new()
-        .route("/v1/customer/deliveries", get(list_own))
-        .route("/v1/customer/deliveries/stats", get(stats_own))
-        .route("/v1/customer/deliveries/{event_id}", get(show_own))
-        .route("/v1/customers/{id}/deliveries", get(list_any))
-        .route("/v1/customers/{id}/deliveries/{event_id}", get(show_any))
-        .route("/v1/customer/deliveries/{event_id}/resend", post(resend_own))
-        .route("/v1/customers/{id}/deliveries/{event_id}/resend", post(resend_any))
-        .route("/v1/customer/recover", post(recover_own))
-        .route("/v1/customers/{id}/recover", post(recover_any))
+pub(crate) fn routes(state: Arc<Deliveries>) -> OpenApiRouter {
+    OpenApiRouter::new()
+        .routes(routes!(list_own))
+        .routes(routes!(stats_own))
+        .routes(routes!(show_own))
+        .routes(routes!(list_any))
+        .routes(routes!(show_any))
+        .routes(routes!(resend_own))
+        .routes(routes!(resend_any))
+        .routes(routes!(recover_own))
+        .routes(routes!(recover_any))
         .with_state(state)
+}
+
+/// The query parameters of a listing, as documented; [`parse_listing`] reads them (and refuses
+/// any other, naming [`PARAMETERS`]).
+#[derive(Debug, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)]
+struct ListingParams {
+    /// Deliveries first attempted at or after this time (RFC 3339).
+    since: Option<String>,
+    /// Deliveries first attempted before this time (RFC 3339).
+    until: Option<String>,
+    /// Only deliveries in this state.
+    status: Option<DeliveryState>,
+    /// Only deliveries of this event type.
+    #[param(rename = "type")]
+    event_type: Option<String>,
+    /// The page's size, 1 to 100 (default 50).
+    #[param(minimum = 1, maximum = 100)]
+    limit: Option<u32>,
+    /// The previous page's `next_cursor`.
+    cursor: Option<String>,
+}
+
+/// The query parameters a listing takes.
+const PARAMETERS: [&str; 6] = ["since", "until", "status", "type", "limit", "cursor"];
+
+/// One delivery: an event to one customer's endpoint, as its latest log record left it.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+struct DeliveryView {
+    event_id: String,
+    customer_id: String,
+    event_type: String,
+    status: DeliveryState,
+    /// Attempts made (requests sent).
+    attempts: u32,
+    /// RFC 3339.
+    first_attempt_at: String,
+    /// RFC 3339.
+    last_attempt_at: String,
+    /// The HTTP status of the latest attempt, if the endpoint answered.
+    last_status: Option<u16>,
+    /// Why the latest attempt failed, if it did.
+    last_error: Option<String>,
+}
+
+/// One record of the delivery log about a delivery: an attempt, or a parking, dead-letter or
+/// skip decision.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+struct AttemptView {
+    /// The attempt's number, from 1.
+    attempt: u32,
+    /// RFC 3339.
+    at: String,
+    outcome: AttemptOutcome,
+    /// How long the request took (absent for decisions without a request).
+    duration_ms: Option<u64>,
+    /// The endpoint's HTTP status, if it answered.
+    status: Option<u16>,
+    /// The class of failure (`timeout`, `connect`, `http_status`, …).
+    error_class: Option<String>,
+    /// The failure, bounded.
+    error: Option<String>,
+    /// The start of the endpoint's answer, bounded.
+    response: Option<String>,
+    /// Why the record was parked, dead-lettered or skipped.
+    reason: Option<String>,
+}
+
+/// A page of deliveries, newest first.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+struct DeliveryPage {
+    deliveries: Vec<DeliveryView>,
+    /// Pass as `cursor` for the next page; absent on the last page.
+    next_cursor: Option<String>,
+}
+
+/// One delivery, its attempts, and its payload while its topic holds it.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+struct DeliveryDetail {
+    delivery: DeliveryView,
+    /// Oldest first.
+    attempts: Vec<AttemptView>,
+    /// Whether the topic still holds the record (it can be resent).
+    payload_available: bool,
+    /// The event's payload, while available.
+    payload: Option<serde_json::Value>,
+}
+
+/// One hour of a customer's attempts.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+struct Hour {
+    /// The hour's start, Unix seconds.
+    start: u64,
+    /// Attempts that succeeded.
+    delivered: u64,
+    /// Attempts that failed.
+    failed: u64,
+}
+
+/// The last 24 hours of a customer's attempts, oldest hour first.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+struct Stats {
+    hours: Vec<Hour>,
+}
+
+/// `202` of a resend.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+struct Resent {
+    event_id: String,
+    /// Marks the copy (the `hookline-resend-id` header) so that the consumer sends it although
+    /// the event was delivered before.
+    resend_id: String,
+}
+
+/// `202` of a recover.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+struct Recovered {
+    /// Deliveries resent.
+    resent: u32,
+    /// Deliveries whose record is past the topic's retention.
+    unavailable: u32,
+    /// More remain: call again with this as `until` for the older ones.
+    next_until: Option<String>,
+}
+
+/// An answer body as the JSON value [`answer`] answers with.
+fn to_json(body: impl Serialize) -> serde_json::Value {
+    serde_json::to_value(body).unwrap_or_default()
 }
 
 /// Runs `query` on the index off the async threads (SQLite blocks).
@@ -183,8 +323,9 @@ pub(crate) fn parse_listing(customer_id: &str, params: &HashMap<String, String>)
             }
             _ => {
                 return Err(Error::InvalidRequest(format!(
-                    "unknown query parameter `{}`; known: since, until, status, type, limit, cursor",
-                    hookline_core::quote::clip(name)
+                    "unknown query parameter `{}`; known: {}",
+                    hookline_core::quote::clip(name),
+                    PARAMETERS.join(", ")
                 )));
             }
         }
@@ -192,32 +333,32 @@ pub(crate) fn parse_listing(customer_id: &str, params: &HashMap<String, String>)
     Ok(listing)
 }
 
-fn delivery_json(delivery: &Delivery) -> serde_json::Value {
-    json!({
-        "event_id": delivery.event_id,
-        "customer_id": delivery.customer_id,
-        "event_type": delivery.event_type,
-        "status": delivery.state,
-        "attempts": delivery.attempts,
-        "first_attempt_at": rfc3339(delivery.first_at_ms),
-        "last_attempt_at": rfc3339(delivery.last_at_ms),
-        "last_status": delivery.last_status,
-        "last_error": delivery.last_error,
-    })
+fn delivery_view(delivery: &Delivery) -> DeliveryView {
+    DeliveryView {
+        event_id: delivery.event_id.clone(),
+        customer_id: delivery.customer_id.clone(),
+        event_type: delivery.event_type.clone(),
+        status: delivery.state,
+        attempts: delivery.attempts,
+        first_attempt_at: rfc3339(delivery.first_at_ms),
+        last_attempt_at: rfc3339(delivery.last_at_ms),
+        last_status: delivery.last_status,
+        last_error: delivery.last_error.clone(),
+    }
 }
 
-fn attempt_json(record: &AttemptRecord) -> serde_json::Value {
-    json!({
-        "attempt": record.attempt,
-        "at": rfc3339(record.at_ms),
-        "outcome": record.outcome.as_str(),
-        "duration_ms": record.duration_ms,
-        "status": record.status,
-        "error_class": record.error_class,
-        "error": record.error,
-        "response": record.response,
-        "reason": record.reason,
-    })
+fn attempt_view(record: &AttemptRecord) -> AttemptView {
+    AttemptView {
+        attempt: record.attempt,
+        at: rfc3339(record.at_ms),
+        outcome: record.outcome,
+        duration_ms: record.duration_ms,
+        status: record.status,
+        error_class: record.error_class.clone(),
+        error: record.error.clone(),
+        response: record.response.clone(),
+        reason: record.reason.clone(),
+    }
 }
 
 async fn list(state: &Deliveries, customer_id: &str, params: &HashMap<String, String>) -> Result<serde_json::Value> {
@@ -230,7 +371,7 @@ async fn list(state: &Deliveries, customer_id: &str, params: &HashMap<String, St
     } else {
         None
     };
-    Ok(json!({ "deliveries": page.iter().map(delivery_json).collect::<Vec<_>>(), "next_cursor": next }))
+    Ok(to_json(DeliveryPage { deliveries: page.iter().map(delivery_view).collect(), next_cursor: next }))
 }
 
 async fn show(state: &Deliveries, customer_id: &str, event_id: &str) -> Result<serde_json::Value> {
@@ -238,11 +379,11 @@ async fn show(state: &Deliveries, customer_id: &str, event_id: &str) -> Result<s
     let payload = read_delivery(state, &delivery)
         .await
         .and_then(|record| serde_json::from_str::<serde_json::Value>(record.payload.get()).ok());
-    Ok(json!({
-        "delivery": delivery_json(&delivery),
-        "attempts": attempts.iter().map(attempt_json).collect::<Vec<_>>(),
-        "payload_available": payload.is_some(),
-        "payload": payload,
+    Ok(to_json(DeliveryDetail {
+        delivery: delivery_view(&delivery),
+        attempts: attempts.iter().map(attempt_view).collect(),
+        payload_available: payload.is_some(),
+        payload,
     }))
 }
 
@@ -299,10 +440,12 @@ async fn resend_delivery(state: &Deliveries, customer: &Arc<Customer>, delivery:
 }
 
 /// `POST .../recover` body.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct RecoverBody {
+    /// Resend the dead-lettered deliveries first attempted at or after this time (RFC 3339).
     since: String,
+    /// … and before this one (RFC 3339; default: now).
     #[serde(default)]
     until: Option<String>,
 }
@@ -328,7 +471,7 @@ async fn recover(state: &Deliveries, customer_id: &str, body: RecoverBody) -> Re
     }
     let next_until =
         (page.len() == MAX_RECOVER as usize).then(|| page.last().map(|d| rfc3339(d.first_at_ms))).flatten();
-    Ok(json!({ "resent": resent, "unavailable": unavailable, "next_until": next_until }))
+    Ok(to_json(Recovered { resent, unavailable, next_until }))
 }
 
 /// Answers and counts one request.
@@ -361,7 +504,7 @@ async fn named(state: &Deliveries, auth: Result<Admin, Error>, id: &str) -> Resu
 
 /// Answers a resend.
 fn resent(event_id: String, resend_id: String) -> serde_json::Value {
-    json!({ "event_id": event_id, "resend_id": resend_id })
+    to_json(Resent { event_id, resend_id })
 }
 
 /// The body of a recover request, read once the caller is known.
@@ -377,19 +520,26 @@ async fn stats(state: &Deliveries, customer_id: &str) -> Result<serde_json::Valu
     let from = (now / hour_ms + 1).saturating_sub(HOURS as u64) * hour_ms;
     let customer = customer_id.to_owned();
     let buckets = on_index(state, move |index| index.hourly(&customer, from, HOURS)).await?;
-    let hours: Vec<serde_json::Value> = buckets
+    let hours = buckets
         .iter()
         .zip(0..)
-        .map(|((delivered, failed), n)| json!({ "start": (from + n * hour_ms) / 1000, "delivered": delivered, "failed": failed }))
+        .map(|(&(delivered, failed), n)| Hour { start: (from + n * hour_ms) / 1000, delivered, failed })
         .collect();
-    Ok(json!({ "hours": hours }))
+    Ok(to_json(Stats { hours }))
 }
 
+#[utoipa::path(get, path = "/v1/customer/deliveries/stats", tag = "deliveries", operation_id = "own_delivery_stats",
+    security(("customer_api_key" = [])),
+    responses((status = 200, description = "The last 24 hours of attempts, per hour", body = Stats), Refused))]
 async fn stats_own(State(state): State<Arc<Deliveries>>, auth: Result<AuthenticatedCustomer, Error>) -> Response {
     let result = async { stats(&state, &own(auth)?).await }.await;
     answer(&state, "own_delivery_stats", result)
 }
 
+#[utoipa::path(get, path = "/v1/customer/deliveries", tag = "deliveries", operation_id = "list_own_deliveries",
+    security(("customer_api_key" = [])), params(ListingParams),
+    responses((status = 200, description = "The caller's deliveries, newest first", body = DeliveryPage),
+        (status = 422, description = "A parameter is invalid or unknown (named)", body = ErrorBody), Refused))]
 async fn list_own(
     State(state): State<Arc<Deliveries>>,
     auth: Result<AuthenticatedCustomer, Error>,
@@ -399,6 +549,9 @@ async fn list_own(
     answer(&state, "list_own_deliveries", result)
 }
 
+#[utoipa::path(get, path = "/v1/customer/deliveries/{event_id}", tag = "deliveries", operation_id = "show_own_delivery",
+    security(("customer_api_key" = [])), params(("event_id" = String, Path, description = "The event's id")),
+    responses((status = 200, description = "The delivery, its attempts and its payload", body = DeliveryDetail), Refused, NotFound))]
 async fn show_own(
     State(state): State<Arc<Deliveries>>,
     auth: Result<AuthenticatedCustomer, Error>,
@@ -408,6 +561,11 @@ async fn show_own(
     answer(&state, "show_own_delivery", result)
 }
 
+#[utoipa::path(get, path = "/v1/customers/{id}/deliveries", tag = "deliveries", operation_id = "list_deliveries",
+    security(("admin_token" = [])),
+    params(("id" = String, Path, description = "The customer's id"), ListingParams),
+    responses((status = 200, description = "The customer's deliveries, newest first", body = DeliveryPage),
+        (status = 422, description = "A parameter is invalid or unknown (named)", body = ErrorBody), Refused, NotFound))]
 async fn list_any(
     State(state): State<Arc<Deliveries>>,
     auth: Result<Admin, Error>,
@@ -418,6 +576,10 @@ async fn list_any(
     answer(&state, "list_deliveries", result)
 }
 
+#[utoipa::path(get, path = "/v1/customers/{id}/deliveries/{event_id}", tag = "deliveries", operation_id = "show_delivery",
+    security(("admin_token" = [])),
+    params(("id" = String, Path, description = "The customer's id"), ("event_id" = String, Path, description = "The event's id")),
+    responses((status = 200, description = "The delivery, its attempts and its payload", body = DeliveryDetail), Refused, NotFound))]
 async fn show_any(
     State(state): State<Arc<Deliveries>>,
     auth: Result<Admin, Error>,
@@ -427,6 +589,10 @@ async fn show_any(
     answer(&state, "show_delivery", result)
 }
 
+#[utoipa::path(post, path = "/v1/customer/deliveries/{event_id}/resend", tag = "deliveries", operation_id = "resend_own_delivery",
+    security(("customer_api_key" = [])), params(("event_id" = String, Path, description = "The event's id")),
+    responses((status = 202, description = "A copy marked as a resend is on the delivery topic", body = Resent),
+        (status = 409, description = "The record is past its topic's retention", body = ErrorBody), Refused, NotFound))]
 async fn resend_own(
     State(state): State<Arc<Deliveries>>,
     auth: Result<AuthenticatedCustomer, Error>,
@@ -440,6 +606,11 @@ async fn resend_own(
     accepted(&state, "resend_own_delivery", result)
 }
 
+#[utoipa::path(post, path = "/v1/customers/{id}/deliveries/{event_id}/resend", tag = "deliveries", operation_id = "resend_delivery",
+    security(("admin_token" = [])),
+    params(("id" = String, Path, description = "The customer's id"), ("event_id" = String, Path, description = "The event's id")),
+    responses((status = 202, description = "A copy marked as a resend is on the delivery topic", body = Resent),
+        (status = 409, description = "The record is past its topic's retention", body = ErrorBody), Refused, NotFound))]
 async fn resend_any(
     State(state): State<Arc<Deliveries>>,
     auth: Result<Admin, Error>,
@@ -453,6 +624,10 @@ async fn resend_any(
     accepted(&state, "resend_delivery", result)
 }
 
+#[utoipa::path(post, path = "/v1/customer/recover", tag = "deliveries", operation_id = "recover_own",
+    security(("customer_api_key" = [])),
+    request_body(content = RecoverBody, content_type = "application/json"),
+    responses((status = 202, description = "Up to 100 dead-lettered deliveries resent, newest first", body = Recovered), Refused, BadBody))]
 async fn recover_own(
     State(state): State<Arc<Deliveries>>,
     auth: Result<AuthenticatedCustomer, Error>,
@@ -466,6 +641,11 @@ async fn recover_own(
     accepted(&state, "recover_own", result)
 }
 
+#[utoipa::path(post, path = "/v1/customers/{id}/recover", tag = "deliveries", operation_id = "recover",
+    security(("admin_token" = [])),
+    params(("id" = String, Path, description = "The customer's id")),
+    request_body(content = RecoverBody, content_type = "application/json"),
+    responses((status = 202, description = "Up to 100 dead-lettered deliveries resent, newest first", body = Recovered), Refused, BadBody, NotFound))]
 async fn recover_any(
     State(state): State<Arc<Deliveries>>,
     auth: Result<Admin, Error>,
@@ -529,5 +709,21 @@ mod tests {
         assert!(invalid(&[("cursor", "nope")]).starts_with("invalid `cursor`"));
         assert!(invalid(&[("type", "has space")]).starts_with("invalid `type`"));
         assert!(invalid(&[("customer", "other")]).contains("unknown query parameter `customer`"));
+    }
+
+    #[test]
+    fn the_documented_parameters_are_those_parsed() {
+        let documented: Vec<String> = ListingParams::into_params(|| None).into_iter().map(|p| p.name).collect();
+        assert_eq!(documented, PARAMETERS);
+        let example = [
+            ("since", "2026-12-01T00:00:00Z"),
+            ("until", "2026-12-02T00:00:00Z"),
+            ("status", "failing"),
+            ("type", "a.b"),
+            ("limit", "5"),
+            ("cursor", &Cursor { first_at_ms: 1, event_id: "e".into() }.encode()),
+        ];
+        assert_eq!(example.map(|(name, _)| name), PARAMETERS);
+        parse_listing("acme", &params(&example)).unwrap();
     }
 }

@@ -49,7 +49,7 @@ pub use registry::Registry;
 const MIN_REFRESH_PERIOD: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// The language a schema is written in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub enum Format {
     #[serde(rename = "avro")]
     Avro,
@@ -68,7 +68,7 @@ impl Format {
 }
 
 /// Where a schema was loaded from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Source {
     Directory,

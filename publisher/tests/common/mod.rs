@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod openapi;
+
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
@@ -35,6 +37,9 @@ pub struct Harness {
     pub client: reqwest::Client,
     pub shutdown: CancellationToken,
     pub server: JoinHandle<hookline_publisher::Result<()>>,
+    /// The publisher's `GET /openapi.json`, fetched on first use: every answer is checked
+    /// against it ([`openapi::check_answer`]).
+    pub openapi: tokio::sync::OnceCell<Value>,
 }
 
 impl Harness {
@@ -76,7 +81,8 @@ impl Harness {
         let server =
             tokio::spawn(hookline_publisher::serve_with_grpc(config, listener, Some(grpc_listener), shutdown.clone()));
         let client = reqwest::Client::builder().timeout(Duration::from_secs(60)).build().expect("http client");
-        let mut harness = Self { broker, kafka, topics, base, grpc, client, shutdown, server };
+        let openapi = tokio::sync::OnceCell::new();
+        let mut harness = Self { broker, kafka, topics, base, grpc, client, shutdown, server, openapi };
         harness.wait_ready().await;
         harness
     }
@@ -114,7 +120,27 @@ impl Harness {
             .send()
             .await
             .expect("publish request");
-        decode(response).await
+        let (status, body) = decode(response).await;
+        self.check_answer("POST", "/publish", status, &body).await;
+        (status, body)
+    }
+
+    /// The publisher's OpenAPI document.
+    pub async fn openapi(&self) -> &Value {
+        self.openapi
+            .get_or_init(|| async {
+                let response =
+                    self.client.get(format!("{}/openapi.json", self.base)).send().await.expect("GET /openapi.json");
+                let (status, document) = decode(response).await;
+                assert_eq!(status, 200, "GET /openapi.json: {document}");
+                document
+            })
+            .await
+    }
+
+    /// Panics unless the answer is what the OpenAPI document says of `method path`.
+    pub async fn check_answer(&self, method: &str, path: &str, status: u16, body: &Value) {
+        openapi::check_answer(self.openapi().await, method, path, status, body);
     }
 
     /// A JSON request to the API with an optional bearer token; the status and the JSON answer.
@@ -140,6 +166,7 @@ impl Harness {
         content_type: &str,
         body: String,
     ) -> (u16, Value) {
+        let name = method.as_str().to_owned();
         let mut request = self.client.request(method, format!("{}{path}", self.base));
         if let Some(token) = token {
             request = request.bearer_auth(token);
@@ -147,7 +174,9 @@ impl Harness {
         if !body.is_empty() {
             request = request.header("content-type", content_type).body(body);
         }
-        decode(request.send().await.expect("api request")).await
+        let (status, body) = decode(request.send().await.expect("api request")).await;
+        self.check_answer(&name, path, status, &body).await;
+        (status, body)
     }
 
     pub async fn get(&self, path: &str) -> (u16, String) {
