@@ -85,7 +85,7 @@ pub async fn run<W: Write + Send>(command: DeliveriesCommand, timeout: Duration,
                     query.push((name, value.clone()));
                 }
             }
-            let path = format!("/v1/customers/{}/deliveries", segment(&args.customer));
+            let path = ["v1", "customers", &args.customer, "deliveries"];
             let answer = call(&args.api, reqwest::Method::GET, &path, &query, timeout).await?;
             if args.json {
                 writeln!(out, "{answer}")?;
@@ -102,13 +102,13 @@ pub async fn run<W: Write + Send>(command: DeliveriesCommand, timeout: Duration,
             Ok(())
         }
         DeliveriesCommand::Show(args) => {
-            let path = format!("/v1/customers/{}/deliveries/{}", segment(&args.customer), segment(&args.event));
+            let path = ["v1", "customers", &args.customer, "deliveries", &args.event];
             let answer = call(&args.api, reqwest::Method::GET, &path, &[], timeout).await?;
             writeln!(out, "{}", serde_json::to_string_pretty(&answer)?)?;
             Ok(())
         }
         DeliveriesCommand::Resend(args) => {
-            let path = format!("/v1/customers/{}/deliveries/{}/resend", segment(&args.customer), segment(&args.event));
+            let path = ["v1", "customers", &args.customer, "deliveries", &args.event, "resend"];
             let answer = call(&args.api, reqwest::Method::POST, &path, &[], timeout).await?;
             writeln!(
                 out,
@@ -141,14 +141,17 @@ fn delivery_line(delivery: &Value) -> String {
     )
 }
 
-/// A path segment, percent-encoded (ids are validated by the API; this keeps any input a segment).
-fn segment(text: &str) -> String {
-    text.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => char::from(b).to_string(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
+/// The address of `path` (its segments, each percent-encoded by `url` as one segment, so an id
+/// holding `/` or `?` stays one) under `--api-url`, with `query`.
+fn address(api_url: &str, path: &[&str], query: &[(&str, String)]) -> Result<reqwest::Url> {
+    let invalid = |reason: &dyn std::fmt::Display| Error::Usage(format!("invalid --api-url `{api_url}`: {reason}"));
+    let mut url = reqwest::Url::parse(api_url).map_err(|e| invalid(&e))?;
+    url.path_segments_mut().map_err(|()| invalid(&"not an http(s) address"))?.pop_if_empty().extend(path);
+    url.query_pairs_mut().extend_pairs(query);
+    if query.is_empty() {
+        url.set_query(None);
+    }
+    Ok(url)
 }
 
 /// Calls the admin API; its JSON answer, or an error with the API's message (a refusal of the
@@ -156,7 +159,7 @@ fn segment(text: &str) -> String {
 async fn call(
     api: &ApiArgs,
     method: reqwest::Method,
-    path: &str,
+    path: &[&str],
     query: &[(&str, String)],
     timeout: Duration,
 ) -> Result<Value> {
@@ -164,9 +167,7 @@ async fn call(
         Error::Usage("no admin token: pass --admin-token (or set HOOKLINE_ADMIN_TOKEN), one of the publisher's".into())
     })?;
     let client = reqwest::Client::builder().timeout(timeout).build().map_err(|e| Error::Api(e.to_string()))?;
-    let base = format!("{}{path}", api.api_url.trim_end_matches('/'));
-    let url = reqwest::Url::parse_with_params(&base, query)
-        .map_err(|e| Error::Usage(format!("invalid --api-url `{}`: {e}", api.api_url)))?;
+    let url = address(&api.api_url, path, query)?;
     let response = client
         .request(method, url)
         .bearer_auth(token.expose())
@@ -191,7 +192,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn lines_and_segments() {
+    fn lines_and_addresses() {
         let delivery = serde_json::json!({
             "first_attempt_at": "2026-12-01T10:00:00.000Z", "status": "dead_lettered", "attempts": 4,
             "event_id": "evt_1", "event_type": "order.created", "last_status": 503, "last_error": "HTTP 503"
@@ -199,7 +200,14 @@ mod tests {
         let line = delivery_line(&delivery);
         assert!(line.starts_with("2026-12-01T10:00:00.000Z  dead_lettered"), "{line}");
         assert!(line.contains(" 4 attempt(s)  evt_1  order.created  HTTP 503"), "{line}");
-        assert_eq!(segment("acme-1_x.y"), "acme-1_x.y");
-        assert_eq!(segment("a/b c"), "a%2Fb%20c");
+        let url = |base: &str, path: &[&str], query: &[(&str, String)]| address(base, path, query).unwrap().to_string();
+        assert_eq!(url("http://127.0.0.1:4242", &["v1", "acme-1_x.y"], &[]), "http://127.0.0.1:4242/v1/acme-1_x.y");
+        assert_eq!(url("http://h/api/", &["v1", "a/b c?d"], &[]), "http://h/api/v1/a%2Fb%20c%3Fd");
+        assert_eq!(
+            url("http://h", &["v1"], &[("since", "2026-12-01T00:00:00+01:00".into())]),
+            "http://h/v1?since=2026-12-01T00%3A00%3A00%2B01%3A00"
+        );
+        assert!(matches!(address("not a url", &["v1"], &[]), Err(Error::Usage(_))));
+        assert!(matches!(address("mailto:ops@example.com", &["v1"], &[]), Err(Error::Usage(_))));
     }
 }

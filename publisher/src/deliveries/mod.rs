@@ -419,10 +419,9 @@ fn read_record(kafka_args: &KafkaArgs, topic: &str, partition: i32, offset: i64)
 }
 
 /// Resends one delivery of `customer_id`; the resend's id.
-async fn resend(state: &Deliveries, customer_id: &str, event_id: &str) -> Result<String> {
-    let (delivery, _) = delivery_of(state, customer_id, event_id).await?;
-    let customer = state.tenants.get(customer_id).await.map_err(Error::Tenant)?;
-    resend_delivery(state, &customer, &delivery).await
+async fn resend(state: &Deliveries, customer: &Arc<Customer>, event_id: &str) -> Result<String> {
+    let (delivery, _) = delivery_of(state, &customer.id, event_id).await?;
+    resend_delivery(state, customer, &delivery).await
 }
 
 /// Writes `delivery` of `customer` again; the resend's id.
@@ -451,19 +450,17 @@ struct RecoverBody {
 }
 
 /// Resends the dead-lettered deliveries of `customer_id` first attempted in the body's window.
-async fn recover(state: &Deliveries, customer_id: &str, body: RecoverBody) -> Result<serde_json::Value> {
+async fn recover(state: &Deliveries, customer: &Arc<Customer>, body: RecoverBody) -> Result<serde_json::Value> {
     let mut params = HashMap::from([("since".to_owned(), body.since), ("status".to_owned(), "dead_lettered".into())]);
     if let Some(until) = body.until {
         params.insert("until".into(), until);
     }
     params.insert("limit".into(), MAX_RECOVER.to_string());
-    let listing = parse_listing(customer_id, &params)?;
+    let listing = parse_listing(&customer.id, &params)?;
     let page = on_index(state, move |index| index.list(&listing)).await?;
-    // Looked up once for the whole batch (a look-up catches the directory up with the topic).
-    let customer = state.tenants.get(customer_id).await.map_err(Error::Tenant)?;
     let (mut resent, mut unavailable) = (0, 0);
     for delivery in &page {
-        match resend_delivery(state, &customer, delivery).await {
+        match resend_delivery(state, customer, delivery).await {
             Ok(_) => resent += 1,
             Err(Error::Conflict(_)) => unavailable += 1,
             Err(error) => return Err(error),
@@ -490,16 +487,16 @@ fn answer(state: &Deliveries, operation: &'static str, result: Result<serde_json
 }
 
 /// The customer a customer's request is about: itself.
-fn own(auth: Result<AuthenticatedCustomer, Error>) -> Result<String> {
-    auth.map(|AuthenticatedCustomer(customer)| customer.id.clone())
+fn own(auth: Result<AuthenticatedCustomer, Error>) -> Result<Arc<Customer>> {
+    auth.map(|AuthenticatedCustomer(customer)| customer)
 }
 
-/// The customer an admin's request is about: the one its path names, which must exist.
-async fn named(state: &Deliveries, auth: Result<Admin, Error>, id: &str) -> Result<String> {
+/// The customer an admin's request is about: the one its path names, which must exist (looked
+/// up once per request: a look-up catches the directory up with the topic).
+async fn named(state: &Deliveries, auth: Result<Admin, Error>, id: &str) -> Result<Arc<Customer>> {
     auth?;
     validate_id(id).map_err(|_| Error::UnknownCustomer(id.to_owned()))?;
-    state.tenants.get(id).await.map_err(Error::Tenant)?;
-    Ok(id.to_owned())
+    state.tenants.get(id).await.map_err(Error::Tenant)
 }
 
 /// Answers a resend.
@@ -532,7 +529,7 @@ async fn stats(state: &Deliveries, customer_id: &str) -> Result<serde_json::Valu
     security(("customer_api_key" = [])),
     responses((status = 200, description = "The last 24 hours of attempts, per hour", body = Stats), Refused))]
 async fn stats_own(State(state): State<Arc<Deliveries>>, auth: Result<AuthenticatedCustomer, Error>) -> Response {
-    let result = async { stats(&state, &own(auth)?).await }.await;
+    let result = async { stats(&state, &own(auth)?.id).await }.await;
     answer(&state, "own_delivery_stats", result)
 }
 
@@ -545,7 +542,7 @@ async fn list_own(
     auth: Result<AuthenticatedCustomer, Error>,
     Query(params): Query<HashMap<String, String>>,
 ) -> Response {
-    let result = async { list(&state, &own(auth)?, &params).await }.await;
+    let result = async { list(&state, &own(auth)?.id, &params).await }.await;
     answer(&state, "list_own_deliveries", result)
 }
 
@@ -557,7 +554,7 @@ async fn show_own(
     auth: Result<AuthenticatedCustomer, Error>,
     Path(event_id): Path<String>,
 ) -> Response {
-    let result = async { show(&state, &own(auth)?, &event_id).await }.await;
+    let result = async { show(&state, &own(auth)?.id, &event_id).await }.await;
     answer(&state, "show_own_delivery", result)
 }
 
@@ -572,7 +569,7 @@ async fn list_any(
     Path(id): Path<String>,
     Query(params): Query<HashMap<String, String>>,
 ) -> Response {
-    let result = async { list(&state, &named(&state, auth, &id).await?, &params).await }.await;
+    let result = async { list(&state, &named(&state, auth, &id).await?.id, &params).await }.await;
     answer(&state, "list_deliveries", result)
 }
 
@@ -585,7 +582,7 @@ async fn show_any(
     auth: Result<Admin, Error>,
     Path((id, event_id)): Path<(String, String)>,
 ) -> Response {
-    let result = async { show(&state, &named(&state, auth, &id).await?, &event_id).await }.await;
+    let result = async { show(&state, &named(&state, auth, &id).await?.id, &event_id).await }.await;
     answer(&state, "show_delivery", result)
 }
 
