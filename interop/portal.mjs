@@ -82,6 +82,11 @@ try {
     return response.status;
   }, input.otherEventId);
 
+  // The page fits its window (puppeteer's 800 px): no section scrolls sideways, with a delivery
+  // opened to its attempts.
+  out.sectionsScrollingSideways = await page.$$eval("section", (sections) =>
+    sections.filter((s) => !s.hidden && s.scrollWidth > s.clientWidth).map((s) => `${s.id}: ${s.scrollWidth} > ${s.clientWidth}`),
+  );
   await page.screenshot({ path: input.screenshot, fullPage: true });
   out.cspViolations = violations;
 

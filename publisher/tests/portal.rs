@@ -130,6 +130,7 @@ async fn a_customer_fixes_its_endpoint_and_resends_in_the_portal() {
     assert_eq!(seen["otherTenantStatus"], 404, "another tenant's delivery: {seen}");
     assert_eq!(seen["chartDrawn"], true);
     assert_eq!(seen["cspViolations"], json!([]));
+    assert_eq!(seen["sectionsScrollingSideways"], json!([]), "the page is wider than an 800 px window");
     assert!(seen["expiredLinkError"].as_str().unwrap().contains("expired"), "{seen}");
     assert_eq!(seen["expiredPortalHidden"], true);
     assert_eq!(seen["apiKeyWho"], "globex");
