@@ -34,10 +34,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::Json;
 use axum::extract::{FromRequest, Path, Request, State};
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use hookline_core::customer::{Customer, CustomerView, unix_now};
 use hookline_core::envelope::EventRecord;
 use hookline_core::notices;
@@ -45,17 +44,18 @@ use hookline_core::tenants::Tenants;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use serde_json::value::RawValue;
-use utoipa::{IntoParams, ToSchema};
+use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use crate::answer::{counted, to_json};
 use crate::auth::{Admin, AnyRole, AuthenticatedCustomer};
 use crate::body::{JsonBody, is_json, parse_json, read_body};
 use crate::error::ErrorBody;
 use crate::event_types::{EventTypes, Format, Source};
 use crate::idempotency::Accepted;
 use crate::metrics::Metrics;
-use crate::openapi::{BadBody, NotFound, Refused};
+use crate::openapi::{BadBody, CustomerId, NotFound, Refused};
 use crate::publish::Publisher;
 use crate::state::{RouteState, Shared};
 use crate::{Error, Result};
@@ -105,23 +105,6 @@ pub(crate) fn routes(state: Arc<Onboarding>) -> OpenApiRouter {
         .with_state(state)
 }
 
-/// Answers a handler's result and counts it under `operation`.
-fn answer(state: &Onboarding, operation: &'static str, result: Result<(StatusCode, serde_json::Value)>) -> Response {
-    let response = match result {
-        Ok((status, body)) => (status, Json(body)).into_response(),
-        Err(error) => {
-            if error.status().is_server_error() {
-                tracing::warn!(operation, %error, "onboarding request failed");
-            } else {
-                tracing::debug!(operation, %error, "onboarding request refused");
-            }
-            error.into_response()
-        }
-    };
-    state.metrics.api_request(operation, response.status().as_u16());
-    response
-}
-
 /// Runs `work` for an authenticated caller (or answers the authentication error), then answers
 /// and counts the result under `operation`. Handlers that take a body receive the raw request
 /// and read it inside `work`: a caller that fails authentication is refused without a byte of
@@ -139,7 +122,7 @@ where
         Ok(caller) => work(caller).await,
         Err(error) => Err(error),
     };
-    answer(state, operation, result)
+    counted(&state.metrics, operation, result)
 }
 
 /// `POST /v1/customers` body.
@@ -204,20 +187,6 @@ struct RotatedSecret {
     /// Unix seconds when the previous secret stops signing (absent if there was none).
     previous_expires_at: Option<i64>,
     customer: CustomerView,
-}
-
-/// The path parameter of the admin routes.
-#[derive(Debug, IntoParams)]
-#[into_params(parameter_in = Path)]
-#[allow(dead_code)]
-struct CustomerId {
-    /// The customer's id.
-    id: String,
-}
-
-/// An answer body as the JSON value [`respond`] answers with.
-fn to_json(answer: impl Serialize) -> serde_json::Value {
-    serde_json::to_value(answer).unwrap_or_default()
 }
 
 #[utoipa::path(post, path = "/v1/customers", tag = "customers", operation_id = "create_customer",

@@ -50,6 +50,8 @@
 //!   extractors take from it.
 //! - `body`: HTTP request bodies: bounded reads, JSON content types, parsing with errors that
 //!   name the field.
+//! - `answer`: how the JSON APIs (onboarding, deliveries) answer a handler's result, counted
+//!   per operation and status.
 //! - [`error`]: this crate's error type, and how each error is answered (HTTP status and JSON
 //!   body, gRPC code, metrics outcome).
 //!
@@ -67,6 +69,7 @@
 //! [`run`] / [`serve`] / [`serve_with_grpc`] (here): start-up, the state each transport gets, and
 //! graceful shutdown.
 
+mod answer;
 mod api;
 mod auth;
 mod body;

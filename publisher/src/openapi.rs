@@ -14,7 +14,7 @@ use axum::extract::State;
 use axum::http::header::CONTENT_TYPE;
 use axum::response::{IntoResponse, Response};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
-use utoipa::{IntoResponses, Modify, OpenApi};
+use utoipa::{IntoParams, IntoResponses, Modify, OpenApi};
 
 use crate::error::ErrorBody;
 
@@ -90,6 +90,24 @@ pub(crate) struct Document(pub Arc<str>);
 )]
 pub(crate) async fn openapi_json(State(document): State<Document>) -> Response {
     ([(CONTENT_TYPE, "application/json")], document.0.to_string()).into_response()
+}
+
+/// The path parameter of the routes about one customer (`/v1/customers/{id}/…`).
+#[derive(Debug, IntoParams)]
+#[into_params(parameter_in = Path)]
+#[allow(dead_code)]
+pub(crate) struct CustomerId {
+    /// The customer's id.
+    id: String,
+}
+
+/// The path parameter of the routes about one delivery (`…/deliveries/{event_id}…`).
+#[derive(Debug, IntoParams)]
+#[into_params(parameter_in = Path)]
+#[allow(dead_code)]
+pub(crate) struct EventId {
+    /// The event's id.
+    event_id: String,
 }
 
 /// Refusals of every route that takes a credential.

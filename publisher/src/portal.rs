@@ -17,7 +17,6 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use axum::Json;
 use axum::extract::{FromRequest, Path, Request, State};
 use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE, HOST};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
@@ -30,10 +29,11 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use crate::answer::{counted, to_json};
 use crate::auth::Admin;
 use crate::body::{JsonBody, is_json};
 use crate::metrics::Metrics;
-use crate::openapi::{BadBody, NotFound, Refused};
+use crate::openapi::{BadBody, CustomerId, NotFound, Refused};
 use crate::state::{RouteState, Shared};
 use crate::{Error, Result};
 
@@ -135,7 +135,7 @@ fn base_url(state: &Portal, headers: &HeaderMap) -> Result<String> {
 
 #[utoipa::path(post, path = "/v1/customers/{id}/portal", tag = "customers", operation_id = "create_portal_link",
     security(("admin_token" = [])),
-    params(("id" = String, Path, description = "The customer's id")),
+    params(CustomerId),
     request_body(content = Option<LinkBody>, content_type = "application/json", description = "Optional"),
     responses((status = 201, description = "A signed, expiring portal link for the customer", body = Link), Refused, BadBody, NotFound))]
 async fn create_link(
@@ -174,10 +174,5 @@ async fn create_link(
         Ok(Link { url: format!("{base}/portal#token={token}"), expires_at })
     }
     .await;
-    let response = match result {
-        Ok(body) => (StatusCode::CREATED, Json(body)).into_response(),
-        Err(error) => error.into_response(),
-    };
-    state.metrics.api_request("create_portal_link", response.status().as_u16());
-    response
+    counted(&state.metrics, "create_portal_link", result.map(|link| (StatusCode::CREATED, to_json(link))))
 }

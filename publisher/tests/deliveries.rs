@@ -189,6 +189,16 @@ async fn customers_see_their_own_deliveries_with_attempts_and_payload() {
     let (status, theirs) =
         harness.call(Method::POST, "/v1/customers/globex/recover", Some(ADMIN_TOKEN), Some(window)).await;
     assert_eq!((status, theirs), (202, json!({"resent": 0, "unavailable": 1, "next_until": null})));
+    // Counted with the status answered.
+    let (_, metrics) = harness.get("/metrics").await;
+    for line in [
+        r#"hookline_api_requests_total{operation="resend_own_delivery",status="202"} 1"#,
+        r#"hookline_api_requests_total{operation="resend_own_delivery",status="409"} 1"#,
+        r#"hookline_api_requests_total{operation="recover_own",status="202"} 1"#,
+        r#"hookline_api_requests_total{operation="recover",status="202"} 1"#,
+    ] {
+        assert!(metrics.lines().any(|l| l == line), "{line} not in {metrics}");
+    }
     harness.stop().await;
 }
 

@@ -33,10 +33,9 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use axum::Json;
 use axum::extract::{FromRequest, Path, Query, Request, State};
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use hookline_core::attempts::{AttemptOutcome, AttemptRecord};
 use hookline_core::config::KafkaArgs;
 use hookline_core::customer::{Customer, validate_id};
@@ -53,11 +52,12 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use crate::answer::{counted, to_json};
 use crate::auth::{Admin, AuthenticatedCustomer};
 use crate::body::JsonBody;
 use crate::error::ErrorBody;
 use crate::metrics::Metrics;
-use crate::openapi::{BadBody, NotFound, Refused};
+use crate::openapi::{BadBody, CustomerId, EventId, NotFound, Refused};
 use crate::publish::Publisher;
 use crate::state::{RouteState, Shared};
 use crate::{Error, Result};
@@ -258,11 +258,6 @@ struct Recovered {
     unavailable: u32,
     /// More remain: call again with this as `until` for the older ones.
     next_until: Option<String>,
-}
-
-/// An answer body as the JSON value [`answer`] answers with.
-fn to_json(body: impl Serialize) -> serde_json::Value {
-    serde_json::to_value(body).unwrap_or_default()
 }
 
 /// Runs `query` on the index off the async threads (SQLite blocks).
@@ -471,19 +466,9 @@ async fn recover(state: &Deliveries, customer: &Arc<Customer>, body: RecoverBody
     Ok(to_json(Recovered { resent, unavailable, next_until }))
 }
 
-/// Answers and counts one request.
+/// Answers and counts one request: `200 OK` with its body.
 fn answer(state: &Deliveries, operation: &'static str, result: Result<serde_json::Value>) -> Response {
-    let response = match result {
-        Ok(body) => (StatusCode::OK, Json(body)).into_response(),
-        Err(error) => {
-            if error.status().is_server_error() {
-                tracing::warn!(operation, %error, "deliveries request failed");
-            }
-            error.into_response()
-        }
-    };
-    state.metrics.api_request(operation, response.status().as_u16());
-    response
+    counted(&state.metrics, operation, result.map(|body| (StatusCode::OK, body)))
 }
 
 /// The customer a customer's request is about: itself.
@@ -547,7 +532,7 @@ async fn list_own(
 }
 
 #[utoipa::path(get, path = "/v1/customer/deliveries/{event_id}", tag = "deliveries", operation_id = "show_own_delivery",
-    security(("customer_api_key" = [])), params(("event_id" = String, Path, description = "The event's id")),
+    security(("customer_api_key" = [])), params(EventId),
     responses((status = 200, description = "The delivery, its attempts and its payload", body = DeliveryDetail), Refused, NotFound))]
 async fn show_own(
     State(state): State<Arc<Deliveries>>,
@@ -560,7 +545,7 @@ async fn show_own(
 
 #[utoipa::path(get, path = "/v1/customers/{id}/deliveries", tag = "deliveries", operation_id = "list_deliveries",
     security(("admin_token" = [])),
-    params(("id" = String, Path, description = "The customer's id"), ListingParams),
+    params(CustomerId, ListingParams),
     responses((status = 200, description = "The customer's deliveries, newest first", body = DeliveryPage),
         (status = 422, description = "A parameter is invalid or unknown (named)", body = ErrorBody), Refused, NotFound))]
 async fn list_any(
@@ -575,7 +560,7 @@ async fn list_any(
 
 #[utoipa::path(get, path = "/v1/customers/{id}/deliveries/{event_id}", tag = "deliveries", operation_id = "show_delivery",
     security(("admin_token" = [])),
-    params(("id" = String, Path, description = "The customer's id"), ("event_id" = String, Path, description = "The event's id")),
+    params(CustomerId, EventId),
     responses((status = 200, description = "The delivery, its attempts and its payload", body = DeliveryDetail), Refused, NotFound))]
 async fn show_any(
     State(state): State<Arc<Deliveries>>,
@@ -587,7 +572,7 @@ async fn show_any(
 }
 
 #[utoipa::path(post, path = "/v1/customer/deliveries/{event_id}/resend", tag = "deliveries", operation_id = "resend_own_delivery",
-    security(("customer_api_key" = [])), params(("event_id" = String, Path, description = "The event's id")),
+    security(("customer_api_key" = [])), params(EventId),
     responses((status = 202, description = "A copy marked as a resend is on the delivery topic", body = Resent),
         (status = 409, description = "The record is past its topic's retention", body = ErrorBody), Refused, NotFound))]
 async fn resend_own(
@@ -605,7 +590,7 @@ async fn resend_own(
 
 #[utoipa::path(post, path = "/v1/customers/{id}/deliveries/{event_id}/resend", tag = "deliveries", operation_id = "resend_delivery",
     security(("admin_token" = [])),
-    params(("id" = String, Path, description = "The customer's id"), ("event_id" = String, Path, description = "The event's id")),
+    params(CustomerId, EventId),
     responses((status = 202, description = "A copy marked as a resend is on the delivery topic", body = Resent),
         (status = 409, description = "The record is past its topic's retention", body = ErrorBody), Refused, NotFound))]
 async fn resend_any(
@@ -640,7 +625,7 @@ async fn recover_own(
 
 #[utoipa::path(post, path = "/v1/customers/{id}/recover", tag = "deliveries", operation_id = "recover",
     security(("admin_token" = [])),
-    params(("id" = String, Path, description = "The customer's id")),
+    params(CustomerId),
     request_body(content = RecoverBody, content_type = "application/json"),
     responses((status = 202, description = "Up to 100 dead-lettered deliveries resent, newest first", body = Recovered), Refused, BadBody, NotFound))]
 async fn recover_any(
@@ -657,13 +642,10 @@ async fn recover_any(
     accepted(&state, "recover", result)
 }
 
-/// [`answer`] with `202 Accepted` for success: the copies are written, not yet delivered.
+/// Answers and counts a resend or recover: `202 Accepted` (the copies are written, not yet
+/// delivered).
 fn accepted(state: &Deliveries, operation: &'static str, result: Result<serde_json::Value>) -> Response {
-    let mut response = answer(state, operation, result);
-    if response.status() == StatusCode::OK {
-        *response.status_mut() = StatusCode::ACCEPTED;
-    }
-    response
+    counted(&state.metrics, operation, result.map(|body| (StatusCode::ACCEPTED, body)))
 }
 
 #[cfg(test)]
