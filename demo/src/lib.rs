@@ -381,11 +381,28 @@ async fn drive(
     Ok(Summary { kafka: location.to_owned(), events: args.events, customers, consumers, operator_notices, elapsed })
 }
 
+/// Longest wait for the deliveries API to list the dead letters of the customer whose portal
+/// link the demo prints.
+const LOG_WAIT: Duration = Duration::from_secs(10);
+
 /// Prints a portal link for the first customer with dead letters (else the first customer) and
 /// waits for Ctrl-C, everything still running.
 async fn serve_portal(api: &cast::Api, customers: &[CustomerSummary], interrupt: &CancellationToken) -> Result<()> {
     let chosen = customers.iter().find(|c| c.dead_lettered > 0).or(customers.first());
     let Some(customer) = chosen else { return Ok(()) };
+    if customer.dead_lettered > 0 {
+        // The deliveries API reads the delivery log, which trails the consumers: a link printed
+        // before the log's records reach the index would open a portal without the failures.
+        let listing = format!("/v1/customers/{}/deliveries?status=dead_lettered&limit=1", customer.id);
+        let deadline = Instant::now() + LOG_WAIT;
+        loop {
+            let page = api.call(reqwest::Method::GET, &listing, &api.admin_token, serde_json::Value::Null).await?;
+            if page["deliveries"].as_array().is_some_and(|d| !d.is_empty()) || Instant::now() >= deadline {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
     let path = format!("/v1/customers/{}/portal", customer.id);
     let link =
         api.call(reqwest::Method::POST, &path, &api.admin_token, serde_json::json!({ "ttl_seconds": 3600 })).await?;
